@@ -1,0 +1,201 @@
+/**
+ * The body of `POST /v1/activities/create`, as Ortto defines it, checked against a catalogue.
+ * The worker builds this schema once per isolate and runs it on every request.
+ */
+import * as z from "zod/mini";
+import { MAX_ATTRIBUTES, type ResolvedCatalogue, specKind, specOptions } from "./catalogue.ts";
+import { ACTIVITY_ID, IDENTIFYING_FIELDS } from "./field-ids.ts";
+import { isoDateTime, MAX_TEXT, valueSchema } from "./ortto-types.ts";
+
+/** Ortto's limits per request and per activity. */
+export const MAX_ACTIVITIES = 100;
+export const MAX_BODY_BYTES = 2 * 1024 * 1024;
+export const MAX_ACTIVITY_BYTES = 16 * 1024;
+/** Ortto's back-dating window, and our tolerance for clocks that run fast. */
+export const MAX_AGE_MS = 90 * 24 * 60 * 60 * 1000;
+export const MAX_FUTURE_MS = 5 * 60 * 1000;
+
+/** One activity as it travels on the wire (what a page or server sends, minus the key). */
+export interface ActivityInput {
+  activity_id: string;
+  person_id?: string;
+  created?: string;
+  key?: string;
+  fields?: Record<string, unknown>;
+  attributes?: Record<string, unknown>;
+  location?: Location;
+}
+
+export type Location =
+  | { source_ip: string }
+  | { custom: { country_name?: string; region_name?: string; city_name?: string; position_name?: string; lat?: number; lng?: number } }
+  | { address: Record<string, string> };
+
+/** The request body of `/v1/activities/create`. */
+export interface ActivitiesRequest {
+  async?: boolean;
+  merge_by?: string[];
+  activities: ActivityInput[];
+}
+
+/** One entry of Ortto's answer, in the order of the request's activities. */
+export interface ActivityResult {
+  person_id?: string;
+  person_status: "created" | "merged" | "updated" | "ignored" | "matched" | "failed" | "queued" | string;
+  activity_id?: string;
+  status: "ingested" | "queued" | "failed" | string;
+}
+export interface ActivitiesResponse {
+  activities: ActivityResult[];
+}
+
+/** Ortto's error envelope, which the relay uses for its own errors too. */
+export interface ErrorBody {
+  request_id: string;
+  code: number;
+  error: string;
+  details?: { path: string; message: string }[];
+}
+
+function checkCreated(created: string): boolean {
+  return Date.parse(created) >= Date.now() - MAX_AGE_MS;
+}
+function notInFuture(created: string): boolean {
+  return Date.parse(created) <= Date.now() + MAX_FUTURE_MS;
+}
+
+const created = isoDateTime.check(
+  z.refine(checkCreated, "Created date is more than 90 days ago"),
+  z.refine(notInFuture, "Created date is more than 5 minutes in the future"),
+);
+const key = z
+  .string({ error: "expected a string" })
+  .check(z.minLength(1, "expected a non-empty string"), z.maxLength(MAX_TEXT, `expected at most ${MAX_TEXT} characters`));
+const personId = z.string({ error: "expected a string" }).check(z.regex(/^[0-9a-f]{1,64}$/, "expected an Ortto person id (hex)"));
+
+function utf8Length(value: unknown): number {
+  return new TextEncoder().encode(JSON.stringify(value)).length;
+}
+
+/** Builds the per-activity schemas of a catalogue: one strict object per activity id. */
+function activitySchemas(catalogue: ResolvedCatalogue) {
+  const fieldsShape: Record<string, z.ZodMiniOptional> = {};
+  for (const [id, spec] of Object.entries(catalogue.personFields)) {
+    fieldsShape[id] = z.optional(valueSchema(specKind(spec), specOptions(spec)));
+  }
+  const fields = z.strictObject(fieldsShape, { error: "expected an object of person fields" });
+
+  const byId = new Map<string, z.ZodMiniType>();
+  for (const [id, definition] of Object.entries(catalogue.activities)) {
+    const shape: Record<string, z.ZodMiniOptional> = {};
+    for (const [attr, spec] of Object.entries(definition.attributes)) {
+      shape[attr] = z.optional(valueSchema(specKind(spec), specOptions(spec)));
+    }
+    const attributes = z
+      .strictObject(shape, { error: "expected an object of attributes" })
+      .check(z.refine((a) => Object.keys(a).length <= MAX_ATTRIBUTES, `expected at most ${MAX_ATTRIBUTES} attributes (Ortto's limit)`));
+    byId.set(
+      id,
+      z
+        .strictObject({
+          activity_id: z.literal(id),
+          person_id: z.optional(personId),
+          created: z.optional(created),
+          key: z.optional(key),
+          fields: z.optional(fields),
+          attributes: z.optional(attributes),
+          // Replaced by the relay (GEO_MODE), so only its size matters here.
+          location: z.optional(z.unknown()),
+        })
+        .check(
+          z.refine(
+            (a) => a.person_id !== undefined || IDENTIFYING_FIELDS.some((f) => a.fields?.[f] !== undefined),
+            `expected person_id or an identifying person field (${IDENTIFYING_FIELDS.join(", ")}): Ortto records activities only for identified people`,
+          ),
+          z.refine(
+            (a) => utf8Length(a) <= MAX_ACTIVITY_BYTES,
+            `expected at most ${MAX_ACTIVITY_BYTES / 1024} kB per activity (Ortto's limit)`,
+          ),
+        ),
+    );
+  }
+  return byId;
+}
+
+/**
+ * The request schema of a catalogue. An activity id that is not in the catalogue is named
+ * in the error; every attribute and person field is checked against its declared kind, and
+ * one that the catalogue does not declare is refused (Ortto would drop unknown attributes
+ * silently and fail on unknown person fields; a 400 tells the developer at once).
+ */
+export function activitiesRequestSchema(catalogue: ResolvedCatalogue) {
+  const byId = activitySchemas(catalogue);
+  const known = [...byId.keys()].join(", ");
+  const activity = z.unknown().check(
+    z.superRefine((input, ctx) => {
+      if (typeof input !== "object" || input === null || Array.isArray(input)) {
+        ctx.issues.push({ code: "custom", input, message: "expected an activity object" });
+        return;
+      }
+      const id = (input as { activity_id?: unknown }).activity_id;
+      if (typeof id !== "string" || !ACTIVITY_ID.test(id)) {
+        ctx.issues.push({ code: "custom", input: id, path: ["activity_id"], message: "expected an activity id such as act:cm:logged-in" });
+        return;
+      }
+      const schema = byId.get(id);
+      if (!schema) {
+        ctx.issues.push({
+          code: "custom",
+          input: id,
+          path: ["activity_id"],
+          message: `unknown activity ${id}: the catalogue has ${known}`,
+        });
+        return;
+      }
+      const result = schema.safeParse(input);
+      if (!result.success) {
+        for (const issue of result.error.issues) ctx.issues.push(issue as never);
+      }
+    }),
+  );
+
+  return z.strictObject(
+    {
+      async: z.optional(z.boolean({ error: "expected a boolean" })),
+      merge_by: z.optional(
+        z
+          .array(
+            z.enum(Object.keys(catalogue.personFields) as [string, ...string[]], { error: "expected a browser-settable person field id" }),
+          )
+          .check(z.minLength(1, "expected 1–3 person field ids"), z.maxLength(3, "expected 1–3 person field ids")),
+      ),
+      activities: z
+        .array(activity, { error: "expected an array of activities" })
+        .check(
+          z.minLength(1, "expected at least one activity"),
+          z.maxLength(MAX_ACTIVITIES, `expected at most ${MAX_ACTIVITIES} activities per request (Ortto's limit)`),
+        ),
+    },
+    { error: "expected a JSON object with an activities array" },
+  );
+}
+
+/** A zod issue, reduced to what the error envelope shows: where, and which rule. */
+export function describeIssue(issue: z.core.$ZodIssue): { path: string; message: string } {
+  const path = issue.path.map(String);
+  if (issue.code === "unrecognized_keys") {
+    const parent = path.at(-1);
+    const what = parent === "attributes" ? "attribute" : parent === "fields" ? "person field" : "property";
+    const where =
+      parent === "attributes" ? " in the catalogue for this activity" : parent === "fields" ? " as browser-settable in the catalogue" : "";
+    return {
+      path: [...path, issue.keys[0]].join("."),
+      message: `unknown ${what}${issue.keys.length > 1 ? `s ${issue.keys.join(", ")}` : ` ${issue.keys[0]}`}: not declared${where}`,
+    };
+  }
+  if (issue.code === "invalid_type" && issue.input === undefined && issue.message === "Invalid input") {
+    return { path: path.join("."), message: `required (expected ${issue.expected})` };
+  }
+  const message = issue.message === "Invalid input" ? `invalid ${issue.code.replace(/_/g, " ")}` : issue.message;
+  return { path: path.join("."), message };
+}

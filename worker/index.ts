@@ -1,0 +1,1 @@
+export default { async fetch(req: Request) { const r = await fetch("http://ortto.test/v1/activities/create", { method: "POST", headers: { "X-Api-Key": "k" } }); return new Response(await r.text()); } };
