@@ -36,6 +36,8 @@ export interface ActivitiesRequest {
   async?: boolean;
   merge_by?: string[];
   activities: ActivityInput[];
+  /** The signed-identity token of the person in `fields` (see the relay's security model); never forwarded. */
+  identity_token?: string;
 }
 
 /** One entry of Ortto's answer, in the order of the request's activities. */
@@ -169,6 +171,7 @@ export function activitiesRequestSchema(catalogue: ResolvedCatalogue) {
           )
           .check(z.minLength(1, "expected 1–3 person field ids"), z.maxLength(3, "expected 1–3 person field ids")),
       ),
+      identity_token: z.optional(z.string({ error: "expected a string" }).check(z.maxLength(128, "expected at most 128 characters"))),
       activities: z
         .array(activity, { error: "expected an array of activities" })
         .check(

@@ -79,7 +79,9 @@ export function specOptions(spec: FieldSpec): readonly string[] | undefined {
  */
 export function defineCatalogue<const C extends CatalogueInput>(input: C): C & ResolvedCatalogue {
   const parsed = Catalogue.safeParse(input);
-  const problems: string[] = parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+  const problems: string[] = parsed.success
+    ? []
+    : parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.code === "invalid_key" ? i.issues[0]?.message : i.message}`);
   const personFields: Record<string, FieldSpec> = {};
   if (parsed.success) {
     for (const [id, spec] of Object.entries(parsed.data.personFields)) {

@@ -1,1 +1,38 @@
-export default { async fetch(req: Request) { const r = await fetch("http://ortto.test/v1/activities/create", { method: "POST", headers: { "X-Api-Key": "k" } }); return new Response(await r.text()); } };
+/**
+ * The relay: composes the routes and the middleware every request passes through.
+ * The path of one activity is in ARCHITECTURE.md.
+ */
+import { Hono } from "hono";
+import { cors } from "hono/cors";
+import { requestId } from "hono/request-id";
+import { activities } from "./activities/index.ts";
+import { relayConfig } from "./config.ts";
+import type { AppEnv } from "./env.ts";
+import { errorResponse, onError } from "./errors.ts";
+import { health } from "./health/index.ts";
+import { requestLog } from "./log.ts";
+
+const app = new Hono<AppEnv>();
+
+app.use(requestId());
+app.use(requestLog);
+// CORS headers only for allowed origins (never `*`); a text/plain POST needs no preflight,
+// but servers and JSON posts do.
+app.use(
+  "/v1/*",
+  cors({
+    origin: (origin, c) => (origin && relayConfig(c.env).isAllowedOrigin(origin) ? origin : null),
+    allowMethods: ["POST", "OPTIONS"],
+    allowHeaders: ["Content-Type"],
+    exposeHeaders: ["X-Request-Id", "Retry-After"],
+    maxAge: 86400,
+  }),
+);
+
+app.route("/", health);
+app.route("/", activities);
+
+app.notFound((c) => errorResponse(c, 404, `No route for ${c.req.method} ${c.req.path}`));
+app.onError(onError);
+
+export default app;

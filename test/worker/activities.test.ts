@@ -1,0 +1,185 @@
+import { beforeEach, describe, expect, it, vi } from "vitest";
+import { emulator, loggedIn, ORIGIN, post, postWith } from "./helpers.ts";
+
+beforeEach(async () => {
+  await emulator.reset();
+});
+
+describe("POST /v1/activities/create forwards valid activities", () => {
+  it("forwards the seed's example to Ortto with the relay's key and answers Ortto's per-activity results", async () => {
+    const res = await post({ activities: [loggedIn()] });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { activities: { person_status: string; status: string }[] };
+    expect(body.activities).toHaveLength(1);
+    expect(body.activities[0]).toMatchObject({ person_status: "created", status: "ingested" });
+
+    const [request] = await emulator.requests();
+    expect(request?.headers["x-api-key"]).toBe("test-key-7f3a");
+    expect(request?.headers["content-type"]).toContain("application/json");
+    const [stored] = (await emulator.activities()).activities;
+    expect(stored).toMatchObject({
+      activity_id: "act:cm:logged-in",
+      attributes: { "str:cm:payment-plan": "$100 starter plan", "bol:cm:account-owner": true, "int::v": 1530 },
+      location: { source_ip: "203.0.113.7" },
+    });
+  });
+
+  it("adds a key and a created time to activities that have none", async () => {
+    const before = Date.now();
+    await post({ activities: [loggedIn()] });
+    const activity = (await emulator.requests())[0]?.body.activities?.[0];
+    expect(activity?.key).toMatch(/^[0-9a-f-]{36}$/);
+    expect(Date.parse(activity?.created ?? "")).toBeGreaterThanOrEqual(before - 1000);
+  });
+
+  it("keeps the key and created time the client set, so re-sends merge in Ortto", async () => {
+    const created = new Date(Date.now() - 60_000).toISOString();
+    const activity = loggedIn({ key: "evt-1", created });
+    await post({ activities: [activity] });
+    const res = await post({ activities: [activity] });
+    expect(res.status).toBe(200);
+    const sent = (await emulator.requests()).map((r) => r.body.activities?.[0]);
+    expect(sent.map((a) => [a?.key, a?.created])).toEqual([
+      ["evt-1", created],
+      ["evt-1", created],
+    ]);
+    expect((await emulator.activities()).duplicates).toBe(1);
+  });
+
+  it("accepts an application/json body as well as text/plain", async () => {
+    expect((await post({ activities: [loggedIn()] }, { contentType: "application/json" })).status).toBe(200);
+    expect((await post({ activities: [loggedIn()] }, { contentType: "text/plain;charset=UTF-8" })).status).toBe(200);
+  });
+
+  it("ignores an X-Api-Key sent by the browser and uses its own", async () => {
+    await post({ activities: [loggedIn()] }, { headers: { "X-Api-Key": "attacker-key" } });
+    expect((await emulator.requests())[0]?.headers["x-api-key"]).toBe("test-key-7f3a");
+  });
+
+  it("replaces a client-sent location with the CF-Connecting-IP, never X-Forwarded-For", async () => {
+    await post(
+      { activities: [loggedIn({ location: { source_ip: "1.1.1.1" } })] },
+      { ip: "198.51.100.4", headers: { "X-Forwarded-For": "9.9.9.9" } },
+    );
+    expect((await emulator.requests())[0]?.body.activities?.[0]?.location).toEqual({ source_ip: "198.51.100.4" });
+  });
+
+  it("with GEO_MODE=edge sends the city and country from request.cf instead of the IP", async () => {
+    const cf = { country: "AU", region: "New South Wales", city: "Sydney", latitude: "-33.86", longitude: "151.20" };
+    const res = await postWith({ GEO_MODE: "edge" }, { activities: [loggedIn()] }, { cf });
+    expect(res.status).toBe(200);
+    expect((await emulator.requests())[0]?.body.activities?.[0]?.location).toEqual({
+      custom: { country_name: "AU", region_name: "New South Wales", city_name: "Sydney", lat: -33.86, lng: 151.2 },
+    });
+  });
+
+  it("with GEO_MODE=off sends no location at all", async () => {
+    await postWith({ GEO_MODE: "off" }, { activities: [loggedIn({ location: { source_ip: "1.1.1.1" } })] });
+    expect((await emulator.requests())[0]?.body.activities?.[0]).not.toHaveProperty("location");
+  });
+
+  it("passes async: true through and answers Ortto's queued statuses", async () => {
+    const res = await post({ async: true, activities: [loggedIn(), loggedIn()] });
+    expect(await res.json()).toEqual({
+      activities: [
+        { status: "queued", person_status: "queued" },
+        { status: "queued", person_status: "queued" },
+      ],
+    });
+    expect((await emulator.requests())[0]?.body.async).toBe(true);
+  });
+
+  it("strips identity_token before forwarding", async () => {
+    await post({ identity_token: "abc123", activities: [loggedIn()] });
+    expect((await emulator.requests())[0]?.body).not.toHaveProperty("identity_token");
+  });
+
+  it("forwards a placed-order activity with one attribute of every Ortto type", async () => {
+    const res = await post({
+      activities: [
+        {
+          activity_id: "act:cm:placed-order",
+          fields: { "str::email": "alex@example.com", "phn::phone": { c: "61", n: "401234567" } },
+          attributes: {
+            "str:cm:order-number": "A-1001",
+            "txt:cm:gift-message": "x".repeat(3000),
+            "int:cm:item-count": 3,
+            "int:cm:weight-kg": 2500,
+            "int:cm:order-total": 24990,
+            "dtz:cm:delivery-date": { year: 2026, month: 12, day: 24, timezone: "Australia/Sydney" },
+            "tme:cm:placed-at": new Date().toISOString(),
+            "bol:cm:first-order": true,
+            "phn:cm:contact-phone": { phone: "61401234567", parse_with_country_code: true },
+            "str:cm:receipt-url": "https://shop.example/r/1001",
+            "str:cm:shipping-method": "express",
+            "sst:cm:categories": ["desks", "chairs"],
+            "obj:cm:items": [{ item_id: "12345", item_name: "Laminate desk", price: 1000 }],
+            "int::v": 24990,
+          },
+        },
+      ],
+    });
+    expect(res.status).toBe(200);
+    expect((await emulator.activities()).activities[0]?.attributes?.["sst:cm:categories"]).toEqual(["desks", "chairs"]);
+  });
+});
+
+describe("POST /v1/activities/create when Ortto fails", () => {
+  it("answers 502 with a clear error when Ortto answers 5xx", async () => {
+    await emulator.faults({ failRate: 1, statuses: [503] });
+    const res = await post({ activities: [loggedIn()] });
+    expect(res.status).toBe(502);
+    expect(await res.json()).toMatchObject({ code: 502, error: expect.stringContaining("Ortto answered 503") });
+  });
+
+  it("answers 502 with Retry-After from Ortto's try-in-seconds when Ortto rate-limits", async () => {
+    await emulator.faults({ failRate: 1, statuses: [429] });
+    const res = await post({ activities: [loggedIn()] });
+    expect(res.status).toBe(502);
+    expect(res.headers.get("Retry-After")).toBe("10");
+    expect(((await res.json()) as { error: string }).error).toContain("rate-limiting");
+  });
+
+  it("answers 502 within the timeout when Ortto hangs", async () => {
+    await emulator.faults({ hangMs: 3000 });
+    const res = await postWith({ UPSTREAM_TIMEOUT_MS: "200" }, { activities: [loggedIn()] });
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as { error: string }).error).toContain("did not answer within 200 ms");
+  });
+
+  it("passes Ortto's own 4xx back as a 4xx with its message", async () => {
+    await emulator.faults({ failRate: 1, statuses: [400] });
+    const res = await post({ activities: [loggedIn()] });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: string };
+    expect(body.error).toMatch(/^Ortto refused the activities: /);
+  });
+
+  it("answers 503 naming ORTTO_API_KEY when the key is not configured, and forwards nothing", async () => {
+    const res = await postWith({ ORTTO_API_KEY: undefined }, { activities: [loggedIn()] });
+    expect(res.status).toBe(503);
+    const body = (await res.json()) as { error: string; details: { path: string }[] };
+    expect(body.error).toContain("ORTTO_API_KEY");
+    expect(body.details[0]?.path).toBe("ORTTO_API_KEY");
+    expect(await emulator.requests()).toHaveLength(0);
+  });
+});
+
+describe("logs", () => {
+  it("writes one JSON line per request with counts and upstream status, never the key or a raw email", async () => {
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
+    try {
+      await post({ activities: [loggedIn()] });
+    } finally {
+      spy.mockRestore();
+    }
+    expect(lines).toHaveLength(1);
+    const entry = JSON.parse(lines[0] ?? "{}");
+    expect(entry).toMatchObject({ origin: ORIGIN, status: 200, outcome: "forwarded", activities: 1, forwarded: 1, upstream_status: 200 });
+    expect(entry.request_id).toBeTruthy();
+    expect(entry.people).toEqual([expect.stringMatching(/^[0-9a-f]{12}$/)]);
+    expect(lines[0]).not.toContain("test-key-7f3a");
+    expect(lines[0]).not.toContain("chris@example.com");
+  });
+});

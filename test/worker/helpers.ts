@@ -1,0 +1,82 @@
+import { env, exports } from "cloudflare:workers";
+import app from "../../worker/index.ts";
+
+export const RELAY = "https://relay.test";
+export const ORIGIN = "https://shop.example";
+/** Every outbound fetch of the test worker goes to the emulator (vitest.config.ts `outboundService`). */
+export const EMULATOR = "http://ortto.test";
+
+/** The seed's first example: Chris Smith logged in. */
+export function loggedIn(overrides: Record<string, unknown> = {}) {
+  return {
+    activity_id: "act:cm:logged-in",
+    fields: { "str::first": "Chris", "str::last": "Smith", "str::email": "chris@example.com" },
+    attributes: {
+      "str:cm:payment-plan": "$100 starter plan",
+      "bol:cm:account-owner": true,
+      "str:cm:web-browser": "Google Chrome",
+      "int::v": 1530,
+    },
+    ...overrides,
+  };
+}
+
+export interface PostOptions {
+  origin?: string | null;
+  contentType?: string | null;
+  headers?: Record<string, string>;
+  ip?: string;
+}
+
+export function postInit(
+  body: unknown,
+  { origin = ORIGIN, contentType = "text/plain", headers = {}, ip = "203.0.113.7" }: PostOptions = {},
+): RequestInit {
+  const h: Record<string, string> = { "CF-Connecting-IP": ip, ...headers };
+  if (origin) h.Origin = origin;
+  if (contentType) h["Content-Type"] = contentType;
+  return { method: "POST", headers: h, body: typeof body === "string" ? body : JSON.stringify(body) };
+}
+
+/** A POST through the deployed-shape worker (the test worker's own default export). */
+export function post(body: unknown, options?: PostOptions) {
+  return exports.default.fetch(`${RELAY}/v1/activities/create`, postInit(body, options));
+}
+
+/** A POST through the app with some bindings changed (GEO_MODE, timeouts, a missing key). */
+export function postWith(bindings: Partial<Cloudflare.Env>, body: unknown, options?: PostOptions & { cf?: Record<string, unknown> }) {
+  const request = new Request(`${RELAY}/v1/activities/create`, { ...postInit(body, options), cf: options?.cf } as RequestInit);
+  return app.request(request, undefined, { ...env, ...bindings });
+}
+
+export interface StoredActivity {
+  activity_id: string;
+  person_id?: string;
+  fields?: Record<string, unknown>;
+  attributes?: Record<string, unknown>;
+  location?: Record<string, unknown>;
+  key?: string;
+  created?: string;
+}
+export interface EmulatorRequest {
+  headers: Record<string, string>;
+  body: { activities?: StoredActivity[]; async?: boolean } & Record<string, unknown>;
+  status: number;
+}
+
+export const emulator = {
+  reset: () => fetch(`${EMULATOR}/_emulator/reset`, { method: "POST" }),
+  faults: (faults: Record<string, unknown>) =>
+    fetch(`${EMULATOR}/_emulator/faults`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(faults),
+    }),
+  activities: async () =>
+    (await (await fetch(`${EMULATOR}/_emulator/activities`)).json()) as {
+      activities: StoredActivity[];
+      requests: number;
+      duplicates: number;
+    },
+  requests: async () => (await (await fetch(`${EMULATOR}/_emulator/requests`)).json()) as EmulatorRequest[],
+};

@@ -1,0 +1,74 @@
+import { exports } from "cloudflare:workers";
+import { beforeEach, describe, expect, it } from "vitest";
+import { emulator, loggedIn, ORIGIN, post, RELAY } from "./helpers.ts";
+
+beforeEach(async () => {
+  await emulator.reset();
+});
+
+function preflight(origin: string) {
+  return exports.default.fetch(`${RELAY}/v1/activities/create`, {
+    method: "OPTIONS",
+    headers: { Origin: origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type" },
+  });
+}
+
+describe("CORS", () => {
+  it("answers a preflight from an allowed origin with that origin, never *", async () => {
+    const res = await preflight(ORIGIN);
+    expect(res.status).toBe(204);
+    expect(res.headers.get("Access-Control-Allow-Origin")).toBe(ORIGIN);
+    expect(res.headers.get("Access-Control-Allow-Methods")).toContain("POST");
+    expect(res.headers.get("Access-Control-Allow-Headers")?.toLowerCase()).toContain("content-type");
+    expect(res.headers.get("Vary")).toContain("Origin");
+  });
+
+  it("gives a preflight from another origin no allow-origin header", async () => {
+    const res = await preflight("https://evil.example");
+    expect(res.headers.get("Access-Control-Allow-Origin")).toBeNull();
+  });
+
+  it("allows a subdomain of a wildcard origin but not its apex", async () => {
+    expect((await preflight("https://www.brand.example")).headers.get("Access-Control-Allow-Origin")).toBe("https://www.brand.example");
+    expect((await preflight("https://brand.example")).headers.get("Access-Control-Allow-Origin")).toBeNull();
+    expect((await post({ activities: [loggedIn()] }, { origin: "https://eu.brand.example" })).status).toBe(200);
+  });
+
+  it("puts the allow-origin and Vary headers on the POST answer, errors included", async () => {
+    const ok = await post({ activities: [loggedIn()] });
+    expect(ok.headers.get("Access-Control-Allow-Origin")).toBe(ORIGIN);
+    expect(ok.headers.get("Vary")).toContain("Origin");
+    const bad = await post("not json");
+    expect(bad.status).toBe(400);
+    expect(bad.headers.get("Access-Control-Allow-Origin")).toBe(ORIGIN);
+    expect(bad.headers.get("Access-Control-Expose-Headers")).toContain("X-Request-Id");
+  });
+});
+
+describe("every response", () => {
+  it.each([
+    ["GET", "/healthz"],
+    ["GET", "/nowhere"],
+    ["POST", "/v1/activities/create"],
+    ["OPTIONS", "/v1/activities/create"],
+  ])("%s %s carries an X-Request-Id", async (method, path) => {
+    const res = await exports.default.fetch(`${RELAY}${path}`, { method, headers: { Origin: ORIGIN } });
+    expect(res.headers.get("X-Request-Id")).toMatch(/\S{8,}/);
+  });
+
+  it("answers an unknown route with a 404 in the error envelope", async () => {
+    const res = await exports.default.fetch(`${RELAY}/v2/people`);
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ code: 404, error: "No route for GET /v2/people" });
+  });
+});
+
+describe("GET /healthz", () => {
+  it("reports liveness and settings without any secret", async () => {
+    const res = await exports.default.fetch(`${RELAY}/healthz`);
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(JSON.parse(text)).toMatchObject({ status: "ok", upstream: "ortto.test", key_configured: true, geo_mode: "ip" });
+    expect(text).not.toContain("test-key-7f3a");
+  });
+});

@@ -1,0 +1,119 @@
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import catalogue from "../../relay.config.ts";
+import {
+  type ActivitiesRequest,
+  type ActivityInput,
+  activitiesRequestSchema,
+  describeIssue,
+  MAX_BODY_BYTES,
+} from "../../shared/activities.ts";
+import { relayConfig } from "../config.ts";
+import type { AppEnv } from "../env.ts";
+import { RelayError } from "../errors.ts";
+import { hashEmail } from "../log.ts";
+import { forwardActivities } from "../upstream.ts";
+import { enrichActivities, locationFor } from "./enrich.ts";
+
+/** Built once per isolate: per-activity schemas for every catalogue entry. */
+const requestSchema = activitiesRequestSchema(catalogue);
+
+/** text/plain is what a page sends to avoid a CORS preflight; application/json is what servers send. */
+const ACCEPTED_TYPES = new Set(["application/json", "text/plain", ""]);
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new RelayError(400, "The body is not valid JSON", [{ path: "", message: "expected a JSON object with an activities array" }]);
+  }
+}
+
+/** `POST /v1/activities/create`: the same path and body as Ortto's own endpoint, minus the key. */
+export const activities = new Hono<AppEnv>().post(
+  "/v1/activities/create",
+  async (c, next) => {
+    const config = relayConfig(c.env);
+    const origin = c.req.header("origin");
+    if (!origin || !config.isAllowedOrigin(origin)) {
+      c.get("log").reason = "origin";
+      throw new RelayError(
+        403,
+        origin ? `Origin ${origin} is not allowed to send activities` : "Requests must come from an allowed Origin",
+        [{ path: "headers.origin", message: "expected one of ALLOWED_ORIGINS" }],
+      );
+    }
+    const type = (c.req.header("content-type") ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+    if (!ACCEPTED_TYPES.has(type)) {
+      throw new RelayError(415, `Content-Type ${type} is not accepted`, [
+        { path: "headers.content-type", message: "expected application/json or text/plain" },
+      ]);
+    }
+    await next();
+  },
+  // Enforced while reading: a body over the limit is refused without being buffered whole.
+  bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: () => {
+      throw new RelayError(413, "The body is larger than 2 MB (Ortto's limit per request)", [
+        { path: "", message: "expected at most 2 MB" },
+      ]);
+    },
+  }),
+  async (c) => {
+    const config = relayConfig(c.env);
+    const log = c.get("log");
+    const parsed = requestSchema.safeParse(parseJson(await c.req.text()));
+    if (!parsed.success) {
+      const details = parsed.error.issues.map(describeIssue);
+      const first = details[0];
+      log.reason = "schema";
+      throw new RelayError(
+        400,
+        `Invalid request: ${first?.path || "body"} ${first?.message}${details.length > 1 ? ` (and ${details.length - 1} more)` : ""}`,
+        details,
+      );
+    }
+    const { activities: valid, identity_token: _token, ...request } = parsed.data as ActivitiesRequest & { identity_token?: string };
+    log.activities = valid.length;
+    log.people = await Promise.all(
+      [...new Set(valid.map((a: ActivityInput) => a.fields?.["str::email"]).filter((e): e is string => typeof e === "string"))]
+        .slice(0, 10)
+        .map(hashEmail),
+    );
+
+    if (!config.apiKey) {
+      log.reason = "no_key";
+      throw new RelayError(503, "The relay has no Ortto key: set the ORTTO_API_KEY secret (wrangler secret put ORTTO_API_KEY)", [
+        { path: "ORTTO_API_KEY", message: "expected a secret with the Custom API data source key" },
+      ]);
+    }
+
+    const enriched = enrichActivities(valid, locationFor(c.req.raw, config.geoMode), new Date());
+    const started = Date.now();
+    const result = await forwardActivities(config, config.apiKey, request, enriched);
+    log.upstream_ms = Date.now() - started;
+    log.upstream_status = result.status;
+
+    if (result.ok) {
+      c.set("outcome", "forwarded");
+      log.forwarded = enriched.length;
+      return c.json(result.body, 200);
+    }
+    c.set("outcome", "upstream_error");
+    if (result.permanent) {
+      log.reason = "ortto_refused";
+      const details = Array.isArray(result.details)
+        ? result.details.map((d) => ({ path: "", message: String((d as { error?: unknown })?.error ?? JSON.stringify(d)) }))
+        : undefined;
+      throw new RelayError(result.status as 400, `Ortto refused the activities: ${result.error}`, details);
+    }
+    log.reason = "ortto_unavailable";
+    throw new RelayError(
+      502,
+      `${result.error}; nothing was recorded, send again later`,
+      undefined,
+      result.retryAfterSeconds ? { "Retry-After": String(result.retryAfterSeconds) } : undefined,
+    );
+  },
+);

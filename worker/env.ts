@@ -1,0 +1,45 @@
+/**
+ * The relay's bindings. Vars are declared in wrangler.toml and typed by `npm run cf-typegen`
+ * (worker/worker-configuration.d.ts); secrets and optional vars are declared here.
+ *
+ * - `ORTTO_REGION` — `us` (default), `au` or `eu`: which Ortto API host to use.
+ * - `ALLOWED_ORIGINS` — comma-separated origins that may post (`https://shop.example`,
+ *   `https://*.shop.example`); a request from any other origin is refused with 403.
+ * - `GEO_MODE` — `ip` (send the client IP for Ortto to geolocate), `edge` (send the city and
+ *   country Cloudflare derived, so the IP never leaves the edge) or `off`.
+ * - `UPSTREAM_TIMEOUT_MS` — how long to wait for Ortto before giving up (default 5000).
+ */
+declare global {
+  namespace Cloudflare {
+    interface Env {
+      /** Secret: the private key of the Ortto Custom API data source (`wrangler secret put ORTTO_API_KEY`). */
+      ORTTO_API_KEY?: string;
+      /** Optional: an upstream base URL that wins over the region (the local emulator, tests). */
+      ORTTO_API_BASE?: string;
+    }
+  }
+}
+
+export type RelayEnv = Cloudflare.Env;
+
+/** Per-request values that handlers record for the request's log line. */
+export interface RequestLog {
+  activities?: number;
+  forwarded?: number;
+  upstream_status?: number;
+  upstream_ms?: number;
+  /** First 12 hex of SHA-256 of each email, so a log line never carries a raw address. */
+  people?: string[];
+  reason?: string;
+}
+
+/** Hono's typing of this app: bindings, and the variables middleware sets. */
+export interface AppEnv {
+  Bindings: RelayEnv;
+  Variables: {
+    requestId: string;
+    outcome?: "forwarded" | "rejected" | "upstream_error" | "error";
+    errorName?: string;
+    log: RequestLog;
+  };
+}

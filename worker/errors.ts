@@ -1,0 +1,43 @@
+import type { Context } from "hono";
+import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { ErrorBody } from "../shared/activities.ts";
+
+export type Detail = NonNullable<ErrorBody["details"]>[number];
+
+/**
+ * An error the relay answers with, in Ortto's own envelope. Thrown anywhere below the app;
+ * `app.onError` turns it into `{ request_id, code, error, details? }`.
+ */
+export class RelayError extends HTTPException {
+  constructor(
+    status: ContentfulStatusCode,
+    readonly sentence: string,
+    readonly details?: Detail[],
+    readonly headers?: Record<string, string>,
+  ) {
+    super(status, { message: sentence });
+  }
+}
+
+/** Builds the envelope response; the request id comes from Hono's requestId middleware. */
+export function errorResponse(
+  c: Context,
+  status: ContentfulStatusCode,
+  error: string,
+  details?: Detail[],
+  headers?: Record<string, string>,
+) {
+  const body: ErrorBody = { request_id: c.get("requestId"), code: status, error, ...(details?.length ? { details } : {}) };
+  c.set("outcome", c.get("outcome") ?? (status >= 500 ? "error" : "rejected"));
+  return c.json(body, status, headers);
+}
+
+/** `app.onError`: our own errors keep their status and details; anything else is a bug, logged and answered 500 without internals. */
+export function onError(err: Error, c: Context) {
+  if (err instanceof RelayError) return errorResponse(c, err.status as ContentfulStatusCode, err.sentence, err.details, err.headers);
+  if (err instanceof HTTPException) return errorResponse(c, err.status as ContentfulStatusCode, err.message || "Request refused");
+  c.set("outcome", "error");
+  c.set("errorName", err.name);
+  return errorResponse(c, 500, "The relay failed unexpectedly; the request was not forwarded");
+}

@@ -1,0 +1,34 @@
+import { createMiddleware } from "hono/factory";
+import type { AppEnv } from "./env.ts";
+
+/** First 12 hex of SHA-256: enough to follow one person through the logs, useless for reading an address back. */
+export async function hashEmail(email: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(email.trim().toLowerCase()));
+  return [...new Uint8Array(digest, 0, 6)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * One structured JSON line per request: request id, origin, outcome, counts, upstream status
+ * and time. Built only from values the handlers chose to record, so a key, a token or a raw
+ * email cannot reach it by accident.
+ */
+export const requestLog = createMiddleware<AppEnv>(async (c, next) => {
+  const started = Date.now();
+  c.set("log", {});
+  await next();
+  if (c.req.method === "OPTIONS" || c.req.path === "/healthz") return;
+  const status = c.res.status;
+  console.log(
+    JSON.stringify({
+      request_id: c.get("requestId"),
+      method: c.req.method,
+      path: c.req.path,
+      origin: c.req.header("origin") ?? null,
+      status,
+      outcome: c.get("outcome") ?? (status < 400 ? "ok" : "rejected"),
+      ...c.get("log"),
+      ...(c.get("errorName") ? { error: c.get("errorName") } : {}),
+      ms: Date.now() - started,
+    }),
+  );
+});

@@ -1,0 +1,108 @@
+import type { ActivitiesRequest, ActivitiesResponse, ActivityInput } from "../shared/activities.ts";
+import { MAX_ACTIVITIES, MAX_BODY_BYTES } from "../shared/activities.ts";
+import type { RelayConfig } from "./config.ts";
+
+export type UpstreamResult =
+  | { ok: true; status: number; body: ActivitiesResponse }
+  /** Ortto refused the request (4xx other than 429): re-sending would fail the same way. */
+  | { ok: false; permanent: true; status: number; error: string; details?: unknown }
+  /** Ortto was slow, down, rate-limiting or failing: the same request may succeed later. */
+  | { ok: false; permanent: false; status?: number; error: string; retryAfterSeconds?: number };
+
+/** Splits activities into requests Ortto accepts: ≤ 100 activities and ≤ 2 MB each. */
+export function chunkActivities(activities: ActivityInput[], maxBytes = MAX_BODY_BYTES - 1024): ActivityInput[][] {
+  const chunks: ActivityInput[][] = [];
+  let current: ActivityInput[] = [];
+  let bytes = 0;
+  for (const activity of activities) {
+    const size = JSON.stringify(activity).length + 1;
+    if (current.length && (current.length === MAX_ACTIVITIES || bytes + size > maxBytes)) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(activity);
+    bytes += size;
+  }
+  if (current.length) chunks.push(current);
+  return chunks;
+}
+
+/** Ortto's error text, from its envelope (`{"error":"…"}`) or its 429 body (`{"error":{"message":…}}`). */
+function orttoMessage(body: unknown): string | undefined {
+  if (typeof body !== "object" || body === null) return undefined;
+  const error = (body as { error?: unknown }).error;
+  if (typeof error === "string") return error.trim();
+  if (typeof error === "object" && error !== null && typeof (error as { message?: unknown }).message === "string") {
+    return (error as { message: string }).message;
+  }
+  return undefined;
+}
+
+async function readJson(res: Response): Promise<unknown> {
+  try {
+    return await res.json();
+  } catch {
+    return undefined;
+  }
+}
+
+/** One POST to Ortto, bounded by the configured timeout. The key is added here and nowhere else. */
+async function post(config: RelayConfig, apiKey: string, body: ActivitiesRequest): Promise<UpstreamResult> {
+  let res: Response;
+  try {
+    res = await fetch(`${config.base}/v1/activities/create`, {
+      method: "POST",
+      headers: { "X-Api-Key": apiKey, "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(config.timeoutMs),
+    });
+  } catch (err) {
+    const timedOut = err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError");
+    return {
+      ok: false,
+      permanent: false,
+      error: timedOut ? `Ortto did not answer within ${config.timeoutMs} ms` : "Ortto could not be reached",
+    };
+  }
+  const json = await readJson(res);
+  if (res.ok) {
+    const activities = (json as ActivitiesResponse | undefined)?.activities;
+    if (Array.isArray(activities)) return { ok: true, status: res.status, body: { activities } };
+    return { ok: false, permanent: false, status: res.status, error: "Ortto answered without a list of activity results" };
+  }
+  if (res.status === 429) {
+    const wait = Number((json as { error?: { "try-in-seconds"?: unknown } } | undefined)?.error?.["try-in-seconds"]);
+    return {
+      ok: false,
+      permanent: false,
+      status: 429,
+      error: "Ortto is rate-limiting this relay",
+      retryAfterSeconds: Number.isFinite(wait) && wait > 0 ? wait : 10,
+    };
+  }
+  if (res.status >= 500) return { ok: false, permanent: false, status: res.status, error: `Ortto answered ${res.status}` };
+  const details = (json as { details?: unknown } | undefined)?.details;
+  return { ok: false, permanent: true, status: res.status, error: orttoMessage(json) ?? `Ortto answered ${res.status}`, details };
+}
+
+/**
+ * Forwards validated activities to Ortto, split into requests it accepts, and joins the
+ * per-activity results in the original order. Stops at the first failure.
+ */
+export async function forwardActivities(
+  config: RelayConfig,
+  apiKey: string,
+  request: Omit<ActivitiesRequest, "activities">,
+  activities: ActivityInput[],
+): Promise<UpstreamResult> {
+  const results: ActivitiesResponse["activities"] = [];
+  let status = 200;
+  for (const chunk of chunkActivities(activities)) {
+    const result = await post(config, apiKey, { ...request, activities: chunk });
+    if (!result.ok) return result;
+    status = result.status;
+    results.push(...result.body.activities);
+  }
+  return { ok: true, status, body: { activities: results } };
+}
