@@ -1,1 +1,137 @@
-export default { async fetch(req: Request) { return Response.json({ emulator: true, url: req.url, key: req.headers.get("x-api-key") }); } };
+/**
+ * The local Ortto emulator: `POST /v1/activities/create` as the seed guide describes Ortto,
+ * plus a control API under `/_emulator/` for tests (inspection, reset, fault injection) and
+ * the activity feed at `/`. The relay's default upstream under `npm start` and in its tests.
+ *
+ *   GET  /_emulator/activities  { activities: StoredActivity[], requests, duplicates, people }
+ *   GET  /_emulator/requests    the last 200 create requests: { received_at, headers, body, status, response, failures? }
+ *   POST /_emulator/reset       forgets people, activities, requests, faults and counters
+ *   GET  /_emulator/faults      the current fault settings
+ *   POST /_emulator/faults      { failRate 0–1, statuses [400–599], hangMs, downUntil (epoch ms), seed? }
+ *   GET  /                      the activity feed (HTML)
+ */
+import { Hono } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import * as z from "zod/mini";
+import { MAX_BODY_BYTES } from "../shared/index.ts";
+import { renderFeed } from "./feed.ts";
+import { ingest, OrttoError } from "./ingest.ts";
+import { DEFAULT_FAULTS, logRequest, reset, setFaults, state } from "./store.ts";
+
+type Answer = { status: ContentfulStatusCode; body: unknown; failures?: string[] };
+
+/** Ortto's error envelope. */
+function envelope(code: number, error: string, details?: unknown[]) {
+  return { request_id: crypto.randomUUID(), code, error, ...(details ? { details } : {}) };
+}
+
+/** What an injected failure answers: Ortto's real 429 body, or an envelope. */
+function faultAnswer(status: number): Answer {
+  if (status === 429) return { status, body: { error: { code: "rate-limit", message: "rate limit", "try-in-seconds": 10 } } };
+  const message = status >= 500 ? "Internal server error (injected by the emulator)" : "Request failed (injected by the emulator)";
+  return { status: status as ContentfulStatusCode, body: envelope(status, message) };
+}
+
+function answerCreate(apiKey: string, tooLarge: boolean, text: string, now: number): Answer {
+  const { faults } = state;
+  // Injected failures come first: an outage or a failing Ortto answers before looking at the request.
+  if (now < faults.downUntil) return { status: 503, body: envelope(503, "Service unavailable (emulated outage)") };
+  if (faults.failRate > 0 && state.random() < faults.failRate) {
+    return faultAnswer(faults.statuses[Math.floor(state.random() * faults.statuses.length)] ?? 500);
+  }
+  if (!apiKey) return { status: 401, body: envelope(401, "Missing or invalid X-Api-Key header") };
+  if (tooLarge) return { status: 413, body: envelope(413, `Request body is larger than ${MAX_BODY_BYTES / 1024 / 1024} MB`) };
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return { status: 400, body: envelope(400, "Request body is not valid JSON") };
+  }
+  try {
+    const { response, failures } = ingest(body, apiKey, now);
+    return { status: 200, body: response, failures };
+  } catch (err) {
+    if (err instanceof OrttoError)
+      return { status: err.status as ContentfulStatusCode, body: envelope(err.status, err.message, err.details) };
+    throw err;
+  }
+}
+
+const app = new Hono();
+
+app.post("/v1/activities/create", async (c) => {
+  const now = Date.now();
+  state.requestCount++;
+  // The body's size is checked before it is decoded, as Ortto refuses anything over 2 MB.
+  const declared = Number(c.req.header("content-length") ?? 0);
+  const bytes = declared > MAX_BODY_BYTES ? undefined : new Uint8Array(await c.req.arrayBuffer());
+  const tooLarge = !bytes || bytes.byteLength > MAX_BODY_BYTES;
+  const text = bytes && !tooLarge ? new TextDecoder().decode(bytes) : "";
+  const apiKey = c.req.header("x-api-key")?.trim() ?? "";
+
+  const answer = answerCreate(apiKey, tooLarge, text, now);
+  let logged: unknown = tooLarge ? `(${declared || bytes?.byteLength} bytes: over 2 MB, not kept)` : text;
+  try {
+    logged = JSON.parse(text);
+  } catch {}
+  logRequest({
+    received_at: new Date(now).toISOString(),
+    headers: Object.fromEntries(c.req.raw.headers),
+    body: logged,
+    status: answer.status,
+    response: answer.body,
+    ...(answer.failures?.length ? { failures: answer.failures } : {}),
+  });
+  // The hang comes after ingestion: a client that times out has still had its activities
+  // stored, as with a slow Ortto, so a retry is merged only if it carries key + created.
+  if (state.faults.hangMs > 0) await new Promise((resolve) => setTimeout(resolve, state.faults.hangMs));
+  return c.json(answer.body, answer.status);
+});
+
+app.get("/_emulator/activities", (c) =>
+  c.json({
+    activities: state.activities,
+    requests: state.requestCount,
+    duplicates: state.duplicates,
+    people: [...state.people.values()],
+  }),
+);
+
+app.get("/_emulator/requests", (c) => c.json(state.requests));
+
+app.post("/_emulator/reset", (c) => {
+  reset();
+  return c.json({ ok: true });
+});
+
+const FaultsInput = z.strictObject({
+  failRate: z.optional(z.number().check(z.gte(0), z.lte(1))),
+  statuses: z.optional(z.array(z.int().check(z.gte(400), z.lte(599))).check(z.minLength(1))),
+  hangMs: z.optional(z.int().check(z.gte(0), z.lte(600_000))),
+  downUntil: z.optional(z.number().check(z.gte(0))),
+  seed: z.optional(z.int()),
+});
+
+app.get("/_emulator/faults", (c) => c.json(state.faults));
+
+/** Replaces every fault setting; an omitted one goes back to its default (no faults). */
+app.post("/_emulator/faults", async (c) => {
+  const parsed = FaultsInput.safeParse(await c.req.json().catch(() => undefined));
+  if (!parsed.success) {
+    const details = parsed.error.issues.map((i) => ({ status: "invalid", error: `${i.path.join(".") || "body"}: ${i.message}` }));
+    return c.json(envelope(400, "Expected {failRate 0–1, statuses [400–599], hangMs, downUntil (epoch ms), seed?}", details), 400);
+  }
+  const { seed, ...settings } = parsed.data;
+  setFaults({ ...DEFAULT_FAULTS, ...settings, ...(seed === undefined ? {} : { seed }) });
+  return c.json(state.faults);
+});
+
+app.get("/", (c) => c.html(renderFeed()));
+
+app.notFound((c) => c.json(envelope(404, `No route ${c.req.method} ${c.req.path} in the Ortto emulator`), 404));
+app.onError((err, c) => {
+  console.error("emulator error", err);
+  return c.json(envelope(500, "Internal server error"), 500);
+});
+
+export default app;

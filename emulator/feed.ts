@@ -1,0 +1,126 @@
+/**
+ * `GET /`: what the emulated Ortto received, worded as Ortto's activity feed words it
+ * ("Chris Smith logged in"). Every value came from a request, so every value is escaped.
+ */
+import { type FieldSpec, specKind } from "../shared/index.ts";
+import { catalogue } from "./ingest.ts";
+import { type StoredActivity, state } from "./store.ts";
+
+const ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+export function escapeHtml(value: unknown): string {
+  return String(value).replace(/[&<>"']/g, (c) => ESCAPES[c] as string);
+}
+
+const { activities } = catalogue;
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/** Who did it: first + last name, else email (Ortto's feed does the same), else any id. */
+function who(a: StoredActivity): string {
+  const fields = { ...a.fields, ...state.people.get(a.person_id)?.fields };
+  const name = [fields["str::first"], fields["str::last"]].filter((v) => typeof v === "string" && v.trim()).join(" ");
+  const email = fields["str::email"];
+  return (
+    name || (typeof email === "string" && email) || (typeof fields["str::ei"] === "string" && fields["str::ei"]) || `Person ${a.person_id}`
+  );
+}
+
+/** `str:cm:payment-plan` → "Payment plan"; `int::v` is Ortto's conversion value. */
+function label(attr: string): string {
+  if (attr === "int::v") return "Conversion value";
+  const slug = (attr.split(":").at(-1) ?? attr).replace(/-/g, " ");
+  return slug.charAt(0).toUpperCase() + slug.slice(1);
+}
+
+/** A value as a person reads it: decimals and currency back from × 1000, dates spelled out. */
+function display(spec: FieldSpec | undefined, value: unknown): string {
+  if (value === null || value === undefined) return "(empty)";
+  const kind = spec ? specKind(spec) : undefined;
+  const v = value as Record<string, unknown>;
+  switch (kind) {
+    case "decimal":
+      return String(Number(value) / 1000);
+    case "currency":
+      return (Number(value) / 1000).toFixed(2);
+    case "boolean":
+      return value ? "yes" : "no";
+    case "date":
+      return `${v.day} ${MONTHS[Number(v.month) - 1] ?? v.month} ${v.year} (${v.timezone})`;
+    case "datetime": {
+      const d = new Date(String(value));
+      return Number.isNaN(d.getTime()) ? String(value) : d.toUTCString();
+    }
+    case "phone":
+      return v.phone ? `+${String(v.phone).replace(/^\+/, "")}` : `+${v.c} ${v.n}`;
+    case "place":
+      return String(v.name);
+    case "multi_select":
+      return Array.isArray(value) ? value.join(", ") : String(value);
+    default:
+      return typeof value === "object" ? JSON.stringify(value) : String(value);
+  }
+}
+
+function where(location: unknown): string {
+  if (typeof location !== "object" || location === null) return "";
+  const l = location as { source_ip?: unknown; custom?: Record<string, unknown>; address?: Record<string, unknown> };
+  if (l.source_ip) return `IP ${l.source_ip}`;
+  const place = l.custom ?? l.address;
+  if (!place) return JSON.stringify(location);
+  const parts = [
+    place.position_name,
+    place.city_name ?? place.city,
+    place.region_name ?? place.region,
+    place.country_name ?? place.country,
+  ];
+  return parts.filter((p) => p !== undefined && p !== "").join(", ");
+}
+
+function item(a: StoredActivity): string {
+  const definition = activities[a.activity_id];
+  const verb = (definition?.name ?? a.activity_id).toLowerCase();
+  const rows = Object.entries(a.attributes)
+    .map(([attr, value]) => `<dt>${escapeHtml(label(attr))}</dt><dd>${escapeHtml(display(definition?.attributes[attr], value))}</dd>`)
+    .join("");
+  const place = where(a.location);
+  const meta = [
+    `created ${escapeHtml(new Date(a.created).toUTCString())}`,
+    a.key === undefined ? "" : `key <code>${escapeHtml(a.key)}</code>`,
+    place ? `from ${escapeHtml(place)}` : "",
+    a.async ? "async" : "",
+  ].filter(Boolean);
+  return `<li><p class="what"><strong>${escapeHtml(who(a))}</strong> ${escapeHtml(verb)}</p>${rows ? `<dl>${rows}</dl>` : ""}<p class="meta">${meta.join(" · ")}</p></li>`;
+}
+
+const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
+
+export function renderFeed(): string {
+  const feed = state.activities.slice().reverse().map(item).join("\n");
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="5">
+<title>Ortto emulator: activity feed</title>
+<style>
+body { font: 15px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
+h1 { font-size: 1.4rem; margin-bottom: 0.2rem; }
+.summary { color: #555; margin-top: 0; }
+ol { list-style: none; padding: 0; }
+li { border: 1px solid #ddd; border-radius: 6px; padding: 0.6rem 0.9rem; margin: 0.6rem 0; }
+.what { margin: 0; font-size: 1.05rem; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.1rem 1rem; margin: 0.4rem 0; }
+dt { color: #666; }
+dd { margin: 0; overflow-wrap: anywhere; }
+.meta { margin: 0; color: #777; font-size: 0.85rem; }
+.empty { color: #777; }
+</style>
+</head>
+<body>
+<h1>Ortto emulator: activity feed</h1>
+<p class="summary">${count(state.people.size, "person", "people")} · ${count(state.activities.length, "activity", "activities")} · ${count(state.duplicates, "duplicate", "duplicates")} merged · ${count(state.requestCount, "create request", "create requests")}</p>
+${feed ? `<ol>\n${feed}\n</ol>` : `<p class="empty">No activities yet. POST some to /v1/activities/create.</p>`}
+</body>
+</html>
+`;
+}

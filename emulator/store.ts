@@ -1,0 +1,115 @@
+/**
+ * The emulator's memory: people, stored activities, the raw request log, fault settings and
+ * counters. Module-level on purpose: the emulator must be one self-contained worker module
+ * (it also runs as an esbuild-bundled auxiliary worker in the relay's tests), so there are no
+ * Durable Objects or bindings; state lives as long as the isolate and `reset()` clears it.
+ */
+
+/** A person as Ortto keeps one: its id and the latest value of every person field it was sent. */
+export interface Person {
+  person_id: string;
+  fields: Record<string, unknown>;
+  created_at: string;
+}
+
+/** One activity as Ortto stored it. */
+export interface StoredActivity {
+  /** Ortto's id of this activity event (24 hex characters), as answered in `activity_id`. */
+  id: string;
+  /** The definition it belongs to (`act:cm:logged-in`), as sent in the request's `activity_id`. */
+  activity_id: string;
+  person_id: string;
+  person_status: string;
+  /** The person fields this activity carried. */
+  fields: Record<string, unknown>;
+  /** The attributes Ortto kept: those the definition declares. */
+  attributes: Record<string, unknown>;
+  /** Attributes the definition does not declare, which Ortto drops without a word. */
+  ignored_attributes: string[];
+  location?: unknown;
+  key?: string;
+  /** The event's time: the request's `created`, or when it was received. ISO 8601. */
+  created: string;
+  received_at: string;
+  /** The request's X-Api-Key value, so tests can check that the relay attached its key. */
+  api_key: string;
+  async: boolean;
+}
+
+/** One create request as it arrived, with the status it was answered. */
+export interface LoggedRequest {
+  received_at: string;
+  headers: Record<string, string>;
+  body: unknown;
+  status: number;
+  /** What the emulator answered, so a failed activity's reason can be looked up. */
+  response?: unknown;
+  /** Why activities answered status "failed" (Ortto's answer does not say). */
+  failures?: string[];
+}
+
+export interface Faults {
+  failRate: number;
+  statuses: number[];
+  hangMs: number;
+  downUntil: number;
+  seed?: number;
+}
+
+export const DEFAULT_FAULTS: Faults = { failRate: 0, statuses: [500, 503, 429], hangMs: 0, downUntil: 0 };
+/** The request log keeps the latest requests only, so a long dev session cannot exhaust memory. */
+export const MAX_LOGGED_REQUESTS = 200;
+
+export const state = {
+  people: new Map<string, Person>(),
+  /** `str::email:chris@example.com` → person_id, one entry per identifying value seen. */
+  identities: new Map<string, string>(),
+  activities: [] as StoredActivity[],
+  /** `key` + instant of `created` → the stored activity, for Ortto's re-send merging. */
+  byKeyAndCreated: new Map<string, StoredActivity>(),
+  requests: [] as LoggedRequest[],
+  requestCount: 0,
+  duplicates: 0,
+  faults: { ...DEFAULT_FAULTS } as Faults,
+  random: Math.random as () => number,
+};
+
+export function reset(): void {
+  state.people.clear();
+  state.identities.clear();
+  state.activities = [];
+  state.byKeyAndCreated.clear();
+  state.requests = [];
+  state.requestCount = 0;
+  state.duplicates = 0;
+  setFaults({ ...DEFAULT_FAULTS });
+}
+
+/** Replaces the fault settings; a seed makes the sequence of failures repeatable. */
+export function setFaults(faults: Faults): void {
+  state.faults = faults;
+  state.random = faults.seed === undefined ? Math.random : mulberry32(faults.seed);
+}
+
+export function logRequest(entry: LoggedRequest): void {
+  state.requests.push(entry);
+  if (state.requests.length > MAX_LOGGED_REQUESTS) state.requests.splice(0, state.requests.length - MAX_LOGGED_REQUESTS);
+}
+
+/** A 24-hex-character id, the shape of Ortto's person and activity ids. */
+export function orttoId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** mulberry32: a tiny seeded PRNG, enough to make fault injection reproducible. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
