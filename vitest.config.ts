@@ -3,7 +3,8 @@ import { buildSync } from "esbuild";
 import { defineConfig } from "vitest/config";
 
 // The relay's worker tests reach the local Ortto emulator as their upstream: it runs as a
-// second worker in the same workerd, and every outbound fetch of the relay is routed to it.
+// second worker in the same workerd, and every outbound fetch of the relay is routed to it
+// through test/fixtures/test-network.js.
 const emulatorScript = ".tmp/emulator.js";
 buildSync({ entryPoints: ["emulator/index.ts"], bundle: true, format: "esm", outfile: emulatorScript, logLevel: "warning" });
 
@@ -22,13 +23,35 @@ export default defineConfig({
                 ORTTO_API_KEY: "test-key-7f3a",
                 ORTTO_API_BASE: "http://ortto.test",
                 ALLOWED_ORIGINS: "https://shop.example,https://*.brand.example",
+                // Short waits, so that retries and outages play out in seconds.
+                RETRY_BASE_SECONDS: "1",
+                RETRY_MAX_SECONDS: "1",
               },
-              outboundService: "ortto-emulator",
-              workers: [{ name: "ortto-emulator", modules: true, scriptPath: emulatorScript, compatibilityDate: "2026-04-20" }],
+              outboundService: "test-network",
+              queueConsumers: {
+                "ortto-relay-delivery": {
+                  maxBatchSize: 100,
+                  maxBatchTimeout: 1,
+                  maxRetries: 14,
+                  deadLetterQueue: "ortto-relay-dead-letters",
+                },
+              },
+              workers: [
+                { name: "ortto-emulator", modules: true, scriptPath: emulatorScript, compatibilityDate: "2026-04-20" },
+                {
+                  name: "test-network",
+                  modules: true,
+                  scriptPath: "test/fixtures/test-network.js",
+                  compatibilityDate: "2026-04-20",
+                  serviceBindings: { EMULATOR: "ortto-emulator" },
+                  queueConsumers: { "ortto-relay-dead-letters": { maxBatchTimeout: 1 } },
+                },
+              ],
             },
           }),
         ],
-        test: { name: "worker", include: ["test/worker/**/*.test.ts"] },
+        // One file at a time: the files share one emulator and one delivery queue.
+        test: { name: "worker", include: ["test/worker/**/*.test.ts"], fileParallelism: false },
       },
       {
         plugins: [cloudflareTest({ wrangler: { configPath: "./emulator/wrangler.toml" } })],

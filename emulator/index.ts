@@ -7,7 +7,7 @@
  *   GET  /_emulator/requests    the last 200 create requests: { received_at, headers, body, status, response, failures? }
  *   POST /_emulator/reset       forgets people, activities, requests, faults and counters
  *   GET  /_emulator/faults      the current fault settings
- *   POST /_emulator/faults      { failRate 0–1, statuses [400–599], hangMs, downUntil (epoch ms), seed? }
+ *   POST /_emulator/faults      { failRate 0–1, statuses [400–599], hangMs, downUntil (epoch ms), tryInSeconds, failKeys, seed? }
  *   GET  /                      the activity feed (HTML)
  */
 import { Hono } from "hono";
@@ -27,9 +27,15 @@ function envelope(code: number, error: string, details?: unknown[]) {
 
 /** What an injected failure answers: Ortto's real 429 body, or an envelope. */
 function faultAnswer(status: number): Answer {
-  if (status === 429) return { status, body: { error: { code: "rate-limit", message: "rate limit", "try-in-seconds": 10 } } };
+  if (status === 429)
+    return { status, body: { error: { code: "rate-limit", message: "rate limit", "try-in-seconds": state.faults.tryInSeconds } } };
   const message = status >= 500 ? "Internal server error (injected by the emulator)" : "Request failed (injected by the emulator)";
   return { status: status as ContentfulStatusCode, body: envelope(status, message) };
+}
+
+function carriesKey(body: unknown, keys: string[]): boolean {
+  const activities = (body as { activities?: unknown } | null)?.activities;
+  return Array.isArray(activities) && activities.some((a) => keys.includes((a as { key?: unknown } | null)?.key as string));
 }
 
 function answerCreate(apiKey: string, tooLarge: boolean, text: string, now: number): Answer {
@@ -47,6 +53,7 @@ function answerCreate(apiKey: string, tooLarge: boolean, text: string, now: numb
   } catch {
     return { status: 400, body: envelope(400, "Request body is not valid JSON") };
   }
+  if (faults.failKeys.length && carriesKey(body, faults.failKeys)) return faultAnswer(faults.statuses[0] ?? 500);
   try {
     const { response, failures } = ingest(body, apiKey, now);
     return { status: 200, body: response, failures };
@@ -109,6 +116,8 @@ const FaultsInput = z.strictObject({
   statuses: z.optional(z.array(z.int().check(z.gte(400), z.lte(599))).check(z.minLength(1))),
   hangMs: z.optional(z.int().check(z.gte(0), z.lte(600_000))),
   downUntil: z.optional(z.number().check(z.gte(0))),
+  tryInSeconds: z.optional(z.int().check(z.gte(0), z.lte(3600))),
+  failKeys: z.optional(z.array(z.string()).check(z.maxLength(1000))),
   seed: z.optional(z.int()),
 });
 
@@ -119,7 +128,10 @@ app.post("/_emulator/faults", async (c) => {
   const parsed = FaultsInput.safeParse(await c.req.json().catch(() => undefined));
   if (!parsed.success) {
     const details = parsed.error.issues.map((i) => ({ status: "invalid", error: `${i.path.join(".") || "body"}: ${i.message}` }));
-    return c.json(envelope(400, "Expected {failRate 0–1, statuses [400–599], hangMs, downUntil (epoch ms), seed?}", details), 400);
+    return c.json(
+      envelope(400, "Expected {failRate 0–1, statuses [400–599], hangMs, downUntil (epoch ms), tryInSeconds, failKeys, seed?}", details),
+      400,
+    );
   }
   const { seed, ...settings } = parsed.data;
   setFaults({ ...DEFAULT_FAULTS, ...settings, ...(seed === undefined ? {} : { seed }) });

@@ -53,10 +53,14 @@ export interface Faults {
   statuses: number[];
   hangMs: number;
   downUntil: number;
+  /** The `try-in-seconds` that an injected 429 answers (Ortto's real answers say 10). */
+  tryInSeconds: number;
+  /** A request carrying an activity with one of these keys always fails (a poison message). */
+  failKeys: string[];
   seed?: number;
 }
 
-export const DEFAULT_FAULTS: Faults = { failRate: 0, statuses: [500, 503, 429], hangMs: 0, downUntil: 0 };
+export const DEFAULT_FAULTS: Faults = { failRate: 0, statuses: [500, 503, 429], hangMs: 0, downUntil: 0, tryInSeconds: 10, failKeys: [] };
 /** The request log keeps the latest requests only, so a long dev session cannot exhaust memory. */
 export const MAX_LOGGED_REQUESTS = 200;
 

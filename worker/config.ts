@@ -17,6 +17,8 @@ export interface RelayConfig {
   isAllowedOrigin: OriginMatcher;
   geoMode: GeoMode;
   timeoutMs: number;
+  /** `inline`: try Ortto first and queue on failure; `queue`: always queue. */
+  delivery: "inline" | "queue";
 }
 
 const cache = new WeakMap<object, RelayConfig>();
@@ -38,6 +40,7 @@ export function relayConfig(env: RelayEnv): RelayConfig {
       isAllowedOrigin: originMatcher(env.ALLOWED_ORIGINS),
       geoMode: geo === "edge" || geo === "off" ? geo : "ip",
       timeoutMs: Number.isFinite(timeout) && timeout > 0 ? timeout : 5000,
+      delivery: env.DELIVERY?.trim().toLowerCase() === "queue" ? "queue" : "inline",
     };
     cache.set(env, config);
   }

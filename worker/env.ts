@@ -28,6 +28,7 @@ export interface RequestLog {
   forwarded?: number;
   upstream_status?: number;
   upstream_ms?: number;
+  queued?: number;
   /** First 12 hex of SHA-256 of each email, so a log line never carries a raw address. */
   people?: string[];
   reason?: string;
@@ -38,7 +39,7 @@ export interface AppEnv {
   Bindings: RelayEnv;
   Variables: {
     requestId: string;
-    outcome?: "forwarded" | "rejected" | "upstream_error" | "error";
+    outcome?: "forwarded" | "queued" | "rejected" | "upstream_error" | "error";
     errorName?: string;
     log: RequestLog;
   };

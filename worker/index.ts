@@ -7,6 +7,7 @@ import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import { activities } from "./activities/index.ts";
 import { relayConfig } from "./config.ts";
+import { consumeQueue } from "./delivery/consumer.ts";
 import type { AppEnv } from "./env.ts";
 import { errorResponse, onError } from "./errors.ts";
 import { health } from "./health/index.ts";
@@ -35,4 +36,9 @@ app.route("/", activities);
 app.notFound((c) => errorResponse(c, 404, `No route for ${c.req.method} ${c.req.path}`));
 app.onError(onError);
 
-export default app;
+export default {
+  fetch: app.fetch,
+  queue: consumeQueue,
+} satisfies ExportedHandler<AppEnv["Bindings"]>;
+
+export { app };

@@ -86,23 +86,35 @@ async function post(config: RelayConfig, apiKey: string, body: ActivitiesRequest
   return { ok: false, permanent: true, status: res.status, error: orttoMessage(json) ?? `Ortto answered ${res.status}`, details };
 }
 
+export type Failure = Extract<UpstreamResult, { ok: false }>;
+
+/** What became of a forward: Ortto's results for what it took, and the failure that stopped the rest. */
+export interface ForwardOutcome {
+  results: ActivitiesResponse["activities"];
+  /** The activities not delivered (from the failed request on), when `failure` is set. */
+  remaining: ActivityInput[];
+  failure?: Failure;
+  status?: number;
+}
+
 /**
  * Forwards validated activities to Ortto, split into requests it accepts, and joins the
- * per-activity results in the original order. Stops at the first failure.
+ * per-activity results in the original order. Stops at the first failure and says what is left.
  */
 export async function forwardActivities(
   config: RelayConfig,
   apiKey: string,
   request: Omit<ActivitiesRequest, "activities">,
   activities: ActivityInput[],
-): Promise<UpstreamResult> {
+): Promise<ForwardOutcome> {
   const results: ActivitiesResponse["activities"] = [];
-  let status = 200;
-  for (const chunk of chunkActivities(activities)) {
+  const chunks = chunkActivities(activities);
+  let status: number | undefined;
+  for (const [i, chunk] of chunks.entries()) {
     const result = await post(config, apiKey, { ...request, activities: chunk });
-    if (!result.ok) return result;
     status = result.status;
+    if (!result.ok) return { results, remaining: chunks.slice(i).flat(), failure: result, status };
     results.push(...result.body.activities);
   }
-  return { ok: true, status, body: { activities: results } };
+  return { results, remaining: [], status };
 }

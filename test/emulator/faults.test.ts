@@ -64,10 +64,19 @@ describe("fault injection (/_emulator/faults)", () => {
       statuses: [500, 503, 429],
       hangMs: 10,
       downUntil: 0,
+      tryInSeconds: 10,
+      failKeys: [],
       seed: 7,
     });
     await setFaults({ statuses: [500] });
-    expect(await (await call("/_emulator/faults")).json()).toEqual({ failRate: 0, statuses: [500], hangMs: 0, downUntil: 0 });
+    expect(await (await call("/_emulator/faults")).json()).toEqual({
+      failRate: 0,
+      statuses: [500],
+      hangMs: 0,
+      downUntil: 0,
+      tryInSeconds: 10,
+      failKeys: [],
+    });
   });
 
   it("answers 400 for invalid settings and keeps the current ones", async () => {
@@ -76,6 +85,19 @@ describe("fault injection (/_emulator/faults)", () => {
     expect(res.status).toBe(400);
     expect(await res.json()).toMatchObject({ code: 400, details: expect.any(Array) });
     expect(await (await call("/_emulator/faults")).json()).toMatchObject({ failRate: 1, statuses: [500] });
+  });
+
+  it("answers 429 with the configured try-in-seconds", async () => {
+    await setFaults({ failRate: 1, statuses: [429], tryInSeconds: 2 });
+    const res = await createJson({ activities: [loggedIn()] });
+    expect(res.status).toBe(429);
+    expect(res.body).toEqual({ error: { code: "rate-limit", message: "rate limit", "try-in-seconds": 2 } });
+  });
+
+  it("always fails a request that carries a poison key, and only that one", async () => {
+    await setFaults({ failKeys: ["poison"], statuses: [500] });
+    expect((await createJson({ activities: [loggedIn({ key: "poison" })] })).status).toBe(500);
+    expect((await createJson({ activities: [loggedIn({ key: "fine" })] })).status).toBe(200);
   });
 
   it("clears faults on reset", async () => {

@@ -1,5 +1,6 @@
 import { env, exports } from "cloudflare:workers";
-import app from "../../worker/index.ts";
+import type { ActivityInput } from "../../shared/activities.ts";
+import { app } from "../../worker/index.ts";
 
 export const RELAY = "https://relay.test";
 export const ORIGIN = "https://shop.example";
@@ -7,7 +8,7 @@ export const ORIGIN = "https://shop.example";
 export const EMULATOR = "http://ortto.test";
 
 /** The seed's first example: Chris Smith logged in. */
-export function loggedIn(overrides: Record<string, unknown> = {}) {
+export function loggedIn(overrides: Record<string, unknown> = {}): ActivityInput & Record<string, unknown> {
   return {
     activity_id: "act:cm:logged-in",
     fields: { "str::first": "Chris", "str::last": "Smith", "str::email": "chris@example.com" },

@@ -9,6 +9,8 @@ import {
   MAX_BODY_BYTES,
 } from "../../shared/activities.ts";
 import { relayConfig } from "../config.ts";
+import { QUEUED, sendMessages, toMessages } from "../delivery/messages.ts";
+import { deliveryStats } from "../delivery/stats.ts";
 import type { AppEnv } from "../env.ts";
 import { RelayError } from "../errors.ts";
 import { hashEmail } from "../log.ts";
@@ -90,30 +92,62 @@ export const activities = new Hono<AppEnv>().post(
     }
 
     const enriched = enrichActivities(valid, locationFor(c.req.raw, config.geoMode), new Date());
-    const started = Date.now();
-    const result = await forwardActivities(config, config.apiKey, request, enriched);
-    log.upstream_ms = Date.now() - started;
-    log.upstream_status = result.status;
 
-    if (result.ok) {
+    // DELIVERY=queue: the lowest latency, no per-activity results.
+    if (config.delivery === "queue") {
+      await enqueue(c.env, c.get("requestId"), request, enriched);
+      c.set("outcome", "queued");
+      log.queued = enriched.length;
+      return c.json({ activities: enriched.map(() => QUEUED) }, 202);
+    }
+
+    const started = Date.now();
+    const outcome = await forwardActivities(config, config.apiKey, request, enriched);
+    log.upstream_ms = Date.now() - started;
+    log.upstream_status = outcome.status;
+    log.forwarded = outcome.results.length;
+
+    if (!outcome.failure) {
       c.set("outcome", "forwarded");
-      log.forwarded = enriched.length;
-      return c.json(result.body, 200);
+      return c.json({ activities: outcome.results }, 200);
     }
-    c.set("outcome", "upstream_error");
-    if (result.permanent) {
+    const failure = outcome.failure;
+    if (failure.permanent) {
+      c.set("outcome", "upstream_error");
       log.reason = "ortto_refused";
-      const details = Array.isArray(result.details)
-        ? result.details.map((d) => ({ path: "", message: String((d as { error?: unknown })?.error ?? JSON.stringify(d)) }))
+      const details = Array.isArray(failure.details)
+        ? failure.details.map((d) => ({ path: "", message: String((d as { error?: unknown })?.error ?? JSON.stringify(d)) }))
         : undefined;
-      throw new RelayError(result.status as 400, `Ortto refused the activities: ${result.error}`, details);
+      throw new RelayError(failure.status as 400, `Ortto refused the activities: ${failure.error}`, details);
     }
-    log.reason = "ortto_unavailable";
-    throw new RelayError(
-      502,
-      `${result.error}; nothing was recorded, send again later`,
-      undefined,
-      result.retryAfterSeconds ? { "Retry-After": String(result.retryAfterSeconds) } : undefined,
-    );
+    // Ortto is slow, failing or rate-limiting: what it has not taken waits in the queue and is
+    // retried until it is delivered. The browser's part is done.
+    log.reason = failure.error;
+    await enqueue(c.env, c.get("requestId"), request, outcome.remaining);
+    c.set("outcome", "queued");
+    log.queued = outcome.remaining.length;
+    return c.json({ activities: [...outcome.results, ...outcome.remaining.map(() => QUEUED)] }, 202);
   },
 );
+
+/** Puts keyed activities on the delivery queue; if even that fails, the browser is told to send again. */
+async function enqueue(
+  env: AppEnv["Bindings"],
+  requestId: string,
+  request: Omit<ActivitiesRequest, "activities">,
+  activities: ActivityInput[],
+) {
+  try {
+    await sendMessages(env.DELIVERY_QUEUE, toMessages(requestId, request, activities));
+    deliveryStats.queued += activities.length;
+  } catch {
+    throw new RelayError(
+      503,
+      "Ortto is unavailable and the delivery queue could not take the activities; nothing was recorded, send again later",
+      undefined,
+      {
+        "Retry-After": "30",
+      },
+    );
+  }
+}

@@ -1,9 +1,10 @@
 import { Hono } from "hono";
 import catalogue from "../../relay.config.ts";
 import { relayConfig } from "../config.ts";
+import { deliveryStats } from "../delivery/stats.ts";
 import type { AppEnv } from "../env.ts";
 
-/** `GET /healthz`: liveness and the settings an operator checks first; never a secret. */
+/** `GET /healthz`: liveness, the settings an operator checks first, and delivery signals; never a secret. */
 export const health = new Hono<AppEnv>().get("/healthz", (c) => {
   const config = relayConfig(c.env);
   return c.json({
@@ -11,6 +12,9 @@ export const health = new Hono<AppEnv>().get("/healthz", (c) => {
     upstream: new URL(config.base).host,
     key_configured: Boolean(config.apiKey),
     geo_mode: config.geoMode,
+    delivery: config.delivery,
     activities: Object.keys(catalogue.activities).length,
+    // Per-isolate counters (see delivery/stats.ts): cheap hints of upstream trouble, not the queue's depth.
+    queue: { ...deliveryStats },
   });
 });

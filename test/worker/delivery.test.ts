@@ -1,0 +1,219 @@
+import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { beforeEach, describe, expect, it, vi } from "vitest";
+import { consumeQueue, DEAD_LETTER_QUEUE, MAX_REPLAYS } from "../../worker/delivery/consumer.ts";
+import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
+import worker from "../../worker/index.ts";
+import { emulator, loggedIn, post, postWith } from "./helpers.ts";
+
+/** What landed in the dead-letter queue (test/fixtures/test-network.js consumes it in tests). */
+const deadLetters = async () => (await (await fetch("http://dead-letters.test/")).json()) as DeliveryMessage[];
+
+/** Polls until `check` holds (queue deliveries happen in the background, after retry delays). */
+async function eventually<T>(read: () => Promise<T>, check: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (check(value) || Date.now() > until) return value;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+const stored = async () => (await emulator.activities()).activities;
+
+function person(i: number) {
+  return loggedIn({ fields: { "str::first": `Visitor${i}`, "str::email": `visitor${i}@example.com` } });
+}
+
+/** Records the delay each message of a batch is retried with (the queue result keeps only which were retried). */
+function retryDelays(batch: MessageBatch<DeliveryMessage>) {
+  const delays: Record<string, number | undefined> = {};
+  for (const m of batch.messages) {
+    const retry = m.retry.bind(m);
+    vi.spyOn(m, "retry").mockImplementation((options) => {
+      delays[m.id] = options?.delaySeconds;
+      retry(options);
+    });
+  }
+  return delays;
+}
+
+function message(
+  id: string,
+  activities: unknown[],
+  attempts = 1,
+): { id: string; timestamp: Date; attempts: number; body: DeliveryMessage } {
+  return { id, timestamp: new Date(), attempts, body: { v: 1, request_id: id, activities } as DeliveryMessage };
+}
+
+beforeEach(async () => {
+  await emulator.reset();
+  await fetch("http://dead-letters.test/", { method: "DELETE" });
+});
+
+describe("durable delivery through the queue", () => {
+  it("answers 202 with queued statuses when Ortto answers 5xx, then delivers once Ortto recovers", { timeout: 30_000 }, async () => {
+    await emulator.faults({ failRate: 1, statuses: [503] });
+    const activity = loggedIn({ key: "k-503", created: new Date().toISOString() });
+    const res = await post({ activities: [activity] });
+    expect(res.status).toBe(202);
+    expect(await res.json()).toEqual({ activities: [{ status: "queued", person_status: "queued" }] });
+
+    await emulator.faults({ failRate: 0 });
+    const delivered = await eventually(stored, (a) => a.length === 1);
+    expect(delivered.map((a) => [a.key, a.created])).toEqual([[activity.key, activity.created]]);
+  });
+
+  it("answers 202 within the timeout when Ortto hangs, and the late re-send merges instead of duplicating", {
+    timeout: 30_000,
+  }, async () => {
+    await emulator.faults({ hangMs: 1500 });
+    const started = Date.now();
+    const res = await postWith({ UPSTREAM_TIMEOUT_MS: "300" }, { activities: [loggedIn()] });
+    expect(res.status).toBe(202);
+    expect(Date.now() - started).toBeLessThan(1200);
+    await emulator.faults({ hangMs: 0 });
+    // Ortto got the first try after the relay gave up on it, and the queued re-send merged into it.
+    const state = await eventually(emulator.activities, (s) => s.duplicates === 1);
+    expect(state.activities).toHaveLength(1);
+    expect(state.duplicates).toBe(1);
+  });
+
+  it("queues when Ortto rate-limits, and waits at least Ortto's try-in-seconds before the next try", { timeout: 30_000 }, async () => {
+    await emulator.faults({ failRate: 1, statuses: [429] });
+    const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [
+      message("m1", [loggedIn({ key: "a", created: new Date().toISOString() })]),
+    ]);
+    const delays = retryDelays(batch);
+    const ctx = createExecutionContext();
+    await worker.queue(batch, env);
+    expect((await getQueueResult(batch, ctx)).retryMessages).toEqual([{ msgId: "m1" }]);
+    expect(delays).toEqual({ m1: 10 });
+
+    await emulator.faults({ failRate: 1, statuses: [429], tryInSeconds: 1 });
+    expect((await post({ activities: [loggedIn()] })).status).toBe(202);
+    await emulator.faults({ failRate: 0 });
+    expect(await eventually(stored, (a) => a.length === 1)).toHaveLength(1);
+  });
+
+  it("with DELIVERY=queue answers 202 at once and delivers through the queue", { timeout: 30_000 }, async () => {
+    const res = await postWith({ DELIVERY: "queue" }, { activities: [loggedIn(), loggedIn()] });
+    expect(res.status).toBe(202);
+    expect(await emulator.requests()).toHaveLength(0);
+    expect(await eventually(stored, (a) => a.length === 2)).toHaveLength(2);
+  });
+
+  it("delivers every accepted event exactly once while Ortto fails half of its requests", async () => {
+    await emulator.faults({ failRate: 0.5, statuses: [500, 503, 429], tryInSeconds: 1, seed: 7 });
+    const answers: number[] = [];
+    const sent: [string, string][] = [];
+    // 300 events from 100 visitors, 3 per request, from many IPs.
+    for (let i = 0; i < 100; i++) {
+      const batch = [0, 1, 2].map((n) => {
+        const a = person(i);
+        return { ...a, key: `v${i}-e${n}`, created: new Date(Date.now() - n * 1000).toISOString() };
+      });
+      for (const a of batch) sent.push([a.key, a.created]);
+      answers.push((await post({ activities: batch }, { ip: `198.51.100.${i}` })).status);
+    }
+    expect(answers.every((s) => s === 200 || s === 202)).toBe(true);
+    expect(answers).toContain(202);
+
+    const delivered = await eventually(stored, (a) => a.length >= 300, 60_000);
+    const pairs = new Set(delivered.map((a) => `${a.key}|${a.created}`));
+    expect(pairs.size).toBe(300);
+    expect(delivered).toHaveLength(300);
+    expect([...pairs].sort()).toEqual(sent.map(([k, c]) => `${k}|${c}`).sort());
+    expect(await deadLetters()).toEqual([]);
+  }, 90_000);
+
+  it("delivers everything accepted during an outage after Ortto returns", async () => {
+    await emulator.faults({ downUntil: Date.now() + 3000 });
+    const answers: number[] = [];
+    for (let i = 0; i < 40; i++) answers.push((await post({ activities: [person(i)] })).status);
+    expect(answers.every((s) => s === 202)).toBe(true);
+    expect(await stored()).toHaveLength(0);
+    const delivered = await eventually(stored, (a) => a.length >= 40, 60_000);
+    expect(delivered).toHaveLength(40);
+  }, 90_000);
+});
+
+describe("the queue consumer", () => {
+  it("sends a message that Ortto refuses to the dead-letter queue, not retried, and still delivers the rest of its batch", {
+    timeout: 30_000,
+  }, async () => {
+    const old = new Date(Date.now() - 91 * 86_400_000).toISOString();
+    const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [
+      message("good-1", [loggedIn({ key: "g1", created: new Date().toISOString() })]),
+      message("poison", [loggedIn({ key: "p", created: old })]),
+      message("good-2", [loggedIn({ key: "g2", created: new Date().toISOString() })]),
+    ]);
+    const ctx = createExecutionContext();
+    await worker.queue(batch, env);
+    const result = await getQueueResult(batch, ctx);
+    expect(result.retryMessages).toEqual([]);
+    expect(result.explicitAcks.sort()).toEqual(["good-1", "good-2", "poison"]);
+    expect((await stored()).map((a) => a.key).sort()).toEqual(["g1", "g2"]);
+    const dead = await eventually(deadLetters, (d) => d.length === 1);
+    expect(dead[0]).toMatchObject({ request_id: "poison", dead_reason: expect.stringContaining("Created date is more than 90 days ago") });
+  });
+
+  it("moves a message that keeps failing to the dead-letter queue after its retries, and delivers the rest of its batch", async () => {
+    await emulator.faults({ failKeys: ["poison"], statuses: [500] });
+    const now = new Date().toISOString();
+    await env.DELIVERY_QUEUE.sendBatch(
+      ["good-1", "poison", "good-2"].map((key) => ({
+        body: { v: 1, request_id: key, activities: [loggedIn({ key, created: now })] },
+        contentType: "json" as const,
+      })),
+    );
+    const delivered = await eventually(stored, (a) => a.length === 2);
+    expect(delivered.map((a) => a.key).sort()).toEqual(["good-1", "good-2"]);
+    const dead = await eventually(deadLetters, (d) => d.length === 1, 90_000);
+    expect(dead[0]?.activities[0]).toMatchObject({ key: "poison" });
+  }, 120_000);
+
+  it("replays dead letters onto the delivery queue when the dead-letter consumer is attached", { timeout: 30_000 }, async () => {
+    const now = new Date().toISOString();
+    const batch = createMessageBatch<DeliveryMessage>(DEAD_LETTER_QUEUE, [
+      {
+        ...message("d1", [loggedIn({ key: "d1", created: now })]),
+        body: {
+          v: 1,
+          request_id: "d1",
+          activities: [loggedIn({ key: "d1", created: now })],
+          dead_reason: "Ortto answered 503",
+        } as DeliveryMessage,
+      },
+    ]);
+    const ctx = createExecutionContext();
+    await consumeQueue(batch, env);
+    expect((await getQueueResult(batch, ctx)).explicitAcks).toEqual(["d1"]);
+    expect((await eventually(stored, (a) => a.length === 1)).map((a) => a.key)).toEqual(["d1"]);
+  });
+
+  it(`keeps a message in the dead-letter queue after ${MAX_REPLAYS} replays instead of looping`, async () => {
+    const spy = vi.spyOn(console, "log").mockImplementation(() => {});
+    const batch = createMessageBatch<DeliveryMessage>(DEAD_LETTER_QUEUE, [
+      { ...message("d2", []), body: { v: 1, request_id: "d2", activities: [loggedIn()], replays: MAX_REPLAYS } as DeliveryMessage },
+    ]);
+    const delays = retryDelays(batch);
+    const ctx = createExecutionContext();
+    await consumeQueue(batch, env);
+    spy.mockRestore();
+    const result = await getQueueResult(batch, ctx);
+    expect(result.explicitAcks).toEqual([]);
+    expect(result.retryMessages).toEqual([{ msgId: "d2" }]);
+    expect(delays).toEqual({ d2: 43_200 });
+  });
+
+  it("keeps messages queued, not dropped, while the key is missing", async () => {
+    const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [message("m", [loggedIn()])]);
+    const delays = retryDelays(batch);
+    const ctx = createExecutionContext();
+    await consumeQueue(batch, { ...env, ORTTO_API_KEY: undefined });
+    expect((await getQueueResult(batch, ctx)).retryMessages).toEqual([{ msgId: "m" }]);
+    expect(delays).toEqual({ m: 60 });
+    expect(await emulator.requests()).toHaveLength(0);
+  });
+});

@@ -1,0 +1,153 @@
+import { relayConfig } from "../config.ts";
+import type { RelayEnv } from "../env.ts";
+import { type Failure, forwardActivities } from "../upstream.ts";
+import { type DeliveryMessage, retryDelaySeconds, sendMessages } from "./messages.ts";
+import { deliveryStats } from "./stats.ts";
+
+/** The dead-letter queue's name, as in wrangler.toml; a batch from it is a replay. */
+export const DEAD_LETTER_QUEUE = "ortto-relay-dead-letters";
+const MAX_ACTIVITIES_PER_REQUEST = 100;
+
+type Msg = Message<DeliveryMessage>;
+
+function isDeliveryMessage(body: unknown): body is DeliveryMessage {
+  return (
+    typeof body === "object" && body !== null && (body as DeliveryMessage).v === 1 && Array.isArray((body as DeliveryMessage).activities)
+  );
+}
+
+function log(event: string, fields: Record<string, unknown>) {
+  console.log(JSON.stringify({ event, ...fields }));
+}
+
+/**
+ * Packs first-time messages with the same options into Ortto requests of at most 100
+ * activities, never splitting a message. A message that failed before travels alone, so a
+ * message that Ortto cannot take (a poison message) does not hold back the rest of its batch.
+ */
+function pack(messages: Msg[]): Msg[][] {
+  const byOptions = new Map<string, Msg[][]>();
+  const alone: Msg[][] = [];
+  for (const message of messages) {
+    if (message.attempts > 1) {
+      alone.push([message]);
+      continue;
+    }
+    const key = JSON.stringify([message.body.async ?? false, message.body.merge_by ?? null]);
+    const packs = byOptions.get(key) ?? [];
+    const last = packs.at(-1);
+    const count = last?.reduce((n, m) => n + m.body.activities.length, 0) ?? 0;
+    if (last && count + message.body.activities.length <= MAX_ACTIVITIES_PER_REQUEST) last.push(message);
+    else packs.push([message]);
+    byOptions.set(key, packs);
+  }
+  return [...[...byOptions.values()].flat(), ...alone];
+}
+
+async function deadLetter(env: RelayEnv, message: Msg, reason: string) {
+  const body = isDeliveryMessage(message.body)
+    ? message.body
+    : ({ v: 1, request_id: "unknown", activities: [], raw: message.body } as DeliveryMessage);
+  await sendMessages(env.DEAD_LETTERS, [{ ...body, dead_reason: reason }]);
+  message.ack();
+  deliveryStats.dead_lettered++;
+  log("dead_lettered", { request_id: body.request_id, activities: body.activities.length, reason, attempts: message.attempts });
+}
+
+function retry(env: RelayEnv, messages: Msg[], failure: Failure) {
+  const base = Number(env.RETRY_BASE_SECONDS) || 5;
+  const max = Number(env.RETRY_MAX_SECONDS) || 3600;
+  for (const message of messages) {
+    const delaySeconds = retryDelaySeconds(message.attempts, base, failure.permanent ? 0 : failure.retryAfterSeconds, max);
+    message.retry({ delaySeconds });
+    deliveryStats.retried++;
+  }
+  deliveryStats.last_upstream_failure_at = new Date().toISOString();
+  log("delivery_retry", {
+    messages: messages.length,
+    upstream_status: failure.status ?? null,
+    error: failure.error,
+    attempts: Math.max(...messages.map((m) => m.attempts)),
+  });
+}
+
+async function deliver(env: RelayEnv, apiKey: string, messages: Msg[]): Promise<void> {
+  const first = messages[0];
+  if (!first) return;
+  const activities = messages.flatMap((m) => m.body.activities);
+  const outcome = await forwardActivities(relayConfig(env), apiKey, { async: first.body.async, merge_by: first.body.merge_by }, activities);
+  if (!outcome.failure) {
+    for (const m of messages) m.ack();
+    deliveryStats.delivered_from_queue += activities.length;
+    deliveryStats.last_queue_delivery_at = new Date().toISOString();
+    const failed = outcome.results.filter((r) => r.status === "failed").length;
+    log("delivered", {
+      messages: messages.length,
+      activities: activities.length,
+      upstream_status: outcome.status,
+      ...(failed ? { failed_in_ortto: failed } : {}),
+    });
+    return;
+  }
+  if (!outcome.failure.permanent) return retry(env, messages, outcome.failure);
+  // Ortto refused the request. With several messages in it, find the one it refuses by
+  // sending each alone; a message refused on its own is kept in the dead-letter queue.
+  if (messages.length > 1) {
+    for (const m of messages) await deliver(env, apiKey, [m]);
+    return;
+  }
+  await deadLetter(env, first, `Ortto answered ${outcome.failure.status}: ${outcome.failure.error}`);
+}
+
+/**
+ * The queue consumer: forwards queued activities to Ortto, acknowledging what Ortto took,
+ * retrying with backoff what it could not take yet, and dead-lettering what it refuses. A batch
+ * from the dead-letter queue (attached only when an operator wants a replay) is put back on
+ * the delivery queue.
+ */
+export async function consumeQueue(batch: MessageBatch<unknown>, env: RelayEnv): Promise<void> {
+  if (batch.queue === DEAD_LETTER_QUEUE) return replayDeadLetters(batch, env);
+  const apiKey = relayConfig(env).apiKey;
+  if (!apiKey) {
+    // A deploy without the secret: keep everything queued until the key is set.
+    for (const m of batch.messages) m.retry({ delaySeconds: 60 });
+    log("delivery_retry", { messages: batch.messages.length, error: "ORTTO_API_KEY is not set" });
+    return;
+  }
+  const valid: Msg[] = [];
+  for (const m of batch.messages) {
+    if (isDeliveryMessage(m.body)) valid.push(m as Msg);
+    else await deadLetter(env, m as Msg, "not a delivery message");
+  }
+  for (const group of pack(valid)) await deliver(env, apiKey, group);
+}
+
+/** How often one message is replayed from the dead-letter queue before it is kept there for a person to look at. */
+export const MAX_REPLAYS = 3;
+
+/**
+ * The dead-letter queue's consumer, attached only while an operator replays: puts each message
+ * back on the delivery queue. A message that has already come back MAX_REPLAYS times (Ortto
+ * keeps refusing it) is not replayed again but kept in the dead-letter queue, so replaying
+ * never loops and never drops it.
+ */
+async function replayDeadLetters(batch: MessageBatch<unknown>, env: RelayEnv): Promise<void> {
+  const replay: DeliveryMessage[] = [];
+  for (const m of batch.messages) {
+    const body = m.body as DeliveryMessage;
+    if (!isDeliveryMessage(body) || (body.replays ?? 0) >= MAX_REPLAYS) {
+      m.retry({ delaySeconds: 43_200 });
+      log("dead_letter_kept", {
+        request_id: isDeliveryMessage(body) ? body.request_id : null,
+        reason: isDeliveryMessage(body) ? body.dead_reason : "not a delivery message",
+      });
+      continue;
+    }
+    const { dead_reason: _reason, ...rest } = body;
+    replay.push({ ...rest, replays: (body.replays ?? 0) + 1 });
+    m.ack();
+  }
+  await sendMessages(env.DELIVERY_QUEUE, replay);
+  deliveryStats.replayed += replay.length;
+  log("dead_letters_replayed", { messages: replay.length });
+}

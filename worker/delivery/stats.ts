@@ -1,0 +1,15 @@
+/**
+ * Delivery signals that cost nothing to keep: counters in this isolate's memory. They reset
+ * when the isolate is recycled and each Cloudflare location has its own isolates, so they are
+ * a hint of recent trouble (for /healthz), not an account of the backlog; the Queues dashboard
+ * has the real depth.
+ */
+export const deliveryStats = {
+  queued: 0,
+  delivered_from_queue: 0,
+  retried: 0,
+  dead_lettered: 0,
+  replayed: 0,
+  last_upstream_failure_at: null as string | null,
+  last_queue_delivery_at: null as string | null,
+};
