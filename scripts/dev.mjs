@@ -78,7 +78,7 @@ run("relay", [
 ]);
 
 // The demo page is served from a different origin than the relay, as a real site would be.
-const demo = createServer((req, res) => {
+const demo = createServer((_req, res) => {
   const html = readFileSync(join(root, "demo", "index.html"), "utf8").replaceAll("{{RELAY}}", `http://127.0.0.1:${RELAY_PORT}`);
   res.writeHead(200, { "Content-Type": "text/html; charset=utf-8" }).end(html);
 });

@@ -183,22 +183,27 @@ export function activitiesRequestSchema(catalogue: ResolvedCatalogue) {
   );
 }
 
-/** A zod issue, reduced to what the error envelope shows: where, and which rule. */
+/** `activities.0.attributes.bol:cm:account-owner`; an odd key (empty, or with dots or spaces) is quoted. */
+function formatPath(segments: PropertyKey[]): string {
+  return segments.map((s) => (typeof s === "string" && (s === "" || /[.\s]/.test(s)) ? JSON.stringify(s) : String(s))).join(".") || "body";
+}
+
+/** A zod issue, reduced to what the error envelope shows: where, and which rule. Paths are relative to the request body. */
 export function describeIssue(issue: z.core.$ZodIssue): { path: string; message: string } {
-  const path = issue.path.map(String);
+  const path = issue.path;
   if (issue.code === "unrecognized_keys") {
     const parent = path.at(-1);
     const what = parent === "attributes" ? "attribute" : parent === "fields" ? "person field" : "property";
     const where =
       parent === "attributes" ? " in the catalogue for this activity" : parent === "fields" ? " as browser-settable in the catalogue" : "";
     return {
-      path: [...path, issue.keys[0]].join("."),
+      path: formatPath([...path, issue.keys[0] ?? ""]),
       message: `unknown ${what}${issue.keys.length > 1 ? `s ${issue.keys.join(", ")}` : ` ${issue.keys[0]}`}: not declared${where}`,
     };
   }
   if (issue.code === "invalid_type" && issue.input === undefined && issue.message === "Invalid input") {
-    return { path: path.join("."), message: `required (expected ${issue.expected})` };
+    return { path: formatPath(path), message: `required (expected ${issue.expected})` };
   }
   const message = issue.message === "Invalid input" ? `invalid ${issue.code.replace(/_/g, " ")}` : issue.message;
-  return { path: path.join("."), message };
+  return { path: formatPath(path), message };
 }

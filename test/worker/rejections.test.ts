@@ -85,7 +85,7 @@ describe("POST /v1/activities/create refuses bad requests with a precise 4xx", (
   });
 
   it.each([
-    ["a JSON array", [], "", "expected a JSON object"],
+    ["a JSON array", [], "body", "expected a JSON object"],
     ["a body without activities", {}, "activities", "expected an array of activities"],
     ["an empty activities array", { activities: [] }, "activities", "expected at least one activity"],
     ["an activity that is not an object", { activities: ["x"] }, "activities.0", "expected an activity object"],

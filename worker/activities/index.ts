@@ -27,7 +27,7 @@ function parseJson(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch {
-    throw new RelayError(400, "The body is not valid JSON", [{ path: "", message: "expected a JSON object with an activities array" }]);
+    throw new RelayError(400, "The body is not valid JSON", [{ path: "body", message: "expected a JSON object with an activities array" }]);
   }
 }
 
@@ -58,7 +58,7 @@ export const activities = new Hono<AppEnv>().post(
     maxSize: MAX_BODY_BYTES,
     onError: () => {
       throw new RelayError(413, "The body is larger than 2 MB (Ortto's limit per request)", [
-        { path: "", message: "expected at most 2 MB" },
+        { path: "body", message: "expected at most 2 MB" },
       ]);
     },
   }),
@@ -72,7 +72,7 @@ export const activities = new Hono<AppEnv>().post(
       log.reason = "schema";
       throw new RelayError(
         400,
-        `Invalid request: ${first?.path || "body"} ${first?.message}${details.length > 1 ? ` (and ${details.length - 1} more)` : ""}`,
+        `Invalid request: ${first?.path} ${first?.message}${details.length > 1 ? ` (and ${details.length - 1} more)` : ""}`,
         details,
       );
     }
@@ -116,7 +116,7 @@ export const activities = new Hono<AppEnv>().post(
       c.set("outcome", "upstream_error");
       log.reason = "ortto_refused";
       const details = Array.isArray(failure.details)
-        ? failure.details.map((d) => ({ path: "", message: String((d as { error?: unknown })?.error ?? JSON.stringify(d)) }))
+        ? failure.details.map((d) => ({ path: "body", message: String((d as { error?: unknown })?.error ?? JSON.stringify(d)) }))
         : undefined;
       throw new RelayError(failure.status as 400, `Ortto refused the activities: ${failure.error}`, details);
     }
