@@ -45,6 +45,27 @@ export const ActivityDefinition = z.strictObject({
 });
 export type ActivityDefinition = z.infer<typeof ActivityDefinition>;
 
+/**
+ * One site of a multi-site deployment: the origins it posts from, the name of the secret
+ * holding its own Ortto key (so each data source's key can be rotated alone, as Ortto advises),
+ * and optionally the activities it may send.
+ */
+export const Site = z.strictObject({
+  name: z.string().check(z.regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "expected a lower-case slug such as shop")),
+  origins: z
+    .array(
+      z
+        .string()
+        .check(
+          z.regex(/^https?:\/\/(\*\.)?[a-z0-9.-]+(:\d+)?$/, "expected an origin such as https://shop.example or https://*.shop.example"),
+        ),
+    )
+    .check(z.minLength(1)),
+  keySecret: z.string().check(z.regex(/^[A-Z][A-Z0-9_]{0,63}$/, "expected the name of a secret such as ORTTO_KEY_SHOP")),
+  activities: z.optional(z.array(z.string().check(z.regex(ACTIVITY_ID, "expected an activity id such as act:cm:logged-in")))),
+});
+export type Site = z.infer<typeof Site>;
+
 export const Catalogue = z.strictObject({
   activities: z.record(z.string().check(z.regex(ACTIVITY_ID, "expected an activity id such as act:cm:logged-in")), ActivityDefinition),
   /**
@@ -57,6 +78,8 @@ export const Catalogue = z.strictObject({
     z.union([z.literal(true), FieldSpec]),
   ),
   allowConsentFields: z.optional(z.boolean()),
+  /** Several sites with their own keys in one deployment; ALLOWED_ORIGINS + ORTTO_API_KEY stay the default site. */
+  sites: z.optional(z.array(Site)),
 });
 export type CatalogueInput = z.input<typeof Catalogue>;
 
@@ -64,6 +87,8 @@ export type CatalogueInput = z.input<typeof Catalogue>;
 export interface ResolvedCatalogue {
   activities: Record<string, ActivityDefinition>;
   personFields: Record<string, FieldSpec>;
+  allowConsentFields?: boolean;
+  sites?: Site[];
 }
 
 export function specKind(spec: FieldSpec): FieldKind {
@@ -98,6 +123,15 @@ export function defineCatalogue<const C extends CatalogueInput>(input: C): C & R
       } else {
         personFields[id] = spec;
       }
+    }
+  }
+  const names = new Set<string>(["default"]);
+  for (const [i, site] of (parsed.success ? (parsed.data.sites ?? []) : []).entries()) {
+    if (names.has(site.name))
+      problems.push(`sites.${i}.name: ${site.name} is taken (names are unique, and "default" is the ALLOWED_ORIGINS site)`);
+    names.add(site.name);
+    for (const id of site.activities ?? []) {
+      if (!parsed.data?.activities[id]) problems.push(`sites.${i}.activities: ${id} is not in the catalogue`);
     }
   }
   if (problems.length) throw new Error(`Invalid relay catalogue:\n  ${problems.join("\n  ")}`);

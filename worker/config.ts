@@ -1,3 +1,4 @@
+import catalogue from "../relay.config.ts";
 import type { RelayEnv } from "./env.ts";
 import { type OriginMatcher, originMatcher } from "./origins.ts";
 
@@ -10,22 +11,41 @@ export const REGION_BASES = {
 
 export type GeoMode = "ip" | "edge" | "off";
 
+/** A site the relay serves: its origins, the secret that holds its Ortto key, and what it may send. */
+export interface RelaySite {
+  name: string;
+  matches: OriginMatcher;
+  keySecret: string;
+  /** The activities this site may send; undefined = the whole catalogue. */
+  activities?: ReadonlySet<string>;
+}
+
 export interface RelayConfig {
   /** Upstream base URL, without a trailing slash. */
   base: string;
-  apiKey: string | undefined;
-  isAllowedOrigin: OriginMatcher;
+  /** Catalogue sites first, then the default site (ALLOWED_ORIGINS with ORTTO_API_KEY). */
+  sites: RelaySite[];
   geoMode: GeoMode;
   timeoutMs: number;
   /** `inline`: try Ortto first and queue on failure; `queue`: always queue. */
   delivery: "inline" | "queue";
+  /** Ortto's 50 events per activity per contact per 24 h, or lower. */
+  contactActivityLimit: number;
+  /** Set when identities must be signed (IDENTITY_SECRET); open mode otherwise. */
+  identitySecret: string | undefined;
 }
 
+export const DEFAULT_SITE = "default";
 const cache = new WeakMap<object, RelayConfig>();
+
+function int(value: string | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+  const n = Number.parseInt(value ?? "", 10);
+  return Number.isFinite(n) && n > 0 ? Math.min(n, max) : fallback;
+}
 
 /**
  * The relay's settings, read from its bindings once per isolate (the env object is stable
- * for an isolate's life, so the origin list is parsed once, not per request). Unknown values
+ * for an isolate's life, so origin lists are parsed once, not per request). Unknown values
  * fall back to the safe default rather than failing requests.
  */
 export function relayConfig(env: RelayEnv): RelayConfig {
@@ -33,16 +53,37 @@ export function relayConfig(env: RelayEnv): RelayConfig {
   if (!config) {
     const region = (env.ORTTO_REGION ?? "us").trim().toLowerCase();
     const geo = (env.GEO_MODE ?? "ip").trim().toLowerCase();
-    const timeout = Number.parseInt(env.UPSTREAM_TIMEOUT_MS ?? "", 10);
     config = {
       base: (env.ORTTO_API_BASE?.trim() || REGION_BASES[region as keyof typeof REGION_BASES] || REGION_BASES.us).replace(/\/+$/, ""),
-      apiKey: env.ORTTO_API_KEY?.trim() || undefined,
-      isAllowedOrigin: originMatcher(env.ALLOWED_ORIGINS),
+      sites: [
+        ...(catalogue.sites ?? []).map((s) => ({
+          name: s.name,
+          matches: originMatcher(s.origins.join(",")),
+          keySecret: s.keySecret,
+          activities: s.activities ? new Set(s.activities) : undefined,
+        })),
+        { name: DEFAULT_SITE, matches: originMatcher(env.ALLOWED_ORIGINS), keySecret: "ORTTO_API_KEY" },
+      ],
       geoMode: geo === "edge" || geo === "off" ? geo : "ip",
-      timeoutMs: Number.isFinite(timeout) && timeout > 0 ? timeout : 5000,
+      timeoutMs: int(env.UPSTREAM_TIMEOUT_MS, 5000),
       delivery: env.DELIVERY?.trim().toLowerCase() === "queue" ? "queue" : "inline",
+      contactActivityLimit: int(env.CONTACT_ACTIVITY_LIMIT, 50, 50),
+      identitySecret: env.IDENTITY_SECRET?.trim() || undefined,
     };
     cache.set(env, config);
   }
   return config;
+}
+
+/** The site an origin belongs to, or undefined when the relay does not serve it. */
+export function siteFor(config: RelayConfig, origin: string | undefined): RelaySite | undefined {
+  return origin ? config.sites.find((s) => s.matches(origin)) : undefined;
+}
+
+/** A site's Ortto key, from the secret it names. Read here and in the queue consumer, nowhere else. */
+export function siteKey(env: RelayEnv, siteName: string | undefined): { secret: string; key: string | undefined } {
+  const site = relayConfig(env).sites.find((s) => s.name === (siteName ?? DEFAULT_SITE));
+  const secret = site?.keySecret ?? "ORTTO_API_KEY";
+  const value = (env as unknown as Record<string, unknown>)[secret];
+  return { secret, key: typeof value === "string" && value.trim() ? value.trim() : undefined };
 }

@@ -16,9 +16,15 @@ declare global {
       ORTTO_API_KEY?: string;
       /** Optional: an upstream base URL that wins over the region (the local emulator, tests). */
       ORTTO_API_BASE?: string;
+      /** Secret: when set, identities must be signed: hex(HMAC-SHA256(IDENTITY_SECRET, email)). Open mode when unset. */
+      IDENTITY_SECRET?: string;
+      /** Optional: fewer than Ortto's 50 events per activity per contact per 24 hours. */
+      CONTACT_ACTIVITY_LIMIT?: string;
     }
   }
 }
+
+import type { RelaySite } from "./config.ts";
 
 export type RelayEnv = Cloudflare.Env;
 
@@ -39,7 +45,9 @@ export interface AppEnv {
   Bindings: RelayEnv;
   Variables: {
     requestId: string;
-    outcome?: "forwarded" | "queued" | "rejected" | "upstream_error" | "error";
+    outcome?: "forwarded" | "queued" | "rejected" | "throttled" | "bot" | "identity_failed" | "upstream_error" | "error";
+    /** The site the request's origin belongs to. */
+    site: RelaySite;
     errorName?: string;
     log: RequestLog;
   };

@@ -6,7 +6,7 @@ import { Hono } from "hono";
 import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import { activities } from "./activities/index.ts";
-import { relayConfig } from "./config.ts";
+import { relayConfig, siteFor } from "./config.ts";
 import { consumeQueue } from "./delivery/consumer.ts";
 import type { AppEnv } from "./env.ts";
 import { errorResponse, onError } from "./errors.ts";
@@ -22,7 +22,7 @@ app.use(requestLog);
 app.use(
   "/v1/*",
   cors({
-    origin: (origin, c) => (origin && relayConfig(c.env).isAllowedOrigin(origin) ? origin : null),
+    origin: (origin, c) => (siteFor(relayConfig(c.env), origin) ? origin : null),
     allowMethods: ["POST", "OPTIONS"],
     allowHeaders: ["Content-Type"],
     exposeHeaders: ["X-Request-Id", "Retry-After"],
@@ -41,4 +41,5 @@ export default {
   queue: consumeQueue,
 } satisfies ExportedHandler<AppEnv["Bindings"]>;
 
+export { ContactActivityLimiter } from "./limits/contact-limiter.ts";
 export { app };

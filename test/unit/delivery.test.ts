@@ -37,11 +37,11 @@ describe("toMessages", () => {
       attributes: { "txt:cm:gift-message": "x".repeat(4000) },
     });
     const activities = Array.from({ length: 100 }, (_, i) => activity(i));
-    const messages = toMessages("req-1", { async: true }, activities);
+    const messages = toMessages("req-1", "shop", { async: true }, activities);
     expect(messages.length).toBeGreaterThan(3);
     for (const m of messages) {
       expect(new TextEncoder().encode(JSON.stringify(m)).length).toBeLessThanOrEqual(MAX_MESSAGE_BYTES);
-      expect(m).toMatchObject({ v: 1, request_id: "req-1", async: true });
+      expect(m).toMatchObject({ v: 1, request_id: "req-1", site: "shop", async: true });
     }
     expect(messages.flatMap((m) => m.activities)).toEqual(activities);
   });

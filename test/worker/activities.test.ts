@@ -7,7 +7,7 @@ beforeEach(async () => {
 
 describe("POST /v1/activities/create forwards valid activities", () => {
   it("forwards the seed's example to Ortto with the relay's key and answers Ortto's per-activity results", async () => {
-    const res = await post({ activities: [loggedIn()] });
+    const res = await post({ activities: [loggedIn()] }, { ip: "203.0.113.7" });
     expect(res.status).toBe(200);
     const body = (await res.json()) as { activities: { person_status: string; status: string }[] };
     expect(body.activities).toHaveLength(1);

@@ -68,7 +68,15 @@ describe("GET /healthz", () => {
     const res = await exports.default.fetch(`${RELAY}/healthz`);
     expect(res.status).toBe(200);
     const text = await res.text();
-    expect(JSON.parse(text)).toMatchObject({ status: "ok", upstream: "ortto.test", key_configured: true, geo_mode: "ip" });
+    expect(JSON.parse(text)).toMatchObject({
+      status: "ok",
+      upstream: "ortto.test",
+      sites: { default: { key_configured: true } },
+      identity: "open",
+      geo_mode: "ip",
+      delivery: "inline",
+      queue: expect.objectContaining({ queued: expect.any(Number), dead_lettered: expect.any(Number) }),
+    });
     expect(text).not.toContain("test-key-7f3a");
   });
 });

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { createMiddleware } from "hono/factory";
 import catalogue from "../../relay.config.ts";
 import {
   type ActivitiesRequest,
@@ -8,11 +9,15 @@ import {
   describeIssue,
   MAX_BODY_BYTES,
 } from "../../shared/activities.ts";
-import { relayConfig } from "../config.ts";
+import { CONSENT_FIELDS } from "../../shared/field-ids.ts";
+import { crawlerFilter, ipRateLimit } from "../abuse.ts";
+import { relayConfig, siteFor, siteKey } from "../config.ts";
 import { QUEUED, sendMessages, toMessages } from "../delivery/messages.ts";
 import { deliveryStats } from "../delivery/stats.ts";
 import type { AppEnv } from "../env.ts";
 import { RelayError } from "../errors.ts";
+import { verifyIdentity } from "../identity.ts";
+import { takeContactLimits } from "../limits/index.ts";
 import { hashEmail } from "../log.ts";
 import { forwardActivities } from "../upstream.ts";
 import { enrichActivities, locationFor } from "./enrich.ts";
@@ -22,6 +27,7 @@ const requestSchema = activitiesRequestSchema(catalogue);
 
 /** text/plain is what a page sends to avoid a CORS preflight; application/json is what servers send. */
 const ACCEPTED_TYPES = new Set(["application/json", "text/plain", ""]);
+const CONSENT = Object.keys(CONSENT_FIELDS);
 
 function parseJson(text: string): unknown {
   try {
@@ -31,28 +37,61 @@ function parseJson(text: string): unknown {
   }
 }
 
-/** `POST /v1/activities/create`: the same path and body as Ortto's own endpoint, minus the key. */
+/** The origin must belong to a site the relay serves; that site decides the key and the activities. */
+const siteOfOrigin = createMiddleware<AppEnv>(async (c, next) => {
+  const origin = c.req.header("origin");
+  const site = siteFor(relayConfig(c.env), origin);
+  if (!site) {
+    c.get("log").reason = "origin";
+    throw new RelayError(403, origin ? `Origin ${origin} is not allowed to send activities` : "Requests must come from an allowed Origin", [
+      { path: "headers.origin", message: "expected one of ALLOWED_ORIGINS (or of a site in the catalogue)" },
+    ]);
+  }
+  c.set("site", site);
+  const type = (c.req.header("content-type") ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+  if (!ACCEPTED_TYPES.has(type)) {
+    throw new RelayError(415, `Content-Type ${type} is not accepted`, [
+      { path: "headers.content-type", message: "expected application/json or text/plain" },
+    ]);
+  }
+  await next();
+});
+
+/** Puts keyed activities on the delivery queue; if even that fails, the browser is told to send again. */
+async function enqueue(
+  env: AppEnv["Bindings"],
+  requestId: string,
+  site: string,
+  request: Omit<ActivitiesRequest, "activities">,
+  activities: ActivityInput[],
+) {
+  try {
+    await sendMessages(env.DELIVERY_QUEUE, toMessages(requestId, site, request, activities));
+    deliveryStats.queued += activities.length;
+  } catch {
+    throw new RelayError(
+      503,
+      "Ortto is unavailable and the delivery queue could not take the activities; nothing was recorded, send again later",
+      undefined,
+      {
+        "Retry-After": "30",
+      },
+    );
+  }
+}
+
+let openModeLogged = false;
+
+/**
+ * `POST /v1/activities/create`: the same path and body as Ortto's own endpoint, minus the key.
+ * Each step refuses with a 4xx that names the field and the rule; only a request that passes
+ * every one is forwarded (Ortto bans an IP after 15 bad requests in 15 s).
+ */
 export const activities = new Hono<AppEnv>().post(
   "/v1/activities/create",
-  async (c, next) => {
-    const config = relayConfig(c.env);
-    const origin = c.req.header("origin");
-    if (!origin || !config.isAllowedOrigin(origin)) {
-      c.get("log").reason = "origin";
-      throw new RelayError(
-        403,
-        origin ? `Origin ${origin} is not allowed to send activities` : "Requests must come from an allowed Origin",
-        [{ path: "headers.origin", message: "expected one of ALLOWED_ORIGINS" }],
-      );
-    }
-    const type = (c.req.header("content-type") ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
-    if (!ACCEPTED_TYPES.has(type)) {
-      throw new RelayError(415, `Content-Type ${type} is not accepted`, [
-        { path: "headers.content-type", message: "expected application/json or text/plain" },
-      ]);
-    }
-    await next();
-  },
+  siteOfOrigin,
+  ipRateLimit,
+  crawlerFilter,
   // Enforced while reading: a body over the limit is refused without being buffered whole.
   bodyLimit({
     maxSize: MAX_BODY_BYTES,
@@ -64,7 +103,9 @@ export const activities = new Hono<AppEnv>().post(
   }),
   async (c) => {
     const config = relayConfig(c.env);
+    const site = c.get("site");
     const log = c.get("log");
+
     const parsed = requestSchema.safeParse(parseJson(await c.req.text()));
     if (!parsed.success) {
       const details = parsed.error.issues.map(describeIssue);
@@ -76,33 +117,76 @@ export const activities = new Hono<AppEnv>().post(
         details,
       );
     }
-    const { activities: valid, identity_token: _token, ...request } = parsed.data as ActivitiesRequest & { identity_token?: string };
+    const { activities: valid, identity_token: token, ...request } = parsed.data as ActivitiesRequest;
     log.activities = valid.length;
     log.people = await Promise.all(
-      [...new Set(valid.map((a: ActivityInput) => a.fields?.["str::email"]).filter((e): e is string => typeof e === "string"))]
+      [...new Set(valid.map((a) => a.fields?.["str::email"]).filter((e): e is string => typeof e === "string"))]
         .slice(0, 10)
         .map(hashEmail),
     );
 
-    if (!config.apiKey) {
-      log.reason = "no_key";
-      throw new RelayError(503, "The relay has no Ortto key: set the ORTTO_API_KEY secret (wrangler secret put ORTTO_API_KEY)", [
-        { path: "ORTTO_API_KEY", message: "expected a secret with the Custom API data source key" },
+    const notForSite = site.activities ? valid.findIndex((a) => !site.activities?.has(a.activity_id)) : -1;
+    if (notForSite >= 0) {
+      log.reason = "site_activity";
+      throw new RelayError(400, `Activity ${valid[notForSite]?.activity_id} is not enabled for site ${site.name}`, [
+        { path: `activities.${notForSite}.activity_id`, message: `expected one of the activities of site ${site.name}` },
       ]);
     }
+
+    // Signed identity: with IDENTITY_SECRET set, a page can only speak for the person its backend signed.
+    if (config.identitySecret) {
+      const failure = await verifyIdentity(config.identitySecret, token, valid);
+      if (failure) {
+        c.set("outcome", "identity_failed");
+        log.reason = "identity";
+        throw new RelayError(401, `Unverified identity: ${failure.reason}`, [
+          { path: token ? "identity_token" : `activities.${failure.index}`, message: failure.reason },
+        ]);
+      }
+    } else if (!openModeLogged) {
+      openModeLogged = true;
+      console.log(JSON.stringify({ event: "open_mode", message: "IDENTITY_SECRET is not set: identities are not verified" }));
+    }
+
+    // A stranger must not be able to unsubscribe someone: consent fields need a verified identity.
+    if (!config.identitySecret) {
+      for (const [i, a] of valid.entries()) {
+        const field = CONSENT.find((f) => a.fields?.[f] !== undefined);
+        if (field) {
+          log.reason = "consent";
+          throw new RelayError(403, `Consent field ${field} can only be set for a verified identity (IDENTITY_SECRET)`, [
+            { path: `activities.${i}.fields.${field}`, message: "expected a verified identity to change consent" },
+          ]);
+        }
+      }
+    }
+
+    const { key: apiKey, secret } = siteKey(c.env, site.name);
+    if (!apiKey) {
+      log.reason = "no_key";
+      throw new RelayError(503, `The relay has no Ortto key: set the ${secret} secret (wrangler secret put ${secret})`, [
+        { path: secret, message: "expected a secret with the Custom API data source key" },
+      ]);
+    }
+
+    await takeContactLimits(c.env, valid, config.contactActivityLimit).catch((err) => {
+      c.set("outcome", "throttled");
+      log.reason = "contact_limit";
+      throw err;
+    });
 
     const enriched = enrichActivities(valid, locationFor(c.req.raw, config.geoMode), new Date());
 
     // DELIVERY=queue: the lowest latency, no per-activity results.
     if (config.delivery === "queue") {
-      await enqueue(c.env, c.get("requestId"), request, enriched);
+      await enqueue(c.env, c.get("requestId"), site.name, request, enriched);
       c.set("outcome", "queued");
       log.queued = enriched.length;
       return c.json({ activities: enriched.map(() => QUEUED) }, 202);
     }
 
     const started = Date.now();
-    const outcome = await forwardActivities(config, config.apiKey, request, enriched);
+    const outcome = await forwardActivities(config, apiKey, request, enriched);
     log.upstream_ms = Date.now() - started;
     log.upstream_status = outcome.status;
     log.forwarded = outcome.results.length;
@@ -123,31 +207,9 @@ export const activities = new Hono<AppEnv>().post(
     // Ortto is slow, failing or rate-limiting: what it has not taken waits in the queue and is
     // retried until it is delivered. The browser's part is done.
     log.reason = failure.error;
-    await enqueue(c.env, c.get("requestId"), request, outcome.remaining);
+    await enqueue(c.env, c.get("requestId"), site.name, request, outcome.remaining);
     c.set("outcome", "queued");
     log.queued = outcome.remaining.length;
     return c.json({ activities: [...outcome.results, ...outcome.remaining.map(() => QUEUED)] }, 202);
   },
 );
-
-/** Puts keyed activities on the delivery queue; if even that fails, the browser is told to send again. */
-async function enqueue(
-  env: AppEnv["Bindings"],
-  requestId: string,
-  request: Omit<ActivitiesRequest, "activities">,
-  activities: ActivityInput[],
-) {
-  try {
-    await sendMessages(env.DELIVERY_QUEUE, toMessages(requestId, request, activities));
-    deliveryStats.queued += activities.length;
-  } catch {
-    throw new RelayError(
-      503,
-      "Ortto is unavailable and the delivery queue could not take the activities; nothing was recorded, send again later",
-      undefined,
-      {
-        "Retry-After": "30",
-      },
-    );
-  }
-}

@@ -1,4 +1,4 @@
-import { relayConfig } from "../config.ts";
+import { relayConfig, siteKey } from "../config.ts";
 import type { RelayEnv } from "../env.ts";
 import { type Failure, forwardActivities } from "../upstream.ts";
 import { type DeliveryMessage, retryDelaySeconds, sendMessages } from "./messages.ts";
@@ -33,7 +33,7 @@ function pack(messages: Msg[]): Msg[][] {
       alone.push([message]);
       continue;
     }
-    const key = JSON.stringify([message.body.async ?? false, message.body.merge_by ?? null]);
+    const key = JSON.stringify([message.body.site ?? null, message.body.async ?? false, message.body.merge_by ?? null]);
     const packs = byOptions.get(key) ?? [];
     const last = packs.at(-1);
     const count = last?.reduce((n, m) => n + m.body.activities.length, 0) ?? 0;
@@ -71,9 +71,16 @@ function retry(env: RelayEnv, messages: Msg[], failure: Failure) {
   });
 }
 
-async function deliver(env: RelayEnv, apiKey: string, messages: Msg[]): Promise<void> {
+async function deliver(env: RelayEnv, messages: Msg[]): Promise<void> {
   const first = messages[0];
   if (!first) return;
+  const { key: apiKey, secret } = siteKey(env, first.body.site);
+  if (!apiKey) {
+    // A deploy without the secret: keep the messages queued until it is set.
+    for (const m of messages) m.retry({ delaySeconds: 60 });
+    log("delivery_retry", { messages: messages.length, error: `${secret} is not set` });
+    return;
+  }
   const activities = messages.flatMap((m) => m.body.activities);
   const outcome = await forwardActivities(relayConfig(env), apiKey, { async: first.body.async, merge_by: first.body.merge_by }, activities);
   if (!outcome.failure) {
@@ -93,7 +100,7 @@ async function deliver(env: RelayEnv, apiKey: string, messages: Msg[]): Promise<
   // Ortto refused the request. With several messages in it, find the one it refuses by
   // sending each alone; a message refused on its own is kept in the dead-letter queue.
   if (messages.length > 1) {
-    for (const m of messages) await deliver(env, apiKey, [m]);
+    for (const m of messages) await deliver(env, [m]);
     return;
   }
   await deadLetter(env, first, `Ortto answered ${outcome.failure.status}: ${outcome.failure.error}`);
@@ -107,19 +114,12 @@ async function deliver(env: RelayEnv, apiKey: string, messages: Msg[]): Promise<
  */
 export async function consumeQueue(batch: MessageBatch<unknown>, env: RelayEnv): Promise<void> {
   if (batch.queue === DEAD_LETTER_QUEUE) return replayDeadLetters(batch, env);
-  const apiKey = relayConfig(env).apiKey;
-  if (!apiKey) {
-    // A deploy without the secret: keep everything queued until the key is set.
-    for (const m of batch.messages) m.retry({ delaySeconds: 60 });
-    log("delivery_retry", { messages: batch.messages.length, error: "ORTTO_API_KEY is not set" });
-    return;
-  }
   const valid: Msg[] = [];
   for (const m of batch.messages) {
     if (isDeliveryMessage(m.body)) valid.push(m as Msg);
     else await deadLetter(env, m as Msg, "not a delivery message");
   }
-  for (const group of pack(valid)) await deliver(env, apiKey, group);
+  for (const group of pack(valid)) await deliver(env, group);
 }
 
 /** How often one message is replayed from the dead-letter queue before it is kept there for a person to look at. */

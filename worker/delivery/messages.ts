@@ -1,4 +1,5 @@
 import type { ActivitiesRequest, ActivityInput, ActivityResult } from "../../shared/activities.ts";
+import { DEFAULT_SITE } from "../config.ts";
 
 /**
  * One queue message: validated, keyed activities that share request options. Every activity
@@ -7,6 +8,8 @@ import type { ActivitiesRequest, ActivityInput, ActivityResult } from "../../sha
 export interface DeliveryMessage {
   v: 1;
   request_id: string;
+  /** The site whose key delivers it (catalogue `sites`); absent for the default site. */
+  site?: string;
   async?: boolean;
   merge_by?: string[];
   activities: ActivityInput[];
@@ -26,6 +29,7 @@ const size = (value: unknown) => new TextEncoder().encode(JSON.stringify(value))
 /** Splits activities into messages under the 128 KB message limit (an activity is ≤ 16 kB, so each message holds several). */
 export function toMessages(
   requestId: string,
+  site: string,
   options: Omit<ActivitiesRequest, "activities">,
   activities: ActivityInput[],
 ): DeliveryMessage[] {
@@ -33,6 +37,7 @@ export function toMessages(
   const base = {
     v: 1 as const,
     request_id: requestId,
+    ...(site !== DEFAULT_SITE ? { site } : {}),
     ...(options.async ? { async: true } : {}),
     ...(options.merge_by ? { merge_by: options.merge_by } : {}),
   };

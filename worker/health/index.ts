@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import catalogue from "../../relay.config.ts";
-import { relayConfig } from "../config.ts";
+import { relayConfig, siteKey } from "../config.ts";
 import { deliveryStats } from "../delivery/stats.ts";
 import type { AppEnv } from "../env.ts";
 
@@ -10,7 +10,9 @@ export const health = new Hono<AppEnv>().get("/healthz", (c) => {
   return c.json({
     status: "ok",
     upstream: new URL(config.base).host,
-    key_configured: Boolean(config.apiKey),
+    // Which sites have their key set (names of secrets only, never values).
+    sites: Object.fromEntries(config.sites.map((s) => [s.name, { key_configured: Boolean(siteKey(c.env, s.name).key) }])),
+    identity: config.identitySecret ? "signed" : "open",
     geo_mode: config.geoMode,
     delivery: config.delivery,
     activities: Object.keys(catalogue.activities).length,

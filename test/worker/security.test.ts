@@ -1,0 +1,209 @@
+import { exports } from "cloudflare:workers";
+import { beforeEach, describe, expect, it, vi } from "vitest";
+import { signIdentity } from "../../worker/identity.ts";
+import { emulator, loggedIn, ORIGIN, post, postWith, RELAY } from "./helpers.ts";
+
+const SECRET = "identity-secret-for-tests";
+const signed = { IDENTITY_SECRET: SECRET };
+const person = (email: string, extra: Record<string, unknown> = {}) =>
+  loggedIn({ fields: { "str::first": "Chris", "str::email": email }, key: crypto.randomUUID(), ...extra });
+
+beforeEach(async () => {
+  await emulator.reset();
+});
+
+describe("signed identity (IDENTITY_SECRET)", () => {
+  it("refuses an activity without a token with 401 and forwards nothing", async () => {
+    const res = await postWith(signed, { activities: [person("chris@example.com")] });
+    expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({
+      code: 401,
+      error: "Unverified identity: identity_token is required",
+      details: [{ path: "activities.0" }],
+    });
+    expect(await emulator.requests()).toHaveLength(0);
+  });
+
+  it("refuses a token made for another email", async () => {
+    const token = await signIdentity(SECRET, "someone-else@example.com");
+    const res = await postWith(signed, { identity_token: token, activities: [person("chris@example.com")] });
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: string }).error).toContain("does not sign this person");
+    expect(await emulator.requests()).toHaveLength(0);
+  });
+
+  it("refuses a request that mixes a signed person with another", async () => {
+    const token = await signIdentity(SECRET, "chris@example.com");
+    const res = await postWith(signed, { identity_token: token, activities: [person("chris@example.com"), person("victim@example.com")] });
+    expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({ details: [{ path: "identity_token" }] });
+  });
+
+  it("accepts a valid token whatever the case and spacing of the email, and never forwards the token", async () => {
+    const token = await signIdentity(SECRET, "chris@example.com");
+    const res = await postWith(signed, { identity_token: token, activities: [person("  Chris@Example.COM ".trim())] });
+    expect(res.status).toBe(200);
+    const [request] = await emulator.requests();
+    expect(request?.body).not.toHaveProperty("identity_token");
+    expect(JSON.stringify(request)).not.toContain(token);
+  });
+
+  it("signs an external id or a person id as given", async () => {
+    const ei = loggedIn({ fields: { "str::ei": "User-42" } });
+    expect((await postWith(signed, { identity_token: await signIdentity(SECRET, "User-42"), activities: [ei] })).status).toBe(200);
+    expect((await postWith(signed, { identity_token: await signIdentity(SECRET, "user-42"), activities: [ei] })).status).toBe(401);
+  });
+
+  it("refuses an activity identified only by phone, which no token can cover", async () => {
+    const res = await postWith(signed, {
+      identity_token: "ab".repeat(32),
+      activities: [loggedIn({ fields: { "phn::phone": { c: "61", n: "401234567" } } })],
+    });
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: string }).error).toContain("str::email, str::ei or person_id");
+  });
+
+  it("runs in open mode without IDENTITY_SECRET and says so in /healthz", async () => {
+    expect((await post({ activities: [person("chris@example.com")] })).status).toBe(200);
+    expect(await (await exports.default.fetch(`${RELAY}/healthz`)).json()).toMatchObject({ identity: "open" });
+  });
+});
+
+describe("consent fields", () => {
+  it("refuses an unsubscribe sent from a page", async () => {
+    const attempt = person("victim@example.com", {
+      fields: { "str::email": "victim@example.com", "bol::p": false, "str::u-ctx": "Unsubscribed by a stranger" },
+    });
+    const res = await post({ activities: [attempt] });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { details: { path: string }[] }).details.map((d) => d.path)).toEqual(
+      expect.arrayContaining(["activities.0.fields.bol::p"]),
+    );
+    expect(await emulator.requests()).toHaveLength(0);
+  });
+});
+
+describe("per-contact limit (Ortto's 50 events per activity per contact per 24 hours)", () => {
+  it("refuses the 51st event for one contact and activity with 429 and Retry-After, while another contact passes", async () => {
+    const alice = `alice-${crypto.randomUUID()}@example.com`;
+    const fifty = Array.from({ length: 50 }, () => person(alice));
+    expect((await post({ activities: fifty })).status).toBe(200);
+
+    const res = await post({ activities: [person(alice)] });
+    expect(res.status).toBe(429);
+    expect(Number(res.headers.get("Retry-After"))).toBeGreaterThan(86_000);
+    expect(await res.json()).toMatchObject({
+      details: [{ path: "activities.0.activity_id", message: "expected at most 50 events per contact in 24 hours" }],
+    });
+
+    expect((await post({ activities: [person(`bob-${crypto.randomUUID()}@example.com`)] })).status).toBe(200);
+    const order = { activity_id: "act:cm:placed-order", fields: { "str::email": alice }, attributes: { "int:cm:order-total": 1000 } };
+    expect((await post({ activities: [order] })).status).toBe(200);
+    expect((await emulator.activities()).activities).toHaveLength(52);
+  });
+
+  it("counts the same person however the email is written", async () => {
+    const id = crypto.randomUUID();
+    expect(
+      (await postWith({ CONTACT_ACTIVITY_LIMIT: "2" }, { activities: [person(`Eve-${id}@Example.com`), person(`eve-${id}@example.com`)] }))
+        .status,
+    ).toBe(200);
+    expect((await postWith({ CONTACT_ACTIVITY_LIMIT: "2" }, { activities: [person(`EVE-${id}@EXAMPLE.COM`)] })).status).toBe(429);
+  });
+
+  it("refuses a whole request that would cross the limit and counts none of it", async () => {
+    const id = crypto.randomUUID();
+    const limited = { CONTACT_ACTIVITY_LIMIT: "3" };
+    expect(
+      (
+        await postWith(limited, {
+          activities: [
+            person(`a-${id}@example.com`),
+            person(`b-${id}@example.com`),
+            person(`b-${id}@example.com`),
+            person(`b-${id}@example.com`),
+            person(`b-${id}@example.com`),
+          ],
+        })
+      ).status,
+    ).toBe(429);
+    // a's event was given back, so a still has all 3.
+    expect(
+      (
+        await postWith(limited, {
+          activities: [person(`a-${id}@example.com`), person(`a-${id}@example.com`), person(`a-${id}@example.com`)],
+        })
+      ).status,
+    ).toBe(200);
+  });
+});
+
+describe("per-IP budget", () => {
+  it("throttles one IP flooding with 429 and Retry-After while another IP is served", async () => {
+    const flooder = "192.0.2.66";
+    const statuses: number[] = [];
+    for (let i = 0; i < 101; i++) statuses.push((await post("{}", { ip: flooder })).status);
+    expect(statuses.slice(0, 100).every((s) => s === 400)).toBe(true);
+    expect(statuses[100]).toBe(429);
+    const throttled = await post({ activities: [person("chris@example.com")] }, { ip: flooder });
+    expect(throttled.status).toBe(429);
+    expect(throttled.headers.get("Retry-After")).toBe("60");
+    expect((await post({ activities: [person("chris@example.com")] }, { ip: "192.0.2.67" })).status).toBe(200);
+    expect(await emulator.requests()).toHaveLength(1);
+  });
+});
+
+describe("crawlers", () => {
+  const googlebot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+
+  it("answers Googlebot running the page's script with 202 and forwards nothing", async () => {
+    const res = await post(
+      { activities: [person("chris@example.com")] },
+      { headers: { "User-Agent": googlebot, "Sec-Fetch-Mode": "cors" } },
+    );
+    expect(res.status).toBe(202);
+    expect(await emulator.requests()).toHaveLength(0);
+  });
+
+  it("treats Cloudflare's verified-bot signal as a crawler", async () => {
+    const res = await postWith({}, { activities: [person("chris@example.com")] }, { cf: { verifiedBotCategory: "Search Engine Crawler" } });
+    expect(res.status).toBe(202);
+    expect(await emulator.requests()).toHaveLength(0);
+  });
+
+  it("lets a developer's curl through", async () => {
+    expect((await post({ activities: [person("chris@example.com")] }, { headers: { "User-Agent": "curl/8.5.0" } })).status).toBe(200);
+  });
+});
+
+describe("secrets stay in the worker", () => {
+  it("puts no key, token or raw email in any response or log line", async () => {
+    const token = await signIdentity(SECRET, "chris@example.com");
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
+    const bodies: string[] = [];
+    try {
+      for (const [bindings, body, options] of [
+        [signed, { identity_token: token, activities: [person("chris@example.com")] }, {}],
+        [signed, { identity_token: token, activities: [person("victim@example.com")] }, {}],
+        [{}, { activities: [person("chris@example.com", { created: "2001-01-01T00:00:00Z" })] }, {}],
+        [{}, { activities: [person("chris@example.com")] }, { origin: "https://evil.example" }],
+        [{ ORTTO_API_KEY: undefined }, { activities: [person("chris@example.com")] }, {}],
+      ] as const) {
+        const res = await postWith(bindings, body, options);
+        bodies.push(`${[...res.headers].join(" ")} ${await res.text()}`);
+      }
+      bodies.push(await (await exports.default.fetch(`${RELAY}/healthz`)).text());
+    } finally {
+      spy.mockRestore();
+    }
+    expect(lines.length).toBeGreaterThanOrEqual(5);
+    for (const text of [...lines, ...bodies]) {
+      expect(text).not.toContain("test-key-7f3a");
+      expect(text).not.toContain(token);
+      expect(text).not.toContain(SECRET);
+      expect(text).not.toMatch(/(chris|victim)@example\.com/);
+    }
+    expect(ORIGIN).toBeTruthy();
+  });
+});
