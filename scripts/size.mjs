@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+/**
+ * `npm run size`: the snippet's size budget. Prints raw, gzip (level 9, as `gzip -9`) and
+ * brotli (max quality) sizes of snippet/dist/relay.js and of the loader line, and exits 1
+ * when either is over budget, so CI fails (as Segment's and RudderStack's size-limit do).
+ * Build first: `npm run build:snippet`.
+ */
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { brotliCompressSync, constants, gzipSync } from "node:zlib";
+
+const BUDGET = { script: 2048, loader: 100 };
+const root = new URL("../snippet/", import.meta.url);
+
+let script;
+try {
+  script = readFileSync(new URL("dist/relay.js", root));
+} catch {
+  console.error("snippet/dist/relay.js is missing: run `npm run build:snippet` first");
+  process.exit(1);
+}
+const loader = Buffer.from(readFileSync(new URL("loader.txt", root), "utf8").trim());
+
+const sizes = (bytes) => ({
+  raw: bytes.length,
+  gzip: gzipSync(bytes, { level: 9 }).length,
+  brotli: brotliCompressSync(bytes, { params: { [constants.BROTLI_PARAM_QUALITY]: constants.BROTLI_MAX_QUALITY } }).length,
+});
+
+const s = sizes(script);
+const l = sizes(loader);
+const fmt = (n) => n.toLocaleString("en-US").padStart(6);
+console.log("                      raw    gzip  brotli   budget");
+console.log(`relay.js           ${fmt(s.raw)}  ${fmt(s.gzip)}  ${fmt(s.brotli)}   ${fmt(BUDGET.script)} gzip`);
+console.log(`loader line        ${fmt(l.raw)}  ${fmt(l.gzip)}  ${fmt(l.brotli)}   ${fmt(BUDGET.loader)} raw`);
+console.log(`integrity          sha384-${createHash("sha384").update(script).digest("base64")}`);
+
+const over = [];
+if (s.gzip > BUDGET.script) over.push(`relay.js is ${s.gzip} bytes gzipped, over its ${BUDGET.script}`);
+if (l.raw > BUDGET.loader) over.push(`the loader line is ${l.raw} bytes, over its ${BUDGET.loader}`);
+for (const message of over) console.error(`over budget: ${message}`);
+if (over.length) process.exit(1);
+console.log(`within budget: ${BUDGET.script - s.gzip} bytes to spare (Plausible 2,694, Umami 2,354 gzipped)`);

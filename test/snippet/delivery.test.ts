@@ -1,0 +1,340 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { backoff, FLUSH_MS, LEASE_MS, MAX_BATCH, MAX_BATCH_BYTES, MAX_QUEUE } from "../../snippet/src/core.ts";
+import { MemoryStorage, openPage, URL_CREATE, wait } from "./helpers.ts";
+
+const NOW = Date.parse("2026-11-27T06:00:00.000Z");
+
+beforeEach(() => {
+  vi.useFakeTimers({ now: NOW });
+});
+afterEach(() => {
+  vi.useRealTimers();
+  vi.restoreAllMocks();
+});
+
+/** A page whose visitor is already identified, so events go out at once. */
+function identifiedPage(options: Parameters<typeof openPage>[0] = {}) {
+  const page = openPage(options);
+  page.relay("identify", { email: "chris@example.com" });
+  return page;
+}
+
+describe("batching", () => {
+  it("sends one text/plain keepalive POST of Ortto's body shape after the flush delay", async () => {
+    const page = identifiedPage();
+    page.relay("track", "logged-in", { "str:cm:payment-plan": "starter" });
+    page.relay("track", "act:cm:placed-order", { "int:cm:item-count": 2 });
+    await wait(FLUSH_MS - 1);
+    expect(page.fetch).not.toHaveBeenCalled();
+    await wait(1);
+    expect(page.sent).toHaveLength(1);
+    const [request] = page.sent;
+    expect(request?.url).toBe(URL_CREATE);
+    expect(request?.init).toMatchObject({ method: "POST", keepalive: true });
+    // A string body is sent as text/plain: no headers, no preflight.
+    expect(typeof request?.init.body).toBe("string");
+    expect(request?.init.headers).toBeUndefined();
+    expect(request?.body).toEqual({
+      activities: [
+        {
+          activity_id: "act:cm:logged-in",
+          key: expect.stringMatching(/^[0-9a-f-]{36}$/),
+          created: "2026-11-27T06:00:00.000Z",
+          attributes: { "str:cm:payment-plan": "starter" },
+          fields: { "str::email": "chris@example.com" },
+        },
+        {
+          activity_id: "act:cm:placed-order",
+          key: expect.any(String),
+          created: "2026-11-27T06:00:00.000Z",
+          attributes: { "int:cm:item-count": 2 },
+          fields: { "str::email": "chris@example.com" },
+        },
+      ],
+    });
+    expect(request?.body.activities[0]?.key).not.toBe(request?.body.activities[1]?.key);
+  });
+
+  it(`sends at once when ${MAX_BATCH} events are waiting, and at most ${MAX_BATCH} per request`, async () => {
+    const page = identifiedPage();
+    for (let n = 0; n < MAX_BATCH + 3; n++) page.relay("track", "logged-in", { "int::v": n });
+    expect(page.sent).toHaveLength(1);
+    expect(page.sent[0]?.body.activities).toHaveLength(MAX_BATCH);
+    // The rest follow as soon as the first batch is through.
+    await wait(0);
+    expect(page.sent).toHaveLength(2);
+    expect(page.sent[1]?.body.activities.map((a) => a.attributes?.["int::v"])).toEqual([10, 11, 12]);
+  });
+
+  it("fixes key and created at the call, and keeps them across retries", async () => {
+    const page = identifiedPage();
+    page.answers.push(503);
+    page.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(page.sent).toHaveLength(2);
+    expect(page.sent[1]?.body.activities[0]?.key).toBe(page.sent[0]?.body.activities[0]?.key);
+    expect(page.sent[1]?.body.activities[0]?.created).toBe("2026-11-27T06:00:00.000Z");
+  });
+
+  it("keeps every request body under keepalive's 64 KiB", async () => {
+    const page = identifiedPage();
+    // Ten events of ~15 kB (Ortto's per-activity limit is 16 kB): more than one request's worth.
+    const big = "é".repeat(7000);
+    for (let n = 0; n < MAX_BATCH; n++) page.relay("track", "placed-order", { "txt:cm:gift-message": big, "int::v": n });
+    await vi.runAllTimersAsync();
+    expect(page.sent.length).toBeGreaterThan(1);
+    for (const request of page.sent) expect(new Blob([request.raw]).size).toBeLessThan(64 * 1024);
+    expect(page.activities().map((a) => a.attributes?.["int::v"])).toEqual([...Array(MAX_BATCH).keys()]);
+  });
+
+  it("sends an identified visitor's events one request at a time", async () => {
+    const page = identifiedPage();
+    page.answers.push("hang");
+    page.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    page.relay("track", "placed-order");
+    await wait(FLUSH_MS * 5);
+    expect(page.sent).toHaveLength(1);
+  });
+});
+
+describe("retries", () => {
+  it("backs off exponentially from 1 s to a cap, with jitter between half and all of the step", () => {
+    expect(backoff(1, 0)).toBe(1000);
+    expect(backoff(2, 0)).toBe(2000);
+    expect(backoff(3, 0)).toBe(4000);
+    expect(backoff(7, 0)).toBe(64000);
+    expect(backoff(30, 0)).toBe(64000);
+    for (let n = 1; n < 12; n++) {
+      for (const r of [0, 0.25, 0.5, 0.999999]) {
+        const step = 1000 * 2 ** Math.min(n - 1, 6);
+        expect(backoff(n, r)).toBeGreaterThanOrEqual(step);
+        expect(backoff(n, r)).toBeLessThan(2 * step);
+      }
+    }
+    // Math.random is the default jitter.
+    vi.spyOn(Math, "random").mockReturnValue(0.5);
+    expect(backoff(2)).toBe(3000);
+  });
+
+  it.each([500, 502, 503, 429, "network"] as const)("retries after %s, with growing waits, until it is through", async (answer) => {
+    vi.spyOn(Math, "random").mockReturnValue(0);
+    const page = identifiedPage();
+    page.answers.push(answer, answer, answer);
+    page.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    expect(page.sent).toHaveLength(1);
+    // 1st failure → 1 s, 2nd → 2 s, 3rd → 4 s.
+    for (const [delay, count] of [
+      [1000, 2],
+      [2000, 3],
+      [4000, 4],
+    ] as const) {
+      await wait(delay - 1);
+      expect(page.sent).toHaveLength(count - 1);
+      await wait(1);
+      expect(page.sent).toHaveLength(count);
+    }
+    await wait(120_000);
+    expect(page.sent).toHaveLength(4);
+    expect(page.storage.state()?.q).toEqual([]);
+    expect(page.storage.state()?.f).toBe(0);
+  });
+
+  it("treats a fetch that throws synchronously as a failure to retry", async () => {
+    const page = identifiedPage();
+    page.fetch.mockImplementationOnce(() => {
+      throw new TypeError("keepalive quota exceeded");
+    });
+    page.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    expect(page.storage.state()?.f).toBe(1);
+    await wait(backoff(1, 1));
+    expect(page.sent).toHaveLength(1);
+    expect(page.storage.state()?.q).toEqual([]);
+  });
+
+  it.each([401, 403, 404, 413, 415, 422])("drops a batch refused with %s, never retrying it", async (status) => {
+    const page = identifiedPage({ debug: true });
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    page.answers.push(status);
+    page.relay("track", "logged-in");
+    page.relay("track", "placed-order");
+    await vi.runAllTimersAsync();
+    expect(page.sent).toHaveLength(1);
+    expect(page.storage.state()?.q).toEqual([]);
+    expect(warn).toHaveBeenCalledWith("relay:", "refused", status, `{"status":${status}}`);
+  });
+
+  it("splits a batch refused with 400, so one bad event does not sink the others", async () => {
+    const page = identifiedPage();
+    page.answers.push(400, 200, 400, 200);
+    page.relay("track", "logged-in", { n: 1 });
+    page.relay("track", "logged-in", { n: 2, bad: true });
+    page.relay("track", "logged-in", { n: 3 });
+    await vi.runAllTimersAsync();
+    expect(page.sent.map((s) => s.body.activities.map((a) => a.attributes?.n))).toEqual([[1, 2, 3], [1], [2], [3]]);
+    expect(page.storage.state()?.q).toEqual([]);
+  });
+
+  it("retries what an earlier page left, as soon as the next page loads", async () => {
+    const storage = new MemoryStorage();
+    const first = identifiedPage({ storage });
+    first.answers.push("network");
+    first.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    expect(first.storage.state()?.q).toHaveLength(1);
+    expect(first.storage.state()?.f).toBe(1);
+    // The visitor navigates before the backoff runs out; the next page retries at once.
+    first.hide();
+    expect(first.beacons).toHaveLength(0);
+    const second = openPage({ storage });
+    await wait(0);
+    expect(second.sent).toHaveLength(1);
+    expect(second.sent[0]?.body.activities[0]?.key).toBe(first.sent[0]?.body.activities[0]?.key);
+    expect(storage.state()?.q).toEqual([]);
+  });
+
+  it("retries at once when the browser comes back online", async () => {
+    const page = identifiedPage();
+    page.answers.push("network");
+    page.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    expect(page.sent).toHaveLength(1);
+    page.w.dispatchEvent(new page.w.Event("online"));
+    await wait(0);
+    expect(page.sent).toHaveLength(2);
+    expect(page.storage.state()?.q).toEqual([]);
+  });
+
+  it("leaves a batch another tab is sending alone until its lease runs out", async () => {
+    const storage = new MemoryStorage();
+    const tabA = identifiedPage({ storage });
+    tabA.answers.push("hang");
+    tabA.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    expect(tabA.sent).toHaveLength(1);
+    const tabB = openPage({ storage });
+    tabB.relay("track", "placed-order");
+    await wait(FLUSH_MS);
+    expect(tabB.activities().map((a) => a.activity_id)).toEqual(["act:cm:placed-order"]);
+    // Tab A never heard back (closed, hung): after the lease, the next flush sends the event again, with its key.
+    await wait(LEASE_MS);
+    tabB.relay("track", "placed-order");
+    await wait(FLUSH_MS);
+    expect(tabB.activities().map((a) => a.activity_id)).toEqual(["act:cm:placed-order", "act:cm:logged-in", "act:cm:placed-order"]);
+    expect(tabB.activities()[1]?.key).toBe(tabA.activities()[0]?.key);
+  });
+
+  it("does not lose another tab's events when both write the queue", async () => {
+    const storage = new MemoryStorage();
+    const tabA = openPage({ storage });
+    const tabB = openPage({ storage });
+    tabA.relay("track", "logged-in");
+    tabB.relay("track", "placed-order");
+    tabA.relay("track", "viewed-page");
+    expect(storage.state()?.q.map((i) => i.a.activity_id)).toEqual(["act:cm:logged-in", "act:cm:placed-order", "act:cm:viewed-page"]);
+  });
+});
+
+describe("storage", () => {
+  it(`keeps at most ${MAX_QUEUE} events, dropping the oldest and counting them`, async () => {
+    const page = openPage({ debug: true });
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    for (let n = 0; n < MAX_QUEUE + 5; n++) page.relay("track", "logged-in", { "int::v": n });
+    const state = page.storage.state();
+    expect(state?.q).toHaveLength(MAX_QUEUE);
+    expect(state?.d).toBe(5);
+    expect(state?.q[0]?.a.attributes?.["int::v"]).toBe(5);
+    expect(warn).toHaveBeenLastCalledWith("relay:", "dropped", 5);
+  });
+
+  it("stores each event at the call, before any request", () => {
+    const page = identifiedPage();
+    page.relay("track", "logged-in");
+    expect(page.storage.state()?.q).toHaveLength(1);
+    expect(page.fetch).not.toHaveBeenCalled();
+  });
+
+  it("still delivers from memory when storage is full or disabled", async () => {
+    for (const storage of [Object.assign(new MemoryStorage(), { quota: 10 }), Object.assign(new MemoryStorage(), { broken: true })]) {
+      const page = identifiedPage({ storage });
+      page.relay("track", "logged-in");
+      page.relay("track", "placed-order");
+      await wait(FLUSH_MS);
+      expect(page.activities().map((a) => a.activity_id)).toEqual(["act:cm:logged-in", "act:cm:placed-order"]);
+      expect(page.activities()[0]?.fields).toEqual({ "str::email": "chris@example.com" });
+    }
+  });
+
+  it("starts afresh from a corrupted stored queue", async () => {
+    const storage = new MemoryStorage();
+    storage.data.set("relay", "{not json");
+    const page = identifiedPage({ storage });
+    page.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    expect(page.sent).toHaveLength(1);
+  });
+});
+
+describe("page hide", () => {
+  it.each(["pagehide", "visibilitychange"] as const)("hands waiting events to sendBeacon on %s", async (how) => {
+    const page = identifiedPage();
+    page.relay("track", "logged-in");
+    page.hide(how);
+    expect(page.beacons).toHaveLength(1);
+    expect(page.beacons[0]?.url).toBe(URL_CREATE);
+    expect(page.beacons[0]?.body.activities[0]?.activity_id).toBe("act:cm:logged-in");
+    expect(page.storage.state()?.q).toEqual([]);
+    await wait(FLUSH_MS);
+    expect(page.fetch).not.toHaveBeenCalled();
+  });
+
+  it("keeps the events for the next page when sendBeacon refuses them, or the browser is offline", () => {
+    const refused = identifiedPage();
+    refused.beaconAccepts = false;
+    refused.relay("track", "logged-in");
+    refused.hide();
+    expect(refused.beacons).toHaveLength(1);
+    expect(refused.storage.state()?.q).toHaveLength(1);
+
+    const offline = identifiedPage({ onLine: false });
+    offline.relay("track", "logged-in");
+    offline.hide();
+    expect(offline.beacons).toHaveLength(0);
+    expect(offline.storage.state()?.q).toHaveLength(1);
+  });
+
+  it("does not beacon a batch already in flight", async () => {
+    const page = identifiedPage();
+    page.answers.push("hang");
+    page.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    page.hide();
+    expect(page.beacons).toHaveLength(0);
+  });
+
+  it("never listens to unload (it would break the back/forward cache)", () => {
+    const spies: { mock: { calls: unknown[][] } }[] = [];
+    openPage({
+      pageviews: "act:cm:viewed-page",
+      beforeStart: (w) => {
+        spies.push(vi.spyOn(w, "addEventListener"), vi.spyOn(w.document, "addEventListener"));
+      },
+    });
+    const events = spies.flatMap((spy) => spy.mock.calls.map((call) => String(call[0])));
+    expect(events).toEqual(expect.arrayContaining(["pagehide", "visibilitychange"]));
+    expect(events).not.toContain("unload");
+    expect(events).not.toContain("beforeunload");
+  });
+
+  it("beacons in requests under 64 KiB", () => {
+    const page = identifiedPage();
+    for (let n = 0; n < 8; n++) page.relay("track", "placed-order", { "txt:cm:gift-message": "x".repeat(15000) });
+    page.hide();
+    expect(page.beacons.length).toBeGreaterThan(1);
+    for (const beacon of page.beacons) expect(new Blob([beacon.raw]).size).toBeLessThanOrEqual(MAX_BATCH_BYTES + 200);
+    expect(page.beacons.flatMap((b) => b.body.activities)).toHaveLength(8);
+  });
+});

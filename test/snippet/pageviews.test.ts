@@ -1,0 +1,78 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { openPage } from "./helpers.ts";
+
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+/** An identified page with page views on; returns the page views sent so far, as [url, title, referrer]. */
+function spa(url = "https://shop.example/") {
+  const page = openPage({ url, title: "Home", referrer: "https://search.example/?q=shoes", pageviews: "act:cm:viewed-page" });
+  page.relay("identify", { email: "chris@example.com" });
+  const views = async () => {
+    await vi.runAllTimersAsync();
+    return page
+      .activities()
+      .filter((a) => a.activity_id === "act:cm:viewed-page")
+      .map((a) => [a.attributes?.["str:cm:page-url"], a.attributes?.["str:cm:page-title"], a.attributes?.["str:cm:referrer"]]);
+  };
+  return { page, views, history: page.w.history, doc: page.w.document };
+}
+
+describe('data-pageviews="act:cm:viewed-page"', () => {
+  it("records a page view on start, with the catalogue's url, title and referrer attributes", async () => {
+    const { views } = spa();
+    expect(await views()).toEqual([["https://shop.example/", "Home", "https://search.example/?q=shoes"]]);
+  });
+
+  it("records one on pushState, with the previous URL as referrer and the title the router sets just after", async () => {
+    const { views, history, doc } = spa();
+    history.pushState({}, "", "/products/42?colour=red");
+    doc.title = "Product 42";
+    expect(await views()).toEqual([
+      ["https://shop.example/", "Home", "https://search.example/?q=shoes"],
+      ["https://shop.example/products/42?colour=red", "Product 42", "https://shop.example/"],
+    ]);
+  });
+
+  it("records one on replaceState to a new URL, none when only the state or the hash changes", async () => {
+    const { views, history } = spa();
+    history.replaceState({ scroll: 10 }, "");
+    history.pushState({}, "", "#reviews");
+    history.replaceState({}, "", "/cart");
+    expect((await views()).map((v) => v[0])).toEqual(["https://shop.example/", "https://shop.example/cart"]);
+  });
+
+  it("records one on popstate (back and forward)", async () => {
+    const { views, history } = spa();
+    history.pushState({}, "", "/a");
+    await vi.runAllTimersAsync();
+    history.back();
+    expect((await views()).map((v) => v[0])).toEqual(["https://shop.example/", "https://shop.example/a", "https://shop.example/"]);
+  });
+
+  it("keeps what pushState returns and throws", () => {
+    const { history } = spa();
+    expect(history.pushState({}, "", "/x")).toBeUndefined();
+    expect(() => history.pushState({}, "", "https://elsewhere.example/")).toThrow();
+  });
+
+  it("cuts attributes to Ortto's 255 characters and leaves the hash out", async () => {
+    const long = `https://shop.example/search?q=${"a".repeat(300)}#token=secret`;
+    const { views } = spa(long);
+    const [[url]] = (await views()) as [[string]];
+    expect(url).toHaveLength(255);
+    expect(url).not.toContain("#");
+  });
+
+  it("is off without the attribute", async () => {
+    const page = openPage();
+    page.relay("identify", { email: "chris@example.com" });
+    page.w.history.pushState({}, "", "/a");
+    await vi.runAllTimersAsync();
+    expect(page.fetch).not.toHaveBeenCalled();
+  });
+});

@@ -1,0 +1,157 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { createRelay, FLUSH_MS } from "../../snippet/src/core.ts";
+import { MemoryStorage, openPage, wait } from "./helpers.ts";
+
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  vi.useRealTimers();
+  vi.restoreAllMocks();
+});
+
+const cyclic: Record<string, unknown> = {};
+cyclic.self = cyclic;
+
+/** Calls no page should make, and some a buggy page will. */
+const garbage: unknown[][] = [
+  [],
+  [undefined],
+  [null],
+  [42],
+  [{}],
+  ["launch-missiles"],
+  ["track"],
+  ["track", ""],
+  ["track", 42],
+  ["track", { activity: "x" }],
+  ["track", "logged-in", "not attributes"],
+  ["track", "logged-in", ["a", "b"]],
+  ["track", "logged-in", cyclic],
+  ["track", "logged-in", { n: 10n }],
+  ["identify"],
+  ["identify", "chris@example.com"],
+  ["identify", null],
+  ["identify", ["str::email"]],
+  ["identify", cyclic],
+  ["identify", { email: "chris@example.com" }, { token: 42 }],
+  ["identify", { email: "chris@example.com" }, "token"],
+  ["consent"],
+  ["consent", "yes"],
+  ["consent", 1],
+  ["reset", "extra", "arguments"],
+  ["TRACK", "logged-in"],
+];
+
+describe("the page is never broken", () => {
+  it("ignores every bad call without throwing, and warns about it only in debug mode", async () => {
+    const quiet = openPage();
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    for (const args of garbage) expect(() => (quiet.relay as (...a: unknown[]) => void)(...args)).not.toThrow();
+    expect(warn).not.toHaveBeenCalled();
+
+    const loud = openPage({ debug: true });
+    for (const args of garbage) (loud.relay as (...a: unknown[]) => void)(...args);
+    // Every call but the reset (which is valid, extra arguments aside) is reported.
+    expect(warn).toHaveBeenCalledTimes(garbage.length - 1);
+
+    // None of it reached the queue or the wire, and the relay still works.
+    await vi.runAllTimersAsync();
+    expect(quiet.fetch).not.toHaveBeenCalled();
+    expect(quiet.storage.state()?.q ?? []).toEqual([]);
+    quiet.relay("identify", { email: "chris@example.com" });
+    quiet.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    expect(quiet.sent).toHaveLength(1);
+  });
+
+  it("copies attributes at the call, so later changes by the page do not reach the event", async () => {
+    const page = openPage();
+    page.relay("identify", { email: "chris@example.com" });
+    const attributes = { "str:cm:payment-plan": "starter" };
+    page.relay("track", "logged-in", attributes);
+    attributes["str:cm:payment-plan"] = "changed";
+    await wait(FLUSH_MS);
+    expect(page.activities()[0]?.attributes).toEqual({ "str:cm:payment-plan": "starter" });
+  });
+
+  it("survives storage that throws on every call", async () => {
+    const storage = Object.assign(new MemoryStorage(), { broken: true });
+    const page = openPage({ storage, pageviews: "act:cm:viewed-page" });
+    expect(() => page.relay("identify", { email: "chris@example.com" })).not.toThrow();
+    await wait(FLUSH_MS);
+    expect(page.sent).toHaveLength(1);
+  });
+
+  it("survives a localStorage getter that throws (storage disabled by the browser)", async () => {
+    const page = openPage({
+      beforeStart: (w) => {
+        Object.defineProperty(w, "localStorage", {
+          get() {
+            throw new DOMException("denied", "SecurityError");
+          },
+          configurable: true,
+        });
+      },
+    });
+    page.relay("identify", { email: "chris@example.com" });
+    page.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    expect(page.sent).toHaveLength(1);
+  });
+
+  it("survives fetch and sendBeacon that throw or are missing", async () => {
+    const page = openPage();
+    page.fetch.mockImplementation(() => {
+      throw new Error("blocked by an extension");
+    });
+    page.beacon.mockImplementation(() => {
+      throw new Error("blocked by an extension");
+    });
+    page.relay("identify", { email: "chris@example.com" });
+    page.relay("track", "logged-in");
+    await vi.advanceTimersByTimeAsync(10 * 60_000);
+    expect(() => page.hide()).not.toThrow();
+    expect(page.storage.state()?.q).toHaveLength(1);
+  });
+
+  it("works when crypto.randomUUID is missing (an http page), with a unique key still", async () => {
+    const page = openPage({
+      beforeStart: (w) => {
+        Object.defineProperty(w, "crypto", { value: {}, configurable: true });
+      },
+    });
+    page.relay("identify", { email: "chris@example.com" });
+    page.relay("track", "logged-in");
+    page.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    const [a, b] = page.activities();
+    expect(a?.key).toMatch(/^0\.\d+/);
+    expect(a?.key).not.toBe(b?.key);
+  });
+
+  it("returns a relay that does nothing when it cannot start (no window, as in SSR)", () => {
+    const relay = createRelay({ endpoint: "https://relay.example", window: undefined as unknown as Window });
+    vi.stubGlobal("window", undefined);
+    try {
+      const ssr = createRelay({ endpoint: "https://relay.example" });
+      expect(() => ssr("track", "logged-in")).not.toThrow();
+    } finally {
+      vi.unstubAllGlobals();
+    }
+    expect(() => relay("track", "logged-in")).not.toThrow();
+  });
+
+  it("a refused batch never throws into the page", async () => {
+    const errors: unknown[] = [];
+    const page = openPage();
+    page.w.addEventListener("error", (e) => errors.push(e));
+    page.w.addEventListener("unhandledrejection", (e) => errors.push(e));
+    page.answers.push(400, 400);
+    page.relay("identify", { email: "chris@example.com" });
+    page.relay("track", "logged-in");
+    await vi.runAllTimersAsync();
+    expect(errors).toEqual([]);
+    expect(page.storage.state()?.q).toEqual([]);
+  });
+});
