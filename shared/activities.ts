@@ -75,8 +75,11 @@ const key = z
   .check(z.minLength(1, "expected a non-empty string"), z.maxLength(MAX_TEXT, `expected at most ${MAX_TEXT} characters`));
 const personId = z.string({ error: "expected a string" }).check(z.regex(/^[0-9a-f]{1,64}$/, "expected an Ortto person id (hex)"));
 
-function utf8Length(value: unknown): number {
-  return new TextEncoder().encode(JSON.stringify(value)).length;
+const encoder = new TextEncoder();
+/** Bytes of an activity's JSON; a UTF-16 length under a third of the limit cannot exceed it, so most need no encoding. */
+function withinActivityLimit(value: unknown): boolean {
+  const json = JSON.stringify(value);
+  return json.length * 3 <= MAX_ACTIVITY_BYTES || encoder.encode(json).length <= MAX_ACTIVITY_BYTES;
 }
 
 /** Builds the per-activity schemas of a catalogue: one strict object per activity id. */
@@ -114,10 +117,7 @@ function activitySchemas(catalogue: ResolvedCatalogue) {
             (a) => a.person_id !== undefined || IDENTIFYING_FIELDS.some((f) => a.fields?.[f] !== undefined),
             `expected person_id or an identifying person field (${IDENTIFYING_FIELDS.join(", ")}): Ortto records activities only for identified people`,
           ),
-          z.refine(
-            (a) => utf8Length(a) <= MAX_ACTIVITY_BYTES,
-            `expected at most ${MAX_ACTIVITY_BYTES / 1024} kB per activity (Ortto's limit)`,
-          ),
+          z.refine(withinActivityLimit, `expected at most ${MAX_ACTIVITY_BYTES / 1024} kB per activity (Ortto's limit)`),
         ),
     );
   }

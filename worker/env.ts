@@ -35,7 +35,7 @@ export interface RequestLog {
   upstream_status?: number;
   upstream_ms?: number;
   queued?: number;
-  /** First 12 hex of SHA-256 of each email, so a log line never carries a raw address. */
+  /** First 12 hex of the SHA-256 of each contact (email, external id …), so a log line never carries a raw address. */
   people?: string[];
   reason?: string;
 }

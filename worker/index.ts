@@ -12,6 +12,7 @@ import type { AppEnv } from "./env.ts";
 import { errorResponse, onError } from "./errors.ts";
 import { health } from "./health/index.ts";
 import { requestLog } from "./log.ts";
+import { snippet } from "./snippet/index.ts";
 
 const app = new Hono<AppEnv>();
 
@@ -31,6 +32,7 @@ app.use(
 );
 
 app.route("/", health);
+app.route("/", snippet);
 app.route("/", activities);
 
 app.notFound((c) => errorResponse(c, 404, `No route for ${c.req.method} ${c.req.path}`));

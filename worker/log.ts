@@ -1,12 +1,6 @@
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "./env.ts";
 
-/** First 12 hex of SHA-256: enough to follow one person through the logs, useless for reading an address back. */
-export async function hashEmail(email: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(email.trim().toLowerCase()));
-  return [...new Uint8Array(digest, 0, 6)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /**
  * One structured JSON line per request: request id, origin, outcome, counts, upstream status
  * and time. Built only from values the handlers chose to record, so a key, a token or a raw

@@ -18,7 +18,6 @@ import type { AppEnv } from "../env.ts";
 import { RelayError } from "../errors.ts";
 import { verifyIdentity } from "../identity.ts";
 import { takeContactLimits } from "../limits/index.ts";
-import { hashEmail } from "../log.ts";
 import { forwardActivities } from "../upstream.ts";
 import { enrichActivities, locationFor } from "./enrich.ts";
 
@@ -119,12 +118,6 @@ export const activities = new Hono<AppEnv>().post(
     }
     const { activities: valid, identity_token: token, ...request } = parsed.data as ActivitiesRequest;
     log.activities = valid.length;
-    log.people = await Promise.all(
-      [...new Set(valid.map((a) => a.fields?.["str::email"]).filter((e): e is string => typeof e === "string"))]
-        .slice(0, 10)
-        .map(hashEmail),
-    );
-
     const notForSite = site.activities ? valid.findIndex((a) => !site.activities?.has(a.activity_id)) : -1;
     if (notForSite >= 0) {
       log.reason = "site_activity";
@@ -169,11 +162,12 @@ export const activities = new Hono<AppEnv>().post(
       ]);
     }
 
-    await takeContactLimits(c.env, valid, config.contactActivityLimit).catch((err) => {
+    const contacts = await takeContactLimits(c.env, valid, config.contactActivityLimit).catch((err) => {
       c.set("outcome", "throttled");
       log.reason = "contact_limit";
       throw err;
     });
+    log.people = contacts.slice(0, 10).map((hash) => hash.slice(0, 12));
 
     const enriched = enrichActivities(valid, locationFor(c.req.raw, config.geoMode), new Date());
 

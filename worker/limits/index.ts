@@ -23,8 +23,9 @@ async function sha256(value: string): Promise<string> {
  * Counts a request's activities against each contact's daily limit per activity. All or
  * nothing: if any contact is over for any activity, what was taken for the others is given
  * back and the request is refused with 429 and the time the window frees up.
+ * Returns the contacts' SHA-256 hashes (what the log line may show of who sent what).
  */
-export async function takeContactLimits(env: RelayEnv, activities: ActivityInput[], limit: number): Promise<void> {
+export async function takeContactLimits(env: RelayEnv, activities: ActivityInput[], limit: number): Promise<string[]> {
   const byContact = new Map<string, { counts: Record<string, number> }>();
   for (const a of activities) {
     const contact = contactOf(a);
@@ -34,15 +35,19 @@ export async function takeContactLimits(env: RelayEnv, activities: ActivityInput
     byContact.set(contact, entry);
   }
   const stubs = await Promise.all(
-    [...byContact.entries()].map(async ([contact, entry]) => ({
-      contact,
-      entry,
-      stub: env.CONTACT_LIMITER.get(env.CONTACT_LIMITER.idFromName(await sha256(contact))) as DurableObjectStub<ContactActivityLimiter>,
-    })),
+    [...byContact.entries()].map(async ([contact, entry]) => {
+      const hash = await sha256(contact);
+      return {
+        contact,
+        hash,
+        entry,
+        stub: env.CONTACT_LIMITER.get(env.CONTACT_LIMITER.idFromName(hash)) as DurableObjectStub<ContactActivityLimiter>,
+      };
+    }),
   );
   const results = await Promise.all(stubs.map(({ stub, entry }) => stub.take(entry.counts, limit)));
   const refused = results.findIndex((r) => !r.ok);
-  if (refused === -1) return;
+  if (refused === -1) return stubs.map((s) => s.hash);
   await Promise.all(stubs.map(({ stub, entry }, i) => (results[i]?.ok ? stub.refund(entry.counts) : undefined)));
   const result = results[refused] as Extract<(typeof results)[number], { ok: false }>;
   const contact = stubs[refused]?.contact;

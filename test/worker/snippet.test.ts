@@ -1,5 +1,5 @@
-// @vitest-environment node
-/** `GET /relay.js` as the worker serves it (Hono in-process; the route needs no bindings). */
+/// <reference types="node" />
+/** `GET /relay.js` as the worker serves it, inside workerd. */
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { RELAY_JS, RELAY_JS_ETAG } from "../../snippet/dist/relay-asset.ts";

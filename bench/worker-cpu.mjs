@@ -1,0 +1,141 @@
+#!/usr/bin/env node
+import { fileURLToPath } from "node:url";
+// The relay's CPU cost per request and per event: the whole fetch handler (routing, CORS,
+// origin and limits, body read, schema, identity, enrichment, forwarding, logging), bundled as
+// wrangler bundles it, in V8 (the engine workerd runs), with bindings and Ortto answering at
+// once so only the relay's own work is timed. Workers bills and limits CPU time, not wall
+// time (the free plan allows 10 ms a request), and workerd's clocks do not advance during
+// CPU work, so this runs in Node. Fails over the budgets below.
+import { build } from "esbuild";
+
+// Node's WebCrypto and undici Request/Response cost more than workerd's native ones (the
+// "floor" row measures them with a handler that does nothing), so these are upper bounds.
+const BUDGET = {
+  /** One activity, the common case from the snippet: a fifth of the free plan's 10 ms. */
+  singleRequestUs: 2000,
+  /** A full batch of 100 activities: at most 100 µs an event, inside the free plan's 10 ms. */
+  fullBatchRequestUs: 10000,
+};
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const out = `${root}.tmp/bench-worker.mjs`;
+await build({
+  entryPoints: [`${root}worker/index.ts`],
+  bundle: true,
+  minify: true,
+  format: "esm",
+  platform: "neutral",
+  mainFields: ["module", "main"],
+  conditions: ["workerd", "worker", "browser", "import"],
+  outfile: out,
+  alias: { "cloudflare:workers": `${root}bench/cloudflare-workers-stub.mjs` },
+  logLevel: "warning",
+});
+const { default: worker } = await import(out);
+
+const secret = "bench-identity-secret";
+const env = {
+  ORTTO_REGION: "us",
+  ALLOWED_ORIGINS: "https://shop.example",
+  GEO_MODE: "ip",
+  UPSTREAM_TIMEOUT_MS: "5000",
+  DELIVERY: "inline",
+  ORTTO_API_KEY: "bench-key",
+  ORTTO_API_BASE: "https://ortto.bench",
+  IDENTITY_SECRET: process.env.NO_ID ? undefined : secret,
+  DELIVERY_QUEUE: { sendBatch: async () => {} },
+  DEAD_LETTERS: { sendBatch: async () => {} },
+  CONTACT_LIMITER: { idFromName: (n) => n, get: () => ({ take: async () => ({ ok: true }), refund: async () => {} }) },
+  IP_RATE_LIMITER: { limit: async () => ({ success: true }) },
+  RELAY_EVENTS: { writeDataPoint() {} },
+};
+const ortto = (n) =>
+  JSON.stringify({
+    activities: Array.from({ length: n }, () => ({
+      person_id: "00600e153df0a3b67ce60f00",
+      person_status: "merged",
+      activity_id: "00600e153c548806f6a4dbda",
+      status: "ingested",
+    })),
+  });
+const answers = { 1: ortto(1), 100: ortto(100) };
+globalThis.fetch = async (_url, init) =>
+  new Response(answers[JSON.parse(init.body).activities.length] ?? ortto(JSON.parse(init.body).activities.length), { status: 200 });
+console.log = () => {}; // the relay's log lines; their cost is in the measurement, not their printing
+
+const { createHmac } = await import("node:crypto");
+const email = "chris@example.com";
+const token = createHmac("sha256", secret).update(email).digest("hex");
+const activity = () => ({
+  activity_id: "act:cm:placed-order",
+  created: new Date().toISOString(),
+  key: crypto.randomUUID(),
+  fields: { "str::first": "Chris", "str::last": "Smith", "str::email": email },
+  attributes: {
+    "str:cm:order-number": "A-1001",
+    "int:cm:order-total": 24990,
+    "dtz:cm:delivery-date": { year: 2026, month: 12, day: 24, timezone: "Australia/Sydney" },
+    "tme:cm:placed-at": new Date().toISOString(),
+    "bol:cm:first-order": true,
+    "str:cm:receipt-url": "https://shop.example/r/1001",
+    "sst:cm:categories": ["desks", "chairs"],
+    "obj:cm:items": [{ item_id: "12345", item_name: "Laminate desk", price: 1000 }],
+    "int::v": 24990,
+  },
+});
+const body = (n) => JSON.stringify({ identity_token: token, activities: Array.from({ length: n }, activity) });
+const bodies = { 1: Array.from({ length: 64 }, () => body(1)), 100: Array.from({ length: 8 }, () => body(100)) };
+
+/** What any handler costs here: reading the body and answering JSON, with nothing else. */
+const floor = {
+  async fetch(request) {
+    await request.text();
+    return Response.json({ activities: [] });
+  },
+};
+
+async function run(n, requests, handler = worker) {
+  const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} };
+  for (let i = 0; i < requests; i++) {
+    const res = await handler.fetch(
+      new Request("https://relay.example/v1/activities/create", {
+        method: "POST",
+        headers: { Origin: "https://shop.example", "Content-Type": "text/plain", "CF-Connecting-IP": "203.0.113.7" },
+        body: bodies[n][i % bodies[n].length],
+      }),
+      env,
+      ctx,
+    );
+    if (res.status !== 200 && handler === worker) throw new Error(`benchmark request answered ${res.status}: ${await res.text()}`);
+    await res.arrayBuffer();
+  }
+}
+
+async function measure(n, requests, handler = worker) {
+  await run(n, Math.ceil(requests / 4), handler); // warm up: JIT, the once-per-isolate schema build
+  const before = process.cpuUsage();
+  await run(n, requests, handler);
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / requests;
+}
+
+const single = await measure(1, 4000);
+const batch = await measure(100, 200);
+const floorSingle = await measure(1, 4000, floor);
+const rows = [
+  ["1 activity per request", single, single, BUDGET.singleRequestUs],
+  ["100 activities per request", batch, batch / 100, BUDGET.fullBatchRequestUs],
+];
+const floorRow = ["floor: a do-nothing handler", floorSingle, floorSingle];
+process.stdout.write("\nRelay CPU per request (Node, V8; upstream and bindings answer at once)\n");
+for (const [name, perRequest, perEvent, budget] of [...rows, floorRow]) {
+  const limit = budget ? `  budget ${budget} µs/request` : "";
+  process.stdout.write(
+    `  ${name.padEnd(28)} ${perRequest.toFixed(0).padStart(6)} µs/request  ${perEvent.toFixed(1).padStart(7)} µs/event${limit}\n`,
+  );
+}
+const over = rows.filter(([, perRequest, , budget]) => perRequest > budget);
+if (over.length) {
+  process.stderr.write(`over budget: ${over.map(([n]) => n).join(", ")}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+/**
+ * The worker bundle's size budget: bundles exactly as `wrangler deploy` does (`--dry-run
+ * --outdir`, minified per wrangler.toml), prints raw and gzip sizes, and exits 1 over budget.
+ * A smaller bundle is a faster cold start; the validator is the bulk of it, which is why the
+ * schema uses zod/mini.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+
+const BUDGET_GZIP = 48 * 1024;
+const out = mkdtempSync(join(tmpdir(), "relay-bundle-"));
+try {
+  execFileSync(join("node_modules", ".bin", "wrangler"), ["deploy", "--dry-run", "--outdir", out], {
+    stdio: "pipe",
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+  });
+  const bundle = readFileSync(join(out, "index.js"));
+  const gzip = gzipSync(bundle, { level: 9 }).length;
+  const ok = gzip <= BUDGET_GZIP;
+  console.log(
+    `worker bundle   ${bundle.length.toLocaleString("en")} B raw   ${gzip.toLocaleString("en")} B gzip   budget ${BUDGET_GZIP.toLocaleString("en")} B gzip   ${ok ? "ok" : "OVER BUDGET"}`,
+  );
+  if (!ok) process.exit(1);
+} finally {
+  rmSync(out, { recursive: true, force: true });
+}
