@@ -40,21 +40,10 @@ export function resetEmulator(): Promise<Response> {
   return call("/_emulator/reset", { method: "POST" });
 }
 
-/** The seed guide's first curl example (its email and IP were blank in the copy we have). */
-export function loggedIn(overrides: Record<string, unknown> = {}) {
-  return {
-    activity_id: "act:cm:logged-in",
-    fields: { "str::first": "Chris", "str::last": "Smith", "str::email": "chris@example.com" },
-    attributes: {
-      "str:cm:payment-plan": "$100 starter plan",
-      "bol:cm:account-owner": true,
-      "str:cm:web-browser": "Google Chrome",
-      "int::v": 1530,
-    },
-    location: { source_ip: "203.0.113.7" },
-    ...overrides,
-  };
-}
+import { loggedIn as seedLoggedIn } from "../fixtures/seed.ts";
+
+/** The seed's example, as a server would send it straight to Ortto: with a location. */
+export const loggedIn = (overrides: Record<string, unknown> = {}) => seedLoggedIn({ location: { source_ip: "203.0.113.7" }, ...overrides });
 
 export const daysAgo = (days: number) => new Date(Date.now() - days * 24 * 60 * 60 * 1000).toISOString();
 export const HEX24 = /^[0-9a-f]{24}$/;

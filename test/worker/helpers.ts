@@ -1,5 +1,4 @@
 import { env, exports } from "cloudflare:workers";
-import type { ActivityInput } from "../../shared/activities.ts";
 import { app } from "../../worker/index.ts";
 
 export const RELAY = "https://relay.test";
@@ -7,20 +6,7 @@ export const ORIGIN = "https://shop.example";
 /** Every outbound fetch of the test worker goes to the emulator (vitest.config.ts `outboundService`). */
 export const EMULATOR = "http://ortto.test";
 
-/** The seed's first example: Chris Smith logged in. */
-export function loggedIn(overrides: Record<string, unknown> = {}): ActivityInput & Record<string, unknown> {
-  return {
-    activity_id: "act:cm:logged-in",
-    fields: { "str::first": "Chris", "str::last": "Smith", "str::email": "chris@example.com" },
-    attributes: {
-      "str:cm:payment-plan": "$100 starter plan",
-      "bol:cm:account-owner": true,
-      "str:cm:web-browser": "Google Chrome",
-      "int::v": 1530,
-    },
-    ...overrides,
-  };
-}
+export { loggedIn } from "../fixtures/seed.ts";
 
 export interface PostOptions {
   origin?: string | null;
