@@ -1,0 +1,244 @@
+/// <reference types="node" />
+/**
+ * Delivery in a real browser: a page on another origin than the relay, the relay under
+ * `wrangler dev`, and what the local Ortto emulator finally received.
+ */
+import { describe, expect, it } from "vitest";
+import {
+  activitiesOf,
+  emailFor,
+  emulator,
+  emulatorRequests,
+  newVisitor,
+  pageUrl,
+  sleep,
+  snippetLoaded,
+  stored,
+  until,
+  useBrowser,
+  watch,
+} from "./helpers.ts";
+
+const browser = useBrowser();
+
+describe("delivery from a real page", () => {
+  it("delivers identify and track called before relay.js loads, with key, created, the person's fields, the visitor's IP and the relay's key", async () => {
+    const context = await newVisitor(browser());
+    const page = await context.newPage();
+    const seen = watch(page);
+    // Hold relay.js back a little, so the page's calls certainly find the loader's stub.
+    await page.route("**/relay.js", async (route) => {
+      await sleep(300);
+      await route.continue();
+    });
+    const email = emailFor("early");
+    await page.goto(pageUrl("early", { email }));
+    expect(await page.evaluate(() => (window as unknown as { queuedBeforeLoad: number }).queuedBeforeLoad)).toBe(2);
+
+    const [activity] = await activitiesOf(email);
+    expect(activity).toBeDefined();
+    const a = activity as NonNullable<typeof activity>;
+    expect(a.activity_id).toBe("act:cm:logged-in");
+    expect(a.fields).toMatchObject({ "str::email": email, "str::first": "Early", "str::last": "Bird" });
+    expect(a.attributes).toEqual({ "str:cm:payment-plan": "early plan", "bol:cm:account-owner": true });
+    expect(a.location).toEqual({ source_ip: "127.0.0.1" });
+    expect(a.api_key).toBe("local-emulator-key");
+
+    // key and created were set in the browser (not by the relay), when the queued call ran.
+    expect(seen.sent).toHaveLength(1);
+    const wire = seen.sent[0]?.body.activities[0];
+    expect(a.key).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(a.key).toBe(wire?.key);
+    expect(Date.parse(a.created)).toBe(Date.parse(wire?.created as string));
+    const calledAt = Date.parse(await page.evaluate(() => (window as unknown as { calledAt: string }).calledAt));
+    expect(Date.parse(a.created) - calledAt).toBeGreaterThanOrEqual(0);
+    expect(Date.parse(a.created) - calledAt).toBeLessThan(5_000);
+
+    // The relay forwarded it with its own X-Api-Key: the page never saw one.
+    const [request] = await emulatorRequests();
+    expect(request?.headers["x-api-key"]).toBe("local-emulator-key");
+    expect(JSON.stringify(seen.sent)).not.toContain("local-emulator-key");
+    expect(await stored(page)).toMatchObject({ q: [] });
+    expect(seen.errors).toEqual([]);
+    await context.close();
+  });
+
+  it("delivers a track made in the same tick as navigating away (sendBeacon on page hide)", async () => {
+    const context = await newVisitor(browser());
+    // Which way the snippet sent it: Playwright does not see a request made while a page unloads,
+    // so each page notes its sendBeacon and fetch calls in sessionStorage, which the next page of
+    // this origin can read.
+    await context.addInitScript(() => {
+      const note = (how: string) => sessionStorage.setItem("sends", `${sessionStorage.getItem("sends") ?? ""}${how} `);
+      const beacon = navigator.sendBeacon.bind(navigator);
+      navigator.sendBeacon = (url, data) => {
+        const ok = beacon(url, data);
+        note(`beacon:${ok}`);
+        return ok;
+      };
+      const fetch = window.fetch.bind(window);
+      window.fetch = (input, init) => {
+        note("fetch");
+        return fetch(input, init);
+      };
+    });
+    const page = await context.newPage();
+    const seen = watch(page);
+    const email = emailFor("leaving");
+    await page.goto(pageUrl("tag"));
+    await snippetLoaded(page);
+    // Identify, track and leave at once: the 1 s batch timer never fires on this page, and the
+    // next page has no snippet to send what was stored.
+    await page.evaluate(
+      ({ email, bye }) => {
+        relay("identify", { email });
+        relay("track", "placed-order", { "str:cm:order-number": "BYE-1", "int:cm:item-count": 1 });
+        location.href = bye;
+      },
+      { email, bye: pageUrl("bye") },
+    );
+    await page.waitForURL(/bye\.html$/);
+
+    const [activity] = await activitiesOf(email);
+    expect(activity?.activity_id).toBe("act:cm:placed-order");
+    expect(activity?.attributes).toMatchObject({ "str:cm:order-number": "BYE-1", "int:cm:item-count": 1 });
+    expect(await page.evaluate(() => sessionStorage.getItem("sends")?.trim())).toBe("beacon:true");
+    // The beacon was the only send; the bye page stored nothing, and nothing else arrives.
+    expect(await stored(page)).toMatchObject({ q: [], f: 0, i: { f: { "str::email": email } } });
+    await sleep(1_000);
+    expect((await emulator()).requests).toBe(1);
+    expect(seen.errors).toEqual([]);
+    await context.close();
+  });
+
+  it("keeps an event made offline in localStorage and delivers it exactly once when the network returns", async () => {
+    const context = await newVisitor(browser());
+    const page = await context.newPage();
+    const seen = watch(page);
+    const email = emailFor("offline");
+    await page.goto(pageUrl("tag"));
+    await snippetLoaded(page);
+
+    await context.setOffline(true);
+    await page.evaluate((email) => {
+      relay("identify", { email });
+      relay("track", "logged-in", { "str:cm:payment-plan": "offline plan" });
+    }, email);
+    // The send failed (no network): the event stays stored, with the failure counted for backoff.
+    const state = await until("a failed send recorded in localStorage", async () => {
+      const s = await stored(page);
+      return !!s && s.f > 0 && s;
+    });
+    expect(state.q).toHaveLength(1);
+    const key = state.q[0]?.a.key;
+    expect(seen.sent.length).toBeGreaterThanOrEqual(1);
+    expect(seen.sent.every((s) => s.failed)).toBe(true);
+    expect((await emulator()).requests).toBe(0);
+
+    await context.setOffline(false);
+    const [activity] = await activitiesOf(email);
+    expect(activity?.key).toBe(key);
+    // Long enough for a pending backoff retry (1–2 s after one failure) to have gone too, were it still armed.
+    await sleep(2_500);
+    const view = await emulator();
+    expect(view.activities).toHaveLength(1);
+    expect(view.requests).toBe(1);
+    expect(view.duplicates).toBe(0);
+    expect(await stored(page)).toMatchObject({ q: [], f: 0 });
+    expect(seen.errors).toEqual([]);
+    await context.close();
+  });
+
+  it("keeps an event stored across a reload while the relay is unreachable, and delivers it exactly once when it is back", async () => {
+    const context = await newVisitor(browser());
+    const page = await context.newPage();
+    const seen = watch(page);
+    const email = emailFor("reload");
+    // The relay is unreachable for this page's activity requests (relay.js still loads).
+    let attempts = 0;
+    let reachable = false;
+    await context.route("**/v1/activities/create", async (route) => {
+      attempts++;
+      if (reachable) await route.continue();
+      else await route.abort("connectionrefused");
+    });
+    await page.goto(pageUrl("tag"));
+    await snippetLoaded(page);
+    await page.evaluate((email) => {
+      relay("identify", { email });
+      relay("track", "logged-in", { "str:cm:payment-plan": "reload plan" });
+    }, email);
+    const before = await until("a failed send recorded in localStorage", async () => {
+      const s = await stored(page);
+      return !!s && s.f > 0 && s;
+    });
+    expect(before.q).toHaveLength(1);
+    const { key, created } = before.q[0]?.a ?? {};
+
+    // Reload while still unreachable: the new page finds the event in storage and tries it at once.
+    const triedBeforeReload = attempts;
+    await page.reload();
+    await snippetLoaded(page);
+    await until("the reloaded page to try the stored event", async () => attempts > triedBeforeReload);
+    const after = await until("the reloaded page's failure recorded", async () => {
+      const s = await stored(page);
+      return !!s && s.f > 0 && !s.q.some((i) => i.l) && s;
+    });
+    expect(after.q.map((i) => i.a)).toEqual([before.q[0]?.a]);
+    expect((await emulator()).requests).toBe(0);
+
+    // Back: the next retry (2–4 s after the second failure) delivers it.
+    reachable = true;
+    const [activity] = await activitiesOf(email, 1, 20_000);
+    expect(activity?.key).toBe(key);
+    expect(Date.parse(activity?.created as string)).toBe(Date.parse(created as string));
+    await sleep(1_500);
+    const view = await emulator();
+    expect(view.activities).toHaveLength(1);
+    expect(view.duplicates).toBe(0);
+    expect(await stored(page)).toMatchObject({ q: [], f: 0 });
+    // Every attempt carried the same event: the same key and created, never a new one.
+    expect(new Set(seen.sent.flatMap((s) => s.body.activities.map((a) => `${a.key} ${a.created}`)))).toEqual(
+      new Set([`${key} ${created}`]),
+    );
+    expect(seen.errors).toEqual([]);
+    await context.close();
+  });
+
+  it("drops a batch the relay refuses with a 4xx without throwing into the page, and forwards nothing", async () => {
+    const context = await newVisitor(browser());
+    const page = await context.newPage();
+    const seen = watch(page);
+    const email = emailFor("refused");
+    await page.goto(pageUrl("tag", { "data-debug": "" }));
+    await snippetLoaded(page);
+    await page.evaluate((email) => {
+      const anyRelay = relay as unknown as (...args: unknown[]) => void;
+      // Bad arguments are ignored (warned about under data-debug), never thrown.
+      anyRelay("track", 42);
+      anyRelay("identify", null);
+      anyRelay("no-such-command");
+      anyRelay("track", "logged-in", "not an object");
+      relay("identify", { email });
+      // A mistyped value: the catalogue declares bol:cm:account-owner a boolean.
+      relay("track", "logged-in", { "bol:cm:account-owner": "yes" });
+    }, email);
+
+    // The relay's answer, as the snippet reports it under data-debug.
+    const refusal = await until("the snippet to report the refusal", async () => seen.warnings.find((w) => w.includes("refused")));
+    expect(refusal).toContain("400");
+    expect(refusal).toContain("bol:cm:account-owner");
+    expect(seen.warnings.filter((w) => w.includes("ignored"))).toHaveLength(4);
+    // Dropped, not retried: the queue is empty and no failure is counted.
+    expect(await stored(page)).toMatchObject({ q: [], f: 0 });
+    await sleep(1_500);
+    expect(seen.sent).toHaveLength(1);
+    const view = await emulator();
+    expect(view.requests).toBe(0);
+    expect(view.activities).toEqual([]);
+    expect(seen.errors).toEqual([]);
+    // The page still works, and so does the snippet.
+    expect(await page.evaluate(() => 1 + 1)).toBe(2);
+    await context.close();
+  });
+});

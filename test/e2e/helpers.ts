@@ -1,0 +1,193 @@
+/// <reference types="node" />
+/**
+ * What the end-to-end tests share: the URLs from global-setup, Chromium (Debian's, driven by
+ * playwright-core), visitors that count as people, and the emulator's view of what arrived.
+ */
+import { execFileSync } from "node:child_process";
+import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, beforeEach, expect, inject } from "vitest";
+import type { ActivityInput } from "../../shared/activities.ts";
+
+export const urls = () => inject("e2e");
+
+/** One activity as the emulator stored it (the fields the tests look at). */
+export interface StoredActivity {
+  activity_id: string;
+  key?: string;
+  created: string;
+  fields: Record<string, unknown>;
+  attributes: Record<string, unknown>;
+  location?: { source_ip?: string };
+  api_key: string;
+  person_id: string;
+}
+
+export interface EmulatorView {
+  activities: StoredActivity[];
+  /** Create requests the emulator received (each relay forward is one). */
+  requests: number;
+  /** Re-sends merged by key + created. */
+  duplicates: number;
+}
+
+export interface LoggedRequest {
+  headers: Record<string, string>;
+  body: { activities?: ActivityInput[] };
+  status: number;
+}
+
+export async function emulator(): Promise<EmulatorView> {
+  const res = await fetch(`${urls().emulator}/_emulator/activities`);
+  expect(res.status).toBe(200);
+  return (await res.json()) as EmulatorView;
+}
+
+export async function emulatorRequests(): Promise<LoggedRequest[]> {
+  return (await (await fetch(`${urls().emulator}/_emulator/requests`)).json()) as LoggedRequest[];
+}
+
+export async function resetEmulator(): Promise<void> {
+  const res = await fetch(`${urls().emulator}/_emulator/reset`, { method: "POST" });
+  expect(res.status).toBe(200);
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls until `check` returns a value that is not undefined/false, or fails after `timeout` ms with `what`. */
+export async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeout = 15_000): Promise<T> {
+  const end = Date.now() + timeout;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > end) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/** Waits until the emulator holds at least `count` activities for `email`, and returns them. */
+export function activitiesOf(email: string, count = 1, timeout?: number): Promise<StoredActivity[]> {
+  return until(
+    `${count} activit${count === 1 ? "y" : "ies"} of ${email} in the emulator`,
+    async () => {
+      const mine = (await emulator()).activities.filter((a) => a.fields["str::email"] === email);
+      return mine.length >= count && mine;
+    },
+    timeout,
+  );
+}
+
+/** A distinct address per test and run: the relay counts 50 events per activity per contact per day. */
+const run = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e4)}`;
+export const emailFor = (test: string) => `${test}.${run}@example.com`;
+
+/** The fixture page `name` (test/e2e/pages/<name>.html) with the script tag's data attributes. */
+export function pageUrl(name: string, query: Record<string, string> = {}) {
+  const url = new URL(`/${name}.html`, urls().pages);
+  for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
+  return url.href;
+}
+
+const executablePath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+
+/**
+ * The user agent of a desktop Chrome of the installed version. Headless Chromium says
+ * "HeadlessChrome", which the isbot list knows, and the relay answers crawlers 202 and forwards
+ * nothing (worker/abuse.ts), so with it every test would see an empty emulator. A context's
+ * `userAgent` option is not enough: a beacon sent while the page unloads leaves from the browser
+ * process with the browser-wide user agent, hence the `--user-agent` flag too.
+ */
+function desktopUserAgent(): string {
+  let version = "150.0.0.0";
+  try {
+    version =
+      /(\d+\.\d+\.\d+\.\d+)/.exec(
+        execFileSync(executablePath, ["--version"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }),
+      )?.[1] ?? version;
+  } catch {}
+  return `Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/${version} Safari/537.36`;
+}
+const userAgent = desktopUserAgent();
+
+/**
+ * Chromium, once per test file: Debian's build (CHROMIUM_PATH overrides it), headless, with
+ * nothing of its own talking to the network, as a visitor rather than a crawler (above).
+ * The emulator is reset before each test.
+ */
+export function useBrowser(): () => Browser {
+  let browser: Browser | undefined;
+  beforeAll(async () => {
+    browser = await chromium.launch({
+      executablePath,
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-sync",
+        `--user-agent=${userAgent}`,
+      ],
+    });
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+  beforeEach(resetEmulator);
+  return () => browser as Browser;
+}
+
+/** A new visitor (fresh storage), with a desktop Chrome's user agent so that it counts as a person, not a crawler. */
+export async function newVisitor(browser: Browser): Promise<BrowserContext> {
+  const context = await browser.newContext({ userAgent });
+  const page = await context.newPage();
+  expect(await page.evaluate(() => navigator.userAgent)).not.toMatch(/headless/i);
+  await page.close();
+  return context;
+}
+
+/** Requests from the page to the relay's create endpoint. */
+export interface SentRequest {
+  /** "fetch" (fetch with keepalive) or "ping" (navigator.sendBeacon). */
+  type: string;
+  body: { activities: ActivityInput[]; identity_token?: string };
+  /** Whether the browser got an answer (false: aborted, offline). */
+  failed?: string;
+}
+
+/**
+ * Watches a page: errors thrown into it (`pageerror`), console warnings (the snippet's
+ * `data-debug` messages), and what it sends to the relay.
+ */
+export function watch(page: Page) {
+  const errors: Error[] = [];
+  const warnings: string[] = [];
+  const sent: SentRequest[] = [];
+  page.on("pageerror", (e) => errors.push(e));
+  page.on("console", (m) => {
+    if (m.type() === "warning") warnings.push(m.text());
+  });
+  const create = (r: { url(): string; method(): string }) => r.method() === "POST" && r.url().endsWith("/v1/activities/create");
+  const byRequest = new Map<object, SentRequest>();
+  page.on("request", (r) => {
+    if (!create(r)) return;
+    const entry = { type: r.resourceType(), body: JSON.parse(r.postData() ?? "{}") };
+    byRequest.set(r, entry);
+    sent.push(entry);
+  });
+  page.on("requestfailed", (r) => {
+    const entry = byRequest.get(r);
+    if (entry) entry.failed = r.failure()?.errorText ?? "failed";
+  });
+  return { errors, warnings, sent };
+}
+
+/** The snippet's stored state (localStorage "relay") as the page sees it, or null. */
+export async function stored(page: Page): Promise<{ q: { a: ActivityInput; l?: number }[]; f: number; d: number; c?: boolean } | null> {
+  return page.evaluate(() => JSON.parse(localStorage.getItem("relay") ?? "null"));
+}
+
+/** Waits until the page has loaded relay.js (the stub is replaced by the client, marked `l`). */
+export async function snippetLoaded(page: Page) {
+  await page.waitForFunction(() => (window as unknown as { relay?: { l?: 1 } }).relay?.l === 1);
+}

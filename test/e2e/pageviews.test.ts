@@ -1,0 +1,45 @@
+/// <reference types="node" />
+/** Automatic page views in a real browser, on load and on a single-page app's navigation. */
+import { describe, expect, it } from "vitest";
+import { activitiesOf, emailFor, emulator, newVisitor, pageUrl, sleep, snippetLoaded, useBrowser, watch } from "./helpers.ts";
+
+const browser = useBrowser();
+
+describe("page views", () => {
+  it('records act:cm:viewed-page with str:cm:page-url on load and on history.pushState, with data-pageviews="act:cm:viewed-page"', async () => {
+    const context = await newVisitor(browser());
+    const page = await context.newPage();
+    const seen = watch(page);
+    const email = emailFor("spa");
+    const first = pageUrl("tag", { "data-pageviews": "act:cm:viewed-page" });
+    const origin = new URL(first).origin;
+    await page.goto(first);
+    await snippetLoaded(page);
+    // The load's page view waits (stored) for an identity: Ortto records activities only for people.
+    await page.evaluate((email) => relay("identify", { email }), email);
+    // A router's navigation: a new URL, then the title (the snippet waits 100 ms for it).
+    await page.evaluate(() => {
+      history.pushState({ page: 2 }, "", "/shop/chairs?colour=red");
+      document.title = "Chairs";
+    });
+    // Not page views: a change of the hash alone, a replaceState that keeps the URL.
+    await page.evaluate(() => {
+      location.hash = "#reviews";
+      history.replaceState({ page: 2 }, "", location.href);
+    });
+
+    const views = await activitiesOf(email, 2);
+    expect(views.map((v) => v.activity_id)).toEqual(["act:cm:viewed-page", "act:cm:viewed-page"]);
+    const byUrl = Object.fromEntries(views.map((v) => [v.attributes["str:cm:page-url"], v.attributes]));
+    expect(byUrl[first]).toEqual({ "str:cm:page-url": first, "str:cm:page-title": "Fixture shop", "str:cm:referrer": "" });
+    expect(byUrl[`${origin}/shop/chairs?colour=red`]).toEqual({
+      "str:cm:page-url": `${origin}/shop/chairs?colour=red`,
+      "str:cm:page-title": "Chairs",
+      "str:cm:referrer": first,
+    });
+    await sleep(1_500);
+    expect((await emulator()).activities).toHaveLength(2);
+    expect(seen.errors).toEqual([]);
+    await context.close();
+  });
+});
