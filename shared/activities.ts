@@ -11,6 +11,8 @@ import { isoDateTime, MAX_TEXT, valueSchema } from "./ortto-types.ts";
 export const MAX_ACTIVITIES = 100;
 export const MAX_BODY_BYTES = 2 * 1024 * 1024;
 export const MAX_ACTIVITY_BYTES = 16 * 1024;
+/** What a client may send: the relay adds location, key and created (≤ 512 bytes) before Ortto's 16 kB applies. */
+const ACTIVITY_BYTES_FROM_CLIENT = MAX_ACTIVITY_BYTES - 512;
 /** Ortto's back-dating window, and our tolerance for clocks that run fast. */
 export const MAX_AGE_MS = 90 * 24 * 60 * 60 * 1000;
 export const MAX_FUTURE_MS = 5 * 60 * 1000;
@@ -79,7 +81,7 @@ const encoder = new TextEncoder();
 /** Bytes of an activity's JSON; a UTF-16 length under a third of the limit cannot exceed it, so most need no encoding. */
 function withinActivityLimit(value: unknown): boolean {
   const json = JSON.stringify(value);
-  return json.length * 3 <= MAX_ACTIVITY_BYTES || encoder.encode(json).length <= MAX_ACTIVITY_BYTES;
+  return json.length * 3 <= ACTIVITY_BYTES_FROM_CLIENT || encoder.encode(json).length <= ACTIVITY_BYTES_FROM_CLIENT;
 }
 
 /** Builds the per-activity schemas of a catalogue: one strict object per activity id. */
@@ -167,7 +169,10 @@ export function activitiesRequestSchema(catalogue: ResolvedCatalogue) {
       merge_by: z.optional(
         z
           .array(
-            z.enum(Object.keys(catalogue.personFields) as [string, ...string[]], { error: "expected a browser-settable person field id" }),
+            // Only identifying fields: merging people by a name or a company would let one visitor write into another's profile.
+            z.enum(IDENTIFYING_FIELDS.filter((f) => f in catalogue.personFields) as unknown as [string, ...string[]], {
+              error: `expected an identifying person field the catalogue allows (${IDENTIFYING_FIELDS.join(", ")})`,
+            }),
           )
           .check(z.minLength(1, "expected 1–3 person field ids"), z.maxLength(3, "expected 1–3 person field ids")),
       ),

@@ -41,7 +41,8 @@ export function isTimeZone(zone: string): boolean {
 }
 
 function isRealDate(d: { year: number; month: number; day: number }): boolean {
-  const date = new Date(Date.UTC(d.year, d.month - 1, d.day));
+  const date = new Date(0);
+  date.setUTCFullYear(d.year, d.month - 1, d.day); // unlike Date.UTC, takes years 1–99 as given
   return date.getUTCFullYear() === d.year && date.getUTCMonth() === d.month - 1 && date.getUTCDate() === d.day;
 }
 

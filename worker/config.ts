@@ -83,7 +83,10 @@ export function siteFor(config: RelayConfig, origin: string | undefined): RelayS
 /** A site's Ortto key, from the secret it names. Read here and in the queue consumer, nowhere else. */
 export function siteKey(env: RelayEnv, siteName: string | undefined): { secret: string; key: string | undefined } {
   const site = relayConfig(env).sites.find((s) => s.name === (siteName ?? DEFAULT_SITE));
-  const secret = site?.keySecret ?? "ORTTO_API_KEY";
+  // A site that no longer exists (renamed or removed while its messages waited) has no key:
+  // its messages wait rather than travel under another site's key.
+  if (!site) return { secret: `the key of site ${siteName}`, key: undefined };
+  const secret = site.keySecret;
   const value = (env as unknown as Record<string, unknown>)[secret];
   return { secret, key: typeof value === "string" && value.trim() ? value.trim() : undefined };
 }

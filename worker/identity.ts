@@ -7,13 +7,27 @@
  */
 import type { ActivityInput } from "../shared/activities.ts";
 
-/** The value a token signs for one activity's person, or undefined when it has none we can verify. */
-export function identityValue(activity: ActivityInput): string | undefined {
-  const email = activity.fields?.["str::email"];
-  if (typeof email === "string") return email.trim().toLowerCase();
-  const externalId = activity.fields?.["str::ei"];
-  if (typeof externalId === "string") return externalId;
-  return activity.person_id;
+/** Every way an activity can point at a person; Ortto may merge by any of them. */
+const IDENTIFIERS = ["str::email", "str::ei", "person_id", "phn::phone"] as const;
+
+/**
+ * The one identifier of an activity and the value a token signs for it: the email trimmed and
+ * lower-cased, or the external id / person id as given. Undefined when the activity carries no
+ * identifier, or more than one: a token proves one value, and Ortto might merge by an unproven
+ * other one (a victim's phone or external id next to the forger's own email).
+ */
+export function identityValue(activity: ActivityInput): { field: string; value: string } | { field?: undefined; reason: string } {
+  const present = IDENTIFIERS.filter((f) => (f === "person_id" ? activity.person_id : activity.fields?.[f]) !== undefined);
+  if (present.length !== 1) {
+    return {
+      reason: `expected exactly one of str::email, str::ei or person_id when identities are signed (found ${present.join(", ") || "none"})`,
+    };
+  }
+  const field = present[0] as (typeof IDENTIFIERS)[number];
+  if (field === "phn::phone") return { reason: "a phone number cannot be signed: identify by str::email, str::ei or person_id" };
+  if (field === "person_id") return { field, value: activity.person_id as string };
+  const value = activity.fields?.[field] as string;
+  return { field, value: field === "str::email" ? value.trim().toLowerCase() : value };
 }
 
 const keys = new Map<string, Promise<CryptoKey>>();
@@ -42,22 +56,30 @@ export async function signIdentity(secret: string, value: string): Promise<strin
 /**
  * Checks that `token` signs the person of every activity. `crypto.subtle.verify` compares in
  * constant time, so the check leaks nothing about the expected token.
- * Returns the index of the first activity whose person the token does not prove.
+ * Returns where the first activity that the token does not prove fails, and why.
  */
 export async function verifyIdentity(
   secret: string,
   token: string | undefined,
-  activities: ActivityInput[],
-): Promise<{ index: number; reason: string } | undefined> {
+  request: { merge_by?: string[]; activities: ActivityInput[] },
+): Promise<{ path: string; reason: string } | undefined> {
+  // With one signed identifier per activity there is nothing to choose between; a page-chosen
+  // merge order could only point the activity at someone else.
+  if (request.merge_by) return { path: "merge_by", reason: "merge_by is not accepted when identities are signed" };
   const signature = token ? hexBytes(token) : undefined;
   const key = await hmacKey(secret);
   const verified = new Map<string, boolean>();
-  for (const [index, activity] of activities.entries()) {
-    const value = identityValue(activity);
-    if (value === undefined) return { index, reason: "expected str::email, str::ei or person_id: only these can be verified" };
-    if (!signature) return { index, reason: token ? "identity_token must be 64 hex characters" : "identity_token is required" };
+  for (const [index, activity] of request.activities.entries()) {
+    const identity = identityValue(activity);
+    if (identity.field === undefined) return { path: `activities.${index}`, reason: identity.reason };
+    if (!signature)
+      return {
+        path: token ? "identity_token" : `activities.${index}`,
+        reason: token ? "identity_token must be 64 hex characters" : "identity_token is required",
+      };
+    const { value } = identity;
     if (!verified.has(value)) verified.set(value, await crypto.subtle.verify("HMAC", key, signature, new TextEncoder().encode(value)));
-    if (!verified.get(value)) return { index, reason: "identity_token does not sign this person" };
+    if (!verified.get(value)) return { path: "identity_token", reason: "identity_token does not sign this person" };
   }
   return undefined;
 }

@@ -49,6 +49,10 @@ async function readJson(res: Response): Promise<unknown> {
   }
 }
 
+const RELAY_FAULTS = new Set([401, 403, 404, 408]);
+/** Ortto's error text is echoed to pages and logs; bounded, as everything else there is. */
+const MAX_ORTTO_TEXT = 300;
+
 /** One POST to Ortto, bounded by the configured timeout. The key is added here and nowhere else. */
 async function post(config: RelayConfig, apiKey: string, body: ActivitiesRequest): Promise<UpstreamResult> {
   let res: Response;
@@ -58,6 +62,8 @@ async function post(config: RelayConfig, apiKey: string, body: ActivitiesRequest
       headers: { "X-Api-Key": apiKey, "Content-Type": "application/json" },
       body: JSON.stringify(body),
       signal: AbortSignal.timeout(config.timeoutMs),
+      // A redirect would carry the key to another host; Ortto's API does not redirect.
+      redirect: "manual",
     });
   } catch (err) {
     const timedOut = err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError");
@@ -83,9 +89,23 @@ async function post(config: RelayConfig, apiKey: string, body: ActivitiesRequest
       retryAfterSeconds: Number.isFinite(wait) && wait > 0 ? wait : 10,
     };
   }
-  if (res.status >= 500) return { ok: false, permanent: false, status: res.status, error: `Ortto answered ${res.status}` };
+  if (res.status >= 500 || (res.status >= 300 && res.status < 400)) {
+    return { ok: false, permanent: false, status: res.status, error: `Ortto answered ${res.status}` };
+  }
+  // The relay's own fault, not the page's: a revoked key, a wrong region or base URL. Queued and
+  // retried (so nothing is lost while an operator fixes it), and logged with the status.
+  if (RELAY_FAULTS.has(res.status)) {
+    return { ok: false, permanent: false, status: res.status, error: `Ortto answered ${res.status}: check ORTTO_API_KEY and ORTTO_REGION` };
+  }
   const details = (json as { details?: unknown } | undefined)?.details;
-  return { ok: false, permanent: true, status: res.status, error: orttoMessage(json) ?? `Ortto answered ${res.status}`, details };
+  const message = (orttoMessage(json) ?? `Ortto answered ${res.status}`).slice(0, MAX_ORTTO_TEXT);
+  return {
+    ok: false,
+    permanent: true,
+    status: res.status,
+    error: message,
+    details: Array.isArray(details) ? details.slice(0, 10) : undefined,
+  };
 }
 
 export type Failure = Extract<UpstreamResult, { ok: false }>;

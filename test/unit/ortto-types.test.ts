@@ -39,6 +39,7 @@ const cases: Record<FieldKind, { valid: unknown[]; invalid: [unknown, string][] 
     valid: [
       { year: 2022, month: 3, day: 4, timezone: "Australia/Sydney" },
       { year: 2024, month: 2, day: 29, timezone: "UTC" },
+      { year: 50, month: 6, day: 1, timezone: "UTC" },
     ],
     invalid: [
       [{ year: 2023, month: 2, day: 29, timezone: "UTC" }, "expected a real calendar date"],

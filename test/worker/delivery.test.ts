@@ -193,18 +193,41 @@ describe("the queue consumer", () => {
   });
 
   it(`keeps a message in the dead-letter queue after ${MAX_REPLAYS} replays instead of looping`, async () => {
-    const spy = vi.spyOn(console, "log").mockImplementation(() => {});
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
     const batch = createMessageBatch<DeliveryMessage>(DEAD_LETTER_QUEUE, [
       { ...message("d2", []), body: { v: 1, request_id: "d2", activities: [loggedIn()], replays: MAX_REPLAYS } as DeliveryMessage },
     ]);
-    const delays = retryDelays(batch);
     const ctx = createExecutionContext();
     await consumeQueue(batch, env);
     spy.mockRestore();
     const result = await getQueueResult(batch, ctx);
-    expect(result.explicitAcks).toEqual([]);
-    expect(result.retryMessages).toEqual([{ msgId: "d2" }]);
-    expect(delays).toEqual({ d2: 43_200 });
+    // Put back on the dead-letter queue (with a 12-hour delay) before being acked, not retried away.
+    expect(result.explicitAcks).toEqual(["d2"]);
+    expect(result.retryMessages).toEqual([]);
+    expect(lines.some((l) => l.includes('"event":"dead_letter_kept"') && l.includes('"request_id":"d2"'))).toBe(true);
+    expect(await emulator.requests()).toHaveLength(0);
+  });
+
+  it("keeps activities that Ortto answered failed for in the dead-letter queue", { timeout: 30_000 }, async () => {
+    // An Ortto person id the account does not know: Ortto answers 200 with status "failed".
+    const unknownPerson = { activity_id: "act:cm:viewed-page", person_id: "0000000000000000000000ff", key: "ghost", attributes: {} };
+    const res = await post({ activities: [unknownPerson, loggedIn()] });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { activities: { status: string }[] }).activities.map((a) => a.status)).toEqual(["failed", "ingested"]);
+    const dead = await eventually(deadLetters, (d) => d.length === 1);
+    expect(dead[0]).toMatchObject({
+      dead_reason: expect.stringContaining('status "failed"'),
+      activities: [expect.objectContaining({ key: "ghost" })],
+    });
+  });
+
+  it("queues, not refuses, when Ortto rejects the relay's key, and delivers once it is fixed", { timeout: 30_000 }, async () => {
+    await emulator.faults({ failRate: 1, statuses: [401] });
+    const res = await post({ activities: [loggedIn()] });
+    expect(res.status).toBe(202);
+    await emulator.faults({ failRate: 0 });
+    expect(await eventually(stored, (a) => a.length === 1)).toHaveLength(1);
   });
 
   it("keeps messages queued, not dropped, while the key is missing", async () => {

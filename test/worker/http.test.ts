@@ -48,6 +48,7 @@ describe("CORS", () => {
 describe("every response", () => {
   it.each([
     ["GET", "/healthz"],
+    ["GET", "/relay.js"],
     ["GET", "/nowhere"],
     ["POST", "/v1/activities/create"],
     ["OPTIONS", "/v1/activities/create"],

@@ -41,7 +41,7 @@ describe("signed identity (IDENTITY_SECRET)", () => {
 
   it("accepts a valid token whatever the case and spacing of the email, and never forwards the token", async () => {
     const token = await signIdentity(SECRET, "chris@example.com");
-    const res = await postWith(signed, { identity_token: token, activities: [person("  Chris@Example.COM ".trim())] });
+    const res = await postWith(signed, { identity_token: token, activities: [person("Chris@Example.COM")] });
     expect(res.status).toBe(200);
     const [request] = await emulator.requests();
     expect(request?.body).not.toHaveProperty("identity_token");
@@ -60,7 +60,27 @@ describe("signed identity (IDENTITY_SECRET)", () => {
       activities: [loggedIn({ fields: { "phn::phone": { c: "61", n: "401234567" } } })],
     });
     expect(res.status).toBe(401);
-    expect(((await res.json()) as { error: string }).error).toContain("str::email, str::ei or person_id");
+    expect(((await res.json()) as { error: string }).error).toContain("a phone number cannot be signed");
+  });
+
+  it("refuses a signed email next to another identifier, which Ortto might merge by instead", async () => {
+    const token = await signIdentity(SECRET, "forger@example.com");
+    for (const extra of [
+      { fields: { "str::email": "forger@example.com", "str::ei": "victim-42" } },
+      { person_id: "00600e153df0a3b67ce60f00" },
+    ]) {
+      const res = await postWith(signed, { identity_token: token, activities: [person("forger@example.com", extra)] });
+      expect(res.status).toBe(401);
+      expect(((await res.json()) as { error: string }).error).toContain("exactly one of");
+    }
+    expect(await emulator.requests()).toHaveLength(0);
+  });
+
+  it("refuses merge_by when identities are signed", async () => {
+    const token = await signIdentity(SECRET, "chris@example.com");
+    const res = await postWith(signed, { identity_token: token, merge_by: ["str::email"], activities: [person("chris@example.com")] });
+    expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({ details: [{ path: "merge_by" }] });
   });
 
   it("runs in open mode without IDENTITY_SECRET and says so in /healthz", async () => {
@@ -114,27 +134,36 @@ describe("per-contact limit (Ortto's 50 events per activity per contact per 24 h
   it("refuses a whole request that would cross the limit and counts none of it", async () => {
     const id = crypto.randomUUID();
     const limited = { CONTACT_ACTIVITY_LIMIT: "3" };
-    expect(
-      (
-        await postWith(limited, {
-          activities: [
-            person(`a-${id}@example.com`),
-            person(`b-${id}@example.com`),
-            person(`b-${id}@example.com`),
-            person(`b-${id}@example.com`),
-            person(`b-${id}@example.com`),
-          ],
-        })
-      ).status,
-    ).toBe(429);
+    const [a, b] = [`a-${id}@example.com`, `b-${id}@example.com`];
+    expect((await postWith(limited, { activities: [person(b), person(b)] })).status).toBe(200);
+    expect((await postWith(limited, { activities: [person(a), person(b), person(b)] })).status).toBe(429);
     // a's event was given back, so a still has all 3.
-    expect(
-      (
-        await postWith(limited, {
-          activities: [person(`a-${id}@example.com`), person(`a-${id}@example.com`), person(`a-${id}@example.com`)],
-        })
-      ).status,
-    ).toBe(200);
+    expect((await postWith(limited, { activities: [person(a), person(a), person(a)] })).status).toBe(200);
+  });
+
+  it("answers 400, not a 429 to retry, for one request holding more than the limit for one person", async () => {
+    const res = await postWith(
+      { CONTACT_ACTIVITY_LIMIT: "2" },
+      { activities: [person("x@example.com"), person("x@example.com"), person("x@example.com")] },
+    );
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ details: [{ path: "activities.2" }] });
+  });
+
+  it("does not count a re-send (same key and created) twice", async () => {
+    const limited = { CONTACT_ACTIVITY_LIMIT: "1" };
+    const once = person(`r-${crypto.randomUUID()}@example.com`, { created: new Date().toISOString() });
+    expect((await postWith(limited, { activities: [once] })).status).toBe(200);
+    expect((await postWith(limited, { activities: [once] })).status).toBe(200);
+    expect((await postWith(limited, { activities: [{ ...once, key: crypto.randomUUID() }] })).status).toBe(429);
+  });
+
+  it("counts against every identifier, so rotating the email with the same external id does not escape", async () => {
+    const limited = { CONTACT_ACTIVITY_LIMIT: "2" };
+    const ei = `victim-${crypto.randomUUID()}`;
+    const rotating = () => loggedIn({ fields: { "str::email": `${crypto.randomUUID()}@example.com`, "str::ei": ei } });
+    expect((await postWith(limited, { activities: [rotating(), rotating()] })).status).toBe(200);
+    expect((await postWith(limited, { activities: [rotating()] })).status).toBe(429);
   });
 });
 

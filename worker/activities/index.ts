@@ -12,6 +12,7 @@ import {
 import { CONSENT_FIELDS } from "../../shared/field-ids.ts";
 import { crawlerFilter, ipRateLimit } from "../abuse.ts";
 import { relayConfig, siteFor, siteKey } from "../config.ts";
+import { deadLetterFailed } from "../delivery/consumer.ts";
 import { QUEUED, sendMessages, toMessages } from "../delivery/messages.ts";
 import { deliveryStats } from "../delivery/stats.ts";
 import type { AppEnv } from "../env.ts";
@@ -42,9 +43,11 @@ const siteOfOrigin = createMiddleware<AppEnv>(async (c, next) => {
   const site = siteFor(relayConfig(c.env), origin);
   if (!site) {
     c.get("log").reason = "origin";
-    throw new RelayError(403, origin ? `Origin ${origin} is not allowed to send activities` : "Requests must come from an allowed Origin", [
-      { path: "headers.origin", message: "expected one of ALLOWED_ORIGINS (or of a site in the catalogue)" },
-    ]);
+    throw new RelayError(
+      403,
+      origin ? `Origin ${origin.slice(0, 100)} is not allowed to send activities` : "Requests must come from an allowed Origin",
+      [{ path: "headers.origin", message: "expected one of ALLOWED_ORIGINS (or of a site in the catalogue)" }],
+    );
   }
   c.set("site", site);
   const type = (c.req.header("content-type") ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
@@ -128,13 +131,11 @@ export const activities = new Hono<AppEnv>().post(
 
     // Signed identity: with IDENTITY_SECRET set, a page can only speak for the person its backend signed.
     if (config.identitySecret) {
-      const failure = await verifyIdentity(config.identitySecret, token, valid);
+      const failure = await verifyIdentity(config.identitySecret, token, { merge_by: request.merge_by, activities: valid });
       if (failure) {
         c.set("outcome", "identity_failed");
         log.reason = "identity";
-        throw new RelayError(401, `Unverified identity: ${failure.reason}`, [
-          { path: token ? "identity_token" : `activities.${failure.index}`, message: failure.reason },
-        ]);
+        throw new RelayError(401, `Unverified identity: ${failure.reason}`, [{ path: failure.path, message: failure.reason }]);
       }
     } else if (!openModeLogged) {
       openModeLogged = true;
@@ -162,14 +163,15 @@ export const activities = new Hono<AppEnv>().post(
       ]);
     }
 
-    const contacts = await takeContactLimits(c.env, valid, config.contactActivityLimit).catch((err) => {
-      c.set("outcome", "throttled");
+    const enriched = enrichActivities(valid, locationFor(c.req.raw, config.geoMode), new Date());
+
+    // Counted once the activities are keyed, so that a re-send is not counted twice.
+    const contacts = await takeContactLimits(c.env, enriched, config.contactActivityLimit).catch((err) => {
+      if (err instanceof RelayError && err.status === 429) c.set("outcome", "throttled");
       log.reason = "contact_limit";
       throw err;
     });
     log.people = contacts.slice(0, 10).map((hash) => hash.slice(0, 12));
-
-    const enriched = enrichActivities(valid, locationFor(c.req.raw, config.geoMode), new Date());
 
     // DELIVERY=queue: the lowest latency, no per-activity results.
     if (config.delivery === "queue") {
@@ -187,6 +189,10 @@ export const activities = new Hono<AppEnv>().post(
 
     if (!outcome.failure) {
       c.set("outcome", "forwarded");
+      const from = { request_id: c.get("requestId"), site: site.name, ...request };
+      // Rare (Ortto answers "failed" for an unknown person_id or its own daily limit), so awaited;
+      // the page's answer does not depend on it.
+      await deadLetterFailed(c.env, from, enriched, outcome.results).catch(() => 0);
       return c.json({ activities: outcome.results }, 200);
     }
     const failure = outcome.failure;
@@ -194,7 +200,10 @@ export const activities = new Hono<AppEnv>().post(
       c.set("outcome", "upstream_error");
       log.reason = "ortto_refused";
       const details = Array.isArray(failure.details)
-        ? failure.details.map((d) => ({ path: "body", message: String((d as { error?: unknown })?.error ?? JSON.stringify(d)) }))
+        ? failure.details.map((d) => ({
+            path: "body",
+            message: String((d as { error?: unknown })?.error ?? JSON.stringify(d)).slice(0, 300),
+          }))
         : undefined;
       throw new RelayError(failure.status as 400, `Ortto refused the activities: ${failure.error}`, details);
     }

@@ -1,12 +1,15 @@
-import { relayConfig, siteKey } from "../config.ts";
+import type { ActivityInput, ActivityResult } from "../../shared/activities.ts";
+import { DEFAULT_SITE, relayConfig, siteKey } from "../config.ts";
 import type { RelayEnv } from "../env.ts";
 import { type Failure, forwardActivities } from "../upstream.ts";
-import { type DeliveryMessage, retryDelaySeconds, sendMessages } from "./messages.ts";
+import { type DeliveryMessage, retryDelaySeconds, sendMessages, toMessages } from "./messages.ts";
 import { deliveryStats } from "./stats.ts";
 
 /** The dead-letter queue's name, as in wrangler.toml; a batch from it is a replay. */
 export const DEAD_LETTER_QUEUE = "ortto-relay-dead-letters";
 const MAX_ACTIVITIES_PER_REQUEST = 100;
+/** Ortto's error text is not ours to bound; a dead letter must stay under the 128 KB message limit. */
+const MAX_REASON = 500;
 
 type Msg = Message<DeliveryMessage>;
 
@@ -48,7 +51,7 @@ async function deadLetter(env: RelayEnv, message: Msg, reason: string) {
   const body = isDeliveryMessage(message.body)
     ? message.body
     : ({ v: 1, request_id: "unknown", activities: [], raw: message.body } as DeliveryMessage);
-  await sendMessages(env.DEAD_LETTERS, [{ ...body, dead_reason: reason }]);
+  await sendMessages(env.DEAD_LETTERS, [{ ...body, dead_reason: reason.slice(0, MAX_REASON) }]);
   message.ack();
   deliveryStats.dead_lettered++;
   log("dead_lettered", { request_id: body.request_id, activities: body.activities.length, reason, attempts: message.attempts });
@@ -84,10 +87,11 @@ async function deliver(env: RelayEnv, messages: Msg[]): Promise<void> {
   const activities = messages.flatMap((m) => m.body.activities);
   const outcome = await forwardActivities(relayConfig(env), apiKey, { async: first.body.async, merge_by: first.body.merge_by }, activities);
   if (!outcome.failure) {
+    // Activities Ortto answered "failed" for are kept, with its answer, before the batch is acked.
+    const failed = await deadLetterFailed(env, first.body, activities, outcome.results);
     for (const m of messages) m.ack();
-    deliveryStats.delivered_from_queue += activities.length;
+    deliveryStats.delivered_from_queue += activities.length - failed;
     deliveryStats.last_queue_delivery_at = new Date().toISOString();
-    const failed = outcome.results.filter((r) => r.status === "failed").length;
     log("delivered", {
       messages: messages.length,
       activities: activities.length,
@@ -132,22 +136,63 @@ export const MAX_REPLAYS = 3;
  * never loops and never drops it.
  */
 async function replayDeadLetters(batch: MessageBatch<unknown>, env: RelayEnv): Promise<void> {
-  const replay: DeliveryMessage[] = [];
+  const replay: { message: Message; body: DeliveryMessage }[] = [];
+  const keep: { message: Message; body: DeliveryMessage }[] = [];
   for (const m of batch.messages) {
-    const body = m.body as DeliveryMessage;
-    if (!isDeliveryMessage(body) || (body.replays ?? 0) >= MAX_REPLAYS) {
-      m.retry({ delaySeconds: 43_200 });
-      log("dead_letter_kept", {
-        request_id: isDeliveryMessage(body) ? body.request_id : null,
-        reason: isDeliveryMessage(body) ? body.dead_reason : "not a delivery message",
-      });
-      continue;
+    const body = isDeliveryMessage(m.body) ? m.body : ({ v: 1, request_id: "unknown", activities: [], raw: m.body } as DeliveryMessage);
+    if (!isDeliveryMessage(m.body) || (body.replays ?? 0) >= MAX_REPLAYS) keep.push({ message: m, body });
+    else {
+      const { dead_reason: _reason, ...rest } = body;
+      replay.push({ message: m, body: { ...rest, replays: (body.replays ?? 0) + 1 } });
     }
-    const { dead_reason: _reason, ...rest } = body;
-    replay.push({ ...rest, replays: (body.replays ?? 0) + 1 });
-    m.ack();
   }
-  await sendMessages(env.DELIVERY_QUEUE, replay);
+  // Sent before acked: a failure here leaves the dead letters where they were.
+  await sendMessages(
+    env.DELIVERY_QUEUE,
+    replay.map((r) => r.body),
+  );
+  // Kept messages go back to the dead-letter queue, looked at again in 12 hours while the replay
+  // consumer stays attached; retrying them instead would delete them after the consumer's retries.
+  await sendMessages(
+    env.DEAD_LETTERS,
+    keep.map((k) => k.body),
+    43_200,
+  );
+  for (const { message } of [...replay, ...keep]) message.ack();
   deliveryStats.replayed += replay.length;
+  for (const { body } of keep)
+    log("dead_letter_kept", { request_id: body.request_id, reason: body.dead_reason ?? "not a delivery message" });
   log("dead_letters_replayed", { messages: replay.length });
+}
+
+/**
+ * Keeps the activities Ortto answered `"status": "failed"` for (in a 200: an unknown person_id,
+ * its own daily limit) in the dead-letter queue with Ortto's answer, so none is dropped unseen.
+ * Returns how many there were.
+ */
+export async function deadLetterFailed(
+  env: RelayEnv,
+  from: Pick<DeliveryMessage, "request_id" | "site" | "async" | "merge_by">,
+  activities: ActivityInput[],
+  results: ActivityResult[],
+): Promise<number> {
+  const failed = activities.flatMap((activity, i) => (results[i]?.status === "failed" ? [{ activity, result: results[i] }] : []));
+  if (!failed.length) return 0;
+  const reason = `Ortto answered status "failed" (person_status ${failed.map((f) => f.result?.person_status).join(", ")})`.slice(
+    0,
+    MAX_REASON,
+  );
+  const messages = toMessages(
+    from.request_id,
+    from.site ?? DEFAULT_SITE,
+    { async: from.async, merge_by: from.merge_by },
+    failed.map((f) => f.activity),
+  );
+  await sendMessages(
+    env.DEAD_LETTERS,
+    messages.map((m) => ({ ...m, dead_reason: reason })),
+  );
+  deliveryStats.dead_lettered += messages.length;
+  log("dead_lettered", { request_id: from.request_id, activities: failed.length, reason });
+  return failed.length;
 }

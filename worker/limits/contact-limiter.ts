@@ -2,43 +2,56 @@ import { DurableObject } from "cloudflare:workers";
 
 export const DAY_MS = 24 * 60 * 60 * 1000;
 
+/** One event to count: its activity, and its `key|created`, so a re-send is not counted twice. */
+export interface CountedEvent {
+  activity_id: string;
+  event: string;
+}
+
 export type TakeResult = { ok: true } | { ok: false; activity_id: string; retryAfterSeconds: number };
+
+/** A window entry: when the event was counted, and which event it was. */
+type Entry = [time: number, event: string];
 
 /**
  * Ortto's limit of 50 events per activity per contact per 24 hours, enforced before Ortto
- * sees anything. One object per contact (named by a hash of their identity, never the email
- * itself) holds a sliding window of event times per activity. A Durable Object, because the
- * count must be exact across every Cloudflare location: a per-location counter would let a
- * forger spread 50 events over each of hundreds of locations.
+ * sees anything. One object per contact identifier (named by a hash of it, never the email
+ * itself) holds a sliding window of events per activity. A Durable Object, because the count
+ * must be exact across every Cloudflare location: a per-location counter would let a forger
+ * spread 50 events over each of hundreds of locations.
  */
 export class ContactActivityLimiter extends DurableObject {
   /** The windows, read from storage once per object lifetime; storage stays the source of truth. */
-  #windows?: Map<string, number[]>;
+  #windows?: Map<string, Entry[]>;
   #alarmSet = false;
 
-  async #load(): Promise<Map<string, number[]>> {
-    this.#windows ??= await this.ctx.storage.list<number[]>();
+  async #load(): Promise<Map<string, Entry[]>> {
+    this.#windows ??= await this.ctx.storage.list<Entry[]>();
     return this.#windows;
   }
 
   /**
-   * Takes `counts` events (per activity id) if every activity stays within `limit` in the
-   * window; otherwise takes nothing and says which activity is over and when it frees up.
+   * Counts `events` if every activity stays within `limit` in the window; otherwise counts
+   * nothing and says which activity is over and when it frees up. An event already in the
+   * window (a re-send with the same key and created) passes without being counted again.
    */
-  async take(counts: Record<string, number>, limit: number, now = Date.now()): Promise<TakeResult> {
+  async take(events: CountedEvent[], limit: number, now = Date.now()): Promise<TakeResult> {
     const all = await this.#load();
-    const windows = new Map<string, number[]>();
-    for (const [activityId, n] of Object.entries(counts)) {
-      const times = (all.get(activityId) ?? []).filter((t) => t > now - DAY_MS);
-      const excess = times.length + n - limit;
+    const windows = new Map<string, Entry[]>();
+    for (const { activity_id, event } of events) {
+      const window = windows.get(activity_id) ?? (all.get(activity_id) ?? []).filter(([t]) => t > now - DAY_MS);
+      if (!window.some(([, e]) => e === event)) window.push([now, event]);
+      windows.set(activity_id, window);
+    }
+    for (const [activityId, window] of windows) {
+      const excess = window.length - limit;
       if (excess > 0) {
         // The window frees a slot each time an old event leaves it; wait until enough have left.
-        const freesAt = (times[Math.min(excess, times.length) - 1] ?? now) + DAY_MS;
+        const freesAt = (window[excess - 1]?.[0] ?? now) + DAY_MS;
         return { ok: false, activity_id: activityId, retryAfterSeconds: Math.max(1, Math.ceil((freesAt - now) / 1000)) };
       }
-      windows.set(activityId, [...times, ...Array<number>(n).fill(now)]);
     }
-    for (const [activityId, times] of windows) all.set(activityId, times);
+    for (const [activityId, window] of windows) all.set(activityId, window);
     await this.ctx.storage.put(Object.fromEntries(windows));
     if (!this.#alarmSet) {
       this.#alarmSet = true;
@@ -47,15 +60,19 @@ export class ContactActivityLimiter extends DurableObject {
     return { ok: true };
   }
 
-  /** Gives back events taken for a request that was then refused elsewhere. */
-  async refund(counts: Record<string, number>): Promise<void> {
+  /** Gives back events counted for a request that was then refused elsewhere. */
+  async refund(events: CountedEvent[]): Promise<void> {
     const all = await this.#load();
-    for (const [activityId, n] of Object.entries(counts)) {
-      const times = all.get(activityId) ?? [];
-      const kept = times.slice(0, Math.max(0, times.length - n));
-      all.set(activityId, kept);
-      await this.ctx.storage.put(activityId, kept);
+    const changed = new Map<string, Entry[]>();
+    for (const { activity_id, event } of events) {
+      const window = changed.get(activity_id) ?? all.get(activity_id) ?? [];
+      changed.set(
+        activity_id,
+        window.filter(([, e]) => e !== event),
+      );
     }
+    for (const [activityId, window] of changed) all.set(activityId, window);
+    await this.ctx.storage.put(Object.fromEntries(changed));
   }
 
   /** Forgets a contact a day after their last event, so storage does not grow with every visitor ever seen. */
@@ -64,13 +81,16 @@ export class ContactActivityLimiter extends DurableObject {
     const all = await this.#load();
     this.#alarmSet = false;
     let newest = 0;
-    for (const [activityId, times] of all) {
-      const live = times.filter((t) => t > now - DAY_MS);
-      if (live.length) all.set(activityId, live);
-      else all.delete(activityId);
-      if (live.length) await this.ctx.storage.put(activityId, live);
-      else await this.ctx.storage.delete(activityId);
-      newest = Math.max(newest, ...live);
+    for (const [activityId, window] of all) {
+      const live = window.filter(([t]) => t > now - DAY_MS);
+      if (live.length) {
+        all.set(activityId, live);
+        await this.ctx.storage.put(activityId, live);
+      } else {
+        all.delete(activityId);
+        await this.ctx.storage.delete(activityId);
+      }
+      for (const [t] of live) newest = Math.max(newest, t);
     }
     if (newest) {
       this.#alarmSet = true;

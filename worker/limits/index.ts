@@ -1,17 +1,22 @@
 import type { ActivityInput } from "../../shared/activities.ts";
 import type { RelayEnv } from "../env.ts";
 import { RelayError } from "../errors.ts";
-import type { ContactActivityLimiter } from "./contact-limiter.ts";
+import type { ContactActivityLimiter, CountedEvent } from "./contact-limiter.ts";
 
-/** The contact an activity counts against: the same identifying value Ortto merges by. */
-function contactOf(activity: ActivityInput): string | undefined {
+/**
+ * Every identifier an activity carries: Ortto may merge by any of them, so each is a contact
+ * the activity counts against (rotating the email while keeping a victim's external id must
+ * not escape the limit).
+ */
+function contactsOf(activity: ActivityInput): string[] {
   const f = activity.fields ?? {};
-  if (typeof f["str::email"] === "string") return `e:${f["str::email"].trim().toLowerCase()}`;
-  if (typeof f["str::ei"] === "string") return `x:${f["str::ei"]}`;
-  if (activity.person_id) return `p:${activity.person_id}`;
+  const contacts: string[] = [];
+  if (typeof f["str::email"] === "string") contacts.push(`e:${f["str::email"].trim().toLowerCase()}`);
+  if (typeof f["str::ei"] === "string") contacts.push(`x:${f["str::ei"]}`);
+  if (activity.person_id) contacts.push(`p:${activity.person_id}`);
   const phone = f["phn::phone"] as { c?: string; n?: string; phone?: string } | undefined;
-  if (phone) return `t:${`${phone.c ?? ""}${phone.n ?? ""}${phone.phone ?? ""}`.replace(/\D/g, "")}`;
-  return undefined;
+  if (phone) contacts.push(`t:${`${phone.c ?? ""}${phone.n ?? ""}${phone.phone ?? ""}`.replace(/\D/g, "")}`);
+  return contacts;
 }
 
 async function sha256(value: string): Promise<string> {
@@ -20,40 +25,47 @@ async function sha256(value: string): Promise<string> {
 }
 
 /**
- * Counts a request's activities against each contact's daily limit per activity. All or
- * nothing: if any contact is over for any activity, what was taken for the others is given
- * back and the request is refused with 429 and the time the window frees up.
- * Returns the contacts' SHA-256 hashes (what the log line may show of who sent what).
+ * Counts a request's activities (already keyed) against each contact's daily limit per
+ * activity. All or nothing: if any contact is over for any activity, what was counted for the
+ * others is given back and the request is refused with 429 and the time the window frees up.
+ * A request that alone holds more than the limit for one contact and activity can never pass,
+ * so it is a 400, not a 429 to retry. Returns the contacts' SHA-256 hashes (all the log shows
+ * of who sent what).
  */
 export async function takeContactLimits(env: RelayEnv, activities: ActivityInput[], limit: number): Promise<string[]> {
-  const byContact = new Map<string, { counts: Record<string, number> }>();
-  for (const a of activities) {
-    const contact = contactOf(a);
-    if (!contact) continue;
-    const entry = byContact.get(contact) ?? { counts: {} };
-    entry.counts[a.activity_id] = (entry.counts[a.activity_id] ?? 0) + 1;
-    byContact.set(contact, entry);
+  const byContact = new Map<string, CountedEvent[]>();
+  for (const [index, a] of activities.entries()) {
+    for (const contact of contactsOf(a)) {
+      const events = byContact.get(contact) ?? [];
+      events.push({ activity_id: a.activity_id, event: `${a.key}|${a.created}` });
+      if (events.filter((e) => e.activity_id === a.activity_id).length > limit) {
+        throw new RelayError(400, `One request holds more than ${limit} ${a.activity_id} events for one person (Ortto's limit per day)`, [
+          { path: `activities.${index}`, message: `expected at most ${limit} events per activity per contact in 24 hours` },
+        ]);
+      }
+      byContact.set(contact, events);
+    }
   }
   const stubs = await Promise.all(
-    [...byContact.entries()].map(async ([contact, entry]) => {
+    [...byContact.entries()].map(async ([contact, events]) => {
       const hash = await sha256(contact);
       return {
         contact,
         hash,
-        entry,
+        events,
         stub: env.CONTACT_LIMITER.get(env.CONTACT_LIMITER.idFromName(hash)) as DurableObjectStub<ContactActivityLimiter>,
       };
     }),
   );
-  const results = await Promise.all(stubs.map(({ stub, entry }) => stub.take(entry.counts, limit)));
+  const results = await Promise.all(stubs.map(({ stub, events }) => stub.take(events, limit)));
   const refused = results.findIndex((r) => !r.ok);
   if (refused === -1) return stubs.map((s) => s.hash);
-  await Promise.all(stubs.map(({ stub, entry }, i) => (results[i]?.ok ? stub.refund(entry.counts) : undefined)));
+  await Promise.all(stubs.map(({ stub, events }, i) => (results[i]?.ok ? stub.refund(events) : undefined)));
   const result = results[refused] as Extract<(typeof results)[number], { ok: false }>;
-  const contact = stubs[refused]?.contact;
+  const contact = stubs[refused]?.contact ?? "";
   const index = Math.max(
     0,
-    activities.findIndex((a) => a.activity_id === result.activity_id && contactOf(a) === contact),
+    activities.findIndex((a) => a.activity_id === result.activity_id && contactsOf(a).includes(contact)),
   );
   throw new RelayError(
     429,

@@ -50,6 +50,8 @@ export const snippet = new Hono<AppEnv>().get("/relay.js", (c) => {
     "Cache-Control": CACHE_CONTROL,
     ETag: etagOf(coding),
     Vary: "Accept-Encoding",
+    // Set here because this route builds its own Response (for encodeBody), which Hono does not merge with c.header().
+    "X-Request-Id": c.get("requestId"),
     // A plain <script src> needs no CORS, but one pinned with integrity="…" crossorigin is
     // fetched in CORS mode and blocked without this; the script is public, with no credentials.
     "Access-Control-Allow-Origin": "*",
