@@ -17,13 +17,13 @@ export interface Item {
   t?: string;
   /** Leased until this time (ms) by the tab that is sending it, so other tabs leave it alone. */
   l?: number;
-  /** Send alone: it was in a batch the relay refused with a 400, so one bad event cannot sink the others. */
+  /** Send alone: it was in a batch the relay refused (a 400, or a 429 for the daily limit), so one bad event cannot sink the others. */
   o?: 1;
 }
 
 /** Everything the snippet keeps, under one localStorage key (so one read and one write per change). */
 export interface State {
-  /** The queue: events not yet taken by the relay, oldest first; those without `a.fields` await `identify`. */
+  /** The queue: events not yet taken by the relay, oldest first; those without an identifying field in `a.fields` are held for `identify`. */
   q: Item[];
   /** The identity: person fields and token. */
   i?: { f: Record<string, unknown>; t?: string };
@@ -33,6 +33,8 @@ export interface State {
   f: number;
   /** Consent: true granted, false refused, absent not asked. */
   c?: boolean;
+  /** No request before this time (ms): the relay's Retry-After on a 429 or 5xx, honoured by every tab and page. */
+  r?: number;
 }
 
 export const STORAGE_KEY = "relay";
@@ -45,6 +47,11 @@ export const FLUSH_MS = 1000;
 export const MAX_BATCH_BYTES = 60000;
 /** How long a sending tab owns its batch: after it, another tab (or the next page) may send it again. */
 export const LEASE_MS = 30000;
+/**
+ * A 429 whose Retry-After (seconds) is longer than this is a refusal: Ortto's daily limit per
+ * contact and activity, which waiting for would hold the queue for up to a day.
+ */
+export const MAX_RETRY_AFTER = 3600;
 
 /**
  * The wait before the next attempt after `failures` failures in a row: a step that doubles
@@ -63,8 +70,10 @@ const copy = <T>(x: T): T => x && parse(stringify(x));
 /** Ortto's limit on text. */
 const clip = (s: string) => s.slice(0, 255);
 const shorthand = /^(email|first|last|ei)$/;
-/** Person fields that identify someone: given any of them, `identify` starts a new identity. */
-const identifying = /^(str::email|str::ei|phn::phone)$/;
+/** Person fields that identify someone: the relay refuses an activity without one (Ortto records activities only for identified people). */
+const identifying = ["str::email", "str::ei", "phn::phone"];
+/** Whether person fields include an identifying one: only then may an event go (until then it is held). */
+const known = (f?: Record<string, unknown>) => identifying.some((k) => f?.[k]);
 
 export function createRelay(options: RelayOptions): Relay {
   // A relay that does nothing, if even starting fails (no window in SSR, a hostile page).
@@ -89,7 +98,8 @@ export function createRelay(options: RelayOptions): Relay {
       };
 
     let mem = empty();
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    /** The pending flush, if any. */
+    let timer: ReturnType<typeof setTimeout> | 0 | undefined;
     /** Until when this tab has a request in flight (one at a time, so keepalive's 64 KiB holds). */
     let busy = 0;
 
@@ -125,12 +135,12 @@ export function createRelay(options: RelayOptions): Relay {
       timer = setTimeout(flush, ms);
     };
     /** After a new event: send at once at MAX_BATCH, else soon, but never before a pending backoff. */
-    const kick = () => (!mem.f && mem.q.length >= MAX_BATCH ? flush() : timer || later(mem.f ? backoff(mem.f) : FLUSH_MS));
+    const kick = () => (!mem.f && mem.q[MAX_BATCH - 1] ? flush() : timer || later(mem.f ? backoff(mem.f) : FLUSH_MS));
     const body = (batch: Item[]) =>
       stringify({ activities: batch.map((i) => i.a), identity_token: batch[0]?.t } satisfies ActivitiesRequest);
+    const within = (batch: Item[], i: Item) => batch.some((b) => b.a.key === i.a.key);
     const without = (batch: Item[]) => {
-      const keys = batch.map((i) => i.a.key);
-      mem.q = mem.q.filter((i) => !keys.includes(i.a.key));
+      mem.q = mem.q.filter((i) => !within(batch, i));
     };
 
     /**
@@ -145,9 +155,9 @@ export function createRelay(options: RelayOptions): Relay {
         const size = new Blob([stringify(i.a)]).size + 1;
         const first = batch[0];
         if (
-          i.a.fields &&
+          known(i.a.fields) &&
           !((i.l as number) > now()) &&
-          batch.length < MAX_BATCH &&
+          !batch[MAX_BATCH - 1] &&
           bytes + size <= MAX_BATCH_BYTES &&
           (!first || (i.t === first.t && !i.o && !first.o))
         ) {
@@ -160,39 +170,49 @@ export function createRelay(options: RelayOptions): Relay {
 
     const flush = safe(() => {
       clearTimeout(timer);
-      timer = undefined;
+      timer = 0;
       if (!allowed() || busy > now()) return;
       let batch: Item[] = [];
       change(() => {
-        batch = take();
+        // A pause the relay asked for (Retry-After, stored by whichever tab or page heard it) holds everything.
+        batch = (mem.r as number) > now() ? [] : take();
         for (const i of batch) i.l = now() + LEASE_MS;
       });
-      if (!batch.length) return;
+      if (!batch.length) return (mem.r as number) > now() && later((mem.r as number) - now());
       busy = now() + LEASE_MS;
       // text/plain (a string body) makes this a CORS "simple request": no preflight. The promise
       // wrapper turns a synchronous throw into a failure like any other.
       new Promise<Response>((resolve) => resolve(w.fetch(url, { method: "POST", keepalive: true, body: body(batch) })))
-        .then((r) => r.text().then((text) => done(batch, r.status, text)))
+        .then((r) => r.text().then((text) => done(batch, r.status, text, +(r.headers.get("retry-after") as string))))
         .catch(() => done(batch, 0));
     });
 
-    /** The relay answered `status` with `text` (0: no answer). */
-    const done = safe((batch: Item[], status: number, text?: string) => {
+    /**
+     * The relay answered `status` with `text`, and `after`, its Retry-After in seconds (status 0:
+     * no answer; `after` NaN or undefined: no header, or not a number of seconds, so no pause).
+     */
+    const done = safe((batch: Item[], status: number, text?: string, after?: number) => {
       busy = 0;
       const sent = status > 199 && status < 300;
-      // A 4xx other than 429 would fail again: drop it. But a refused batch of several is first split up.
-      const refused = status > 399 && status < 500 && status !== 429;
-      const split = status === 400 && batch.length > 1;
+      // A 4xx would fail again: drop it. So would a 429 asking for more than an hour (Ortto's daily limit per contact).
+      const refused = status > 399 && status < 500 && (status !== 429 || (after as number) > MAX_RETRY_AFTER);
+      // But a refused batch of several is first split up: one bad (or over-limit) event must not sink the others.
+      const split = refused && batch[1] && (status === 400 || status === 429);
       change(() => {
         if (sent || (refused && !split)) without(batch);
         else
           for (const i of mem.q) {
-            if (batch.some((b) => b.a.key === i.a.key)) {
+            if (within(batch, i)) {
               delete i.l;
               if (split) i.o = 1;
             }
           }
-        mem.f = sent ? 0 : mem.f + +!refused;
+        if (sent) mem.f = 0;
+        else if (!refused) {
+          mem.f++;
+          // No request before Retry-After is over (it stores as null when NaN: no pause); the backoff still applies.
+          mem.r = now() + (after as number) * 1000;
+        }
       });
       refused && warn("refused", status, text);
       sent || refused ? flush() : later(backoff(mem.f));
@@ -232,14 +252,24 @@ export function createRelay(options: RelayOptions): Relay {
       const f: Record<string, unknown> = {};
       for (let [k, v] of Object.entries(copy(fields))) {
         k = k === "phone" ? "phn::phone" : shorthand.test(k) ? `str::${k}` : k;
-        f[k] = k === "phn::phone" && typeof v === "string" ? { phone: v.replace(/[^\d+]/g, ""), parse_with_country_code: true } : v;
+        // The relay refuses an email with spaces around it (a 400 that would lose every event).
+        f[k] =
+          typeof v !== "string"
+            ? v
+            : k === "phn::phone"
+              ? { phone: v.replace(/[^\d+]/g, ""), parse_with_country_code: true }
+              : k === "str::email"
+                ? v.trim()
+                : v;
       }
       change(() => {
         const old = mem.i;
-        const i = Object.keys(f).some((k) => identifying.test(k)) ? { f, t: token } : { f: { ...old?.f, ...f }, t: token ?? old?.t };
+        // A new person (identifying fields after identifying fields) replaces the identity; else the fields are merged in.
+        const i = known(f) && known(old?.f) ? { f, t: token } : { f: { ...old?.f, ...f }, t: token ?? old?.t };
         mem.i = i;
+        // Held events take the identity; they go once it has an identifying field.
         for (const item of mem.q) {
-          if (!item.a.fields) {
+          if (!known(item.a.fields)) {
             item.a.fields = i.f;
             item.t = i.t;
           }
@@ -265,7 +295,7 @@ export function createRelay(options: RelayOptions): Relay {
       } else if (command === "reset")
         change(() => {
           delete mem.i;
-          mem.q = mem.q.filter((i) => i.a.fields);
+          mem.q = mem.q.filter((i) => known(i.a.fields));
         });
       else warn("ignored", command, a, b);
     }) as Relay;

@@ -8,7 +8,7 @@ export type Phone = { c: string; n: string } | { phone: string; parse_with_count
 
 /**
  * Person fields in Ortto's ids (`str::email`, `str::first`, `str:cm:company` …), or the
- * shorthands `email`, `first`, `last`, `ei` (external id) and `phone`.
+ * shorthands `email`, `first`, `last`, `ei` (external id) and `phone`. The email is trimmed.
  */
 export interface IdentifyFields {
   email?: string;
@@ -26,7 +26,10 @@ export interface IdentifyOptions {
 
 /** The one function of the snippet. It never throws; bad calls are ignored (and warned about with `debug`). */
 export interface Relay {
-  /** Remembers who the visitor is (across pages, until `reset`); held events are sent from now on. */
+  /**
+   * Remembers who the visitor is (across pages, until `reset`). Events are held until the identity
+   * has an identifying field (`email`, `ei` or `phone`), then sent.
+   */
   (command: "identify", fields: IdentifyFields, options?: IdentifyOptions): void;
   /** Records an activity (`act:cm:logged-in` or just `logged-in`) with attributes in Ortto's ids. */
   (command: "track", activityId: string, attributes?: Record<string, unknown>): void;

@@ -27,7 +27,7 @@ describe("the loader line and the script tag (source)", () => {
     vi.useFakeTimers();
     localStorage.clear();
     delete globals.relay;
-    fetch = vi.fn(() => Promise.resolve({ status: 200, text: () => Promise.resolve("{}") }));
+    fetch = vi.fn(() => Promise.resolve({ status: 200, headers: new Headers(), text: () => Promise.resolve("{}") }));
     window.fetch = fetch as never;
   });
   afterEach(() => {
@@ -118,7 +118,7 @@ describe("the built relay.js in a page", () => {
     const bodies: string[] = [];
     w.fetch = ((_url: string, init: RequestInit) => {
       bodies.push(init.body as string);
-      return Promise.resolve({ status: 200, text: () => Promise.resolve("{}") });
+      return Promise.resolve({ status: 200, headers: new Headers(), text: () => Promise.resolve("{}") });
     }) as never;
     w.document.write(LOADER);
     const relay = (...args: unknown[]) => (w as unknown as { relay: Fn }).relay(...args);
@@ -168,7 +168,7 @@ describe("the built relay.js in a page", () => {
     const bodies: string[] = [];
     w.fetch = ((_url: string, init: RequestInit) => {
       bodies.push(init.body as string);
-      return Promise.resolve({ status: 200, text: () => Promise.resolve("{}") });
+      return Promise.resolve({ status: 200, headers: new Headers(), text: () => Promise.resolve("{}") });
     }) as never;
     const relay = createRelay({ endpoint: "https://relay.example", window: w as unknown as globalThis.Window });
     relay("identify", { email: "chris@example.com" });

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { backoff, FLUSH_MS, LEASE_MS, MAX_BATCH, MAX_BATCH_BYTES, MAX_QUEUE } from "../../snippet/src/core.ts";
+import { backoff, FLUSH_MS, LEASE_MS, MAX_BATCH, MAX_BATCH_BYTES, MAX_QUEUE, MAX_RETRY_AFTER } from "../../snippet/src/core.ts";
 import { MemoryStorage, openPage, URL_CREATE, wait } from "./helpers.ts";
 
 const NOW = Date.parse("2026-11-27T06:00:00.000Z");
@@ -140,6 +140,85 @@ describe("retries", () => {
     expect(page.sent).toHaveLength(4);
     expect(page.storage.state()?.q).toEqual([]);
     expect(page.storage.state()?.f).toBe(0);
+  });
+
+  it.each([
+    [429, "60"],
+    [429, "3600"],
+    [503, "30"],
+  ])("waits out the Retry-After of a %s (%s s) before retrying, however short its own backoff", async (status, retryAfter) => {
+    vi.spyOn(Math, "random").mockReturnValue(0);
+    const page = identifiedPage();
+    page.answers.push({ status, retryAfter });
+    page.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    expect(page.sent).toHaveLength(1);
+    // New events, the browser coming back online: none of them sends before the time is up.
+    page.relay("track", "placed-order");
+    page.w.dispatchEvent(new page.w.Event("online"));
+    await wait(+retryAfter * 1000 - 1);
+    expect(page.sent).toHaveLength(1);
+    await wait(1);
+    expect(page.sent).toHaveLength(2);
+    expect(page.activities().map((a) => a.activity_id)).toEqual(["act:cm:logged-in", "act:cm:logged-in", "act:cm:placed-order"]);
+    expect(page.storage.state()?.q).toEqual([]);
+  });
+
+  it("honours Retry-After in the next page and in other tabs too", async () => {
+    const storage = new MemoryStorage();
+    const first = identifiedPage({ storage });
+    first.answers.push({ status: 429, retryAfter: "60" });
+    first.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    // The visitor moves on at once: the next page does not send before the minute is up.
+    const second = openPage({ storage });
+    second.relay("track", "placed-order");
+    await wait(60_000 - 1);
+    expect(first.sent.length + second.sent.length).toBe(1);
+    await wait(1);
+    const retried = [...first.sent, ...second.sent].slice(1).flatMap((s) => s.body.activities.map((a) => a.activity_id));
+    expect(retried).toEqual(["act:cm:logged-in", "act:cm:placed-order"]);
+    expect(storage.state()?.q).toEqual([]);
+  });
+
+  it("falls back to its own backoff when Retry-After is not a number of seconds", async () => {
+    vi.spyOn(Math, "random").mockReturnValue(0);
+    const page = identifiedPage();
+    page.answers.push({ status: 429, retryAfter: "Fri, 27 Nov 2026 07:00:00 GMT" });
+    page.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    await wait(backoff(1, 0));
+    expect(page.sent).toHaveLength(2);
+  });
+
+  it(`drops a batch refused with 429 and a Retry-After over an hour (Ortto's daily limit per contact), reporting it, and sends the events behind it`, async () => {
+    const page = identifiedPage({ debug: true });
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    page.answers.push({ status: 429, retryAfter: String(MAX_RETRY_AFTER + 1) });
+    page.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    expect(warn).toHaveBeenCalledWith("relay:", "refused", 429, `{"status":429}`);
+    expect(page.storage.state()?.q).toEqual([]);
+    expect(page.storage.state()?.f).toBe(0);
+    // Nothing waits on it: the next event goes after the usual flush delay, and the dropped one is never re-sent.
+    page.relay("track", "placed-order");
+    await wait(FLUSH_MS);
+    expect(page.activities().map((a) => a.activity_id)).toEqual(["act:cm:logged-in", "act:cm:placed-order"]);
+    await vi.runAllTimersAsync();
+    expect(page.sent).toHaveLength(2);
+  });
+
+  it("splits a batch refused for the daily limit, so only the events over it are dropped", async () => {
+    const page = identifiedPage();
+    const overLimit = { status: 429, retryAfter: "86400" };
+    // This person is over the limit for logged-in, not for placed-order.
+    page.answers.push(overLimit, overLimit, 200, overLimit);
+    page.relay("track", "logged-in", { n: 1 });
+    page.relay("track", "placed-order", { n: 2 });
+    page.relay("track", "logged-in", { n: 3 });
+    await vi.runAllTimersAsync();
+    expect(page.sent.map((s) => s.body.activities.map((a) => a.attributes?.n))).toEqual([[1, 2, 3], [1], [2], [3]]);
+    expect(page.storage.state()?.q).toEqual([]);
   });
 
   it("treats a fetch that throws synchronously as a failure to retry", async () => {

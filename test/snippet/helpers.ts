@@ -46,8 +46,11 @@ export interface Sent {
   init: RequestInit;
 }
 
-/** What the fake relay answers: a status, or a thrown error (network failure), or a promise never settled. */
-export type Answer = number | "network" | "hang";
+/**
+ * What the fake relay answers: a status, a status with a `Retry-After` header (seconds, as the
+ * relay sends it), a thrown error (network failure), or a promise never settled.
+ */
+export type Answer = number | { status: number; retryAfter: string } | "network" | "hang";
 
 export interface Page {
   w: Window;
@@ -123,7 +126,10 @@ export function openPage(options: PageOptions = {}): Page {
     const answer = page.answers.shift() ?? 200;
     if (answer === "hang") return new Promise(() => {});
     if (answer === "network") return Promise.reject(new TypeError("Failed to fetch"));
-    return Promise.resolve({ status: answer, text: () => Promise.resolve(`{"status":${answer}}`) });
+    const { status, retryAfter } = typeof answer === "number" ? { status: answer, retryAfter: undefined } : answer;
+    // The relay exposes Retry-After to CORS (Access-Control-Expose-Headers), so a page can read it.
+    const headers = new Headers(retryAfter === undefined ? {} : { "Retry-After": retryAfter });
+    return Promise.resolve({ status, headers, text: () => Promise.resolve(`{"status":${status}}`) });
   });
   page.beacon = vi.fn((target: string, data: string) => {
     page.beacons.push({ url: target, raw: data, body: JSON.parse(data), init: {} });

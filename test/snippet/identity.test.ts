@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { FLUSH_MS, MAX_QUEUE } from "../../snippet/src/core.ts";
+import { FLUSH_MS, MAX_QUEUE, STORAGE_KEY, type State } from "../../snippet/src/core.ts";
 import { MemoryStorage, openPage, wait } from "./helpers.ts";
 
 beforeEach(() => {
@@ -85,6 +85,31 @@ describe("identify", () => {
     ]);
   });
 
+  it("trims spaces around the email (the shorthand and str::email), keeping its case", async () => {
+    const page = openPage();
+    page.relay("identify", { email: " Chris@Example.com " });
+    page.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    page.relay("identify", { "str::email": "\tann@example.com\n", first: " Ann " });
+    page.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    expect(page.activities().map((a) => a.fields)).toEqual([
+      { "str::email": "Chris@Example.com" },
+      // Only the email: other fields are sent as given.
+      { "str::email": "ann@example.com", "str::first": " Ann " },
+    ]);
+  });
+
+  it("completes an identity that had no identifying field instead of replacing it", async () => {
+    const page = openPage();
+    page.relay("identify", { first: "Chris" }, { token: "t" });
+    page.relay("identify", { email: "chris@example.com" });
+    page.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    expect(page.sent[0]?.body.identity_token).toBe("t");
+    expect(page.activities()[0]?.fields).toEqual({ "str::first": "Chris", "str::email": "chris@example.com" });
+  });
+
   it("keeps queued events with the identity they were recorded under, after reset", async () => {
     const page = openPage();
     page.answers.push(503);
@@ -129,6 +154,58 @@ describe("events before identify", () => {
     await vi.runAllTimersAsync();
     expect(page.activities()).toHaveLength(MAX_QUEUE);
     expect(page.activities()[0]?.attributes?.["int::v"]).toBe(20);
+  });
+
+  it("stay held after identify without an identifying field, until one is given", async () => {
+    const page = openPage();
+    page.relay("track", "viewed-page");
+    page.relay("identify", { first: "Chris", "str:cm:company": "Vandalay" });
+    page.relay("track", "logged-in");
+    // An email of spaces only is no email either.
+    page.relay("identify", { email: "   " });
+    await vi.runAllTimersAsync();
+    // The relay would refuse them (400: no str::email, str::ei or phn::phone), and they would be lost.
+    expect(page.fetch).not.toHaveBeenCalled();
+    expect(page.storage.state()?.q).toHaveLength(2);
+
+    page.relay("identify", { email: "chris@example.com" });
+    await wait(FLUSH_MS);
+    expect(page.activities().map((a) => [a.activity_id, a.fields])).toEqual([
+      ["act:cm:viewed-page", { "str::first": "Chris", "str:cm:company": "Vandalay", "str::email": "chris@example.com" }],
+      ["act:cm:logged-in", { "str::first": "Chris", "str:cm:company": "Vandalay", "str::email": "chris@example.com" }],
+    ]);
+  });
+
+  it.each([
+    ["str::ei", { ei: "cus_42" }],
+    ["phn::phone", { phone: "+61 401 234 567" }],
+  ])("are released by %s as the identifying field", async (_field, fields) => {
+    const page = openPage();
+    page.relay("identify", { first: "Chris" });
+    page.relay("track", "logged-in");
+    await vi.runAllTimersAsync();
+    expect(page.fetch).not.toHaveBeenCalled();
+    page.relay("identify", fields);
+    await wait(FLUSH_MS);
+    expect(page.activities()).toHaveLength(1);
+  });
+
+  it("stay held when an earlier build stored them with fields but no identifying field", async () => {
+    const storage = new MemoryStorage();
+    const page = openPage({ storage });
+    page.relay("track", "logged-in");
+    // What the previous build stored after identify({ first: "Chris" }).
+    const state = storage.state() as State;
+    for (const i of state.q) i.a.fields = { "str::first": "Chris" };
+    storage.data.set(STORAGE_KEY, JSON.stringify({ ...state, i: { f: { "str::first": "Chris" } } }));
+
+    const next = openPage({ storage });
+    await vi.runAllTimersAsync();
+    expect(page.fetch).not.toHaveBeenCalled();
+    expect(next.fetch).not.toHaveBeenCalled();
+    next.relay("identify", { email: "chris@example.com" });
+    await wait(FLUSH_MS);
+    expect(next.activities().map((a) => a.fields)).toEqual([{ "str::first": "Chris", "str::email": "chris@example.com" }]);
   });
 
   it("are forgotten by reset (they belong to the visitor being forgotten)", async () => {
