@@ -13,8 +13,12 @@ import { build } from "esbuild";
 const BUDGET = {
   /** One activity, the common case from the snippet: a fifth of the free plan's 10 ms. */
   singleRequestUs: 2000,
-  /** A full batch of 100 activities: at most 100 µs an event, inside the free plan's 10 ms. */
-  fullBatchRequestUs: 10000,
+  /**
+   * A server's full batch: 100 activities of 100 different people. Each person costs a SHA-256
+   * (the limiter's object name), ~30 µs in Node's async WebCrypto and ~1 µs natively in workerd,
+   * so the Node figure overstates this case most.
+   */
+  fullBatchRequestUs: 12000,
 };
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -42,7 +46,7 @@ const env = {
   DELIVERY: "inline",
   ORTTO_API_KEY: "bench-key",
   ORTTO_API_BASE: "https://ortto.bench",
-  IDENTITY_SECRET: process.env.NO_ID ? undefined : secret,
+  IDENTITY_SECRET: secret,
   DELIVERY_QUEUE: { sendBatch: async () => {} },
   DEAD_LETTERS: { sendBatch: async () => {} },
   CONTACT_LIMITER: { idFromName: (n) => n, get: () => ({ take: async () => ({ ok: true }), refund: async () => {} }) },
@@ -66,11 +70,11 @@ console.log = () => {}; // the relay's log lines; their cost is in the measureme
 const { createHmac } = await import("node:crypto");
 const email = "chris@example.com";
 const token = createHmac("sha256", secret).update(email).digest("hex");
-const activity = () => ({
+const activity = (who = email) => ({
   activity_id: "act:cm:placed-order",
   created: new Date().toISOString(),
   key: crypto.randomUUID(),
-  fields: { "str::first": "Chris", "str::last": "Smith", "str::email": email },
+  fields: { "str::first": "Chris", "str::last": "Smith", "str::email": who },
   attributes: {
     "str:cm:order-number": "A-1001",
     "int:cm:order-total": 24990,
@@ -83,7 +87,12 @@ const activity = () => ({
     "int::v": 24990,
   },
 });
-const body = (n) => JSON.stringify({ identity_token: token, activities: Array.from({ length: n }, activity) });
+// One visitor's event, signed, as the snippet sends it; and a server's batch of 100 people's events
+// (open mode: a token signs one person), as big as Ortto takes.
+const body = (n) =>
+  n === 1
+    ? JSON.stringify({ identity_token: token, activities: [activity()] })
+    : JSON.stringify({ activities: Array.from({ length: n }, (_, i) => activity(`visitor${i}@example.com`)) });
 const bodies = { 1: Array.from({ length: 64 }, () => body(1)), 100: Array.from({ length: 8 }, () => body(100)) };
 
 /** What any handler costs here: reading the body and answering JSON, with nothing else. */
@@ -94,6 +103,8 @@ const floor = {
   },
 };
 
+const openEnv = { ...env, IDENTITY_SECRET: undefined };
+
 async function run(n, requests, handler = worker) {
   const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} };
   for (let i = 0; i < requests; i++) {
@@ -103,7 +114,7 @@ async function run(n, requests, handler = worker) {
         headers: { Origin: "https://shop.example", "Content-Type": "text/plain", "CF-Connecting-IP": "203.0.113.7" },
         body: bodies[n][i % bodies[n].length],
       }),
-      env,
+      n === 1 ? env : openEnv,
       ctx,
     );
     if (res.status !== 200 && handler === worker) throw new Error(`benchmark request answered ${res.status}: ${await res.text()}`);

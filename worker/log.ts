@@ -10,7 +10,6 @@ export const requestLog = createMiddleware<AppEnv>(async (c, next) => {
   const started = Date.now();
   c.set("log", {});
   await next();
-  if (c.req.method !== "POST") return;
   const status = c.res.status;
   const outcome = c.get("outcome") ?? (status < 400 ? "ok" : "rejected");
   const log = c.get("log");
@@ -19,7 +18,7 @@ export const requestLog = createMiddleware<AppEnv>(async (c, next) => {
     JSON.stringify({
       request_id: c.get("requestId"),
       method: c.req.method,
-      path: c.req.path,
+      path: c.req.path.slice(0, 200),
       // Any client can send any Origin: kept short.
       origin: c.req.header("origin")?.slice(0, 100) ?? null,
       site,
@@ -30,11 +29,12 @@ export const requestLog = createMiddleware<AppEnv>(async (c, next) => {
       ms: Date.now() - started,
     }),
   );
-  // One data point per request: counters per outcome and reason, queryable with SQL
+  // One data point per activities request: counters per outcome and reason, queryable with SQL
   // (`SELECT blob1 AS outcome, SUM(_sample_interval) … GROUP BY outcome`).
-  c.env.RELAY_EVENTS?.writeDataPoint({
-    indexes: [site ?? "none"],
-    blobs: [outcome, log.reason ?? "", String(status)],
-    doubles: [log.activities ?? 0, log.forwarded ?? 0, log.queued ?? 0],
-  });
+  if (c.req.method === "POST")
+    c.env.RELAY_EVENTS?.writeDataPoint({
+      indexes: [site ?? "none"],
+      blobs: [outcome, log.reason ?? "", String(status)],
+      doubles: [log.activities ?? 0, log.forwarded ?? 0, log.queued ?? 0],
+    });
 });
