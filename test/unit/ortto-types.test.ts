@@ -74,7 +74,7 @@ const cases: Record<FieldKind, { valid: unknown[]; invalid: [unknown, string][] 
     ],
   },
   email: {
-    valid: ["chris@example.com"],
+    valid: ["chris@example.com", " Chris@Example.com "],
     invalid: [
       ["chris@", "expected an email address"],
       [{}, "expected an email address"],

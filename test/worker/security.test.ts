@@ -41,11 +41,13 @@ describe("signed identity (IDENTITY_SECRET)", () => {
 
   it("accepts a valid token whatever the case and spacing of the email, and never forwards the token", async () => {
     const token = await signIdentity(SECRET, "chris@example.com");
-    const res = await postWith(signed, { identity_token: token, activities: [person("Chris@Example.COM")] });
+    const res = await postWith(signed, { identity_token: token, activities: [person("  Chris@Example.COM ")] });
     expect(res.status).toBe(200);
     const [request] = await emulator.requests();
     expect(request?.body).not.toHaveProperty("identity_token");
     expect(JSON.stringify(request)).not.toContain(token);
+    // Spaces are trimmed before Ortto; the case is Ortto's to match.
+    expect(request?.body.activities?.[0]?.fields?.["str::email"]).toBe("Chris@Example.COM");
   });
 
   it("signs an external id or a person id as given", async () => {

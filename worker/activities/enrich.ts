@@ -36,6 +36,9 @@ export function enrichActivities(activities: ActivityInput[], location: Location
   const receivedAt = now.toISOString();
   return activities.map(({ location: _ignored, ...activity }) => ({
     ...activity,
+    ...(typeof activity.fields?.["str::email"] === "string"
+      ? { fields: { ...activity.fields, "str::email": activity.fields["str::email"].trim() } }
+      : {}),
     key: activity.key ?? crypto.randomUUID(),
     created: activity.created ?? receivedAt,
     ...(location ? { location } : {}),
