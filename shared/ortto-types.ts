@@ -98,10 +98,11 @@ const url = z
     z.url({ protocol: /^https?$/, error: "expected an http(s) URL" }),
   );
 
+const emailFormat = z.email();
 /** Spaces around an address are a typing slip, not a different address: accepted here, trimmed by the relay before Ortto. */
 const email = z.string({ error: "expected an email address" }).check(
   z.maxLength(MAX_TEXT, `expected at most ${MAX_TEXT} characters`),
-  z.refine((v) => z.regexes.email.test(v.trim()), "expected an email address"),
+  z.refine((v) => emailFormat.safeParse(v.trim()).success, "expected an email address"),
 );
 
 function selectOf(options: readonly string[] | undefined) {
