@@ -41,16 +41,6 @@ export function prefixOf(fieldId: string): FieldPrefix | undefined {
   return FIELD_ID.test(fieldId) ? (fieldId.slice(0, 3) as FieldPrefix) : undefined;
 }
 
-/** `act:cm:logged-in` from `logged-in` or `act:cm:logged-in`. */
-export function activityId(idOrSlug: string): string {
-  return idOrSlug.startsWith("act:") ? idOrSlug : `act:cm:${idOrSlug}`;
-}
-
-/** Ortto's decimal and currency encoding: 24.99 → 24990. */
-export function toOrttoDecimal(value: number): number {
-  return Math.round(value * 1000);
-}
-
 /**
  * Person fields that identify a person for merging; an activity must carry one of them
  * (or a `person_id`) or Ortto cannot attach it to anyone.

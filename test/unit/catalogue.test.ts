@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import catalogue from "../../relay.config.ts";
 import { activitiesRequestSchema, describeIssue } from "../../shared/activities.ts";
 import { defineCatalogue } from "../../shared/catalogue.ts";
-import { activityId, prefixOf, toOrttoDecimal } from "../../shared/field-ids.ts";
+import { prefixOf } from "../../shared/field-ids.ts";
 
 describe("defineCatalogue", () => {
   it("accepts the default catalogue and resolves built-in person fields to their kinds", () => {
@@ -85,13 +85,5 @@ describe("field id helpers", () => {
     expect(prefixOf("str:cm:payment-plan")).toBe("str");
     expect(prefixOf("int::v")).toBe("int");
     expect(prefixOf("xyz::v")).toBeUndefined();
-  });
-  it("expands an activity slug", () => {
-    expect(activityId("logged-in")).toBe("act:cm:logged-in");
-    expect(activityId("act:cm:logged-in")).toBe("act:cm:logged-in");
-  });
-  it("encodes decimals and currency as Ortto does", () => {
-    expect(toOrttoDecimal(64.28)).toBe(64280);
-    expect(toOrttoDecimal(24.99)).toBe(24990);
   });
 });
