@@ -3,17 +3,12 @@ import { signIdentity } from "../../worker/identity.ts";
 import { emulator, loggedIn, postWith } from "./helpers.ts";
 
 // This file's catalogue lets pages set the email permission, as an operator may choose to.
-vi.mock("../../relay.config.ts", async (importOriginal) => {
-  const { default: catalogue } = await importOriginal<typeof import("../../relay.config.ts")>();
-  const { defineCatalogue } = await import("../../shared/catalogue.ts");
-  return {
-    default: defineCatalogue({
-      ...catalogue,
-      personFields: { "str::first": true, "str::email": true, "bol::p": true, "str::u-ctx": true },
-      allowConsentFields: true,
-    }),
-  };
-});
+vi.mock("../../relay.config.ts", async (importOriginal) =>
+  (await import("./catalogue-mock.ts")).catalogueWith(importOriginal, {
+    personFields: { "str::first": true, "str::email": true, "bol::p": true, "str::u-ctx": true },
+    allowConsentFields: true,
+  }),
+);
 
 const SECRET = "consent-test-secret";
 const unsubscribe = (email: string) =>

@@ -7,19 +7,14 @@ import { emulator, loggedIn, postWith } from "./helpers.ts";
 
 // This file's relay serves two sites of its own besides the default one (ALLOWED_ORIGINS with
 // ORTTO_API_KEY), as an operator would declare them in relay.config.ts.
-vi.mock("../../relay.config.ts", async (importOriginal) => {
-  const { default: catalogue } = await importOriginal<typeof import("../../relay.config.ts")>();
-  const { defineCatalogue } = await import("../../shared/catalogue.ts");
-  return {
-    default: defineCatalogue({
-      ...catalogue,
-      sites: [
-        { name: "shop-a", origins: ["https://a.example", "https://*.a.example"], keySecret: "ORTTO_KEY_A" },
-        { name: "blog-b", origins: ["https://b.example"], keySecret: "ORTTO_KEY_B", activities: ["act:cm:viewed-page"] },
-      ],
-    }),
-  };
-});
+vi.mock("../../relay.config.ts", async (importOriginal) =>
+  (await import("./catalogue-mock.ts")).catalogueWith(importOriginal, {
+    sites: [
+      { name: "shop-a", origins: ["https://a.example", "https://*.a.example"], keySecret: "ORTTO_KEY_A" },
+      { name: "blog-b", origins: ["https://b.example"], keySecret: "ORTTO_KEY_B", activities: ["act:cm:viewed-page"] },
+    ],
+  }),
+);
 
 const keys = { ORTTO_KEY_A: "key-of-site-a", ORTTO_KEY_B: "key-of-site-b" };
 const view = () => ({
