@@ -187,13 +187,17 @@ describe("per-IP budget", () => {
 describe("crawlers", () => {
   const googlebot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
 
-  it("answers Googlebot running the page's script with 202 and forwards nothing", async () => {
+  it("answers Googlebot running the page's script with 202, forwards nothing, and counts it", async () => {
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
     const res = await post(
       { activities: [person("chris@example.com")] },
       { headers: { "User-Agent": googlebot, "Sec-Fetch-Mode": "cors" } },
     );
+    spy.mockRestore();
     expect(res.status).toBe(202);
     expect(await emulator.requests()).toHaveLength(0);
+    expect(lines.map((l) => JSON.parse(l))).toContainEqual(expect.objectContaining({ outcome: "bot", status: 202 }));
   });
 
   it("treats Cloudflare's verified-bot signal as a crawler", async () => {
