@@ -1,6 +1,7 @@
 import type { ActivityInput } from "../../shared/activities.ts";
 import type { RelayEnv } from "../env.ts";
 import { RelayError } from "../errors.ts";
+import { contactKey, identifiersOf } from "../identifiers.ts";
 import type { ContactActivityLimiter, CountedEvent } from "./contact-limiter.ts";
 
 /**
@@ -8,16 +9,7 @@ import type { ContactActivityLimiter, CountedEvent } from "./contact-limiter.ts"
  * the activity counts against (rotating the email while keeping a victim's external id must
  * not escape the limit).
  */
-function contactsOf(activity: ActivityInput): string[] {
-  const f = activity.fields ?? {};
-  const contacts: string[] = [];
-  if (typeof f["str::email"] === "string") contacts.push(`e:${f["str::email"].trim().toLowerCase()}`);
-  if (typeof f["str::ei"] === "string") contacts.push(`x:${f["str::ei"]}`);
-  if (activity.person_id) contacts.push(`p:${activity.person_id}`);
-  const phone = f["phn::phone"] as { c?: string; n?: string; phone?: string } | undefined;
-  if (phone) contacts.push(`t:${`${phone.c ?? ""}${phone.n ?? ""}${phone.phone ?? ""}`.replace(/\D/g, "")}`);
-  return contacts;
-}
+const contactsOf = (activity: ActivityInput): string[] => identifiersOf(activity).map(contactKey);
 
 async function sha256(value: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(value));
