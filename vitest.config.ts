@@ -10,6 +10,9 @@ buildSync({ entryPoints: ["emulator/index.ts"], bundle: true, format: "esm", out
 
 export default defineConfig({
   test: {
+    // The relay's own JSON log lines (one per request) are kept out of the output, so a failing run
+    // shows the failure; tests that assert on them spy on console.log.
+    onConsoleLog: (line) => !/^\s*\{"(request_id|event)"/.test(line),
     projects: [
       {
         test: { name: "unit", include: ["test/unit/**/*.test.ts"], environment: "node" },
@@ -50,8 +53,12 @@ export default defineConfig({
             },
           }),
         ],
-        // One file at a time: the files share one emulator and one delivery queue.
-        test: { name: "worker", include: ["test/worker/**/*.test.ts"], fileParallelism: false },
+        test: {
+          name: "worker",
+          include: ["test/worker/**/*.test.ts"],
+          // One file at a time: the files share one emulator and one delivery queue.
+          fileParallelism: false,
+        },
       },
       {
         plugins: [cloudflareTest({ wrangler: { configPath: "./emulator/wrangler.toml" } })],

@@ -40,10 +40,11 @@ export function isTimeZone(zone: string): boolean {
   return known;
 }
 
-function isRealDate(d: { year: number; month: number; day: number }): boolean {
-  const date = new Date(0);
-  date.setUTCFullYear(d.year, d.month - 1, d.day); // unlike Date.UTC, takes years 1–99 as given
-  return date.getUTCFullYear() === d.year && date.getUTCMonth() === d.month - 1 && date.getUTCDate() === d.day;
+export function isRealDate(d: { year: number; month: number; day: number }): boolean {
+  const { year, month, day } = d;
+  if (!(month >= 1 && month <= 12 && day >= 1 && Number.isInteger(year) && Number.isInteger(month) && Number.isInteger(day))) return false;
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  return day <= (month === 2 ? (leap ? 29 : 28) : month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31);
 }
 
 const date = z
@@ -99,6 +100,8 @@ const url = z
   );
 
 const emailFormat = z.email();
+/** zod's own email pattern (zod/v4/core/regexes.ts `email`), for the hot path's predicate; a property test holds the two together. */
+const EMAIL = /^(?:[A-Za-z0-9_'+-]+\.)*[A-Za-z0-9_'+-]*[A-Za-z0-9_+-]@(?:[A-Za-z0-9][A-Za-z0-9-]*\.)+[A-Za-z]{2,}$/;
 /** Spaces around an address are a typing slip, not a different address: accepted here, trimmed by the relay before Ortto. */
 const email = z.string({ error: "expected an email address" }).check(
   z.maxLength(MAX_TEXT, `expected at most ${MAX_TEXT} characters`),
@@ -148,5 +151,90 @@ export function valueSchema(kind: FieldKind, options?: readonly string[]): z.Zod
       return multiSelectOf(options);
     case "json":
       return json;
+  }
+}
+
+/*
+ * The hot path. Every kind also has a plain predicate, built once per isolate, that the relay runs
+ * first: where it says yes, the zod schema above would say yes too (a property test,
+ * test/unit/fast-accept.test.ts, holds every predicate to that), so a valid activity costs a few
+ * comparisons instead of zod's generic walk. Where it says no, or is unsure, the zod schema runs
+ * and its issues are the answer. So the schemas above stay the one definition of what is valid
+ * and of every error message; these only make the common case cheap.
+ */
+
+/** A plain object (not an array, not null) whose keys are all in `allowed`. */
+export function onlyKeys(value: unknown, allowed: ReadonlySet<string>): value is Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  for (const key in value) if (!allowed.has(key)) return false;
+  return true;
+}
+
+const isText = (max: number) => (v: unknown) => typeof v === "string" && v.length <= max;
+const isInteger = (v: unknown) => Number.isSafeInteger(v);
+const DATE_KEYS = new Set(["year", "month", "day", "timezone"]);
+const isDate = (v: unknown) => {
+  if (!onlyKeys(v, DATE_KEYS)) return false;
+  const { year, month, day, timezone } = v as { year: number; month: number; day: number; timezone: unknown };
+  return (
+    Number.isSafeInteger(year) &&
+    year >= 1 &&
+    year <= 9999 &&
+    Number.isSafeInteger(month) &&
+    month >= 1 &&
+    month <= 12 &&
+    Number.isSafeInteger(day) &&
+    day >= 1 &&
+    day <= 31 &&
+    typeof timezone === "string" &&
+    timezone.length <= 64 &&
+    isTimeZone(timezone) &&
+    isRealDate({ year, month, day })
+  );
+};
+const accepts = (schema: z.ZodMiniType) => (v: unknown) => schema.safeParse(v).success;
+
+const DATE_TIME = /^(\d{4})-(\d\d)-(\d\d)T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/;
+/** `isoDateTime`'s rule, without zod: an ISO date and time with seconds and a zone, on a real calendar day. */
+export function isDateTime(v: unknown): v is string {
+  const m = typeof v === "string" ? DATE_TIME.exec(v) : null;
+  return !!m && isRealDate({ year: Number(m[1]), month: Number(m[2]), day: Number(m[3]) });
+}
+/** `url`'s rule, a little narrower: a lower-case http(s) scheme, at most 255 characters, and a URL the runtime can parse. */
+const isHttpUrl = (v: unknown) => typeof v === "string" && v.length <= MAX_TEXT && /^https?:\/\//.test(v) && URL.canParse(v);
+const isList = (v: unknown): v is string[] => Array.isArray(v) && v.length <= MAX_LIST_ITEMS && v.every(isText(MAX_TEXT));
+
+/** The predicate of one declared kind: true only for values `valueSchema(kind, options)` accepts. */
+export function valueCheck(kind: FieldKind, options?: readonly string[]): (value: unknown) => boolean {
+  const allowed = options?.length ? new Set(options) : undefined;
+  switch (kind) {
+    case "text":
+      return isText(MAX_TEXT);
+    case "long_text":
+      return isText(MAX_LONG_TEXT);
+    case "integer":
+    case "decimal":
+    case "currency":
+      return isInteger;
+    case "boolean":
+      return (v) => typeof v === "boolean";
+    case "date":
+      return isDate;
+    case "single_select":
+      return (v) => typeof v === "string" && v.length <= MAX_TEXT && (!allowed || allowed.has(v));
+    case "multi_select":
+      return (v) => isList(v) && (!allowed || v.every((x) => allowed.has(x)));
+    case "json":
+      return (v) => typeof v === "object" && v !== null && (Array.isArray(v) || Object.getPrototypeOf(v) === Object.prototype);
+    case "datetime":
+      return isDateTime;
+    case "url":
+      return isHttpUrl;
+    case "email":
+      return (v) => typeof v === "string" && v.length <= MAX_TEXT && EMAIL.test(v.trim());
+    default:
+      // The rarer kinds (phone, place) ask their own schema: still far cheaper than walking the
+      // whole request through zod.
+      return accepts(valueSchema(kind, options));
   }
 }

@@ -33,6 +33,10 @@ export interface RelayConfig {
   contactActivityLimit: number;
   /** Set when identities must be signed (IDENTITY_SECRET); open mode otherwise. */
   identitySecret: string | undefined;
+  /** Bearer tokens of trusted senders (SERVER_TOKEN, comma-separated for rotation). */
+  serverTokens: string[];
+  /** Distinct people a client network may name per hour in open mode (PEOPLE_PER_NETWORK). */
+  peoplePerNetwork: number;
 }
 
 export const DEFAULT_SITE = "default";
@@ -69,6 +73,11 @@ export function relayConfig(env: RelayEnv): RelayConfig {
       delivery: env.DELIVERY?.trim().toLowerCase() === "queue" ? "queue" : "inline",
       contactActivityLimit: int(env.CONTACT_ACTIVITY_LIMIT, 50, 50),
       identitySecret: env.IDENTITY_SECRET?.trim() || undefined,
+      serverTokens: (env.SERVER_TOKEN ?? "")
+        .split(",")
+        .map((t) => t.trim())
+        .filter(Boolean),
+      peoplePerNetwork: int(env.PEOPLE_PER_NETWORK, 50),
     };
     cache.set(env, config);
   }

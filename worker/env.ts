@@ -20,6 +20,10 @@ declare global {
       IDENTITY_SECRET?: string;
       /** Optional: fewer than Ortto's 50 events per activity per contact per 24 hours. */
       CONTACT_ACTIVITY_LIMIT?: string;
+      /** Secret: bearer tokens of trusted server senders, comma-separated (two during a rotation). */
+      SERVER_TOKEN?: string;
+      /** Optional: distinct people one client network may name per hour in open mode (default 50). */
+      PEOPLE_PER_NETWORK?: string;
     }
   }
 }
@@ -35,8 +39,8 @@ export interface RequestLog {
   upstream_status?: number;
   upstream_ms?: number;
   queued?: number;
-  /** First 12 hex of the SHA-256 of each contact (email, external id …), so a log line never carries a raw address. */
-  people?: string[];
+  /** The request's contacts (normalised identifiers): memory only; the log line shows the first 12 hex of their SHA-256, never a raw address. */
+  contacts?: string[];
   reason?: string;
 }
 
@@ -48,6 +52,10 @@ export interface AppEnv {
     outcome?: "forwarded" | "queued" | "rejected" | "throttled" | "bot" | "identity_failed" | "upstream_error" | "error";
     /** The site the request's origin belongs to. */
     site: RelaySite;
+    /** Set when the request carries a valid SERVER_TOKEN: a trusted server, not a page. */
+    server?: boolean;
+    /** The client network (IPv4 address, or IPv6 /64) every per-IP budget keys on. */
+    network: string;
     errorName?: string;
     log: RequestLog;
   };

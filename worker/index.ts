@@ -43,5 +43,5 @@ export default {
   queue: consumeQueue,
 } satisfies ExportedHandler<AppEnv["Bindings"]>;
 
-export { ContactActivityLimiter } from "./limits/contact-limiter.ts";
+export { LimitLedger } from "./limits/ledger-object.ts";
 export { app };

@@ -1,10 +1,13 @@
 import { createMiddleware } from "hono/factory";
-import type { AppEnv } from "./env.ts";
+import { afterAnswer } from "./after.ts";
+import type { AppEnv, RequestLog } from "./env.ts";
+import { sha256Hex } from "./hash.ts";
 
 /**
  * One structured JSON line per request: request id, origin, outcome, counts, upstream status
  * and time. Built only from values the handlers chose to record, so a key, a token or a raw
- * email cannot reach it by accident.
+ * email cannot reach it by accident (contacts are hashed). Written after the answer: the
+ * visitor does not wait for the relay's bookkeeping.
  */
 export const requestLog = createMiddleware<AppEnv>(async (c, next) => {
   const started = Date.now();
@@ -12,29 +15,38 @@ export const requestLog = createMiddleware<AppEnv>(async (c, next) => {
   await next();
   const status = c.res.status;
   const outcome = c.get("outcome") ?? (status < 400 ? "ok" : "rejected");
-  const log = c.get("log");
+  const { contacts, ...log }: RequestLog = c.get("log");
   const site = c.get("site")?.name ?? null;
-  console.log(
-    JSON.stringify({
-      request_id: c.get("requestId"),
-      method: c.req.method,
-      path: c.req.path.slice(0, 200),
-      // Any client can send any Origin: kept short.
-      origin: c.req.header("origin")?.slice(0, 100) ?? null,
-      site,
-      status,
-      outcome,
-      ...log,
-      ...(c.get("errorName") ? { error: c.get("errorName") } : {}),
-      ms: Date.now() - started,
-    }),
+  const line = {
+    request_id: c.get("requestId"),
+    method: c.req.method,
+    path: c.req.path.slice(0, 200),
+    // Any client can send any Origin: kept short.
+    origin: c.req.header("origin")?.slice(0, 100) ?? null,
+    site,
+    status,
+    outcome,
+    ...(c.get("server") ? { sender: "server" } : {}),
+    ...log,
+    ...(c.get("errorName") ? { error: c.get("errorName") } : {}),
+    ms: Date.now() - started,
+  };
+  const env = c.env;
+  const post = c.req.method === "POST";
+  afterAnswer(
+    c,
+    (async () => {
+      // First 12 hex of each contact's SHA-256: enough to follow one person through the logs, never the address itself.
+      const people = contacts?.length ? contacts.slice(0, 10).map((contact) => sha256Hex(contact, 6)) : undefined;
+      console.log(JSON.stringify(people ? { ...line, people } : line));
+      // One data point per activities request: counters per outcome and reason, queryable with SQL
+      // (`SELECT blob1 AS outcome, SUM(_sample_interval) … GROUP BY outcome`).
+      if (post)
+        env.RELAY_EVENTS?.writeDataPoint({
+          indexes: [site ?? "none"],
+          blobs: [outcome, log.reason ?? "", String(status)],
+          doubles: [log.activities ?? 0, log.forwarded ?? 0, log.queued ?? 0],
+        });
+    })(),
   );
-  // One data point per activities request: counters per outcome and reason, queryable with SQL
-  // (`SELECT blob1 AS outcome, SUM(_sample_interval) … GROUP BY outcome`).
-  if (c.req.method === "POST")
-    c.env.RELAY_EVENTS?.writeDataPoint({
-      indexes: [site ?? "none"],
-      blobs: [outcome, log.reason ?? "", String(status)],
-      doubles: [log.activities ?? 0, log.forwarded ?? 0, log.queued ?? 0],
-    });
 });

@@ -50,17 +50,18 @@ async function readJson(res: Response): Promise<unknown> {
 }
 
 const RELAY_FAULTS = new Set([401, 403, 404, 408]);
+const utf8 = new TextEncoder();
 /** Ortto's error text is echoed to pages and logs; bounded, as everything else there is. */
 const MAX_ORTTO_TEXT = 300;
 
-/** One POST to Ortto, bounded by the configured timeout. The key is added here and nowhere else. */
-async function post(config: RelayConfig, apiKey: string, body: ActivitiesRequest): Promise<UpstreamResult> {
+/** One POST to Ortto (the body already serialised), bounded by the configured timeout. The key is added here and nowhere else. */
+async function post(config: RelayConfig, apiKey: string, body: string): Promise<UpstreamResult> {
   let res: Response;
   try {
     res = await fetch(`${config.base}/v1/activities/create`, {
       method: "POST",
       headers: { "X-Api-Key": apiKey, "Content-Type": "application/json" },
-      body: JSON.stringify(body),
+      body,
       signal: AbortSignal.timeout(config.timeoutMs),
       // A redirect would carry the key to another host; Ortto's API does not redirect.
       redirect: "manual",
@@ -130,10 +131,13 @@ export async function forwardActivities(
   activities: ActivityInput[],
 ): Promise<ForwardOutcome> {
   const results: ActivitiesResponse["activities"] = [];
-  const chunks = chunkActivities(activities);
+  // The common case is one request: serialised once, and split only if it turns out too large.
+  const whole = activities.length <= MAX_ACTIVITIES ? JSON.stringify({ ...request, activities }) : undefined;
+  const fits = whole !== undefined && (whole.length * 3 <= MAX_BODY_BYTES - 1024 || utf8.encode(whole).length <= MAX_BODY_BYTES - 1024);
+  const chunks = fits ? [activities] : chunkActivities(activities);
   let status: number | undefined;
   for (const [i, chunk] of chunks.entries()) {
-    const result = await post(config, apiKey, { ...request, activities: chunk });
+    const result = await post(config, apiKey, fits ? (whole as string) : JSON.stringify({ ...request, activities: chunk }));
     status = result.status;
     if (!result.ok) return { results, remaining: chunks.slice(i).flat(), failure: result, status };
     results.push(...result.body.activities);

@@ -7,23 +7,44 @@ import {
   type ActivityInput,
   activitiesRequestSchema,
   describeIssue,
+  fastAccept,
   MAX_BODY_BYTES,
 } from "../../shared/activities.ts";
 import { CONSENT_FIELDS } from "../../shared/field-ids.ts";
-import { crawlerFilter, ipRateLimit } from "../abuse.ts";
-import { relayConfig, siteFor, siteKey } from "../config.ts";
+import { crawlerFilter, ipRateLimit, trustedSender } from "../abuse.ts";
+import { afterAnswer } from "../after.ts";
+import { DEFAULT_SITE, relayConfig, siteFor, siteKey } from "../config.ts";
 import { deadLetterFailed } from "../delivery/consumer.ts";
 import { QUEUED, sendMessages, toMessages } from "../delivery/messages.ts";
 import { deliveryStats } from "../delivery/stats.ts";
 import type { AppEnv } from "../env.ts";
 import { RelayError } from "../errors.ts";
 import { verifyIdentity } from "../identity.ts";
-import { takeContactLimits } from "../limits/index.ts";
+import { LimitError, takeLimits } from "../limits/index.ts";
+import { flushSoon } from "../limits/ledger.ts";
 import { forwardActivities } from "../upstream.ts";
 import { enrichActivities, locationFor } from "./enrich.ts";
 
-/** Built once per isolate: per-activity schemas for every catalogue entry. */
+/**
+ * Built once per isolate: per-activity schemas for every catalogue entry (the definition of what
+ * is valid, and the errors), and the hot path's predicate that accepts what they accept, cheaply.
+ */
 const requestSchema = activitiesRequestSchema(catalogue);
+const accepted = fastAccept(catalogue);
+
+/** The body, valid: taken as it is when the predicate accepts it, else through the schema (which names every problem). */
+function validate(body: unknown): ActivitiesRequest {
+  if (accepted(body)) return body;
+  const parsed = requestSchema.safeParse(body);
+  if (parsed.success) return parsed.data as ActivitiesRequest;
+  const details = parsed.error.issues.map(describeIssue);
+  const first = details[0];
+  throw new RelayError(
+    400,
+    `Invalid request: ${first?.path} ${first?.message}${details.length > 1 ? ` (and ${details.length - 1} more)` : ""}`,
+    details,
+  );
+}
 
 /** text/plain is what a page sends to avoid a CORS preflight; application/json is what servers send. */
 const ACCEPTED_TYPES = new Set(["application/json", "text/plain", ""]);
@@ -37,10 +58,14 @@ function parseJson(text: string): unknown {
   }
 }
 
-/** The origin must belong to a site the relay serves; that site decides the key and the activities. */
+/**
+ * The origin must belong to a site the relay serves; that site decides the key and the
+ * activities. A trusted server may send no Origin: it speaks for the default site.
+ */
 const siteOfOrigin = createMiddleware<AppEnv>(async (c, next) => {
   const origin = c.req.header("origin");
-  const site = siteFor(relayConfig(c.env), origin);
+  const config = relayConfig(c.env);
+  const site = !origin && c.get("server") ? config.sites.find((s) => s.name === DEFAULT_SITE) : siteFor(config, origin);
   if (!site) {
     c.get("log").reason = "origin";
     throw new RelayError(
@@ -91,6 +116,7 @@ let openModeLogged = false;
  */
 export const activities = new Hono<AppEnv>().post(
   "/v1/activities/create",
+  trustedSender,
   siteOfOrigin,
   ipRateLimit,
   crawlerFilter,
@@ -108,18 +134,14 @@ export const activities = new Hono<AppEnv>().post(
     const site = c.get("site");
     const log = c.get("log");
 
-    const parsed = requestSchema.safeParse(parseJson(await c.req.text()));
-    if (!parsed.success) {
-      const details = parsed.error.issues.map(describeIssue);
-      const first = details[0];
+    let body: ActivitiesRequest;
+    try {
+      body = validate(parseJson(await c.req.text()));
+    } catch (err) {
       log.reason = "schema";
-      throw new RelayError(
-        400,
-        `Invalid request: ${first?.path} ${first?.message}${details.length > 1 ? ` (and ${details.length - 1} more)` : ""}`,
-        details,
-      );
+      throw err;
     }
-    const { activities: valid, identity_token: token, ...request } = parsed.data as ActivitiesRequest;
+    const { activities: valid, identity_token: token, ...request } = body;
     log.activities = valid.length;
     const notForSite = site.activities ? valid.findIndex((a) => !site.activities?.has(a.activity_id)) : -1;
     if (notForSite >= 0) {
@@ -129,21 +151,28 @@ export const activities = new Hono<AppEnv>().post(
       ]);
     }
 
-    // Signed identity: with IDENTITY_SECRET set, a page can only speak for the person its backend signed.
-    if (config.identitySecret) {
+    const server = c.get("server") === true;
+    // Signed identity: with IDENTITY_SECRET set, a page can only speak for the person its backend signed
+    // (a trusted server speaks for anyone it sends).
+    if (config.identitySecret && !server) {
       const failure = await verifyIdentity(config.identitySecret, token, { merge_by: request.merge_by, activities: valid });
       if (failure) {
         c.set("outcome", "identity_failed");
         log.reason = "identity";
         throw new RelayError(401, `Unverified identity: ${failure.reason}`, [{ path: failure.path, message: failure.reason }]);
       }
-    } else if (!openModeLogged) {
+    } else if (!config.identitySecret && !openModeLogged) {
       openModeLogged = true;
-      console.log(JSON.stringify({ event: "open_mode", message: "IDENTITY_SECRET is not set: identities are not verified" }));
+      console.log(
+        JSON.stringify({
+          event: "open_mode",
+          message: `IDENTITY_SECRET is not set: identities are not verified; each client network may name ${config.peoplePerNetwork} people an hour`,
+        }),
+      );
     }
 
-    // A stranger must not be able to unsubscribe someone: consent fields need a verified identity.
-    if (!config.identitySecret) {
+    // A stranger must not be able to unsubscribe someone: consent fields need a verified identity (or a trusted server).
+    if (!config.identitySecret && !server) {
       for (const [i, a] of valid.entries()) {
         const field = CONSENT.find((f) => a.fields?.[f] !== undefined);
         if (field) {
@@ -165,13 +194,21 @@ export const activities = new Hono<AppEnv>().post(
 
     const enriched = enrichActivities(valid, locationFor(c.req.raw, config.geoMode), new Date());
 
-    // Counted once the activities are keyed, so that a re-send is not counted twice.
-    const contacts = await takeContactLimits(c.env, enriched, config.contactActivityLimit).catch((err) => {
-      if (err instanceof RelayError && err.status === 429) c.set("outcome", "throttled");
-      log.reason = "contact_limit";
+    // Counted once the activities are keyed, so that a re-send is not counted twice. In open mode a
+    // page's request also spends its network's budget of people; a trusted server's does not.
+    const limits = await takeLimits(c.env, enriched, {
+      contactActivityLimit: config.contactActivityLimit,
+      people: config.identitySecret || server ? undefined : { network: c.get("network"), budget: config.peoplePerNetwork },
+    }).catch((err) => {
+      if (err instanceof LimitError) {
+        if (err.status === 429) c.set("outcome", "throttled");
+        log.reason = err.reason;
+      }
       throw err;
     });
-    log.people = contacts.slice(0, 10).map((hash) => hash.slice(0, 12));
+    log.contacts = limits.contacts;
+    // The counts reach the shared ledger after the answer, coalesced with other requests'.
+    if (limits.report) afterAnswer(c, flushSoon(c.env));
 
     // DELIVERY=queue: the lowest latency, no per-activity results.
     if (config.delivery === "queue") {

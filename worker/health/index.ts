@@ -13,6 +13,13 @@ export const health = new Hono<AppEnv>().get("/healthz", (c) => {
     // Which sites have their key set (names of secrets only, never values).
     sites: Object.fromEntries(config.sites.map((s) => [s.name, { key_configured: Boolean(siteKey(c.env, s.name).key) }])),
     identity: config.identitySecret ? "signed" : "open",
+    // The budgets in force: what a stranger can still do in open mode is bounded by these.
+    limits: {
+      contact_activity_per_day: config.contactActivityLimit,
+      people_per_network_per_hour: config.identitySecret ? null : config.peoplePerNetwork,
+      requests_per_network_per_minute: 100,
+      server_tokens: config.serverTokens.length,
+    },
     geo_mode: config.geoMode,
     delivery: config.delivery,
     activities: Object.keys(catalogue.activities).length,

@@ -1,68 +1,111 @@
+/**
+ * The relay's two counting limits, asked of the ledger together so a request waits at most once:
+ * - Ortto's 50 events per activity per contact per 24 h, for every identifier an activity
+ *   carries (rotating the email while keeping a victim's external id does not escape it);
+ * - in open mode, at most a budget of distinct people per client network per hour, so a
+ *   stranger cannot mint people (each opted in to email) in bulk.
+ */
 import type { ActivityInput } from "../../shared/activities.ts";
 import type { RelayEnv } from "../env.ts";
 import { RelayError } from "../errors.ts";
 import { contactKey, identifiersOf } from "../identifiers.ts";
-import type { ContactActivityLimiter, CountedEvent } from "./contact-limiter.ts";
+import { type Ask, admit } from "./ledger.ts";
 
-/**
- * Every identifier an activity carries: Ortto may merge by any of them, so each is a contact
- * the activity counts against (rotating the email while keeping a victim's external id must
- * not escape the limit).
- */
-const contactsOf = (activity: ActivityInput): string[] => identifiersOf(activity).map(contactKey);
+export const DAY_MS = 24 * 60 * 60 * 1000;
+export const HOUR_MS = 60 * 60 * 1000;
 
-async function sha256(value: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(value));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+/** A refusal by one of the limits; `reason` is what the request's log line records. */
+export class LimitError extends RelayError {
+  constructor(
+    readonly reason: "contact_limit" | "people_budget",
+    ...args: ConstructorParameters<typeof RelayError>
+  ) {
+    super(...args);
+  }
+}
+
+export interface LimitSettings {
+  /** Events per activity per contact per 24 h. */
+  contactActivityLimit: number;
+  /** People per client network per hour; set in open mode for requests from pages, absent otherwise. */
+  people?: { network: string; budget: number };
 }
 
 /**
- * Counts a request's activities (already keyed) against each contact's daily limit per
- * activity. All or nothing: if any contact is over for any activity, what was counted for the
- * others is given back and the request is refused with 429 and the time the window frees up.
- * A request that alone holds more than the limit for one contact and activity can never pass,
- * so it is a 400, not a 429 to retry. Returns the contacts' SHA-256 hashes (all the log shows
- * of who sent what).
+ * Counts a request's (already keyed) activities against its limits: all of them, or none. A
+ * request that alone holds more than a limit can never pass, so it is a 400, not a 429 to retry.
+ * Returns the contacts (kind and normalised value) for the request's log, which hashes them, and
+ * whether the ledger is due a report (after the answer: `flushSoon`).
  */
-export async function takeContactLimits(env: RelayEnv, activities: ActivityInput[], limit: number): Promise<string[]> {
-  const byContact = new Map<string, CountedEvent[]>();
+export async function takeLimits(
+  env: RelayEnv,
+  activities: ActivityInput[],
+  settings: LimitSettings,
+): Promise<{ contacts: string[]; report: boolean }> {
+  const limit = settings.contactActivityLimit;
+  const byCounter = new Map<string, { index: number; activity: string; members: string[] }>();
+  const people = new Set<string>();
   for (const [index, a] of activities.entries()) {
-    for (const contact of contactsOf(a)) {
-      const events = byContact.get(contact) ?? [];
-      events.push({ activity_id: a.activity_id, event: `${a.key}|${a.created}` });
-      if (events.filter((e) => e.activity_id === a.activity_id).length > limit) {
-        throw new RelayError(400, `One request holds more than ${limit} ${a.activity_id} events for one person (Ortto's limit per day)`, [
-          { path: `activities.${index}`, message: `expected at most ${limit} events per activity per contact in 24 hours` },
-        ]);
+    for (const contact of identifiersOf(a).map(contactKey)) {
+      people.add(contact);
+      const key = `${contact}|${a.activity_id}`;
+      const counter = byCounter.get(key) ?? { index, activity: a.activity_id, members: [] };
+      counter.members.push(`${a.key}|${a.created}`);
+      if (counter.members.length > limit && new Set(counter.members).size > limit) {
+        throw new LimitError(
+          "contact_limit",
+          400,
+          `One request holds more than ${limit} ${a.activity_id} events for one person (Ortto's limit per day)`,
+          [{ path: `activities.${index}`, message: `expected at most ${limit} events per activity per contact in 24 hours` }],
+        );
       }
-      byContact.set(contact, events);
+      byCounter.set(key, counter);
     }
   }
-  const stubs = await Promise.all(
-    [...byContact.entries()].map(async ([contact, events]) => {
-      const hash = await sha256(contact);
-      return {
-        contact,
-        hash,
-        events,
-        stub: env.CONTACT_LIMITER.get(env.CONTACT_LIMITER.idFromName(hash)) as DurableObjectStub<ContactActivityLimiter>,
-      };
-    }),
-  );
-  const results = await Promise.all(stubs.map(({ stub, events }) => stub.take(events, limit)));
-  const refused = results.findIndex((r) => !r.ok);
-  if (refused === -1) return stubs.map((s) => s.hash);
-  await Promise.all(stubs.map(({ stub, events }, i) => (results[i]?.ok ? stub.refund(events) : undefined)));
-  const result = results[refused] as Extract<(typeof results)[number], { ok: false }>;
-  const contact = stubs[refused]?.contact ?? "";
-  const index = Math.max(
-    0,
-    activities.findIndex((a) => a.activity_id === result.activity_id && contactsOf(a).includes(contact)),
-  );
-  throw new RelayError(
+  const asks: (Ask & { index: number; activity?: string })[] = [...byCounter].map(([key, c]) => ({
+    key,
+    limit,
+    window: DAY_MS,
+    members: c.members,
+    index: c.index,
+    activity: c.activity,
+  }));
+  if (settings.people) {
+    const { network, budget } = settings.people;
+    if (people.size > budget) {
+      throw new LimitError(
+        "people_budget",
+        400,
+        `One request names ${people.size} people; a page may name at most ${budget} per hour (open mode)`,
+        [
+          {
+            path: "activities",
+            message: `expected at most ${budget} distinct people per client network per hour; servers send batches with SERVER_TOKEN`,
+          },
+        ],
+      );
+    }
+    asks.push({ key: `n:${network}`, limit: budget, window: HOUR_MS, members: [...people], index: 0 });
+  }
+
+  const verdict = await admit(env, asks);
+  if (verdict.ok) return { contacts: [...people], report: verdict.report };
+  const ask = verdict.ask as (typeof asks)[number];
+  const retry = { "Retry-After": String(verdict.retryAfterSeconds) };
+  if (!ask.activity) {
+    throw new LimitError(
+      "people_budget",
+      429,
+      `This network has reached ${ask.limit} people in an hour (the relay's budget of people per client network in open mode)`,
+      [{ path: "headers.cf-connecting-ip", message: `expected at most ${ask.limit} distinct people per client network per hour` }],
+      retry,
+    );
+  }
+  throw new LimitError(
+    "contact_limit",
     429,
-    `This person has reached ${limit} ${result.activity_id} events in 24 hours (Ortto's limit per activity per contact)`,
-    [{ path: `activities.${index}.activity_id`, message: `expected at most ${limit} events per contact in 24 hours` }],
-    { "Retry-After": String(result.retryAfterSeconds) },
+    `This person has reached ${limit} ${ask.activity} events in 24 hours (Ortto's limit per activity per contact)`,
+    [{ path: `activities.${ask.index}.activity_id`, message: `expected at most ${limit} events per contact in 24 hours` }],
+    retry,
   );
 }

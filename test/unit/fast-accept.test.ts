@@ -1,0 +1,154 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import catalogue from "../../relay.config.ts";
+import { activitiesRequestSchema, fastAccept } from "../../shared/activities.ts";
+import { FIELD_KINDS, type FieldKind } from "../../shared/field-ids.ts";
+import { valueCheck, valueSchema } from "../../shared/ortto-types.ts";
+
+/**
+ * The hot path's predicates may say no to a valid value (the zod schema then decides), but must
+ * never say yes to an invalid one: that would forward what Ortto refuses. Held here on arbitrary
+ * values and on near misses of each kind, and on whole requests.
+ */
+const kinds = Object.keys(FIELD_KINDS) as FieldKind[];
+const OPTIONS = ["standard", "express"];
+
+/** Values near each kind's edges: the cases a hand-written check gets wrong. */
+const nearMisses: fc.Arbitrary<unknown> = fc.oneof(
+  fc.string({ maxLength: 300 }),
+  fc.constantFrom("x".repeat(255), "x".repeat(256), "x".repeat(4000), "x".repeat(4001), "", " ", "standard", "Standard"),
+  fc.oneof(fc.integer(), fc.double(), fc.constantFrom(2 ** 53, -(2 ** 53), 1.5, Number.NaN, Number.POSITIVE_INFINITY)),
+  fc.record(
+    {
+      year: fc.oneof(fc.integer({ min: -1, max: 10_000 }), fc.constant(2024)),
+      month: fc.integer({ min: 0, max: 13 }),
+      day: fc.integer({ min: 0, max: 32 }),
+      timezone: fc.constantFrom("Australia/Sydney", "UTC", "utc", "+05:30", "Mars/Olympus", "", "Etc/GMT+5", "x".repeat(65)),
+    },
+    { requiredKeys: [] },
+  ),
+  fc
+    .record({
+      y: fc.integer({ min: 0, max: 9999 }),
+      mo: fc.integer({ min: 0, max: 13 }),
+      d: fc.integer({ min: 0, max: 32 }),
+      h: fc.integer({ min: 0, max: 25 }),
+      zone: fc.constantFrom("Z", "+11:00", "-05:30", "+24:00", "+0530", "", "z"),
+      frac: fc.constantFrom("", ".5", ".123456789", "."),
+    })
+    .map(
+      ({ y, mo, d, h, zone, frac }) =>
+        `${String(y).padStart(4, "0")}-${String(mo).padStart(2, "0")}-${String(d).padStart(2, "0")}T${String(h).padStart(2, "0")}:30:59${frac}${zone}`,
+    ),
+  fc.constantFrom(
+    "https://shop.example/r/1",
+    "HTTPS://shop.example/",
+    "http://",
+    "https://",
+    "ftp://shop.example/",
+    "https://exa mple.com",
+    "https://[::1]/",
+    "https://shop.example/\u0000",
+    `https://shop.example/${"a".repeat(240)}`,
+  ),
+  fc.constantFrom("chris@example.com", " chris@example.com ", "chris@example", "chris@@example.com", "a.b@c.io", ".a@b.co", "a@b.c"),
+  fc.array(fc.oneof(fc.string({ maxLength: 5 }), fc.constantFrom("standard", "express")), { maxLength: 3 }),
+  fc.constantFrom({ c: "61", n: "401234567" }, { phone: "+61401234567" }, { name: "Sydney" }, [], {}, null),
+  fc.jsonValue({ maxDepth: 2 }),
+);
+
+describe("valueCheck: the hot path accepts only what the kind's schema accepts", () => {
+  for (const kind of kinds) {
+    it(`${kind}`, () => {
+      const options = kind === "single_select" || kind === "multi_select" ? OPTIONS : undefined;
+      const check = valueCheck(kind, options);
+      const schema = valueSchema(kind, options);
+      fc.assert(
+        fc.property(fc.oneof(nearMisses, fc.anything()), (value) => !check(value) || schema.safeParse(value).success),
+        { numRuns: 3000 },
+      );
+    });
+  }
+
+  it("takes the common values of every kind without zod (the point of it)", () => {
+    const common: [FieldKind, unknown][] = [
+      ["text", "Google Chrome"],
+      ["integer", 24990],
+      ["boolean", true],
+      ["date", { year: 2026, month: 12, day: 24, timezone: "Australia/Sydney" }],
+      ["date", { year: 2024, month: 2, day: 29, timezone: "UTC" }],
+      ["datetime", "2026-11-27T06:56:33.123Z"],
+      ["datetime", "2026-11-27T06:56:33+11:00"],
+      ["url", "https://shop.example/r/1001?x=1#y"],
+      ["email", "chris@example.com"],
+      ["multi_select", ["desks", "chairs"]],
+      ["json", [{ item_id: "12345" }]],
+    ];
+    for (const [kind, value] of common) expect([kind, valueCheck(kind)(value)]).toEqual([kind, true]);
+    expect(valueCheck("date")({ year: 2023, month: 2, day: 29, timezone: "UTC" })).toBe(false);
+    expect(valueCheck("datetime")("2026-02-30T00:00:00Z")).toBe(false);
+  });
+});
+
+describe("fastAccept: whole requests", () => {
+  const schema = activitiesRequestSchema(catalogue);
+  const accepts = fastAccept(catalogue);
+  const now = () => new Date(Date.now() - 60_000).toISOString();
+  const valid = () => ({
+    activities: [
+      {
+        activity_id: "act:cm:placed-order",
+        key: "k-1",
+        created: now(),
+        fields: { "str::first": "Chris", "str::email": "chris@example.com" },
+        attributes: {
+          "str:cm:order-number": "A-1001",
+          "int:cm:order-total": 24990,
+          "dtz:cm:delivery-date": { year: 2026, month: 12, day: 24, timezone: "Australia/Sydney" },
+          "tme:cm:placed-at": now(),
+          "str:cm:receipt-url": "https://shop.example/r/1001",
+          "sst:cm:categories": ["desks"],
+          "obj:cm:items": [{ item_id: "1" }],
+          "int::v": 24990,
+        },
+      },
+      {
+        activity_id: "act:cm:viewed-page",
+        person_id: "00600e153df0a3b67ce60f00",
+        attributes: { "str:cm:page-url": "https://shop.example/" },
+      },
+    ],
+  });
+
+  it("accepts a valid request", () => {
+    expect(accepts(valid())).toBe(true);
+    expect(schema.safeParse(valid()).success).toBe(true);
+  });
+
+  it("never accepts what the schema refuses, for any one edit of a valid request", () => {
+    const keys = fc.oneof(
+      fc.constantFrom("activity_id", "fields", "attributes", "created", "key", "person_id", "location", "__proto__", "async", "merge_by"),
+      fc.constantFrom("str::email", "str::ei", "bol::p", "int::v", "int:cm:order-total", "dtz:cm:delivery-date", "identity_token"),
+      fc.string({ maxLength: 12 }),
+    );
+    const edit = fc.record({
+      where: fc.constantFrom("request", "activity", "fields", "attributes"),
+      key: keys,
+      value: fc.oneof(nearMisses, fc.constant(undefined)),
+    });
+    fc.assert(
+      fc.property(fc.array(edit, { minLength: 1, maxLength: 3 }), (edits) => {
+        const body = valid() as unknown as Record<string, unknown> & { activities: Record<string, Record<string, unknown>>[] };
+        const first = body.activities[0] as Record<string, Record<string, unknown>>;
+        for (const { where, key, value } of edits) {
+          const target = where === "request" ? body : where === "activity" ? first : (first[where] as Record<string, unknown>);
+          if (typeof target !== "object" || target === null) continue;
+          if (value === undefined) delete target[key];
+          else Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+        }
+        return !accepts(body) || schema.safeParse(body).success;
+      }),
+      { numRuns: 5000 },
+    );
+  });
+});

@@ -1,0 +1,227 @@
+import { env } from "cloudflare:workers";
+import { beforeEach, describe, expect, it } from "vitest";
+import { signIdentity } from "../../worker/identity.ts";
+import { flushSoon, forgetCounters, UNSYNCED_MAX } from "../../worker/limits/ledger.ts";
+import { emulator, loggedIn, postWith } from "./helpers.ts";
+
+const SERVER_TOKEN = "server-token-for-tests";
+const open = { SERVER_TOKEN };
+const person = (email: string, extra: Record<string, unknown> = {}) =>
+  loggedIn({ fields: { "str::first": "Chris", "str::email": email }, key: crypto.randomUUID(), ...extra });
+const unique = (name: string) => `${name}-${crypto.randomUUID()}@example.com`;
+const stored = async () => (await emulator.activities()).activities.length;
+const bearer = (token = SERVER_TOKEN) => ({ headers: { Authorization: `Bearer ${token}` } });
+
+beforeEach(async () => {
+  await emulator.reset();
+});
+
+describe("per-contact limit, counted in isolate memory and the shared ledger", () => {
+  it("lets at most 50 of 200 concurrent events for one contact through, in one isolate", async () => {
+    const chris = unique("flood");
+    const answers = await Promise.all(Array.from({ length: 200 }, () => postWith(open, { activities: [person(chris)] })));
+    const statuses = answers.map((r) => r.status);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(50);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(150);
+    expect(await stored()).toBe(50);
+  });
+
+  it("bounds what several isolates at once let through by UNSYNCED_MAX each, once the ledger has heard", async () => {
+    const chris = unique("spread");
+    const isolates = 4;
+    let accepted = 0;
+    // Each round is one more isolate meeting the contact for the first time: it knows only the ledger.
+    for (let i = 0; i < isolates; i++) {
+      forgetCounters();
+      for (let j = 0; j < 30; j++) if ((await postWith(open, { activities: [person(chris)] })).status === 200) accepted++;
+      await flushSoon(env);
+    }
+    expect(accepted).toBeGreaterThanOrEqual(50);
+    expect(accepted).toBeLessThanOrEqual(50 + UNSYNCED_MAX * (isolates - 1));
+    // What the relay let through reached Ortto, which enforces its own 50 a day exactly behind it.
+    const forwarded = (await emulator.requests()).flatMap((r) => r.body.activities ?? []);
+    expect(forwarded).toHaveLength(accepted);
+    expect(await stored()).toBe(50);
+  });
+
+  it("refuses at once while the ledger says the contact is full, and a new isolate learns it within its own count", async () => {
+    const limited = { ...open, CONTACT_ACTIVITY_LIMIT: "3" };
+    const eve = unique("full");
+    expect((await postWith(limited, { activities: [person(eve), person(eve), person(eve)] })).status).toBe(200);
+    const refused = await postWith(limited, { activities: [person(eve)] });
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get("Retry-After"))).toBeGreaterThan(86_000);
+    expect((await postWith(limited, { activities: [person(eve)] })).status).toBe(429);
+    // A new isolate knows only the ledger, which it asks once its own view reaches the limit.
+    forgetCounters();
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++) statuses.push((await postWith(limited, { activities: [person(eve)] })).status);
+    expect(statuses).toEqual([200, 200, 200, 429, 429, 429, 429, 429, 429, 429]);
+  });
+
+  it("is not bypassed by re-sending a counted event beside a refused one (no refunds to abuse)", async () => {
+    const limited = { ...open, CONTACT_ACTIVITY_LIMIT: "2" };
+    const [a, b] = [unique("a"), unique("b")];
+    const lastOfA = person(a, { created: new Date().toISOString() });
+    expect((await postWith(limited, { activities: [person(a), lastOfA] })).status).toBe(200);
+    expect((await postWith(limited, { activities: [person(b), person(b)] })).status).toBe(200);
+    let accepted = 0;
+    for (let i = 0; i < 10; i++) {
+      expect((await postWith(limited, { activities: [lastOfA, person(b)] })).status).toBe(429);
+      if ((await postWith(limited, { activities: [person(a)] })).status === 200) accepted++;
+    }
+    expect(accepted).toBe(0);
+    const forA = (await emulator.activities()).activities.filter((x) => x.fields?.["str::email"] === a);
+    expect(forA).toHaveLength(2);
+  });
+
+  it("counts an external id however it is padded, as Ortto matches it", async () => {
+    const limited = { ...open, CONTACT_ACTIVITY_LIMIT: "1" };
+    const ei = `v-${crypto.randomUUID()}`;
+    const statuses: number[] = [];
+    for (const padded of [ei, `${ei} `, ` ${ei}`, `  ${ei}  `, `\t${ei}`]) {
+      statuses.push(
+        (await postWith(limited, { activities: [loggedIn({ key: crypto.randomUUID(), fields: { "str::ei": padded } })] })).status,
+      );
+    }
+    expect(statuses).toEqual([200, 429, 429, 429, 429]);
+  });
+});
+
+describe("open mode: people per client network", () => {
+  it("lets one IP name at most 50 people an hour, whatever the batching, and forwards nothing of a refused request", async () => {
+    const ip = "192.0.2.150";
+    let created = 0;
+    const statuses = new Set<number>();
+    // 2,000 people: 200 requests of 10 (the per-IP request budget throttles some of them as well).
+    for (let r = 0; r < 200; r++) {
+      const res = await postWith(open, { activities: Array.from({ length: 10 }, () => person(unique("mint"))) }, { ip });
+      statuses.add(res.status);
+      if (res.status === 200) created += 10;
+    }
+    expect(created).toBe(50);
+    expect(await stored()).toBe(50);
+    expect([...statuses].sort()).toEqual([200, 429]);
+  });
+
+  it("names the rule in its 429", async () => {
+    const ip = "192.0.2.151";
+    for (let r = 0; r < 5; r++) await postWith(open, { activities: Array.from({ length: 10 }, () => person(unique("p"))) }, { ip });
+    const res = await postWith(open, { activities: [person(unique("one-more"))] }, { ip });
+    expect(res.status).toBe(429);
+    expect(Number(res.headers.get("Retry-After"))).toBeGreaterThan(0);
+    expect(await res.json()).toMatchObject({
+      error: expect.stringContaining("people in an hour"),
+      details: [{ path: "headers.cf-connecting-ip", message: "expected at most 50 distinct people per client network per hour" }],
+    });
+  });
+
+  it("answers 400, not a 429 to retry, for one request naming more people than the whole budget", async () => {
+    const res = await postWith(open, { activities: Array.from({ length: 51 }, () => person(unique("bulk"))) }, { ip: "192.0.2.152" });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toContain("may name at most 50 per hour");
+    expect(await emulator.requests()).toHaveLength(0);
+  });
+
+  it("serves 30 visitors behind one shared address, each coming back", async () => {
+    const ip = "192.0.2.153";
+    const office = Array.from({ length: 30 }, () => unique("office"));
+    for (let round = 0; round < 2; round++) {
+      for (const email of office) expect((await postWith(open, { activities: [person(email)] }, { ip })).status).toBe(200);
+    }
+    expect(await stored()).toBe(60);
+  });
+
+  it("gives the 80 addresses of one IPv6 /64 one budget", async () => {
+    let created = 0;
+    for (let i = 0; i < 80; i++) {
+      const ip = `2001:db8:aa:bb:${i.toString(16)}::${(i * 7).toString(16)}`;
+      if ((await postWith(open, { activities: [person(unique("v6"))] }, { ip })).status === 200) created++;
+    }
+    expect(created).toBe(50);
+  });
+
+  it("throttles 300 rapid requests from one /64 like one IP", async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 300; i++) statuses.push((await postWith(open, "{}", { ip: `2001:db8:cc:dd:${i.toString(16)}:1:2:3` })).status);
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(200);
+    expect(statuses.slice(0, 100).every((s) => s === 400)).toBe(true);
+  });
+
+  it("does not apply in signed mode, where each activity is one person the site's backend signed", async () => {
+    const signed = { ...open, IDENTITY_SECRET: "identity-secret-for-tests" };
+    const ip = "192.0.2.154";
+    for (let i = 0; i < 55; i++) {
+      const email = unique("signed");
+      const res = await postWith(
+        signed,
+        { identity_token: await signIdentity(signed.IDENTITY_SECRET, email), activities: [person(email)] },
+        { ip },
+      );
+      expect(res.status).toBe(200);
+    }
+  });
+});
+
+describe("SERVER_TOKEN: a trusted backend's batches", () => {
+  it("forwards a batch of 100 people with no Origin, past the people budget and the crawler filter", async () => {
+    const batch = Array.from({ length: 100 }, () => person(unique("server")));
+    const res = await postWith(
+      open,
+      { activities: batch },
+      {
+        origin: null,
+        contentType: "application/json",
+        ip: "192.0.2.160",
+        headers: { Authorization: `Bearer ${SERVER_TOKEN}`, "User-Agent": "node", "Sec-Fetch-Mode": "cors" },
+      },
+    );
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { activities: unknown[] }).activities).toHaveLength(100);
+    expect(await stored()).toBe(100);
+  });
+
+  it("accepts either of two tokens during a rotation", async () => {
+    const rotating = { SERVER_TOKEN: "old-token, new-token" };
+    for (const token of ["old-token", "new-token"]) {
+      expect((await postWith(rotating, { activities: [person(unique("rot"))] }, { origin: null, ...bearer(token) })).status).toBe(200);
+    }
+  });
+
+  it("refuses a wrong token with 401, forwards nothing and never echoes it", async () => {
+    for (const authorization of ["Bearer wrong-token", `Bearer ${SERVER_TOKEN}x`, "Basic abc", `Bearer ${SERVER_TOKEN.slice(0, -1)}`]) {
+      const res = await postWith(
+        open,
+        { activities: [person(unique("bad"))] },
+        { origin: null, headers: { Authorization: authorization } },
+      );
+      expect(res.status).toBe(401);
+      const text = await res.text();
+      expect(text).toContain("headers.authorization");
+      expect(text).not.toContain("wrong-token");
+    }
+    expect(await emulator.requests()).toHaveLength(0);
+  });
+
+  it("refuses any token when none is configured", async () => {
+    const res = await postWith({ SERVER_TOKEN: undefined }, { activities: [person(unique("none"))] }, { origin: null, ...bearer("") });
+    expect(res.status).toBe(401);
+  });
+
+  it("still applies validation and the per-contact limit to a server", async () => {
+    const limited = { ...open, CONTACT_ACTIVITY_LIMIT: "2" };
+    const eve = unique("server-eve");
+    const options = { origin: null, ...bearer() };
+    expect((await postWith(limited, { activities: [person(eve), person(eve)] }, options)).status).toBe(200);
+    expect((await postWith(limited, { activities: [person(eve)] }, options)).status).toBe(429);
+    expect((await postWith(limited, { activities: [{ activity_id: "act:cm:nope" }] }, options)).status).toBe(400);
+  });
+
+  it("needs no identity token in signed mode: a backend speaks for anyone it sends", async () => {
+    const signed = { ...open, IDENTITY_SECRET: "identity-secret-for-tests" };
+    expect((await postWith(signed, { activities: [person(unique("a")), person(unique("b"))] }, { origin: null, ...bearer() })).status).toBe(
+      200,
+    );
+    expect((await postWith(signed, { activities: [person(unique("c"))] })).status).toBe(401);
+  });
+});

@@ -1,0 +1,14 @@
+import type { Context } from "hono";
+
+/**
+ * Work that the answer need not wait for (the log line, reports to the ledger): handed to
+ * `waitUntil`, so it runs after the response is sent. Without an execution context (Hono's
+ * `app.request` in tests) the promise simply runs on its own.
+ */
+export function afterAnswer(c: Context, work: Promise<unknown>): void {
+  let ctx: { waitUntil(p: Promise<unknown>): void } | undefined;
+  try {
+    ctx = c.executionCtx;
+  } catch {}
+  ctx?.waitUntil(work);
+}
