@@ -1,5 +1,6 @@
 import catalogue from "../relay.config.ts";
 import type { RelayEnv } from "./env.ts";
+import { SIGNABLE_KINDS, type SignableKind } from "./identity.ts";
 import { type OriginMatcher, originMatcher } from "./origins.ts";
 
 /** Ortto's API host per instance region (Ortto's docs: "Australia or Europe will need to use specific service endpoints"). */
@@ -33,6 +34,8 @@ export interface RelayConfig {
   contactActivityLimit: number;
   /** Set when identities must be signed (IDENTITY_SECRET); open mode otherwise. */
   identitySecret: string | undefined;
+  /** The one kind of identifier a signed token names (IDENTITY_FIELD): `str::email` by default. */
+  identityField: SignableKind;
 }
 
 export const DEFAULT_SITE = "default";
@@ -69,6 +72,7 @@ export function relayConfig(env: RelayEnv): RelayConfig {
       delivery: env.DELIVERY?.trim().toLowerCase() === "queue" ? "queue" : "inline",
       contactActivityLimit: int(env.CONTACT_ACTIVITY_LIMIT, 50, 50),
       identitySecret: env.IDENTITY_SECRET?.trim() || undefined,
+      identityField: SIGNABLE_KINDS.find((k) => k === env.IDENTITY_FIELD?.trim()) ?? "str::email",
     };
     cache.set(env, config);
   }

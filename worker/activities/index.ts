@@ -131,7 +131,12 @@ export const activities = new Hono<AppEnv>().post(
 
     // Signed identity: with IDENTITY_SECRET set, a page can only speak for the person its backend signed.
     if (config.identitySecret) {
-      const failure = await verifyIdentity(config.identitySecret, token, { merge_by: request.merge_by, activities: valid });
+      const failure = await verifyIdentity(
+        config.identitySecret,
+        token,
+        { merge_by: request.merge_by, activities: valid },
+        config.identityField,
+      );
       if (failure) {
         c.set("outcome", "identity_failed");
         log.reason = "identity";
