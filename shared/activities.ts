@@ -72,9 +72,13 @@ const created = isoDateTime.check(
   z.refine(checkCreated, "Created date is more than 90 days ago"),
   z.refine(notInFuture, "Created date is more than 5 minutes in the future"),
 );
-const key = z
-  .string({ error: "expected a string" })
-  .check(z.minLength(1, "expected a non-empty string"), z.maxLength(MAX_TEXT, `expected at most ${MAX_TEXT} characters`));
+/** The prefix of the keys the relay makes for activities sent without one; a client's key may not take it. */
+export const RELAY_KEY_PREFIX = "relay:";
+const key = z.string({ error: "expected a string" }).check(
+  z.minLength(1, "expected a non-empty string"),
+  z.maxLength(MAX_TEXT, `expected at most ${MAX_TEXT} characters`),
+  z.refine((k) => !k.startsWith(RELAY_KEY_PREFIX), `expected a key not starting with ${RELAY_KEY_PREFIX} (the relay's own keys)`),
+);
 const personId = z.string({ error: "expected a string" }).check(z.regex(/^[0-9a-f]{1,64}$/, "expected an Ortto person id (hex)"));
 
 const encoder = new TextEncoder();
@@ -115,6 +119,24 @@ function activitySchemas(catalogue: ResolvedCatalogue) {
           location: z.optional(z.unknown()),
         })
         .check(
+          z.superRefine((a, ctx) => {
+            // Ortto merges re-sends on key and created together: a key alone gets a new created each time.
+            if (a.key !== undefined && a.created === undefined)
+              ctx.issues.push({
+                code: "custom",
+                input: a.created,
+                path: ["created"],
+                message: "required when key is set (Ortto merges re-sends on key and created together)",
+              });
+            const ei = a.fields?.["str::ei"];
+            if (typeof ei === "string" && !ei.trim())
+              ctx.issues.push({
+                code: "custom",
+                input: ei,
+                path: ["fields", "str::ei"],
+                message: "expected a non-empty external id (an empty one identifies nobody)",
+              });
+          }),
           z.refine(
             (a) => a.person_id !== undefined || IDENTIFYING_FIELDS.some((f) => a.fields?.[f] !== undefined),
             `expected person_id or an identifying person field (${IDENTIFYING_FIELDS.join(", ")}): Ortto records activities only for identified people`,
@@ -135,57 +157,77 @@ function activitySchemas(catalogue: ResolvedCatalogue) {
 export function activitiesRequestSchema(catalogue: ResolvedCatalogue) {
   const byId = activitySchemas(catalogue);
   const known = [...byId.keys()].join(", ");
-  const activity = z.unknown().check(
-    z.superRefine((input, ctx) => {
-      if (typeof input !== "object" || input === null || Array.isArray(input)) {
-        ctx.issues.push({ code: "custom", input, message: "expected an activity object" });
-        return;
-      }
-      const id = (input as { activity_id?: unknown }).activity_id;
-      if (typeof id !== "string" || !ACTIVITY_ID.test(id)) {
-        ctx.issues.push({ code: "custom", input: id, path: ["activity_id"], message: "expected an activity id such as act:cm:logged-in" });
-        return;
-      }
-      const schema = byId.get(id);
-      if (!schema) {
-        ctx.issues.push({
-          code: "custom",
-          input: id,
-          path: ["activity_id"],
-          message: `unknown activity ${id}: the catalogue has ${known}`,
-        });
-        return;
-      }
-      const result = schema.safeParse(input);
-      if (!result.success) {
-        for (const issue of result.error.issues) ctx.issues.push(issue as never);
-      }
-    }),
-  );
+  // A transform, not a refinement: the activity's own schema may normalise values (time zones), and its output is what is forwarded.
+  const activity = z.transform((input: unknown, ctx) => {
+    if (typeof input !== "object" || input === null || Array.isArray(input)) {
+      ctx.issues.push({ code: "custom", input, message: "expected an activity object" });
+      return;
+    }
+    const id = (input as { activity_id?: unknown }).activity_id;
+    if (typeof id !== "string" || !ACTIVITY_ID.test(id)) {
+      ctx.issues.push({ code: "custom", input: id, path: ["activity_id"], message: "expected an activity id such as act:cm:logged-in" });
+      return;
+    }
+    const schema = byId.get(id);
+    if (!schema) {
+      ctx.issues.push({
+        code: "custom",
+        input: id,
+        path: ["activity_id"],
+        message: `unknown activity ${id}: the catalogue has ${known}`,
+      });
+      return;
+    }
+    const result = schema.safeParse(input);
+    if (!result.success) {
+      for (const issue of result.error.issues) ctx.issues.push(issue as never);
+      return input;
+    }
+    return result.data;
+  });
 
-  return z.strictObject(
-    {
-      async: z.optional(z.boolean({ error: "expected a boolean" })),
-      merge_by: z.optional(
-        z
-          .array(
-            // Only identifying fields: merging people by a name or a company would let one visitor write into another's profile.
-            z.enum(IDENTIFYING_FIELDS.filter((f) => f in catalogue.personFields) as unknown as [string, ...string[]], {
-              error: `expected an identifying person field the catalogue allows (${IDENTIFYING_FIELDS.join(", ")})`,
-            }),
-          )
-          .check(z.minLength(1, "expected 1–3 person field ids"), z.maxLength(3, "expected 1–3 person field ids")),
-      ),
-      identity_token: z.optional(z.string({ error: "expected a string" }).check(z.maxLength(128, "expected at most 128 characters"))),
-      activities: z
-        .array(activity, { error: "expected an array of activities" })
-        .check(
-          z.minLength(1, "expected at least one activity"),
-          z.maxLength(MAX_ACTIVITIES, `expected at most ${MAX_ACTIVITIES} activities per request (Ortto's limit)`),
+  return z
+    .strictObject(
+      {
+        async: z.optional(z.boolean({ error: "expected a boolean" })),
+        merge_by: z.optional(
+          z
+            .array(
+              // Only identifying fields: merging people by a name or a company would let one visitor write into another's profile.
+              z.enum(IDENTIFYING_FIELDS.filter((f) => f in catalogue.personFields) as unknown as [string, ...string[]], {
+                error: `expected an identifying person field the catalogue allows (${IDENTIFYING_FIELDS.join(", ")})`,
+              }),
+            )
+            .check(z.minLength(1, "expected 1–3 person field ids"), z.maxLength(3, "expected 1–3 person field ids")),
         ),
-    },
-    { error: "expected a JSON object with an activities array" },
-  );
+        identity_token: z.optional(z.string({ error: "expected a string" }).check(z.maxLength(128, "expected at most 128 characters"))),
+        activities: z
+          .array(activity, { error: "expected an array of activities" })
+          .check(
+            z.minLength(1, "expected at least one activity"),
+            z.maxLength(MAX_ACTIVITIES, `expected at most ${MAX_ACTIVITIES} activities per request (Ortto's limit)`),
+          ),
+      },
+      { error: "expected a JSON object with an activities array" },
+    )
+    .check(
+      // Ortto finds each activity's person by the merge_by fields: one an activity lacks fails it upstream.
+      z.superRefine((request, ctx) => {
+        if (!request.merge_by) return;
+        for (const [i, activity] of request.activities.entries()) {
+          const a = activity as ActivityInput;
+          if (a.person_id !== undefined) continue;
+          for (const field of request.merge_by)
+            if (a.fields?.[field] === undefined)
+              ctx.issues.push({
+                code: "custom",
+                input: undefined,
+                path: ["activities", i, "fields", field],
+                message: `required: merge_by lists ${field}, and Ortto finds the person by it`,
+              });
+        }
+      }),
+    );
 }
 
 /** `activities.0.attributes.bol:cm:account-owner`; an odd key (empty, or with dots or spaces) is quoted. */

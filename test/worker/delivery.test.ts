@@ -211,7 +211,13 @@ describe("the queue consumer", () => {
 
   it("keeps activities that Ortto answered failed for in the dead-letter queue", { timeout: 30_000 }, async () => {
     // An Ortto person id the account does not know: Ortto answers 200 with status "failed".
-    const unknownPerson = { activity_id: "act:cm:viewed-page", person_id: "0000000000000000000000ff", key: "ghost", attributes: {} };
+    const unknownPerson = {
+      activity_id: "act:cm:viewed-page",
+      person_id: "0000000000000000000000ff",
+      key: "ghost",
+      created: new Date().toISOString(),
+      attributes: {},
+    };
     const res = await post({ activities: [unknownPerson, loggedIn()] });
     expect(res.status).toBe(200);
     expect(((await res.json()) as { activities: { status: string }[] }).activities.map((a) => a.status)).toEqual(["failed", "ingested"]);
