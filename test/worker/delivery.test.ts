@@ -237,12 +237,17 @@ describe("the queue consumer", () => {
   });
 
   it("keeps messages queued, not dropped, while the key is missing", async () => {
-    const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [message("m", [loggedIn()])]);
-    const delays = retryDelays(batch);
+    const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [
+      message("m", [loggedIn({ key: "m", created: new Date().toISOString() })]),
+    ]);
     const ctx = createExecutionContext();
     await consumeQueue(batch, { ...env, ORTTO_API_KEY: undefined });
-    expect((await getQueueResult(batch, ctx)).retryMessages).toEqual([{ msgId: "m" }]);
-    expect(delays).toEqual({ m: 60 });
+    // Put back on the delivery queue as a new message (after the backoff), not retried towards max_retries.
+    const result = await getQueueResult(batch, ctx);
+    expect(result.explicitAcks).toEqual(["m"]);
+    expect(result.retryMessages).toEqual([]);
     expect(await emulator.requests()).toHaveLength(0);
+    // The test env has the key: the message waiting on the queue is delivered.
+    expect((await eventually(stored, (a) => a.length === 1)).map((a) => a.key)).toEqual(["m"]);
   });
 });
