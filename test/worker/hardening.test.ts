@@ -116,7 +116,9 @@ describe("requests Ortto would fail are refused with a 400 naming the field", ()
     expect(await emulator.requests()).toHaveLength(0);
     expect((await post({ activities: [order("australia/sydney"), order("utc"), order("Australia/Sydney")] })).status).toBe(200);
     const [request] = await emulator.requests();
-    const zones = (request?.body.activities ?? []).map((a) => (a.attributes?.["dtz:cm:delivery-date"] as { timezone?: string }).timezone);
+    const zones = (request?.body.activities ?? []).map(
+      (a) => (a.attributes?.["dtz:cm:delivery-date"] as { timezone?: string } | undefined)?.timezone,
+    );
     expect(zones).toEqual(["Australia/Sydney", "UTC", "Australia/Sydney"]);
   });
 });

@@ -1,4 +1,4 @@
-import type { ActivityInput, Location } from "../../shared/activities.ts";
+import { type ActivityInput, type Location, RELAY_KEY_PREFIX } from "../../shared/activities.ts";
 import type { GeoMode } from "../config.ts";
 
 /**
@@ -28,18 +28,46 @@ export function locationFor(request: Request, mode: GeoMode): Location | undefin
 }
 
 /**
+ * The relay's keys for the activities sent without one: derived from the site, the activity as
+ * validated (with the page's `created`, when it sent one) and how many identical activities
+ * came before it in the request. A re-send of the same body gets the same keys, so activities
+ * the page dated merge in Ortto however often the body is sent; two identical events of one
+ * request stay two. (A client key cannot take the relay's prefix.)
+ */
+async function relayKeys(site: string, activities: ActivityInput[]): Promise<(string | undefined)[]> {
+  const seen = new Map<string, number>();
+  return Promise.all(
+    activities.map(async ({ location: _location, ...activity }) => {
+      if (activity.key !== undefined) return undefined;
+      const content = JSON.stringify([site, activity]);
+      const occurrence = seen.get(content) ?? 0;
+      seen.set(content, occurrence + 1);
+      const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${content}\n${occurrence}`));
+      const hex = [...new Uint8Array(digest, 0, 20)].map((b) => b.toString(16).padStart(2, "0")).join("");
+      return `${RELAY_KEY_PREFIX}${hex}`;
+    }),
+  );
+}
+
+/**
  * Every activity leaves with a `key` and a `created`, so that any re-send of it (by the
  * browser, or by the relay after an ambiguous failure) merges in Ortto instead of
  * duplicating: Ortto dedupes on the (key, created) pair.
  */
-export function enrichActivities(activities: ActivityInput[], location: Location | undefined, now: Date): ActivityInput[] {
+export async function enrichActivities(
+  activities: ActivityInput[],
+  location: Location | undefined,
+  now: Date,
+  site: string,
+): Promise<ActivityInput[]> {
   const receivedAt = now.toISOString();
-  return activities.map(({ location: _ignored, ...activity }) => ({
+  const keys = await relayKeys(site, activities);
+  return activities.map(({ location: _ignored, ...activity }, i) => ({
     ...activity,
     ...(typeof activity.fields?.["str::email"] === "string"
       ? { fields: { ...activity.fields, "str::email": activity.fields["str::email"].trim() } }
       : {}),
-    key: activity.key ?? crypto.randomUUID(),
+    key: activity.key ?? (keys[i] as string),
     created: activity.created ?? receivedAt,
     ...(location ? { location } : {}),
   }));
