@@ -72,13 +72,9 @@ const created = isoDateTime.check(
   z.refine(checkCreated, "Created date is more than 90 days ago"),
   z.refine(notInFuture, "Created date is more than 5 minutes in the future"),
 );
-/** The prefix of the keys the relay makes for activities sent without one; a client's key may not take it. */
-export const RELAY_KEY_PREFIX = "relay:";
-const key = z.string({ error: "expected a string" }).check(
-  z.minLength(1, "expected a non-empty string"),
-  z.maxLength(MAX_TEXT, `expected at most ${MAX_TEXT} characters`),
-  z.refine((k) => !k.startsWith(RELAY_KEY_PREFIX), `expected a key not starting with ${RELAY_KEY_PREFIX} (the relay's own keys)`),
-);
+const key = z
+  .string({ error: "expected a string" })
+  .check(z.minLength(1, "expected a non-empty string"), z.maxLength(MAX_TEXT, `expected at most ${MAX_TEXT} characters`));
 const personId = z.string({ error: "expected a string" }).check(z.regex(/^[0-9a-f]{1,64}$/, "expected an Ortto person id (hex)"));
 
 const encoder = new TextEncoder();

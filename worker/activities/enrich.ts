@@ -1,4 +1,4 @@
-import { type ActivityInput, type Location, RELAY_KEY_PREFIX } from "../../shared/activities.ts";
+import type { ActivityInput, Location } from "../../shared/activities.ts";
 import type { GeoMode } from "../config.ts";
 
 /**
@@ -27,24 +27,35 @@ export function locationFor(request: Request, mode: GeoMode): Location | undefin
   return undefined;
 }
 
+const hmacKeys = new Map<string, Promise<CryptoKey>>();
+function hmacKey(secret: string): Promise<CryptoKey> {
+  let key = hmacKeys.get(secret);
+  if (!key) {
+    key = crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    hmacKeys.set(secret, key);
+  }
+  return key;
+}
+
 /**
- * The relay's keys for the activities sent without one: derived from the site, the activity as
- * validated (with the page's `created`, when it sent one) and how many identical activities
- * came before it in the request. A re-send of the same body gets the same keys, so activities
- * the page dated merge in Ortto however often the body is sent; two identical events of one
- * request stay two. (A client key cannot take the relay's prefix.)
+ * The relay's keys for the activities sent without one: an HMAC, under the site's Ortto key,
+ * of the activity as validated (with the page's `created`, when it sent one) and of how many
+ * identical activities came before it in the request. A re-send of the same body gets the same
+ * keys, so activities the page dated merge in Ortto however often the body is sent; two
+ * identical events of one request stay two; and no one without the Ortto key can compute the
+ * key of someone else's activity to pre-empt it.
  */
-async function relayKeys(site: string, activities: ActivityInput[]): Promise<(string | undefined)[]> {
+async function relayKeys(secret: string, activities: ActivityInput[]): Promise<(string | undefined)[]> {
   const seen = new Map<string, number>();
+  const key = await hmacKey(secret);
   return Promise.all(
     activities.map(async ({ location: _location, ...activity }) => {
       if (activity.key !== undefined) return undefined;
-      const content = JSON.stringify([site, activity]);
+      const content = JSON.stringify(activity);
       const occurrence = seen.get(content) ?? 0;
       seen.set(content, occurrence + 1);
-      const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${content}\n${occurrence}`));
-      const hex = [...new Uint8Array(digest, 0, 20)].map((b) => b.toString(16).padStart(2, "0")).join("");
-      return `${RELAY_KEY_PREFIX}${hex}`;
+      const mac = await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(`${content}\n${occurrence}`));
+      return `relay:${[...new Uint8Array(mac, 0, 20)].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
     }),
   );
 }
@@ -58,10 +69,11 @@ export async function enrichActivities(
   activities: ActivityInput[],
   location: Location | undefined,
   now: Date,
-  site: string,
+  /** The site's Ortto key: the relay's keys are HMACs under it. */
+  secret: string,
 ): Promise<ActivityInput[]> {
   const receivedAt = now.toISOString();
-  const keys = await relayKeys(site, activities);
+  const keys = await relayKeys(secret, activities);
   return activities.map(({ location: _ignored, ...activity }, i) => ({
     ...activity,
     ...(typeof activity.fields?.["str::email"] === "string"

@@ -219,7 +219,7 @@ export const activities = new Hono<AppEnv>().post(
       ]);
     }
 
-    const enriched = await enrichActivities(valid, locationFor(c.req.raw, config.geoMode), new Date(), site.name);
+    const enriched = await enrichActivities(valid, locationFor(c.req.raw, config.geoMode), new Date(), apiKey);
     // The activities the relay dated itself, which a re-send cannot merge (see enqueue).
     const relayDated = new Set(enriched.filter((_, i) => valid[i]?.created === undefined));
 
