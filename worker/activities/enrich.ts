@@ -46,6 +46,8 @@ function hmacKey(secret: string): Promise<CryptoKey> {
  * key of someone else's activity to pre-empt it.
  */
 async function relayKeys(secret: string, activities: ActivityInput[]): Promise<(string | undefined)[]> {
+  // The snippet keys every activity: nothing to derive.
+  if (activities.every((a) => a.key !== undefined)) return [];
   const seen = new Map<string, number>();
   const key = await hmacKey(secret);
   return Promise.all(
