@@ -138,6 +138,24 @@ function activitySchemas(catalogue: ResolvedCatalogue) {
           location: z.optional(z.unknown()),
         })
         .check(
+          z.superRefine((a, ctx) => {
+            // Ortto merges re-sends on key and created together: a key alone gets a new created each time.
+            if (a.key !== undefined && a.created === undefined)
+              ctx.issues.push({
+                code: "custom",
+                input: a.created,
+                path: ["created"],
+                message: "required when key is set (Ortto merges re-sends on key and created together)",
+              });
+            const ei = a.fields?.["str::ei"];
+            if (typeof ei === "string" && !ei.trim())
+              ctx.issues.push({
+                code: "custom",
+                input: ei,
+                path: ["fields", "str::ei"],
+                message: "expected a non-empty external id (an empty one identifies nobody)",
+              });
+          }),
           z.refine(
             (a) => a.person_id !== undefined || IDENTIFYING_FIELDS.some((f) => a.fields?.[f] !== undefined),
             `expected person_id or an identifying person field (${IDENTIFYING_FIELDS.join(", ")}): Ortto records activities only for identified people`,
@@ -199,6 +217,9 @@ export function fastAccept(catalogue: ResolvedCatalogue): (body: unknown) => bod
       if (!values(attributes, definition.checks)) return false;
     }
     if (person_id === undefined && !IDENTIFYING_FIELDS.some((f) => fields?.[f] !== undefined)) return false;
+    if (key !== undefined && when === undefined) return false;
+    const ei = fields?.["str::ei"];
+    if (typeof ei === "string" && !ei.trim()) return false;
     return jsonBytesAtMost(a, ACTIVITY_BYTES_FROM_CLIENT) <= ACTIVITY_BYTES_FROM_CLIENT;
   };
 
@@ -212,7 +233,12 @@ export function fastAccept(catalogue: ResolvedCatalogue): (body: unknown) => bod
     }
     if (identity_token !== undefined && !(typeof identity_token === "string" && identity_token.length <= 128)) return false;
     if (!Array.isArray(list) || list.length < 1 || list.length > MAX_ACTIVITIES) return false;
-    return list.every(acceptsActivity);
+    if (!list.every(acceptsActivity)) return false;
+    // Every activity found by merge_by carries every field it names.
+    return (
+      merge_by === undefined ||
+      list.every((a: ActivityInput) => a.person_id !== undefined || (merge_by as string[]).every((f) => a.fields?.[f] !== undefined))
+    );
   };
 }
 
@@ -225,57 +251,77 @@ export function fastAccept(catalogue: ResolvedCatalogue): (body: unknown) => bod
 export function activitiesRequestSchema(catalogue: ResolvedCatalogue) {
   const byId = activitySchemas(catalogue);
   const known = [...byId.keys()].join(", ");
-  const activity = z.unknown().check(
-    z.superRefine((input, ctx) => {
-      if (typeof input !== "object" || input === null || Array.isArray(input)) {
-        ctx.issues.push({ code: "custom", input, message: "expected an activity object" });
-        return;
-      }
-      const id = (input as { activity_id?: unknown }).activity_id;
-      if (typeof id !== "string" || !ACTIVITY_ID.test(id)) {
-        ctx.issues.push({ code: "custom", input: id, path: ["activity_id"], message: "expected an activity id such as act:cm:logged-in" });
-        return;
-      }
-      const schema = byId.get(id);
-      if (!schema) {
-        ctx.issues.push({
-          code: "custom",
-          input: id,
-          path: ["activity_id"],
-          message: `unknown activity ${id}: the catalogue has ${known}`,
-        });
-        return;
-      }
-      const result = schema.safeParse(input);
-      if (!result.success) {
-        for (const issue of result.error.issues) ctx.issues.push(issue as never);
-      }
-    }),
-  );
+  // A transform, not a refinement: the activity's own schema may normalise values (time zones), and its output is what is forwarded.
+  const activity = z.transform((input: unknown, ctx) => {
+    if (typeof input !== "object" || input === null || Array.isArray(input)) {
+      ctx.issues.push({ code: "custom", input, message: "expected an activity object" });
+      return;
+    }
+    const id = (input as { activity_id?: unknown }).activity_id;
+    if (typeof id !== "string" || !ACTIVITY_ID.test(id)) {
+      ctx.issues.push({ code: "custom", input: id, path: ["activity_id"], message: "expected an activity id such as act:cm:logged-in" });
+      return;
+    }
+    const schema = byId.get(id);
+    if (!schema) {
+      ctx.issues.push({
+        code: "custom",
+        input: id,
+        path: ["activity_id"],
+        message: `unknown activity ${id}: the catalogue has ${known}`,
+      });
+      return;
+    }
+    const result = schema.safeParse(input);
+    if (!result.success) {
+      for (const issue of result.error.issues) ctx.issues.push(issue as never);
+      return input;
+    }
+    return result.data;
+  });
 
-  return z.strictObject(
-    {
-      async: z.optional(z.boolean({ error: "expected a boolean" })),
-      merge_by: z.optional(
-        z
-          .array(
-            // Only identifying fields: merging people by a name or a company would let one visitor write into another's profile.
-            z.enum(IDENTIFYING_FIELDS.filter((f) => f in catalogue.personFields) as unknown as [string, ...string[]], {
-              error: `expected an identifying person field the catalogue allows (${IDENTIFYING_FIELDS.join(", ")})`,
-            }),
-          )
-          .check(z.minLength(1, "expected 1–3 person field ids"), z.maxLength(3, "expected 1–3 person field ids")),
-      ),
-      identity_token: z.optional(z.string({ error: "expected a string" }).check(z.maxLength(128, "expected at most 128 characters"))),
-      activities: z
-        .array(activity, { error: "expected an array of activities" })
-        .check(
-          z.minLength(1, "expected at least one activity"),
-          z.maxLength(MAX_ACTIVITIES, `expected at most ${MAX_ACTIVITIES} activities per request (Ortto's limit)`),
+  return z
+    .strictObject(
+      {
+        async: z.optional(z.boolean({ error: "expected a boolean" })),
+        merge_by: z.optional(
+          z
+            .array(
+              // Only identifying fields: merging people by a name or a company would let one visitor write into another's profile.
+              z.enum(IDENTIFYING_FIELDS.filter((f) => f in catalogue.personFields) as unknown as [string, ...string[]], {
+                error: `expected an identifying person field the catalogue allows (${IDENTIFYING_FIELDS.join(", ")})`,
+              }),
+            )
+            .check(z.minLength(1, "expected 1–3 person field ids"), z.maxLength(3, "expected 1–3 person field ids")),
         ),
-    },
-    { error: "expected a JSON object with an activities array" },
-  );
+        identity_token: z.optional(z.string({ error: "expected a string" }).check(z.maxLength(128, "expected at most 128 characters"))),
+        activities: z
+          .array(activity, { error: "expected an array of activities" })
+          .check(
+            z.minLength(1, "expected at least one activity"),
+            z.maxLength(MAX_ACTIVITIES, `expected at most ${MAX_ACTIVITIES} activities per request (Ortto's limit)`),
+          ),
+      },
+      { error: "expected a JSON object with an activities array" },
+    )
+    .check(
+      // Ortto finds each activity's person by the merge_by fields: one an activity lacks fails it upstream.
+      z.superRefine((request, ctx) => {
+        if (!request.merge_by) return;
+        for (const [i, activity] of request.activities.entries()) {
+          const a = activity as ActivityInput;
+          if (a.person_id !== undefined) continue;
+          for (const field of request.merge_by)
+            if (a.fields?.[field] === undefined)
+              ctx.issues.push({
+                code: "custom",
+                input: undefined,
+                path: ["activities", i, "fields", field],
+                message: `required: merge_by lists ${field}, and Ortto finds the person by it`,
+              });
+        }
+      }),
+    );
 }
 
 /** `activities.0.attributes.bol:cm:account-owner`; an odd key (empty, or with dots or spaces) is quoted. */

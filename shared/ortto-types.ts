@@ -22,22 +22,36 @@ const integer = z
   .int({ error: "expected an integer" })
   .check(z.refine(Number.isSafeInteger, "expected a safe integer (decimals and currency are sent × 1000)"));
 
-/** Zones already checked: building an Intl.DateTimeFormat costs ~100 µs, a lookup nothing. Bounded, so junk zones cannot grow it. */
-const zones = new Map<string, boolean>();
+/** Zones already resolved: building an Intl.DateTimeFormat costs ~100 µs, a lookup nothing. Bounded, so junk zones cannot grow it. */
+const zones = new Map<string, string | null>();
 
-/** An IANA zone that this runtime's ICU knows (`Australia/Sydney`, `UTC`). */
-export function isTimeZone(zone: string): boolean {
-  let known = zones.get(zone);
-  if (known === undefined) {
-    try {
-      new Intl.DateTimeFormat("en", { timeZone: zone });
-      known = zone.length > 0;
-    } catch {
-      known = false;
+/**
+ * The IANA name of a time zone in the spelling of the tz database (`australia/sydney` →
+ * `Australia/Sydney`, `utc` → `UTC`; an alias becomes the name ICU keeps for it, also in the
+ * database), or undefined for anything else. `Intl` alone is lenient: it takes any case and
+ * UTC offsets (`+05:30`), which are not zone names and which Ortto need not take.
+ */
+export function canonicalTimeZone(zone: string): string | undefined {
+  let canonical = zones.get(zone);
+  if (canonical === undefined) {
+    canonical = null;
+    // Zone names start with a letter; offsets (`+05:30`, `-0800`) do not.
+    if (/^[A-Za-z]/.test(zone)) {
+      try {
+        const resolved = new Intl.DateTimeFormat("en", { timeZone: zone }).resolvedOptions().timeZone;
+        if (/^[A-Za-z]/.test(resolved)) canonical = resolved;
+      } catch {
+        // not a zone this runtime's ICU knows
+      }
     }
-    if (zones.size < 1000) zones.set(zone, known);
+    if (zones.size < 1000) zones.set(zone, canonical);
   }
-  return known;
+  return canonical ?? undefined;
+}
+
+/** An IANA zone that this runtime's ICU knows (`Australia/Sydney`, `UTC`), in any spelling; not a UTC offset. */
+export function isTimeZone(zone: string): boolean {
+  return canonicalTimeZone(zone) !== undefined;
 }
 
 export function isRealDate(d: { year: number; month: number; day: number }): boolean {
@@ -47,22 +61,26 @@ export function isRealDate(d: { year: number; month: number; day: number }): boo
   return day <= (month === 2 ? (leap ? 29 : 28) : month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31);
 }
 
-const date = z
-  .strictObject(
-    {
-      year: z.int({ error: "expected an integer year" }).check(z.gte(1, "expected a year ≥ 1"), z.lte(9999, "expected a year ≤ 9999")),
-      month: z.int({ error: "expected an integer month" }).check(z.gte(1, "expected a month 1–12"), z.lte(12, "expected a month 1–12")),
-      day: z.int({ error: "expected an integer day" }).check(z.gte(1, "expected a day 1–31"), z.lte(31, "expected a day 1–31")),
-      timezone: z
-        .string({ error: "expected an IANA time zone such as Australia/Sydney" })
-        .check(
-          z.maxLength(64, "expected an IANA time zone such as Australia/Sydney"),
-          z.refine(isTimeZone, "expected an IANA time zone such as Australia/Sydney"),
-        ),
-    },
-    { error: "expected a date {year, month, day, timezone}" },
-  )
-  .check(z.refine(isRealDate, "expected a real calendar date"));
+const date = z.pipe(
+  z
+    .strictObject(
+      {
+        year: z.int({ error: "expected an integer year" }).check(z.gte(1, "expected a year ≥ 1"), z.lte(9999, "expected a year ≤ 9999")),
+        month: z.int({ error: "expected an integer month" }).check(z.gte(1, "expected a month 1–12"), z.lte(12, "expected a month 1–12")),
+        day: z.int({ error: "expected an integer day" }).check(z.gte(1, "expected a day 1–31"), z.lte(31, "expected a day 1–31")),
+        timezone: z
+          .string({ error: "expected an IANA time zone such as Australia/Sydney" })
+          .check(
+            z.maxLength(64, "expected an IANA time zone such as Australia/Sydney"),
+            z.refine(isTimeZone, "expected an IANA time zone such as Australia/Sydney (not a UTC offset)"),
+          ),
+      },
+      { error: "expected a date {year, month, day, timezone}" },
+    )
+    .check(z.refine(isRealDate, "expected a real calendar date")),
+  // Forwarded in the tz database's spelling, whatever case the page used.
+  z.transform((d) => ({ ...d, timezone: canonicalTimeZone(d.timezone) ?? d.timezone })),
+);
 
 /** ISO 8601 with a time and a zone offset (`2026-11-27T06:56:33Z`, `…+11:00`). */
 export const isoDateTime = z.iso.datetime({
@@ -156,7 +174,8 @@ export function valueSchema(kind: FieldKind, options?: readonly string[]): z.Zod
 
 /*
  * The hot path. Every kind also has a plain predicate, built once per isolate, that the relay runs
- * first: where it says yes, the zod schema above would say yes too (a property test,
+ * first: where it says yes, the zod schema above would say yes too, and give the value back
+ * unchanged (a property test,
  * test/unit/fast-accept.test.ts, holds every predicate to that), so a valid activity costs a few
  * comparisons instead of zod's generic walk. Where it says no, or is unsure, the zod schema runs
  * and its issues are the answer. So the schemas above stay the one definition of what is valid
@@ -188,7 +207,8 @@ const isDate = (v: unknown) => {
     day <= 31 &&
     typeof timezone === "string" &&
     timezone.length <= 64 &&
-    isTimeZone(timezone) &&
+    // Already in its canonical spelling, so the schema would forward it unchanged.
+    canonicalTimeZone(timezone) === timezone &&
     isRealDate({ year, month, day })
   );
 };

@@ -74,21 +74,38 @@ export const ipRateLimit = createMiddleware<AppEnv>(async (c, next) => {
   await next();
 });
 
+/** A token of a browser engine in a user agent: only what claims to be a browser can be a crawler running a page's script. */
+const BROWSER_ENGINE = /\b(?:Mozilla|AppleWebKit|Gecko|Chrome|Chromium|Firefox|Safari|Opera|OPR|Edg|Trident|Presto)\//;
+
 /**
- * Crawlers that run a page's JavaScript would send its activities too. They are answered 202
- * with nothing forwarded (so they do not retry) and counted. A crawler is a verified bot by
- * Cloudflare's signals, or a browser engine (it sends Sec-Fetch-Mode, as every browser does)
- * whose user agent the isbot list knows. Command-line clients such as curl are not browsers
- * and pass, so a developer can still test with them.
+ * Crawlers that run a page's JavaScript would send its activities too. A crawler is a verified
+ * bot by Cloudflare's signals, or a browser (it sends Sec-Fetch-Mode and a browser engine's
+ * token in its user agent) whose user agent the isbot list knows. Other HTTP clients (curl,
+ * Node's, Deno's or Bun's fetch, which send `User-Agent: node` and Sec-Fetch-Mode) are not
+ * browsers and pass: they still face the origin, the limits and signed identities.
+ * `allowHeadless` (ALLOW_HEADLESS, for test environments) lets headless browsers through.
+ * Returns why the request is a crawler's, or undefined.
  */
-export function isCrawler(request: Request): boolean {
+export function crawlerVerdict(request: Request, allowHeadless = false): string | undefined {
   const cf = request.cf as { verifiedBotCategory?: string; botManagement?: { verifiedBot?: boolean } } | undefined;
-  if (cf?.verifiedBotCategory || cf?.botManagement?.verifiedBot) return true;
-  return request.headers.has("sec-fetch-mode") && isbot(request.headers.get("user-agent") ?? "");
+  if (cf?.verifiedBotCategory || cf?.botManagement?.verifiedBot) return "a verified bot (Cloudflare's signals)";
+  const agent = request.headers.get("user-agent") ?? "";
+  if (!request.headers.has("sec-fetch-mode") || !BROWSER_ENGINE.test(agent)) return undefined;
+  if (allowHeadless && /headless/i.test(agent)) return undefined;
+  return isbot(agent) ? `a browser whose user agent names a bot (${agent.slice(0, 120)}); see ALLOW_HEADLESS for test browsers` : undefined;
 }
 
+export const isCrawler = (request: Request, allowHeadless = false) => crawlerVerdict(request, allowHeadless) !== undefined;
+
+/**
+ * Answers a crawler 202 with nothing forwarded (so it does not retry), counted, and never
+ * silently: the `X-Relay-Outcome: bot` header and the body say so, with the reason.
+ */
 export const crawlerFilter = createMiddleware<AppEnv>(async (c, next) => {
-  if (c.get("server") || !isCrawler(c.req.raw)) return next();
+  if (c.get("server")) return next();
+  const reason = crawlerVerdict(c.req.raw, c.env.ALLOW_HEADLESS?.trim().toLowerCase() === "true");
+  if (!reason) return next();
   c.set("outcome", "bot");
-  return c.json({ activities: [] }, 202);
+  c.get("log").reason = "crawler";
+  return c.json({ activities: [], outcome: "bot", reason }, 202, { "X-Relay-Outcome": "bot" });
 });

@@ -1,5 +1,6 @@
 import catalogue from "../relay.config.ts";
 import type { RelayEnv } from "./env.ts";
+import { SIGNABLE_KINDS, type SignableKind } from "./identity.ts";
 import { type OriginMatcher, originMatcher } from "./origins.ts";
 
 /** Ortto's API host per instance region (Ortto's docs: "Australia or Europe will need to use specific service endpoints"). */
@@ -37,6 +38,8 @@ export interface RelayConfig {
   serverTokens: string[];
   /** Distinct people a client network may name per hour in open mode (PEOPLE_PER_NETWORK). */
   peoplePerNetwork: number;
+  /** The one kind of identifier a signed token names (IDENTITY_FIELD): `str::email` by default. */
+  identityField: SignableKind;
 }
 
 export const DEFAULT_SITE = "default";
@@ -78,6 +81,7 @@ export function relayConfig(env: RelayEnv): RelayConfig {
         .map((t) => t.trim())
         .filter(Boolean),
       peoplePerNetwork: int(env.PEOPLE_PER_NETWORK, 50),
+      identityField: SIGNABLE_KINDS.find((k) => k === env.IDENTITY_FIELD?.trim()) ?? "str::email",
     };
     cache.set(env, config);
   }

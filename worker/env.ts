@@ -18,6 +18,10 @@ declare global {
       ORTTO_API_BASE?: string;
       /** Secret: when set, identities must be signed: hex(HMAC-SHA256(IDENTITY_SECRET, email)). Open mode when unset. */
       IDENTITY_SECRET?: string;
+      /** Optional: the one identifier kind signed tokens name: `str::email` (default), `str::ei` or `person_id`. */
+      IDENTITY_FIELD?: string;
+      /** Optional, for test environments: `true` lets headless browsers (HeadlessChrome) through the crawler filter. */
+      ALLOW_HEADLESS?: string;
       /** Optional: fewer than Ortto's 50 events per activity per contact per 24 hours. */
       CONTACT_ACTIVITY_LIMIT?: string;
       /** Secret: bearer tokens of trusted server senders, comma-separated (two during a rotation). */

@@ -1,33 +1,44 @@
 /**
  * Signed identity (Intercom's `user_hash` pattern). A page can claim to be anyone; only the
  * site's backend knows who is logged in. With IDENTITY_SECRET set, the backend signs the
- * visitor's email (or external id, or Ortto person id) and the page passes that token along:
- * `hex(HMAC-SHA256(IDENTITY_SECRET, value))`, value = the email trimmed and lower-cased, or the
- * external id / person id as given.
+ * visitor's identifier of the one kind the operator names in IDENTITY_FIELD (the email by
+ * default, or the external id, or the Ortto person id) and the page passes that token along:
+ * `hex(HMAC-SHA256(IDENTITY_SECRET, value))`, value normalised as `identifiers.ts` does (the
+ * email trimmed and lower-cased, the external id trimmed, the person id lower-cased).
  */
 import type { ActivityInput } from "../shared/activities.ts";
+import { type IdentifierKind, identifiersOf } from "./identifiers.ts";
 
-/** Every way an activity can point at a person; Ortto may merge by any of them. */
-const IDENTIFIERS = ["str::email", "str::ei", "person_id", "phn::phone"] as const;
+/** The kinds of identifier a site may sign (IDENTITY_FIELD); a phone number cannot be. */
+export const SIGNABLE_KINDS = ["str::email", "str::ei", "person_id"] as const;
+export type SignableKind = (typeof SIGNABLE_KINDS)[number];
+
+/** Where an identifier sits in an activity, for the path an error names. */
+const pathOf = (kind: IdentifierKind) => (kind === "person_id" ? "person_id" : `fields.${kind}`);
 
 /**
- * The one identifier of an activity and the value a token signs for it: the email trimmed and
- * lower-cased, or the external id / person id as given. Undefined when the activity carries no
- * identifier, or more than one: a token proves one value, and Ortto might merge by an unproven
- * other one (a victim's phone or external id next to the forger's own email).
+ * The one identifier of an activity and the value a token signs for it. Refused when the
+ * activity carries no identifier or more than one (a token proves one value, and Ortto might
+ * merge by an unproven other one, such as a victim's phone or external id next to the forger's
+ * own email), or one of another kind than the site signs: a token for the username
+ * `victim@example.com` must not pass as that email.
  */
-export function identityValue(activity: ActivityInput): { field: string; value: string } | { field?: undefined; reason: string } {
-  const present = IDENTIFIERS.filter((f) => (f === "person_id" ? activity.person_id : activity.fields?.[f]) !== undefined);
-  if (present.length !== 1) {
+export function identityValue(
+  activity: ActivityInput,
+  kind: SignableKind,
+): { field: IdentifierKind; value: string } | { field?: undefined; path?: string; reason: string } {
+  const present = identifiersOf(activity);
+  const [only] = present;
+  if (!only || present.length > 1) {
     return {
-      reason: `expected exactly one of str::email, str::ei or person_id when identities are signed (found ${present.join(", ") || "none"})`,
+      reason: `expected exactly one of str::email, str::ei, person_id or phn::phone when identities are signed, the signed ${kind} (found ${present.map((i) => i.kind).join(", ") || "none"})`,
     };
   }
-  const field = present[0] as (typeof IDENTIFIERS)[number];
-  if (field === "phn::phone") return { reason: "a phone number cannot be signed: identify by str::email, str::ei or person_id" };
-  if (field === "person_id") return { field, value: activity.person_id as string };
-  const value = activity.fields?.[field] as string;
-  return { field, value: field === "str::email" ? value.trim().toLowerCase() : value };
+  if (only.kind === "phn::phone") return { path: pathOf(only.kind), reason: `a phone number cannot be signed: identify by ${kind}` };
+  if (only.kind !== kind) {
+    return { path: pathOf(only.kind), reason: `identities are signed as ${kind} (IDENTITY_FIELD): identify by ${kind}, not ${only.kind}` };
+  }
+  return { field: only.kind, value: only.value };
 }
 
 const keys = new Map<string, Promise<CryptoKey>>();
@@ -62,6 +73,7 @@ export async function verifyIdentity(
   secret: string,
   token: string | undefined,
   request: { merge_by?: string[]; activities: ActivityInput[] },
+  kind: SignableKind = "str::email",
 ): Promise<{ path: string; reason: string } | undefined> {
   // With one signed identifier per activity there is nothing to choose between; a page-chosen
   // merge order could only point the activity at someone else.
@@ -70,8 +82,9 @@ export async function verifyIdentity(
   const key = await hmacKey(secret);
   const verified = new Map<string, boolean>();
   for (const [index, activity] of request.activities.entries()) {
-    const identity = identityValue(activity);
-    if (identity.field === undefined) return { path: `activities.${index}`, reason: identity.reason };
+    const identity = identityValue(activity, kind);
+    if (identity.field === undefined)
+      return { path: `activities.${index}${identity.path ? `.${identity.path}` : ""}`, reason: identity.reason };
     if (!signature)
       return {
         path: token ? "identity_token" : `activities.${index}`,

@@ -26,7 +26,7 @@ app.use(
     origin: (origin, c) => (siteFor(relayConfig(c.env), origin) ? origin : null),
     allowMethods: ["POST", "OPTIONS"],
     allowHeaders: ["Content-Type"],
-    exposeHeaders: ["X-Request-Id", "Retry-After"],
+    exposeHeaders: ["X-Request-Id", "Retry-After", "X-Relay-Outcome"],
     maxAge: 86400,
   }),
 );

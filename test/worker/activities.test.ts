@@ -28,7 +28,7 @@ describe("POST /v1/activities/create forwards valid activities", () => {
     const before = Date.now();
     await post({ activities: [loggedIn()] });
     const activity = (await emulator.requests())[0]?.body.activities?.[0];
-    expect(activity?.key).toMatch(/^[0-9a-f-]{36}$/);
+    expect(activity?.key).toMatch(/^relay:[0-9a-f]{40}$/);
     expect(Date.parse(activity?.created ?? "")).toBeGreaterThanOrEqual(before - 1000);
   });
 

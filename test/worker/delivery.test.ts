@@ -211,7 +211,13 @@ describe("the queue consumer", () => {
 
   it("keeps activities that Ortto answered failed for in the dead-letter queue", { timeout: 30_000 }, async () => {
     // An Ortto person id the account does not know: Ortto answers 200 with status "failed".
-    const unknownPerson = { activity_id: "act:cm:viewed-page", person_id: "0000000000000000000000ff", key: "ghost", attributes: {} };
+    const unknownPerson = {
+      activity_id: "act:cm:viewed-page",
+      person_id: "0000000000000000000000ff",
+      key: "ghost",
+      created: new Date().toISOString(),
+      attributes: {},
+    };
     const res = await post({ activities: [unknownPerson, loggedIn()] });
     expect(res.status).toBe(200);
     expect(((await res.json()) as { activities: { status: string }[] }).activities.map((a) => a.status)).toEqual(["failed", "ingested"]);
@@ -231,12 +237,17 @@ describe("the queue consumer", () => {
   });
 
   it("keeps messages queued, not dropped, while the key is missing", async () => {
-    const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [message("m", [loggedIn()])]);
-    const delays = retryDelays(batch);
+    const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [
+      message("m", [loggedIn({ key: "m", created: new Date().toISOString() })]),
+    ]);
     const ctx = createExecutionContext();
     await consumeQueue(batch, { ...env, ORTTO_API_KEY: undefined });
-    expect((await getQueueResult(batch, ctx)).retryMessages).toEqual([{ msgId: "m" }]);
-    expect(delays).toEqual({ m: 60 });
+    // Put back on the delivery queue as a new message (after the backoff), not retried towards max_retries.
+    const result = await getQueueResult(batch, ctx);
+    expect(result.explicitAcks).toEqual(["m"]);
+    expect(result.retryMessages).toEqual([]);
     expect(await emulator.requests()).toHaveLength(0);
+    // The test env has the key: the message waiting on the queue is delivered.
+    expect((await eventually(stored, (a) => a.length === 1)).map((a) => a.key)).toEqual(["m"]);
   });
 });

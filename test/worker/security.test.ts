@@ -6,7 +6,12 @@ import { emulator, loggedIn, ORIGIN, post, postWith, RELAY } from "./helpers.ts"
 const SECRET = "identity-secret-for-tests";
 const signed = { IDENTITY_SECRET: SECRET };
 const person = (email: string, extra: Record<string, unknown> = {}) =>
-  loggedIn({ fields: { "str::first": "Chris", "str::email": email }, key: crypto.randomUUID(), ...extra });
+  loggedIn({
+    fields: { "str::first": "Chris", "str::email": email },
+    key: crypto.randomUUID(),
+    created: new Date().toISOString(),
+    ...extra,
+  });
 
 beforeEach(async () => {
   await emulator.reset();
@@ -52,8 +57,9 @@ describe("signed identity (IDENTITY_SECRET)", () => {
 
   it("signs an external id or a person id as given", async () => {
     const ei = loggedIn({ fields: { "str::ei": "User-42" } });
-    expect((await postWith(signed, { identity_token: await signIdentity(SECRET, "User-42"), activities: [ei] })).status).toBe(200);
-    expect((await postWith(signed, { identity_token: await signIdentity(SECRET, "user-42"), activities: [ei] })).status).toBe(401);
+    const signsEi = { ...signed, IDENTITY_FIELD: "str::ei" };
+    expect((await postWith(signsEi, { identity_token: await signIdentity(SECRET, "User-42"), activities: [ei] })).status).toBe(200);
+    expect((await postWith(signsEi, { identity_token: await signIdentity(SECRET, "user-42"), activities: [ei] })).status).toBe(401);
   });
 
   it("refuses an activity identified only by phone, which no token can cover", async () => {

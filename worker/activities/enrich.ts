@@ -27,19 +27,61 @@ export function locationFor(request: Request, mode: GeoMode): Location | undefin
   return undefined;
 }
 
+const hmacKeys = new Map<string, Promise<CryptoKey>>();
+function hmacKey(secret: string): Promise<CryptoKey> {
+  let key = hmacKeys.get(secret);
+  if (!key) {
+    key = crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    hmacKeys.set(secret, key);
+  }
+  return key;
+}
+
+/**
+ * The relay's keys for the activities sent without one: an HMAC, under the site's Ortto key,
+ * of the activity as validated (with the page's `created`, when it sent one) and of how many
+ * identical activities came before it in the request. A re-send of the same body gets the same
+ * keys, so activities the page dated merge in Ortto however often the body is sent; two
+ * identical events of one request stay two; and no one without the Ortto key can compute the
+ * key of someone else's activity to pre-empt it.
+ */
+async function relayKeys(secret: string, activities: ActivityInput[]): Promise<(string | undefined)[]> {
+  // The snippet keys every activity: nothing to derive.
+  if (activities.every((a) => a.key !== undefined)) return [];
+  const seen = new Map<string, number>();
+  const key = await hmacKey(secret);
+  return Promise.all(
+    activities.map(async ({ location: _location, ...activity }) => {
+      if (activity.key !== undefined) return undefined;
+      const content = JSON.stringify(activity);
+      const occurrence = seen.get(content) ?? 0;
+      seen.set(content, occurrence + 1);
+      const mac = await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(`${content}\n${occurrence}`));
+      return `relay:${[...new Uint8Array(mac, 0, 20)].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+    }),
+  );
+}
+
 /**
  * Every activity leaves with a `key` and a `created`, so that any re-send of it (by the
  * browser, or by the relay after an ambiguous failure) merges in Ortto instead of
  * duplicating: Ortto dedupes on the (key, created) pair.
  */
-export function enrichActivities(activities: ActivityInput[], location: Location | undefined, now: Date): ActivityInput[] {
+export async function enrichActivities(
+  activities: ActivityInput[],
+  location: Location | undefined,
+  now: Date,
+  /** The site's Ortto key: the relay's keys are HMACs under it. */
+  secret: string,
+): Promise<ActivityInput[]> {
   const receivedAt = now.toISOString();
-  return activities.map(({ location: _ignored, ...activity }) => ({
+  const keys = await relayKeys(secret, activities);
+  return activities.map(({ location: _ignored, ...activity }, i) => ({
     ...activity,
     ...(typeof activity.fields?.["str::email"] === "string"
       ? { fields: { ...activity.fields, "str::email": activity.fields["str::email"].trim() } }
       : {}),
-    key: activity.key ?? crypto.randomUUID(),
+    key: activity.key ?? (keys[i] as string),
     created: activity.created ?? receivedAt,
     ...(location ? { location } : {}),
   }));

@@ -5,6 +5,7 @@ import catalogue from "../../relay.config.ts";
 import {
   type ActivitiesRequest,
   type ActivityInput,
+  type ActivityResult,
   activitiesRequestSchema,
   describeIssue,
   fastAccept,
@@ -15,7 +16,7 @@ import { crawlerFilter, ipRateLimit, trustedSender } from "../abuse.ts";
 import { afterAnswer } from "../after.ts";
 import { DEFAULT_SITE, relayConfig, siteFor, siteKey } from "../config.ts";
 import { deadLetterFailed } from "../delivery/consumer.ts";
-import { QUEUED, sendMessages, toMessages } from "../delivery/messages.ts";
+import { PartialSendError, QUEUED, sendMessages, toMessages } from "../delivery/messages.ts";
 import { deliveryStats } from "../delivery/stats.ts";
 import type { AppEnv } from "../env.ts";
 import { RelayError } from "../errors.ts";
@@ -84,25 +85,75 @@ const siteOfOrigin = createMiddleware<AppEnv>(async (c, next) => {
   await next();
 });
 
-/** Puts keyed activities on the delivery queue; if even that fails, the browser is told to send again. */
+/**
+ * Puts keyed activities on the delivery queue; if that fails, the page is told to send again.
+ * A request over ~250 kB takes several sendBatch calls, and one can fail after others went
+ * through. The re-send of the same body merges in Ortto what was queued: the relay's keys are
+ * derived from the body and the page's `created` is kept. Activities the relay dated at
+ * receipt would get a new `created` on the re-send, so they are queued last (in the final
+ * sendBatch call while they fit in one): a failure before it has queued none of them.
+ */
 async function enqueue(
   env: AppEnv["Bindings"],
   requestId: string,
   site: string,
   request: Omit<ActivitiesRequest, "activities">,
   activities: ActivityInput[],
+  relayDated: ReadonlySet<ActivityInput>,
 ) {
+  const ordered = [...activities.filter((a) => !relayDated.has(a)), ...activities.filter((a) => relayDated.has(a))];
+  const messages = toMessages(requestId, site, request, ordered);
   try {
-    await sendMessages(env.DELIVERY_QUEUE, toMessages(requestId, site, request, activities));
+    await sendMessages(env.DELIVERY_QUEUE, messages);
     deliveryStats.queued += activities.length;
-  } catch {
+  } catch (err) {
+    const sent = err instanceof PartialSendError ? err.sent : 0;
+    const queued = messages.slice(0, sent).reduce((n, m) => n + m.activities.length, 0);
+    deliveryStats.queued += queued;
     throw new RelayError(
       503,
-      "Ortto is unavailable and the delivery queue could not take the activities; nothing was recorded, send again later",
+      queued
+        ? `The delivery queue took ${queued} of ${activities.length} activities, then failed; send the same body again: what it took merges in Ortto`
+        : "Ortto is unavailable and the delivery queue could not take the activities; nothing was recorded, send again later",
       undefined,
-      {
-        "Retry-After": "30",
-      },
+      { "Retry-After": "30" },
+    );
+  }
+}
+
+/**
+ * Keeps the activities Ortto answered "failed" for in the dead-letter queue. If that queue
+ * cannot take them, they go back on the delivery queue (Ortto is asked again, and the queue
+ * consumer dead-letters what it still refuses); either way the failure is logged, never dropped
+ * unseen. The page's answer already says "failed" for each of them.
+ */
+async function keepFailed(
+  env: AppEnv["Bindings"],
+  log: AppEnv["Variables"]["log"],
+  from: Parameters<typeof deadLetterFailed>[1],
+  activities: ActivityInput[],
+  results: ActivityResult[],
+) {
+  try {
+    await deadLetterFailed(env, from, activities, results);
+  } catch (err) {
+    const failed = activities.filter((_, i) => results[i]?.status === "failed");
+    let requeued = false;
+    try {
+      await sendMessages(env.DELIVERY_QUEUE, toMessages(from.request_id, from.site ?? DEFAULT_SITE, from, failed));
+      requeued = true;
+    } catch {
+      // logged below
+    }
+    log.reason = "dead_letter_failed";
+    console.log(
+      JSON.stringify({
+        event: "dead_letter_failed",
+        request_id: from.request_id,
+        activities: failed.length,
+        requeued,
+        error: err instanceof Error ? err.message.slice(0, 200) : "unknown",
+      }),
     );
   }
 }
@@ -155,7 +206,12 @@ export const activities = new Hono<AppEnv>().post(
     // Signed identity: with IDENTITY_SECRET set, a page can only speak for the person its backend signed
     // (a trusted server speaks for anyone it sends).
     if (config.identitySecret && !server) {
-      const failure = await verifyIdentity(config.identitySecret, token, { merge_by: request.merge_by, activities: valid });
+      const failure = await verifyIdentity(
+        config.identitySecret,
+        token,
+        { merge_by: request.merge_by, activities: valid },
+        config.identityField,
+      );
       if (failure) {
         c.set("outcome", "identity_failed");
         log.reason = "identity";
@@ -192,7 +248,9 @@ export const activities = new Hono<AppEnv>().post(
       ]);
     }
 
-    const enriched = enrichActivities(valid, locationFor(c.req.raw, config.geoMode), new Date());
+    const enriched = await enrichActivities(valid, locationFor(c.req.raw, config.geoMode), new Date(), apiKey);
+    // The activities the relay dated itself, which a re-send cannot merge (see enqueue).
+    const relayDated = new Set(enriched.filter((_, i) => valid[i]?.created === undefined));
 
     // Counted once the activities are keyed, so that a re-send is not counted twice. In open mode a
     // page's request also spends its network's budget of people; a trusted server's does not.
@@ -212,7 +270,7 @@ export const activities = new Hono<AppEnv>().post(
 
     // DELIVERY=queue: the lowest latency, no per-activity results.
     if (config.delivery === "queue") {
-      await enqueue(c.env, c.get("requestId"), site.name, request, enriched);
+      await enqueue(c.env, c.get("requestId"), site.name, request, enriched, relayDated);
       c.set("outcome", "queued");
       log.queued = enriched.length;
       return c.json({ activities: enriched.map(() => QUEUED) }, 202);
@@ -229,7 +287,7 @@ export const activities = new Hono<AppEnv>().post(
       const from = { request_id: c.get("requestId"), site: site.name, ...request };
       // Rare (Ortto answers "failed" for an unknown person_id or its own daily limit), so awaited;
       // the page's answer does not depend on it.
-      await deadLetterFailed(c.env, from, enriched, outcome.results).catch(() => 0);
+      await keepFailed(c.env, log, from, enriched, outcome.results);
       return c.json({ activities: outcome.results }, 200);
     }
     const failure = outcome.failure;
@@ -247,7 +305,7 @@ export const activities = new Hono<AppEnv>().post(
     // Ortto is slow, failing or rate-limiting: what it has not taken waits in the queue and is
     // retried until it is delivered. The browser's part is done.
     log.reason = failure.error;
-    await enqueue(c.env, c.get("requestId"), site.name, request, outcome.remaining);
+    await enqueue(c.env, c.get("requestId"), site.name, request, outcome.remaining, relayDated);
     c.set("outcome", "queued");
     log.queued = outcome.remaining.length;
     return c.json({ activities: [...outcome.results, ...outcome.remaining.map(() => QUEUED)] }, 202);

@@ -1,4 +1,4 @@
-import type { ActivityInput, ActivityResult } from "../../shared/activities.ts";
+import { type ActivityInput, type ActivityResult, MAX_AGE_MS } from "../../shared/activities.ts";
 import { DEFAULT_SITE, relayConfig, siteKey } from "../config.ts";
 import type { RelayEnv } from "../env.ts";
 import { type Failure, forwardActivities } from "../upstream.ts";
@@ -13,11 +13,24 @@ const MAX_REASON = 500;
 
 type Msg = Message<DeliveryMessage>;
 
-function isDeliveryMessage(body: unknown): body is DeliveryMessage {
+/** A message's shape, with or without activities (a dead letter of something else has none). */
+function isMessageShape(body: unknown): body is DeliveryMessage {
   return (
     typeof body === "object" && body !== null && (body as DeliveryMessage).v === 1 && Array.isArray((body as DeliveryMessage).activities)
   );
 }
+
+/** A message with activities to deliver: anything else would reach Ortto as an invalid request. */
+function isDeliveryMessage(body: unknown): body is DeliveryMessage {
+  return isMessageShape(body) && body.activities.length > 0;
+}
+
+/** What a message becomes in the dead-letter queue: itself, or (not a delivery message) its raw body, wrapped once. */
+const asDeadLetter = (body: unknown): DeliveryMessage =>
+  isMessageShape(body) ? body : ({ v: 1, request_id: "unknown", activities: [], raw: body } as DeliveryMessage);
+
+/** The queue backoff's settings (RETRY_BASE_SECONDS, RETRY_MAX_SECONDS). */
+const backoff = (env: RelayEnv) => ({ base: Number(env.RETRY_BASE_SECONDS) || 5, max: Number(env.RETRY_MAX_SECONDS) || 3600 });
 
 function log(event: string, fields: Record<string, unknown>) {
   console.log(JSON.stringify({ event, ...fields }));
@@ -48,9 +61,7 @@ function pack(messages: Msg[]): Msg[][] {
 }
 
 async function deadLetter(env: RelayEnv, message: Msg, reason: string) {
-  const body = isDeliveryMessage(message.body)
-    ? message.body
-    : ({ v: 1, request_id: "unknown", activities: [], raw: message.body } as DeliveryMessage);
+  const body = asDeadLetter(message.body);
   await sendMessages(env.DEAD_LETTERS, [{ ...body, dead_reason: reason.slice(0, MAX_REASON) }]);
   message.ack();
   deliveryStats.dead_lettered++;
@@ -58,8 +69,7 @@ async function deadLetter(env: RelayEnv, message: Msg, reason: string) {
 }
 
 function retry(env: RelayEnv, messages: Msg[], failure: Failure) {
-  const base = Number(env.RETRY_BASE_SECONDS) || 5;
-  const max = Number(env.RETRY_MAX_SECONDS) || 3600;
+  const { base, max } = backoff(env);
   for (const message of messages) {
     const delaySeconds = retryDelaySeconds(message.attempts, base, failure.permanent ? 0 : failure.retryAfterSeconds, max);
     message.retry({ delaySeconds });
@@ -78,12 +88,7 @@ async function deliver(env: RelayEnv, messages: Msg[]): Promise<void> {
   const first = messages[0];
   if (!first) return;
   const { key: apiKey, secret } = siteKey(env, first.body.site);
-  if (!apiKey) {
-    // A deploy without the secret: keep the messages queued until it is set.
-    for (const m of messages) m.retry({ delaySeconds: 60 });
-    log("delivery_retry", { messages: messages.length, error: `${secret} is not set` });
-    return;
-  }
+  if (!apiKey) return waitForKey(env, messages, secret);
   const activities = messages.flatMap((m) => m.body.activities);
   const outcome = await forwardActivities(relayConfig(env), apiKey, { async: first.body.async, merge_by: first.body.merge_by }, activities);
   if (!outcome.failure) {
@@ -123,7 +128,59 @@ export async function consumeQueue(batch: MessageBatch<unknown>, env: RelayEnv):
     if (isDeliveryMessage(m.body)) valid.push(m as Msg);
     else await deadLetter(env, m as Msg, "not a delivery message");
   }
-  for (const group of pack(valid)) await deliver(env, group);
+  for (const group of pack(await setAsideExpired(env, valid))) await deliver(env, group);
+}
+
+/**
+ * A deploy without the site's key: each message goes back on the delivery queue as a new
+ * message, to be looked at again after the retry backoff (capped at RETRY_MAX_SECONDS). A
+ * retry would count against max_retries and the queue's retention, and dead-letter the
+ * message after ~30 tries; a new message waits for as long as the key is missing.
+ */
+async function waitForKey(env: RelayEnv, messages: Msg[], secret: string) {
+  const { base, max } = backoff(env);
+  for (const m of messages) {
+    const waits = (m.body.key_waits ?? 0) + 1;
+    try {
+      await sendMessages(env.DELIVERY_QUEUE, [{ ...m.body, key_waits: waits }], retryDelaySeconds(waits, base, 0, max));
+      m.ack();
+    } catch {
+      m.retry({ delaySeconds: 60 });
+    }
+  }
+  log("delivery_retry", { messages: messages.length, error: `${secret} is not set` });
+}
+
+/** Ortto refuses a created more than 90 days ago; a minute's margin covers the way there. */
+const EXPIRY_MARGIN_MS = 60_000;
+const EXPIRED = "Created date is more than 90 days ago (checked at delivery: the activity expired while it waited)";
+
+/**
+ * An activity accepted near the 90-day limit can pass it while it waits (an outage, a missing
+ * key). Sent, it would make Ortto refuse its whole request (a bad request that counts toward
+ * Ortto's IP ban) and dead-letter its valid siblings with it. So each message's expired
+ * activities go to the dead-letter queue with the reason, the rest of the message goes back
+ * on the delivery queue as a new message, and the message is acked. Returns the messages
+ * with nothing expired, to deliver now.
+ */
+async function setAsideExpired(env: RelayEnv, messages: Msg[]): Promise<Msg[]> {
+  const oldest = Date.now() - MAX_AGE_MS + EXPIRY_MARGIN_MS;
+  const isExpired = (a: ActivityInput) => a.created !== undefined && Date.parse(a.created) < oldest;
+  const live: Msg[] = [];
+  for (const m of messages) {
+    const expired = m.body.activities.filter(isExpired);
+    if (!expired.length) {
+      live.push(m);
+      continue;
+    }
+    const rest = m.body.activities.filter((a) => !isExpired(a));
+    await sendMessages(env.DEAD_LETTERS, [{ ...m.body, activities: expired, dead_reason: EXPIRED }]);
+    if (rest.length) await sendMessages(env.DELIVERY_QUEUE, [{ ...m.body, activities: rest }]);
+    m.ack();
+    deliveryStats.dead_lettered++;
+    log("dead_lettered", { request_id: m.body.request_id, activities: expired.length, reason: EXPIRED, attempts: m.attempts });
+  }
+  return live;
 }
 
 /** How often one message is replayed from the dead-letter queue before it is kept there for a person to look at. */
@@ -139,7 +196,8 @@ async function replayDeadLetters(batch: MessageBatch<unknown>, env: RelayEnv): P
   const replay: { message: Message; body: DeliveryMessage }[] = [];
   const keep: { message: Message; body: DeliveryMessage }[] = [];
   for (const m of batch.messages) {
-    const body = isDeliveryMessage(m.body) ? m.body : ({ v: 1, request_id: "unknown", activities: [], raw: m.body } as DeliveryMessage);
+    const body = asDeadLetter(m.body);
+    // Only a message with activities is replayed: anything else would reach Ortto as an invalid request.
     if (!isDeliveryMessage(m.body) || (body.replays ?? 0) >= MAX_REPLAYS) keep.push({ message: m, body });
     else {
       const { dead_reason: _reason, ...rest } = body;

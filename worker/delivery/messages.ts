@@ -17,6 +17,18 @@ export interface DeliveryMessage {
   dead_reason?: string;
   /** How many times an operator's replay put it back on the delivery queue. */
   replays?: number;
+  /** How many times it was put back on the queue to wait for its site's key (never dead-lettered for that). */
+  key_waits?: number;
+}
+
+/** A sendMessages that failed part-way: the first `sent` messages are on the queue, the rest are not. */
+export class PartialSendError extends Error {
+  constructor(
+    readonly sent: number,
+    cause: unknown,
+  ) {
+    super(`The queue took ${sent} messages, then failed`, { cause });
+  }
 }
 
 /** Queues take 128 KB per message and 256 KB or 100 messages per sendBatch; stay under both with room for framing. */
@@ -61,17 +73,24 @@ export function toMessages(
 export async function sendMessages(queue: Queue<DeliveryMessage>, messages: DeliveryMessage[], delaySeconds?: number): Promise<void> {
   let batch: MessageSendRequest<DeliveryMessage>[] = [];
   let bytes = 0;
+  let sent = 0;
+  const flush = async () => {
+    try {
+      await queue.sendBatch(batch, delaySeconds ? { delaySeconds } : undefined);
+    } catch (err) {
+      throw new PartialSendError(sent, err);
+    }
+    sent += batch.length;
+    batch = [];
+    bytes = 0;
+  };
   for (const body of messages) {
     const s = size(body);
-    if (batch.length && (batch.length === MAX_SEND_BATCH_MESSAGES || bytes + s > MAX_SEND_BATCH_BYTES)) {
-      await queue.sendBatch(batch, delaySeconds ? { delaySeconds } : undefined);
-      batch = [];
-      bytes = 0;
-    }
+    if (batch.length && (batch.length === MAX_SEND_BATCH_MESSAGES || bytes + s > MAX_SEND_BATCH_BYTES)) await flush();
     batch.push({ body, contentType: "json" });
     bytes += s;
   }
-  if (batch.length) await queue.sendBatch(batch, delaySeconds ? { delaySeconds } : undefined);
+  if (batch.length) await flush();
 }
 
 /** What the browser is told about activities that wait in the queue: Ortto's own async answer. */

@@ -13,6 +13,7 @@ export const health = new Hono<AppEnv>().get("/healthz", (c) => {
     // Which sites have their key set (names of secrets only, never values).
     sites: Object.fromEntries(config.sites.map((s) => [s.name, { key_configured: Boolean(siteKey(c.env, s.name).key) }])),
     identity: config.identitySecret ? "signed" : "open",
+    ...(config.identitySecret ? { identity_field: config.identityField } : {}),
     // The budgets in force: what a stranger can still do in open mode is bounded by these.
     limits: {
       contact_activity_per_day: config.contactActivityLimit,

@@ -1,0 +1,171 @@
+import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { beforeEach, describe, expect, it, vi } from "vitest";
+import { consumeQueue, DEAD_LETTER_QUEUE } from "../../worker/delivery/consumer.ts";
+import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
+import { emulator, loggedIn, postWith } from "./helpers.ts";
+
+/**
+ * Regression tests of delivery through the queue (issues 13 and 9): activities that expire
+ * while they wait, a missing key, dead letters that are not activities, a dead-letter queue
+ * that fails, and a delivery queue that takes only part of a request.
+ */
+const deadLetters = async () => (await (await fetch("http://dead-letters.test/")).json()) as DeliveryMessage[];
+const stored = async () => (await emulator.activities()).activities;
+
+async function eventually<T>(read: () => Promise<T>, check: (value: T) => boolean, timeoutMs = 20_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (check(value) || Date.now() > until) return value;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function message(id: string, activities: unknown[], attempts = 1) {
+  return { id, timestamp: new Date(), attempts, body: { v: 1, request_id: id, activities } as DeliveryMessage };
+}
+
+/** Collects the log lines written while `run` runs. */
+async function logsOf(run: () => Promise<unknown>): Promise<Record<string, unknown>[]> {
+  const lines: string[] = [];
+  const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
+  try {
+    await run();
+  } finally {
+    spy.mockRestore();
+  }
+  return lines.map((l) => JSON.parse(l));
+}
+
+/** A queue binding that passes every sendBatch to the real queue except the ones listed, which fail. */
+function failingQueue(queue: Queue, failCalls: number[]) {
+  let calls = 0;
+  return {
+    send: queue.send.bind(queue),
+    sendBatch: async (messages: Iterable<MessageSendRequest>, options?: QueueSendBatchOptions) => {
+      calls++;
+      if (failCalls.includes(calls)) throw new Error("Queue sendBatch failed");
+      return queue.sendBatch(messages, options);
+    },
+  } as unknown as Queue;
+}
+
+beforeEach(async () => {
+  await emulator.reset();
+  await fetch("http://dead-letters.test/", { method: "DELETE" });
+});
+
+describe("activities that expire while they wait", () => {
+  it("dead-letters only the activity now over 90 days old, with its reason, and delivers the rest of its message", async () => {
+    const expired = new Date(Date.now() - 90 * 86_400_000 + 30_000).toISOString(); // accepted in time, 90 days old now
+    const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [
+      message("mixed", [loggedIn({ key: "fresh", created: new Date().toISOString() }), loggedIn({ key: "stale", created: expired })]),
+    ]);
+    const ctx = createExecutionContext();
+    await consumeQueue(batch, env);
+    expect((await getQueueResult(batch, ctx)).explicitAcks).toEqual(["mixed"]);
+    const dead = await eventually(deadLetters, (d) => d.length === 1);
+    expect(dead).toEqual([
+      expect.objectContaining({
+        request_id: "mixed",
+        activities: [expect.objectContaining({ key: "stale" })],
+        dead_reason: expect.stringContaining("more than 90 days ago"),
+      }),
+    ]);
+    expect((await eventually(stored, (a) => a.length === 1)).map((a) => a.key)).toEqual(["fresh"]);
+    // Ortto never saw the expired one: no refused request counts toward its IP ban.
+    expect((await emulator.requests()).map((r) => r.status)).toEqual([200]);
+  });
+});
+
+describe("a missing site key", () => {
+  it("keeps a message waiting past the queue's max_retries instead of letting it be dead-lettered", async () => {
+    // The 14th try is the last one the test queue's max_retries allows: a retry would dead-letter it.
+    const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [
+      message("waiting", [loggedIn({ key: "w", created: new Date().toISOString() })], 14),
+    ]);
+    const ctx = createExecutionContext();
+    await consumeQueue(batch, { ...env, ORTTO_API_KEY: undefined });
+    const result = await getQueueResult(batch, ctx);
+    expect(result.retryMessages).toEqual([]);
+    expect(result.explicitAcks).toEqual(["waiting"]);
+    // Put back on the delivery queue as a new message: delivered once the key is there (the test env has it).
+    expect((await eventually(stored, (a) => a.length === 1)).map((a) => a.key)).toEqual(["w"]);
+    expect(await deadLetters()).toEqual([]);
+  });
+});
+
+describe("dead letters", () => {
+  it("never replays a dead-lettered non-delivery message as an empty request", async () => {
+    const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [
+      { id: "junk", timestamp: new Date(), attempts: 1, body: "not an activity" as unknown as DeliveryMessage },
+    ]);
+    await consumeQueue(batch, env);
+    const [dead] = await eventually(deadLetters, (d) => d.length === 1);
+    expect(dead).toMatchObject({ dead_reason: "not a delivery message", raw: "not an activity" });
+
+    const replay = createMessageBatch<DeliveryMessage>(DEAD_LETTER_QUEUE, [
+      { id: "d", timestamp: new Date(), attempts: 1, body: dead as DeliveryMessage },
+    ]);
+    const ctx = createExecutionContext();
+    const lines = await logsOf(() => consumeQueue(replay, env));
+    expect((await getQueueResult(replay, ctx)).explicitAcks).toEqual(["d"]);
+    expect(lines).toContainEqual(expect.objectContaining({ event: "dead_letter_kept" }));
+    expect(lines).toContainEqual(expect.objectContaining({ event: "dead_letters_replayed", messages: 0 }));
+    // Time for a wrong replay to reach Ortto through the delivery queue.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await emulator.requests()).toHaveLength(0);
+  });
+
+  it("does not swallow a dead-letter queue failure for Ortto's failed activities: logged, and kept through the delivery queue", async () => {
+    const unknownPerson = {
+      activity_id: "act:cm:viewed-page",
+      person_id: "0000000000000000000000ff",
+      key: "ghost",
+      created: new Date().toISOString(),
+      attributes: {},
+    };
+    let status = 0;
+    let statuses: string[] = [];
+    const lines = await logsOf(async () => {
+      const res = await postWith(
+        { DEAD_LETTERS: failingQueue(env.DEAD_LETTERS, [1]) as never },
+        { activities: [unknownPerson, loggedIn()] },
+      );
+      status = res.status;
+      statuses = ((await res.json()) as { activities: { status: string }[] }).activities.map((a) => a.status);
+    });
+    expect(status).toBe(200);
+    expect(statuses).toEqual(["failed", "ingested"]);
+    expect(lines).toContainEqual(expect.objectContaining({ event: "dead_letter_failed", activities: 1, requeued: true }));
+    // The queue consumer asks Ortto again and keeps what it still refuses.
+    const dead = await eventually(deadLetters, (d) => d.length === 1);
+    expect(dead[0]).toMatchObject({
+      dead_reason: expect.stringContaining('status "failed"'),
+      activities: [expect.objectContaining({ key: "ghost" })],
+    });
+  });
+});
+
+describe("a delivery queue that takes only part of a request", () => {
+  it("lets a re-send of the same body after a partial sendBatch failure create one activity per event", { timeout: 30_000 }, async () => {
+    // ~11 kB each: 30 of them need several messages and two sendBatch calls.
+    const order = (i: number, dated: boolean) => ({
+      activity_id: "act:cm:placed-order",
+      ...(dated ? { created: new Date(Date.now() - i * 1000).toISOString() } : {}),
+      fields: { "str::email": `buyer-${i}@example.com` },
+      attributes: { "txt:cm:gift-message": "g".repeat(4000), "obj:cm:items": [{ note: "n".repeat(7000), i }] },
+    });
+    const body = { activities: Array.from({ length: 30 }, (_, i) => order(i, i >= 2)) };
+    const first = await postWith({ DELIVERY: "queue", DELIVERY_QUEUE: failingQueue(env.DELIVERY_QUEUE, [2]) as never }, body);
+    expect(first.status).toBe(503);
+    expect(((await first.json()) as { error: string }).error).toContain("send the same body again");
+    expect((await postWith({ DELIVERY: "queue" }, body)).status).toBe(202);
+    await eventually(stored, (a) => a.length >= 30);
+    await new Promise((r) => setTimeout(r, 2000)); // time for any duplicate to arrive
+    const delivered = await stored();
+    expect(delivered).toHaveLength(30);
+    expect(new Set(delivered.map((a) => a.fields?.["str::email"])).size).toBe(30);
+  });
+});
