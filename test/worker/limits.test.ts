@@ -7,7 +7,12 @@ import { emulator, loggedIn, postWith } from "./helpers.ts";
 const SERVER_TOKEN = "server-token-for-tests";
 const open = { SERVER_TOKEN };
 const person = (email: string, extra: Record<string, unknown> = {}) =>
-  loggedIn({ fields: { "str::first": "Chris", "str::email": email }, key: crypto.randomUUID(), ...extra });
+  loggedIn({
+    fields: { "str::first": "Chris", "str::email": email },
+    key: crypto.randomUUID(),
+    created: new Date().toISOString(),
+    ...extra,
+  });
 const unique = (name: string) => `${name}-${crypto.randomUUID()}@example.com`;
 const stored = async () => (await emulator.activities()).activities.length;
 const bearer = (token = SERVER_TOKEN) => ({ headers: { Authorization: `Bearer ${token}` } });
@@ -81,7 +86,11 @@ describe("per-contact limit, counted in isolate memory and the shared ledger", (
     const statuses: number[] = [];
     for (const padded of [ei, `${ei} `, ` ${ei}`, `  ${ei}  `, `\t${ei}`]) {
       statuses.push(
-        (await postWith(limited, { activities: [loggedIn({ key: crypto.randomUUID(), fields: { "str::ei": padded } })] })).status,
+        (
+          await postWith(limited, {
+            activities: [loggedIn({ key: crypto.randomUUID(), created: new Date().toISOString(), fields: { "str::ei": padded } })],
+          })
+        ).status,
       );
     }
     expect(statuses).toEqual([200, 429, 429, 429, 429]);
