@@ -65,7 +65,9 @@ async function relayKeys(secret: string, activities: ActivityInput[]): Promise<(
 /**
  * Every activity leaves with a `key` and a `created`, so that any re-send of it (by the
  * browser, or by the relay after an ambiguous failure) merges in Ortto instead of
- * duplicating: Ortto dedupes on the (key, created) pair.
+ * duplicating: Ortto dedupes on the (key, created) pair. The activities are the relay's own
+ * (parsed from this request's body), so they are completed in place rather than copied: a
+ * server's batch of 100 is 100 objects fewer to build.
  */
 export async function enrichActivities(
   activities: ActivityInput[],
@@ -76,13 +78,13 @@ export async function enrichActivities(
 ): Promise<ActivityInput[]> {
   const receivedAt = now.toISOString();
   const keys = await relayKeys(secret, activities);
-  return activities.map(({ location: _ignored, ...activity }, i) => ({
-    ...activity,
-    ...(typeof activity.fields?.["str::email"] === "string"
-      ? { fields: { ...activity.fields, "str::email": activity.fields["str::email"].trim() } }
-      : {}),
-    key: activity.key ?? (keys[i] as string),
-    created: activity.created ?? receivedAt,
-    ...(location ? { location } : {}),
-  }));
+  for (const [i, activity] of activities.entries()) {
+    const email = activity.fields?.["str::email"];
+    if (typeof email === "string" && activity.fields) activity.fields["str::email"] = email.trim();
+    activity.key ??= keys[i] as string;
+    activity.created ??= receivedAt;
+    // Replaced, never merged: a page's location is not trusted (undefined is left out of the JSON).
+    activity.location = location;
+  }
+  return activities;
 }

@@ -248,9 +248,10 @@ export const activities = new Hono<AppEnv>().post(
       ]);
     }
 
+    // The activities the relay dates itself, which a re-send cannot merge (see enqueue).
+    const relayDated = new Set(valid.filter((a) => a.created === undefined));
     const enriched = await enrichActivities(valid, locationFor(c.req.raw, config.geoMode), new Date(), apiKey);
-    // The activities the relay dated itself, which a re-send cannot merge (see enqueue).
-    const relayDated = new Set(enriched.filter((_, i) => valid[i]?.created === undefined));
+
 
     // Counted once the activities are keyed, so that a re-send is not counted twice. In open mode a
     // page's request also spends its network's budget of people; a trusted server's does not.
