@@ -27,8 +27,10 @@ function sameSecret(given: string, expected: string): boolean {
 export const trustedSender = createMiddleware<AppEnv>(async (c, next) => {
   c.set("network", clientNetwork(c.req.header("cf-connecting-ip")));
   const authorization = c.req.header("authorization");
-  if (authorization === undefined) return next();
-  const given = /^Bearer\s+(\S+)\s*$/i.exec(authorization)?.[1] ?? "";
+  // Only the Bearer scheme claims to be a server: a browser adds its site's Basic credentials to a
+  // same-origin request by itself (a staging site behind a password), and that is still a page.
+  if (authorization === undefined || !/^\s*bearer(\s|$)/i.test(authorization)) return next();
+  const given = /^\s*Bearer\s+(\S+)\s*$/i.exec(authorization)?.[1] ?? "";
   let valid = false;
   for (const token of relayConfig(c.env).serverTokens) valid = sameSecret(given, token) || valid;
   if (!valid) {

@@ -139,7 +139,9 @@ export default async function setup(project: TestProject) {
       EMULATOR_PORT: String(emulatorPort),
       DEMO_PORT: String(demoPort),
       PERSIST_TO: persist,
-      RELAY_VARS: `ALLOWED_ORIGINS:${origins}`,
+      // Every page here comes from one address (loopback): the open-mode budget of people per network
+      // would stop the suite's many visitors (it is tested in workerd, test/worker/limits.test.ts).
+      RELAY_VARS: `ALLOWED_ORIGINS:${origins} PEOPLE_PER_NETWORK:100000`,
       // E2E_LOGS=1 shows what wrangler prints (the relay's log lines), for debugging a test.
       ...(process.env.E2E_LOGS ? {} : { QUIET: "1" }),
     },

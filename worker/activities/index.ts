@@ -252,7 +252,6 @@ export const activities = new Hono<AppEnv>().post(
     const relayDated = new Set(valid.filter((a) => a.created === undefined));
     const enriched = await enrichActivities(valid, locationFor(c.req.raw, config.geoMode), new Date(), apiKey);
 
-
     // Counted once the activities are keyed, so that a re-send is not counted twice. In open mode a
     // page's request also spends its network's budget of people; a trusted server's does not.
     const limits = await takeLimits(c.env, enriched, {

@@ -6,8 +6,8 @@ export interface LedgerEntry {
   key: string;
   /** How long a member counts, in ms (24 h for a contact's events, 1 h for a network's people). */
   window: number;
-  /** Members to record (hashed event ids or identifiers); one already recorded is not counted twice. */
-  add: string[];
+  /** Members to record (hashed event ids or identifiers), each with when it was admitted; one already recorded is not counted twice. */
+  add: [member: string, admittedAt: number][];
   /** Members to test: how many of them the counter already holds. */
   probe: string[];
 }
@@ -15,8 +15,8 @@ export interface LedgerEntry {
 export interface LedgerCount {
   /** Distinct members in the window, after `add`. */
   count: number;
-  /** How many of `probe` were already counted (re-sends, or people seen through another isolate). */
-  known: number;
+  /** For each of `probe`, whether it is already counted (a re-send, or a person seen through another isolate). */
+  known: boolean[];
   /** When the oldest counted member leaves the window (ms), or 0 when the counter is empty. */
   freesAt: number;
   /** The order in which this object answered (increasing), so an isolate never applies an older answer over a newer one. */
@@ -54,13 +54,13 @@ export class LimitLedger extends DurableObject {
     this.#seq = Math.max(now * 1000, this.#seq + 1);
     const seq = this.#seq;
     const counts = entries.map(({ key, window, add, probe }) => {
-      for (const member of add) {
-        // A member whose time ran out counts again from now.
+      for (const [member, at] of add) {
+        // Counted from when the isolate admitted it (it may report later); one whose time ran out counts again.
         sql.exec(
           "INSERT INTO members VALUES (?, ?, ?) ON CONFLICT (counter, member) DO UPDATE SET expires = excluded.expires WHERE members.expires <= ?",
           key,
           member,
-          now + window,
+          Math.min(at, now) + window,
           now,
         );
       }
@@ -71,10 +71,10 @@ export class LimitLedger extends DurableObject {
           now,
         )
         .one();
-      let known = 0;
-      for (const member of probe) {
-        known += sql.exec("SELECT 1 FROM members WHERE counter = ? AND member = ? AND expires > ?", key, member, now).toArray().length;
-      }
+      const known = probe.map(
+        (member) =>
+          sql.exec("SELECT 1 FROM members WHERE counter = ? AND member = ? AND expires > ?", key, member, now).toArray().length > 0,
+      );
       return { count: row.n, known, freesAt: row.f ?? 0, seq };
     });
     if (!this.#alarmSet) {

@@ -3,9 +3,11 @@
  * network per hour): counted in this isolate's memory on the response path, and reported to the
  * sharded `LimitLedger` Durable Objects after the answer, coalesced across requests.
  *
- * A request waits on the ledger only when this isolate's view says a counter is at its limit
- * (to refuse exactly, and the refusal is then cached until the window frees a slot) or when this
- * isolate holds more than UNSYNCED_MAX members of one counter the ledger has not answered for.
+ * A request waits on the ledger only when this isolate's view says a counter is at its limit (to
+ * decide exactly: the ledger counts the request's members as probes, so a person or an event it
+ * already counts through another isolate passes) or when this isolate would hold more than
+ * UNSYNCED_MAX members of one counter the ledger has not answered for; never longer than
+ * LEDGER_TIMEOUT_MS (then the isolate decides on what it knows).
  * A counter is reported only once it holds REPORT_AT unreported members (or has been reported
  * before): a visitor with a few events, a server batch's people, cost no Durable Object request
  * and no row.
@@ -63,8 +65,6 @@ class Counter {
   /** The ledger's order of that answer: an older answer arriving late is not applied. */
   snapSeq = 0;
   freesAt = 0;
-  /** Refused without asking until then: the ledger said the counter is full until a slot frees. */
-  overUntil = 0;
   /** Reported to the ledger once (a counter with fewer than REPORT_AT members never is). */
   reported = false;
   #hashed?: string;
@@ -101,6 +101,14 @@ class Counter {
       this.times.push(now);
     }
     this.unreported += members.length;
+  }
+
+  /** Records a member the ledger already counts: known here, and not to be reported again. */
+  remember(member: string, now: number) {
+    // Kept in time order: it goes before the unreported ones, which stay the newest.
+    const at = this.members.length - this.unreported;
+    this.members.splice(at, 0, member);
+    this.times.splice(at, 0, now);
   }
 
   /** Takes the unreported members, to send. */
@@ -149,6 +157,7 @@ function remember(key: string, member: string, now: number) {
   firsts.set(key, `${now}|${member}`);
 }
 
+/** The counter of `key`, made (from its first sighting, if any) when this isolate has none yet. */
 function counter(key: string, window: number, now: number): Counter {
   let c = counters.get(key);
   if (c) {
@@ -169,12 +178,16 @@ function counter(key: string, window: number, now: number): Counter {
   return c;
 }
 
-/** Drops the least recently used tenth of idle counters (a never-reported one loses its single member: counted in the bound). */
+/**
+ * Drops the least recently used tenth of the counters, whatever they hold: memory stays bounded
+ * whatever an attacker sends. Members not yet reported are then counted again if they come back
+ * (within the bound: at most REPORT_AT − 1 per counter). Only counters with a report in flight stay.
+ */
 function evict() {
   let n = MAX_COUNTERS / 10;
   for (const [key, c] of counters) {
     if (n <= 0) break;
-    if (c.inflight === 0 && (!c.reported || c.unreported === 0)) {
+    if (c.inflight === 0) {
       counters.delete(key);
       n--;
     }
@@ -185,61 +198,71 @@ function ledger(env: RelayEnv, shard: number): DurableObjectStub<LimitLedger> {
   return env.LIMIT_LEDGER.get(env.LIMIT_LEDGER.idFromName(`shard-${shard}`)) as DurableObjectStub<LimitLedger>;
 }
 
+/** How long a request waits for the ledger before deciding on what its isolate knows. */
+export const LEDGER_TIMEOUT_MS = 300;
+
+type Item = { counter: Counter; probe: string[] };
+
 /**
- * Reports the counters' unreported members and asks about `probe` members, one call per shard.
- * What fails to arrive is unreported again, for the next report.
+ * Reports the counters' unreported members (with when each was admitted) and asks about `probe`
+ * members, one call per shard. The counters' accounting follows the calls themselves: an answer
+ * that comes after the caller stopped waiting (LEDGER_TIMEOUT_MS) still updates them, and what
+ * fails to arrive is unreported again, for the next report.
  */
-async function sync(env: RelayEnv, items: { counter: Counter; probe: string[] }[]): Promise<LedgerCount[]> {
+function sync(env: RelayEnv, items: Item[]): Promise<LedgerCount[]> {
   const sends = items.map(({ counter: c }) => {
-    const add = c.takeUnreported();
+    const n = c.unreported;
+    const times = c.times.slice(c.times.length - n);
+    const add = c.takeUnreported().map((member, i): [string, number] => [hash(member), times[i] as number]);
     c.inflight += add.length;
     c.reported = true;
     return add;
   });
-  const restore = () =>
-    items.forEach(({ counter: c }, i) => {
-      const add = sends[i] ?? [];
-      c.inflight -= add.length;
-      c.unreported = Math.min(c.members.length, c.unreported + add.length);
-    });
-  try {
-    const entries = items.map(
-      ({ counter: c, probe }, i): LedgerEntry => ({
-        key: c.hashed(),
-        window: c.window,
-        add: (sends[i] ?? []).map(hash),
-        probe: probe.map(hash),
-      }),
-    );
-    const byShard = new Map<number, number[]>();
-    entries.forEach((e, i) => {
-      const shard = Number.parseInt(e.key.slice(0, 4), 16) % SHARDS;
-      byShard.set(shard, [...(byShard.get(shard) ?? []), i]);
-    });
-    const answers: LedgerCount[] = [];
-    await Promise.all(
-      [...byShard].map(async ([shard, indexes]) => {
-        const counts = await ledger(env, shard).sync(indexes.map((i) => entries[i] as LedgerEntry));
-        indexes.forEach((i, j) => {
-          answers[i] = counts[j] as LedgerCount;
+  const entries = items.map(
+    ({ counter: c, probe }, i): LedgerEntry => ({ key: c.hashed(), window: c.window, add: sends[i] ?? [], probe: probe.map(hash) }),
+  );
+  const byShard = new Map<number, number[]>();
+  entries.forEach((e, i) => {
+    const shard = Number.parseInt(e.key.slice(0, 4), 16) % SHARDS;
+    byShard.set(shard, [...(byShard.get(shard) ?? []), i]);
+  });
+  const answers: LedgerCount[] = [];
+  const calls = [...byShard].map(async ([shard, indexes]) => {
+    try {
+      const counts = await ledger(env, shard).sync(indexes.map((i) => entries[i] as LedgerEntry));
+      const at = Date.now();
+      for (const [j, i] of indexes.entries()) {
+        const answer = counts[j] as LedgerCount;
+        const { counter: c, probe } = items[i] as Item;
+        answers[i] = answer;
+        c.inflight -= sends[i]?.length ?? 0;
+        // Answers may arrive out of order; an older one would undercount.
+        if (answer.seq > c.snapSeq) {
+          c.snap = answer.count;
+          c.snapSeq = answer.seq;
+          c.freesAt = answer.freesAt;
+        }
+        // Probed members the ledger already counts (through another isolate) are known here from now on.
+        probe.forEach((member, k) => {
+          if (answer.known[k] && !c.members.includes(member)) c.remember(member, at);
         });
-      }),
-    );
-    items.forEach(({ counter: c }, i) => {
-      const answer = answers[i] as LedgerCount;
-      c.inflight -= sends[i]?.length ?? 0;
-      // Answers may arrive out of order; an older one would undercount.
-      if (answer.seq > c.snapSeq) {
-        c.snap = answer.count;
-        c.snapSeq = answer.seq;
-        c.freesAt = answer.freesAt;
       }
-    });
-    return answers;
-  } catch (err) {
-    restore();
-    throw err;
-  }
+    } catch (err) {
+      for (const i of indexes) {
+        const c = (items[i] as Item).counter;
+        const n = sends[i]?.length ?? 0;
+        c.inflight -= n;
+        c.unreported = Math.min(c.members.length, c.unreported + n);
+      }
+      throw err;
+    }
+  });
+  const all = Promise.all(calls).then(() => answers);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the ledger did not answer within ${LEDGER_TIMEOUT_MS} ms`)), LEDGER_TIMEOUT_MS);
+  });
+  return Promise.race([all, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** Whether a counter has members to report: once it was reported, every new one; before, only REPORT_AT of them. */
@@ -257,85 +280,109 @@ export function flushSoon(env: RelayEnv): Promise<void> {
 }
 
 async function flush(env: RelayEnv): Promise<void> {
-  const items: { counter: Counter; probe: string[] }[] = [];
-  for (const c of counters.values()) {
-    if (due(c)) items.push({ counter: c, probe: [] });
-  }
+  const items: Item[] = [];
+  for (const c of counters.values()) if (due(c)) items.push({ counter: c, probe: [] });
   if (!items.length) return;
   await sync(env, items).catch((err) => {
     console.log(JSON.stringify({ event: "ledger_unreachable", counters: items.length, error: String(err).slice(0, 200) }));
   });
 }
 
-const refusal = (ask: Ask, c: Counter, now: number): Verdict => ({
-  ok: false,
-  ask,
-  retryAfterSeconds: Math.max(1, Math.ceil(((c.freesAt > now ? c.freesAt : now + ask.window) - now) / 1000)),
-});
+const refusal = (ask: Ask, now: number): Verdict => {
+  const c = counters.get(ask.key);
+  const until = c && c.freesAt > now ? c.freesAt : now + ask.window;
+  return { ok: false, ask, retryAfterSeconds: Math.max(1, Math.ceil((until - now) / 1000)) };
+};
 
-/**
- * Admits a request's members into every counter, or none of them: refused, nothing is counted.
- * Members a counter already holds (a re-send) pass without being counted again.
- */
-export async function admit(env: RelayEnv, asks: Ask[], now = Date.now()): Promise<Verdict> {
-  // The common case first: a request whose every counter is new to this isolate, or seen once
-  // with the same single member (a re-send), is decided without a Counter or a wait.
-  let simple = true;
-  for (const ask of asks) {
-    if (ask.members.length !== 1 || counters.has(ask.key) || ask.limit < 1) {
-      simple = false;
-      break;
-    }
-    const first = firstOf(ask.key, ask.window, now);
-    if (first && first.member !== ask.members[0]) {
-      simple = false;
-      break;
-    }
+/** What one ask would add to its counter, as this isolate knows it, without making a counter. */
+function look(ask: Ask, now: number): { c?: Counter; fresh: string[]; view: number; unsynced: number } {
+  const c = counters.get(ask.key);
+  if (c) {
+    c.prune(now);
+    return { c, fresh: c.fresh(ask.members), view: c.view(), unsynced: c.unreported + c.inflight };
   }
-  if (simple) {
-    for (const ask of asks) if (!firsts.has(ask.key)) remember(ask.key, ask.members[0] as string, now);
-    return { ok: true, report: false };
-  }
+  const unique = ask.members.length === 1 ? ask.members : [...new Set(ask.members)];
+  const first = firstOf(ask.key, ask.window, now);
+  if (!first) return { fresh: unique, view: 0, unsynced: 0 };
+  return { fresh: unique.filter((m) => m !== first.member), view: 1, unsynced: 1 };
+}
 
-  const cs = asks.map((a) => counter(a.key, a.window, now));
-  let fresh = asks.map((ask, i) => (cs[i] as Counter).fresh(ask.members));
-  const slow: number[] = [];
-  for (const [i, ask] of asks.entries()) {
-    const c = cs[i] as Counter;
-    const n = fresh[i]?.length ?? 0;
-    if (!n) continue;
-    if (c.overUntil > now) return refusal(ask, c, now);
-    if (c.view() + n > ask.limit || c.unreported + c.inflight + n > UNSYNCED_MAX) slow.push(i);
-  }
-  const known = new Map<number, number>();
-  if (slow.length) {
-    try {
-      const answers = await sync(
-        env,
-        slow.map((i) => ({ counter: cs[i] as Counter, probe: fresh[i] ?? [] })),
-      );
-      for (const [j, i] of slow.entries()) known.set(i, answers[j]?.known ?? 0);
-    } catch (err) {
-      // The ledger unreachable: decide on what this isolate knows.
-      console.log(JSON.stringify({ event: "ledger_unreachable", counters: slow.length, error: String(err).slice(0, 200) }));
-    }
-  }
-  // Decided on the state as it is now: while this request waited, others of this isolate may have been admitted.
-  if (slow.length) fresh = asks.map((ask, i) => (cs[i] as Counter).fresh(ask.members));
-  for (const [i, ask] of asks.entries()) {
-    const c = cs[i] as Counter;
-    const adds = Math.max(0, (fresh[i]?.length ?? 0) - (known.get(i) ?? 0));
-    if (adds && c.view() + adds > ask.limit) {
-      if (known.has(i) && c.snap >= ask.limit) c.overUntil = c.freesAt;
-      return refusal(ask, c, now);
-    }
-  }
+/** Commits a decided request: its fresh members into their counters (a lone first member as a first sighting). */
+function commit(asks: Ask[], now: number): { ok: true; report: boolean } {
   let report = false;
-  for (const [i, c] of cs.entries()) {
-    c.add(fresh[i] ?? [], now);
-    report ||= due(c);
+  for (const ask of asks) {
+    const { c, fresh } = look(ask, now);
+    if (!fresh.length) continue;
+    if (!c && fresh.length === 1 && !firsts.has(ask.key)) {
+      remember(ask.key, fresh[0] as string, now);
+      continue;
+    }
+    const counted = c ?? counter(ask.key, ask.window, now);
+    counted.add(fresh, now);
+    report ||= due(counted);
   }
   return { ok: true, report };
+}
+
+/** Rounds of waiting for the ledger in one request, at most (other requests may move the counts meanwhile). */
+const MAX_ROUNDS = 3;
+
+/**
+ * Admits a request's members into every counter, or none of them: refused, nothing is counted
+ * (and no counter is made), so there is nothing to give back. Members a counter already holds
+ * (a re-send) pass without being counted again.
+ */
+export async function admit(env: RelayEnv, asks: Ask[], now = Date.now()): Promise<Verdict> {
+  /** Counters the ledger has answered for in this request (the members it already counts are then known here). */
+  const answered = new Set<string>();
+  const adds = (_ask: Ask, fresh: string[]) => fresh.length;
+  for (let round = 0; ; round++) {
+    const slow: number[] = [];
+    for (const [i, ask] of asks.entries()) {
+      const { fresh, view, unsynced } = look(ask, now);
+      const n = adds(ask, fresh);
+      // Over the limit as this isolate sees it: the ledger decides, exactly, with the members as probes.
+      // Or more than this isolate may hold unanswered for: the ledger hears it first (the bound) —
+      // unless it has just answered for this counter and nothing else is unanswered (one request's
+      // own members may be more than UNSYNCED_MAX).
+      const fresher = answered.has(ask.key) && unsynced === 0;
+      if (n && (view + n > ask.limit || (unsynced + n > UNSYNCED_MAX && !fresher))) slow.push(i);
+    }
+    // Decided without a pause since the look: commit.
+    if (!slow.length) return commit(asks, now);
+    const over = slow.find((i) => {
+      const ask = asks[i] as Ask;
+      const { fresh, view } = look(ask, now);
+      return view + adds(ask, fresh) > ask.limit;
+    });
+    // The ledger has answered for this counter and it is still over: refused.
+    if (over !== undefined && answered.has((asks[over] as Ask).key)) return refusal(asks[over] as Ask, now);
+    // Still moving under this request's feet after a few rounds (many concurrent requests of one
+    // counter): it goes if every such counter has had the ledger's answer in this request and none is
+    // over; otherwise it is refused, to be sent again in a moment.
+    if (round === MAX_ROUNDS) {
+      if (over !== undefined) return refusal(asks[over] as Ask, now);
+      if (slow.every((i) => answered.has((asks[i] as Ask).key))) return commit(asks, now);
+      return { ok: false, ask: asks[slow[0] as number] as Ask, retryAfterSeconds: 1 };
+    }
+    const items = slow.map((i) => {
+      const ask = asks[i] as Ask;
+      return { counter: counter(ask.key, ask.window, now), probe: look(ask, now).fresh };
+    });
+    try {
+      await sync(env, items);
+      for (const i of slow) answered.add((asks[i] as Ask).key);
+    } catch (err) {
+      // The ledger unreachable or slow: decide on what this isolate knows, and no more than it may hold
+      // unanswered for (UNSYNCED_MAX), so an outage does not multiply the budgets by the isolates.
+      console.log(JSON.stringify({ event: "ledger_unreachable", counters: slow.length, error: String(err).slice(0, 200) }));
+      const full = asks.find((ask) => {
+        const { fresh, view } = look(ask, now);
+        return view + adds(ask, fresh) > Math.min(ask.limit, UNSYNCED_MAX);
+      });
+      return full ? refusal(full, now) : commit(asks, now);
+    }
+  }
 }
 
 /** Forgets every counter of this isolate (tests: a request reaching a new isolate, which knows only the ledger). */
