@@ -37,7 +37,7 @@ export const requestLog = createMiddleware<AppEnv>(async (c, next) => {
     c,
     (async () => {
       // First 12 hex of each contact's SHA-256: enough to follow one person through the logs, never the address itself.
-      const people = contacts?.length ? contacts.slice(0, 10).map((contact) => sha256Hex(contact, 6)) : undefined;
+      const people = contacts?.length ? await Promise.all(contacts.slice(0, 10).map((contact) => sha256Hex(contact, 6))) : undefined;
       console.log(JSON.stringify(people ? { ...line, people } : line));
       // One data point per activities request: counters per outcome and reason, queryable with SQL
       // (`SELECT blob1 AS outcome, SUM(_sample_interval) … GROUP BY outcome`).

@@ -67,7 +67,7 @@ class Counter {
   freesAt = 0;
   /** Reported to the ledger once (a counter with fewer than REPORT_AT members never is). */
   reported = false;
-  #hashed?: string;
+  #hashed?: Promise<string>;
 
   constructor(
     readonly key: string,
@@ -213,21 +213,23 @@ function sync(env: RelayEnv, items: Item[]): Promise<LedgerCount[]> {
   const sends = items.map(({ counter: c }) => {
     const n = c.unreported;
     const times = c.times.slice(c.times.length - n);
-    const add = c.takeUnreported().map((member, i): [string, number] => [hash(member), times[i] as number]);
+    const add = c.takeUnreported().map((member, i): [string, number] => [member, times[i] as number]);
     c.inflight += add.length;
     c.reported = true;
     return add;
   });
-  const entries = items.map(
-    ({ counter: c, probe }, i): LedgerEntry => ({ key: c.hashed(), window: c.window, add: sends[i] ?? [], probe: probe.map(hash) }),
-  );
-  const byShard = new Map<number, number[]>();
-  entries.forEach((e, i) => {
-    const shard = Number.parseInt(e.key.slice(0, 4), 16) % SHARDS;
-    byShard.set(shard, [...(byShard.get(shard) ?? []), i]);
-  });
   const answers: LedgerCount[] = [];
-  const calls = [...byShard].map(async ([shard, indexes]) => {
+  const hashed = Promise.all(
+    items.map(
+      async ({ counter: c, probe }, i): Promise<LedgerEntry> => ({
+        key: await c.hashed(),
+        window: c.window,
+        add: await Promise.all((sends[i] ?? []).map(async ([member, at]): Promise<[string, number]> => [await hash(member), at])),
+        probe: await Promise.all(probe.map(hash)),
+      }),
+    ),
+  );
+  const call = async (shard: number, indexes: number[], entries: LedgerEntry[]) => {
     try {
       const counts = await ledger(env, shard).sync(indexes.map((i) => entries[i] as LedgerEntry));
       const at = Date.now();
@@ -256,8 +258,16 @@ function sync(env: RelayEnv, items: Item[]): Promise<LedgerCount[]> {
       }
       throw err;
     }
+  };
+  const calls = hashed.then((entries) => {
+    const byShard = new Map<number, number[]>();
+    entries.forEach((e, i) => {
+      const shard = Number.parseInt(e.key.slice(0, 4), 16) % SHARDS;
+      byShard.set(shard, [...(byShard.get(shard) ?? []), i]);
+    });
+    return [...byShard].map(([shard, indexes]) => call(shard, indexes, entries));
   });
-  const all = Promise.all(calls).then(() => answers);
+  const all = calls.then((each) => Promise.all(each)).then(() => answers);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`the ledger did not answer within ${LEDGER_TIMEOUT_MS} ms`)), LEDGER_TIMEOUT_MS);
