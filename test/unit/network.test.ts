@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { clientNetwork } from "../../worker/limits/network.ts";
+import { clientNetwork, wideNetwork } from "../../worker/limits/network.ts";
 
 describe("clientNetwork: what every per-IP budget keys on", () => {
   it("keys IPv4 by its address", () => {
@@ -25,5 +25,11 @@ describe("clientNetwork: what every per-IP budget keys on", () => {
   it("keys a request without a client address as one shared 'unknown'", () => {
     expect(clientNetwork(undefined)).toBe("unknown");
     expect(clientNetwork("")).toBe("unknown");
+  });
+
+  it("puts an IPv6 /64 in its /48, and an IPv4 address in none", () => {
+    expect(wideNetwork(clientNetwork("2001:db8:aa:bb::1"))).toBe("2001:db8:aa::/48");
+    expect(wideNetwork(clientNetwork("2001:db8:aa:ff:1::"))).toBe("2001:db8:aa::/48");
+    expect(wideNetwork(clientNetwork("203.0.113.7"))).toBeUndefined();
   });
 });

@@ -10,6 +10,7 @@ import type { RelayEnv } from "../env.ts";
 import { RelayError } from "../errors.ts";
 import { contactKey, identifiersOf } from "../identifiers.ts";
 import { type Ask, admit } from "./ledger.ts";
+import { WIDE_NETWORK_FACTOR, wideNetwork } from "./network.ts";
 
 export const DAY_MS = 24 * 60 * 60 * 1000;
 export const HOUR_MS = 60 * 60 * 1000;
@@ -86,6 +87,9 @@ export async function takeLimits(
       );
     }
     asks.push({ key: `n:${network}`, limit: budget, window: HOUR_MS, members: [...people], index: 0 });
+    // An IPv6 customer holds a /48 or a /56 as easily as a /64: its /48 shares a larger budget too.
+    const wide = wideNetwork(network);
+    if (wide) asks.push({ key: `n:${wide}`, limit: budget * WIDE_NETWORK_FACTOR, window: HOUR_MS, members: [...people], index: 0 });
   }
 
   const verdict = await admit(env, asks);

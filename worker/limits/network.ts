@@ -17,3 +17,12 @@ export function clientNetwork(ip: string | null | undefined): string {
   while (prefix.length < 4) prefix.push("0");
   return `${prefix.join(":")}::/64`;
 }
+
+/** How many /64 budgets of people one /48 holds in all: an IPv6 site or tunnel broker customer gets a /48 (65,536 /64s). */
+export const WIDE_NETWORK_FACTOR = 10;
+
+/** The /48 an IPv6 client network (a /64) belongs to, or undefined for IPv4. */
+export function wideNetwork(network: string): string | undefined {
+  if (!network.endsWith("::/64")) return undefined;
+  return `${network.split(":").slice(0, 3).join(":")}::/48`;
+}
