@@ -35,7 +35,7 @@ export function post(body: unknown, options?: PostOptions) {
 
 /** A POST through the app with some bindings changed (GEO_MODE, timeouts, a missing key). */
 export function postWith(
-  bindings: Partial<Cloudflare.Env> & Record<string, string | undefined>,
+  bindings: Partial<Cloudflare.Env> & Record<string, unknown>,
   body: unknown,
   options?: PostOptions & { cf?: Record<string, unknown> },
 ) {

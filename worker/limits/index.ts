@@ -96,6 +96,21 @@ export async function takeLimits(
   if (verdict.ok) return { contacts: [...people], report: verdict.report };
   const ask = verdict.ask as (typeof asks)[number];
   const retry = { "Retry-After": String(verdict.retryAfterSeconds) };
+  if (verdict.temporary) {
+    // Not a limit reached: the shared count could not be confirmed in time. Nothing was counted.
+    throw new LimitError(
+      ask.activity ? "contact_limit" : "people_budget",
+      429,
+      `The relay could not confirm this request against its limits just now; send it again in ${verdict.retryAfterSeconds} s`,
+      [
+        {
+          path: ask.activity ? `activities.${ask.index}` : "activities",
+          message: "expected to be confirmed against the shared count: try again in a moment",
+        },
+      ],
+      retry,
+    );
+  }
   if (!ask.activity) {
     throw new LimitError(
       "people_budget",

@@ -15,8 +15,8 @@ export interface LedgerEntry {
 export interface LedgerCount {
   /** Distinct members in the window, after `add`. */
   count: number;
-  /** For each of `probe`, whether it is already counted (a re-send, or a person seen through another isolate). */
-  known: boolean[];
+  /** For each of `probe`, when it leaves the window if it is already counted (a re-send, a person seen through another isolate), else 0. */
+  known: number[];
   /** When the oldest counted member leaves the window (ms), or 0 when the counter is empty. */
   freesAt: number;
   /** The order in which this object answered (increasing), so an isolate never applies an older answer over a newer one. */
@@ -73,7 +73,9 @@ export class LimitLedger extends DurableObject {
         .one();
       const known = probe.map(
         (member) =>
-          sql.exec("SELECT 1 FROM members WHERE counter = ? AND member = ? AND expires > ?", key, member, now).toArray().length > 0,
+          sql
+            .exec<{ e: number }>("SELECT expires AS e FROM members WHERE counter = ? AND member = ? AND expires > ?", key, member, now)
+            .toArray()[0]?.e ?? 0,
       );
       return { count: row.n, known, freesAt: row.f ?? 0, seq };
     });

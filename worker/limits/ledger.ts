@@ -6,15 +6,15 @@
  * A request waits on the ledger only when this isolate's view says a counter is at its limit (to
  * decide exactly: the ledger counts the request's members as probes, so a person or an event it
  * already counts through another isolate passes) or when this isolate would hold more than
- * UNSYNCED_MAX members of one counter the ledger has not answered for; never longer than
- * LEDGER_TIMEOUT_MS (then the isolate decides on what it knows).
- * A counter is reported only once it holds REPORT_AT unreported members (or has been reported
- * before): a visitor with a few events, a server batch's people, cost no Durable Object request
- * and no row.
+ * UNSYNCED_MAX members of one counter it has not reported; requests waiting on one counter share
+ * one call, and none waits longer than LEDGER_TIMEOUT_MS (then it decides on what the isolate
+ * knows, and a refusal says to come back in a moment). A counter is reported only once it holds
+ * REPORT_AT unreported members (or has been reported before): a visitor with a few events, a
+ * server batch's people, cost no Durable Object request and no row.
  *
  * The bound (ARCHITECTURE.md): one isolate alone counts exactly. Each further isolate that
- * admits for the same counter can overshoot it by at most UNSYNCED_MAX members before it
- * learns the ledger's count, so a flood reaching I isolates at once gets at most
+ * admits for the same counter can overshoot it by about UNSYNCED_MAX members before it learns
+ * the ledger's count, so a flood reaching I isolates at once gets about
  * limit + UNSYNCED_MAX × (I − 1) through; Ortto enforces its own 50 a day exactly behind us.
  */
 import type { RelayEnv } from "../env.ts";
@@ -32,26 +32,39 @@ export interface Ask {
   members: string[];
 }
 
-/** Admitted (with `report` when some counter now has members to report to the ledger), or refused. */
-export type Verdict = { ok: true; report: boolean } | { ok: false; ask: Ask; retryAfterSeconds: number };
+/**
+ * Admitted (with `report` when some counter now has members to report to the ledger), or refused:
+ * for good until a slot frees (`temporary` unset: the ledger confirmed the counter is full), or for
+ * a moment (the ledger did not answer in time, or the counter is too busy to decide now).
+ */
+export type Verdict = { ok: true; report: boolean } | { ok: false; ask: Ask; retryAfterSeconds: number; temporary?: true };
 
 /** Shard objects: a request's counters reach at most this many objects. */
 export const SHARDS = 16;
-/** Members of one counter this isolate may admit before the ledger has answered for them. */
+/** Members of one counter this isolate may admit before it has reported them to the ledger. */
 export const UNSYNCED_MAX = 10;
 /**
  * A counter is reported once it holds this many unreported members (so a contact with a few events
  * in an isolate, the common case, costs the ledger nothing), and before it reaches UNSYNCED_MAX.
  */
 export const REPORT_AT = 5;
-/** Counters kept in an isolate's memory; the least recently used idle ones go first. */
+/** How long a request waits for the ledger, per round, before deciding on what its isolate knows. */
+export const LEDGER_TIMEOUT_MS = 500;
+/** What a temporary refusal asks the client to wait, in seconds. */
+export const BUSY_RETRY_SECONDS = 2;
+/** Counters kept in an isolate's memory; the least recently used go first. */
 const MAX_COUNTERS = 20_000;
 /** Reports wait this long, so that concurrent requests share one call per shard. */
 const FLUSH_DELAY_MS = 20;
+/**
+ * Rounds of waiting for the ledger in one request, at most (other requests move the counts meanwhile):
+ * a burst of new members of one counter goes UNSYNCED_MAX a round, each round one shared call.
+ */
+const MAX_ROUNDS = 10;
 
 const hash = (value: string) => sha256Hex(value);
 
-/** A counter as this isolate knows it. Plain arrays, not maps: an isolate holds thousands, most with one member. */
+/** A counter as this isolate knows it. Plain arrays: an isolate holds thousands, most with a few members. */
 class Counter {
   /** Members this isolate admitted, oldest first, and when (for dedup, and expiry of what was never reported). */
   members: string[] = [];
@@ -60,6 +73,8 @@ class Counter {
   unreported = 0;
   /** Members sent to the ledger and not yet answered for. */
   inflight = 0;
+  /** Members the ledger counts through other isolates (learned from probes), with when they leave its window. */
+  known?: Map<string, number>;
   /** The ledger's count as of its last answer (it includes what this isolate reported). */
   snap = 0;
   /** The ledger's order of that answer: an older answer arriving late is not applied. */
@@ -67,6 +82,8 @@ class Counter {
   freesAt = 0;
   /** Reported to the ledger once (a counter with fewer than REPORT_AT members never is). */
   reported = false;
+  /** The ledger call this counter is waiting for, shared by every request that needs it. */
+  waiting?: Promise<unknown>;
   #hashed?: Promise<string>;
 
   constructor(
@@ -84,15 +101,19 @@ class Counter {
     const oldest = now - this.window;
     let n = 0;
     while (n < this.times.length && (this.times[n] as number) <= oldest) n++;
-    if (!n) return;
-    this.members.splice(0, n);
-    this.times.splice(0, n);
-    this.unreported = Math.min(this.unreported, this.members.length);
+    if (n) {
+      this.members.splice(0, n);
+      this.times.splice(0, n);
+      this.unreported = Math.min(this.unreported, this.members.length);
+    }
+    if (this.known) for (const [member, expires] of this.known) if (expires <= now) this.known.delete(member);
   }
 
+  #counted = (m: string) => this.members.includes(m) || this.known?.has(m) === true;
+
   fresh(members: string[]): string[] {
-    if (members.length === 1) return this.members.includes(members[0] as string) ? [] : members;
-    return [...new Set(members)].filter((m) => !this.members.includes(m));
+    if (members.length === 1) return this.#counted(members[0] as string) ? [] : members;
+    return [...new Set(members)].filter((m) => !this.#counted(m));
   }
 
   add(members: string[], now: number) {
@@ -103,19 +124,12 @@ class Counter {
     this.unreported += members.length;
   }
 
-  /** Records a member the ledger already counts: known here, and not to be reported again. */
-  remember(member: string, now: number) {
-    // Kept in time order: it goes before the unreported ones, which stay the newest.
-    const at = this.members.length - this.unreported;
-    this.members.splice(at, 0, member);
-    this.times.splice(at, 0, now);
-  }
-
-  /** Takes the unreported members, to send. */
-  takeUnreported(): string[] {
-    const taken = this.unreported ? this.members.slice(-this.unreported) : [];
+  /** Takes the unreported members (the newest), with when each was admitted, to send. */
+  takeUnreported(): [string, number][] {
+    const n = this.unreported;
     this.unreported = 0;
-    return taken;
+    const from = this.members.length - n;
+    return this.members.slice(from).map((m, i) => [m, this.times[from + i] as number]);
   }
 
   /** What this isolate believes the counter holds. */
@@ -125,6 +139,8 @@ class Counter {
 }
 
 const counters = new Map<string, Counter>();
+/** Keys of counters dropped from memory after the ledger had counted them: made again, they ask it first. */
+const forgotten = new Set<string>();
 
 /**
  * Counters this isolate has seen with a single member, which is most of them (a server batch's
@@ -145,7 +161,7 @@ function firstOf(key: string, window: number, now: number): { member: string; at
   return undefined;
 }
 
-function remember(key: string, member: string, now: number) {
+function rememberFirst(key: string, member: string, now: number) {
   if (firsts.size >= MAX_FIRSTS) {
     // The oldest tenth goes: each loses one member's count (within the bound: it was never reported).
     let n = MAX_FIRSTS / 10;
@@ -157,11 +173,11 @@ function remember(key: string, member: string, now: number) {
   firsts.set(key, `${now}|${member}`);
 }
 
-/** The counter of `key`, made (from its first sighting, if any) when this isolate has none yet. */
+/** The counter of `key`, made (from its first sighting, if any) when this isolate has none yet; most recently used last. */
 function counter(key: string, window: number, now: number): Counter {
   let c = counters.get(key);
   if (c) {
-    counters.delete(key); // most recently used last
+    counters.delete(key);
   } else {
     c = new Counter(key, window);
     const first = firstOf(key, window, now);
@@ -180,17 +196,21 @@ function counter(key: string, window: number, now: number): Counter {
 
 /**
  * Drops the least recently used tenth of the counters, whatever they hold: memory stays bounded
- * whatever an attacker sends. Members not yet reported are then counted again if they come back
- * (within the bound: at most REPORT_AT − 1 per counter). Only counters with a report in flight stay.
+ * whatever an attacker sends. Unreported members of a dropped counter are counted again if they
+ * come back (within the bound); a dropped counter the ledger had counted asks it again before it
+ * admits anything (`forgotten`). Only counters with a call in flight stay.
  */
 function evict() {
   let n = MAX_COUNTERS / 10;
   for (const [key, c] of counters) {
     if (n <= 0) break;
-    if (c.inflight === 0) {
-      counters.delete(key);
-      n--;
+    if (c.inflight || c.waiting) continue;
+    counters.delete(key);
+    if (c.reported || c.snap) {
+      if (forgotten.size >= MAX_COUNTERS) forgotten.delete(forgotten.values().next().value as string);
+      forgotten.add(key);
     }
+    n--;
   }
 }
 
@@ -198,79 +218,81 @@ function ledger(env: RelayEnv, shard: number): DurableObjectStub<LimitLedger> {
   return env.LIMIT_LEDGER.get(env.LIMIT_LEDGER.idFromName(`shard-${shard}`)) as DurableObjectStub<LimitLedger>;
 }
 
-/** How long a request waits for the ledger before deciding on what its isolate knows. */
-export const LEDGER_TIMEOUT_MS = 300;
-
 type Item = { counter: Counter; probe: string[] };
 
 /**
  * Reports the counters' unreported members (with when each was admitted) and asks about `probe`
- * members, one call per shard. The counters' accounting follows the calls themselves: an answer
- * that comes after the caller stopped waiting (LEDGER_TIMEOUT_MS) still updates them, and what
- * fails to arrive is unreported again, for the next report.
+ * members, one call per shard. The counters' accounting is settled once, by the answer, a failure,
+ * or LEDGER_TIMEOUT_MS, whichever comes first (a report that timed out is sent again with the
+ * next; the ledger counts a member once). An answer that comes late still refreshes the count.
  */
 function sync(env: RelayEnv, items: Item[]): Promise<LedgerCount[]> {
   const sends = items.map(({ counter: c }) => {
-    const n = c.unreported;
-    const times = c.times.slice(c.times.length - n);
-    const add = c.takeUnreported().map((member, i): [string, number] => [member, times[i] as number]);
+    const add = c.takeUnreported();
     c.inflight += add.length;
     c.reported = true;
     return add;
   });
-  const answers: LedgerCount[] = [];
-  const hashed = Promise.all(
-    items.map(
-      async ({ counter: c, probe }, i): Promise<LedgerEntry> => ({
-        key: await c.hashed(),
-        window: c.window,
-        add: await Promise.all((sends[i] ?? []).map(async ([member, at]): Promise<[string, number]> => [await hash(member), at])),
-        probe: await Promise.all(probe.map(hash)),
-      }),
-    ),
-  );
-  const call = async (shard: number, indexes: number[], entries: LedgerEntry[]) => {
-    try {
-      const counts = await ledger(env, shard).sync(indexes.map((i) => entries[i] as LedgerEntry));
-      const at = Date.now();
-      for (const [j, i] of indexes.entries()) {
-        const answer = counts[j] as LedgerCount;
-        const { counter: c, probe } = items[i] as Item;
-        answers[i] = answer;
-        c.inflight -= sends[i]?.length ?? 0;
-        // Answers may arrive out of order; an older one would undercount.
-        if (answer.seq > c.snapSeq) {
-          c.snap = answer.count;
-          c.snapSeq = answer.seq;
-          c.freesAt = answer.freesAt;
-        }
-        // Probed members the ledger already counts (through another isolate) are known here from now on.
-        probe.forEach((member, k) => {
-          if (answer.known[k] && !c.members.includes(member)) c.remember(member, at);
-        });
-      }
-    } catch (err) {
-      for (const i of indexes) {
-        const c = (items[i] as Item).counter;
-        const n = sends[i]?.length ?? 0;
-        c.inflight -= n;
-        c.unreported = Math.min(c.members.length, c.unreported + n);
-      }
-      throw err;
-    }
+  let settled = false;
+  const settle = (delivered: boolean) => {
+    if (settled) return;
+    settled = true;
+    items.forEach(({ counter: c }, i) => {
+      const n = sends[i]?.length ?? 0;
+      c.inflight -= n;
+      // Not delivered: unreported again (they are still the newest of the members but for later ones).
+      if (!delivered) c.unreported = Math.min(c.members.length, c.unreported + n);
+    });
   };
-  const calls = hashed.then((entries) => {
+  const answers: LedgerCount[] = [];
+  const apply = (i: number, answer: LedgerCount) => {
+    const { counter: c, probe } = items[i] as Item;
+    answers[i] = answer;
+    // Answers may arrive out of order; an older one would undercount.
+    if (answer.seq > c.snapSeq) {
+      c.snap = answer.count;
+      c.snapSeq = answer.seq;
+      c.freesAt = answer.freesAt;
+    }
+    // Probed members the ledger already counts (through another isolate) are known here from now on.
+    probe.forEach((member, k) => {
+      const expires = answer.known[k] ?? 0;
+      if (!expires) return;
+      c.known ??= new Map();
+      c.known.set(member, expires);
+    });
+  };
+  const call = async (shard: number, indexes: number[], entries: LedgerEntry[]) => {
+    const counts = await ledger(env, shard).sync(indexes.map((i) => entries[i] as LedgerEntry));
+    for (const [j, i] of indexes.entries()) apply(i, counts[j] as LedgerCount);
+  };
+  const all = (async () => {
+    const entries = await Promise.all(
+      items.map(
+        async ({ counter: c, probe }, i): Promise<LedgerEntry> => ({
+          key: await c.hashed(),
+          window: c.window,
+          add: await Promise.all((sends[i] ?? []).map(async ([member, at]): Promise<[string, number]> => [await hash(member), at])),
+          probe: await Promise.all(probe.map(hash)),
+        }),
+      ),
+    );
     const byShard = new Map<number, number[]>();
     entries.forEach((e, i) => {
       const shard = Number.parseInt(e.key.slice(0, 4), 16) % SHARDS;
       byShard.set(shard, [...(byShard.get(shard) ?? []), i]);
     });
-    return [...byShard].map(([shard, indexes]) => call(shard, indexes, entries));
-  });
-  const all = calls.then((each) => Promise.all(each)).then(() => answers);
+    await Promise.all([...byShard].map(([shard, indexes]) => call(shard, indexes, entries)));
+    settle(true);
+    return answers;
+  })();
+  all.catch(() => settle(false));
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`the ledger did not answer within ${LEDGER_TIMEOUT_MS} ms`)), LEDGER_TIMEOUT_MS);
+    timer = setTimeout(() => {
+      settle(false);
+      reject(new Error(`the ledger did not answer within ${LEDGER_TIMEOUT_MS} ms`));
+    }, LEDGER_TIMEOUT_MS);
   });
   return Promise.race([all, timeout]).finally(() => clearTimeout(timer));
 }
@@ -298,99 +320,124 @@ async function flush(env: RelayEnv): Promise<void> {
   });
 }
 
-const refusal = (ask: Ask, now: number): Verdict => {
-  const c = counters.get(ask.key);
-  const until = c && c.freesAt > now ? c.freesAt : now + ask.window;
-  return { ok: false, ask, retryAfterSeconds: Math.max(1, Math.ceil((until - now) / 1000)) };
-};
-
 /** What one ask would add to its counter, as this isolate knows it, without making a counter. */
-function look(ask: Ask, now: number): { c?: Counter; fresh: string[]; view: number; unsynced: number } {
+interface Look {
+  c?: Counter;
+  fresh: string[];
+  view: number;
+  /** Members this isolate holds that the ledger has not answered for (unreported or in flight). */
+  unsynced: number;
+  /** The ledger once counted this counter, and this isolate has forgotten what it said. */
+  forgotten: boolean;
+}
+function look(ask: Ask, now: number): Look {
   const c = counters.get(ask.key);
   if (c) {
     c.prune(now);
-    return { c, fresh: c.fresh(ask.members), view: c.view(), unsynced: c.unreported + c.inflight };
+    return { c, fresh: c.fresh(ask.members), view: c.view(), unsynced: c.unreported + c.inflight, forgotten: false };
   }
   const unique = ask.members.length === 1 ? ask.members : [...new Set(ask.members)];
   const first = firstOf(ask.key, ask.window, now);
-  if (!first) return { fresh: unique, view: 0, unsynced: 0 };
-  return { fresh: unique.filter((m) => m !== first.member), view: 1, unsynced: 1 };
+  const forgot = forgotten.has(ask.key);
+  if (!first) return { fresh: unique, view: 0, unsynced: 0, forgotten: forgot };
+  return { fresh: unique.filter((m) => m !== first.member), view: 1, unsynced: 1, forgotten: forgot };
 }
 
 /** Commits a decided request: its fresh members into their counters (a lone first member as a first sighting). */
 function commit(asks: Ask[], now: number): { ok: true; report: boolean } {
   let report = false;
   for (const ask of asks) {
-    const { c, fresh } = look(ask, now);
+    const { c, fresh, forgotten: forgot } = look(ask, now);
     if (!fresh.length) continue;
-    if (!c && fresh.length === 1 && !firsts.has(ask.key)) {
-      remember(ask.key, fresh[0] as string, now);
+    if (!c && !forgot && fresh.length === 1 && !firsts.has(ask.key)) {
+      rememberFirst(ask.key, fresh[0] as string, now);
       continue;
     }
-    const counted = c ?? counter(ask.key, ask.window, now);
+    const counted = counter(ask.key, ask.window, now);
     counted.add(fresh, now);
     report ||= due(counted);
   }
   return { ok: true, report };
 }
 
-/** Rounds of waiting for the ledger in one request, at most (other requests may move the counts meanwhile). */
-const MAX_ROUNDS = 3;
+const refusal = (ask: Ask, now: number): Verdict => {
+  const c = counters.get(ask.key);
+  const until = c && c.freesAt > now ? c.freesAt : now + ask.window;
+  return { ok: false, ask, retryAfterSeconds: Math.max(1, Math.ceil((until - now) / 1000)) };
+};
+const busy = (ask: Ask): Verdict => ({ ok: false, ask, retryAfterSeconds: BUSY_RETRY_SECONDS, temporary: true });
 
 /**
  * Admits a request's members into every counter, or none of them: refused, nothing is counted
- * (and no counter is made), so there is nothing to give back. Members a counter already holds
- * (a re-send) pass without being counted again.
+ * (and no counter is kept for it), so there is nothing to give back. Members a counter already
+ * holds (a re-send) pass without being counted again.
  */
 export async function admit(env: RelayEnv, asks: Ask[], now = Date.now()): Promise<Verdict> {
   /** Counters the ledger has answered for in this request (the members it already counts are then known here). */
   const answered = new Set<string>();
-  const adds = (_ask: Ask, fresh: string[]) => fresh.length;
+  /** Counters made for this request's waits: dropped again if they end up holding nothing. */
+  const made: Counter[] = [];
+  const drop = (verdict: Verdict) => {
+    // (One that learnt the ledger's count is kept: it carries the refusal for the next request.)
+    for (const c of made) if (!c.members.length && !c.snap && !c.inflight && !c.waiting && counters.get(c.key) === c) counters.delete(c.key);
+    return verdict;
+  };
   for (let round = 0; ; round++) {
+    const looks = asks.map((ask) => look(ask, now));
+    const over: number[] = [];
     const slow: number[] = [];
     for (const [i, ask] of asks.entries()) {
-      const { fresh, view, unsynced } = look(ask, now);
-      const n = adds(ask, fresh);
-      // Over the limit as this isolate sees it: the ledger decides, exactly, with the members as probes.
-      // Or more than this isolate may hold unanswered for: the ledger hears it first (the bound) —
-      // unless it has just answered for this counter and nothing else is unanswered (one request's
-      // own members may be more than UNSYNCED_MAX).
-      const fresher = answered.has(ask.key) && unsynced === 0;
-      if (n && (view + n > ask.limit || (unsynced + n > UNSYNCED_MAX && !fresher))) slow.push(i);
+      const { fresh, view, unsynced, forgotten: forgot } = looks[i] as Look;
+      const n = fresh.length;
+      if (!n) continue;
+      // Over the limit as this isolate sees it (or forgotten): the ledger decides, with the members as probes.
+      if (view + n > ask.limit || (forgot && !answered.has(ask.key))) over.push(i);
+      // More than this isolate may hold unanswered for: the ledger hears it first (the bound), unless it
+      // has just answered for this counter and holds nothing else (one request's own members may be more).
+      else if (unsynced + n > UNSYNCED_MAX && !(answered.has(ask.key) && unsynced === 0)) slow.push(i);
     }
     // Decided without a pause since the look: commit.
-    if (!slow.length) return commit(asks, now);
-    const over = slow.find((i) => {
+    if (!over.length && !slow.length) return commit(asks, now);
+    // The ledger has answered for this counter in this request and it is still over: refused.
+    const confirmed = over.find((i) => answered.has((asks[i] as Ask).key) && !(looks[i] as Look).forgotten);
+    if (confirmed !== undefined) return drop(refusal(asks[confirmed] as Ask, now));
+    if (round === MAX_ROUNDS) return drop(busy(asks[over[0] ?? (slow[0] as number)] as Ask));
+
+    // Over counters need this request's probes: a call of their own. Busy ones share a call in flight.
+    const items: Item[] = [];
+    const joins: Promise<unknown>[] = [];
+    for (const i of [...over, ...slow]) {
       const ask = asks[i] as Ask;
-      const { fresh, view } = look(ask, now);
-      return view + adds(ask, fresh) > ask.limit;
-    });
-    // The ledger has answered for this counter and it is still over: refused.
-    if (over !== undefined && answered.has((asks[over] as Ask).key)) return refusal(asks[over] as Ask, now);
-    // Still moving under this request's feet after a few rounds (many concurrent requests of one
-    // counter): it goes if every such counter has had the ledger's answer in this request and none is
-    // over; otherwise it is refused, to be sent again in a moment.
-    if (round === MAX_ROUNDS) {
-      if (over !== undefined) return refusal(asks[over] as Ask, now);
-      if (slow.every((i) => answered.has((asks[i] as Ask).key))) return commit(asks, now);
-      return { ok: false, ask: asks[slow[0] as number] as Ask, retryAfterSeconds: 1 };
+      const existed = counters.has(ask.key);
+      const c = counter(ask.key, ask.window, now);
+      if (!existed) made.push(c);
+      if (!over.includes(i) && c.waiting) joins.push(c.waiting);
+      else items.push({ counter: c, probe: (looks[i] as Look).fresh });
     }
-    const items = slow.map((i) => {
-      const ask = asks[i] as Ask;
-      return { counter: counter(ask.key, ask.window, now), probe: look(ask, now).fresh };
-    });
-    try {
-      await sync(env, items);
-      for (const i of slow) answered.add((asks[i] as Ask).key);
-    } catch (err) {
-      // The ledger unreachable or slow: decide on what this isolate knows, and no more than it may hold
-      // unanswered for (UNSYNCED_MAX), so an outage does not multiply the budgets by the isolates.
-      console.log(JSON.stringify({ event: "ledger_unreachable", counters: slow.length, error: String(err).slice(0, 200) }));
-      const full = asks.find((ask) => {
-        const { fresh, view } = look(ask, now);
-        return view + adds(ask, fresh) > Math.min(ask.limit, UNSYNCED_MAX);
+    let call: Promise<unknown> | undefined;
+    if (items.length) {
+      call = sync(env, items);
+      const shared = call.catch(() => undefined);
+      for (const { counter: c } of items) c.waiting = shared;
+      void shared.then(() => {
+        for (const { counter: c } of items) if (c.waiting === shared) c.waiting = undefined;
       });
-      return full ? refusal(full, now) : commit(asks, now);
+    }
+    try {
+      await Promise.all([call, ...joins]);
+      for (const i of [...over, ...slow]) {
+        answered.add((asks[i] as Ask).key);
+        forgotten.delete((asks[i] as Ask).key);
+      }
+    } catch (err) {
+      // The ledger unreachable or slow: decide on what this isolate knows. Refused, a request is told to
+      // come back in a moment, never a day: the limit was not confirmed.
+      console.log(JSON.stringify({ event: "ledger_unreachable", counters: items.length, error: String(err).slice(0, 200) }));
+      const blocked = asks.find((ask) => {
+        const { fresh, view, unsynced } = look(ask, now);
+        return fresh.length && (view + fresh.length > ask.limit || unsynced + fresh.length > UNSYNCED_MAX);
+      });
+      return blocked ? drop(busy(blocked)) : commit(asks, now);
     }
   }
 }
@@ -399,4 +446,5 @@ export async function admit(env: RelayEnv, asks: Ask[], now = Date.now()): Promi
 export function forgetCounters() {
   counters.clear();
   firsts.clear();
+  forgotten.clear();
 }
