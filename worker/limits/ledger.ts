@@ -379,7 +379,8 @@ export async function admit(env: RelayEnv, asks: Ask[], now = Date.now()): Promi
   const made: Counter[] = [];
   const drop = (verdict: Verdict) => {
     // (One that learnt the ledger's count is kept: it carries the refusal for the next request.)
-    for (const c of made) if (!c.members.length && !c.snap && !c.inflight && !c.waiting && counters.get(c.key) === c) counters.delete(c.key);
+    for (const c of made)
+      if (!c.members.length && !c.snap && !c.inflight && !c.waiting && counters.get(c.key) === c) counters.delete(c.key);
     return verdict;
   };
   for (let round = 0; ; round++) {
