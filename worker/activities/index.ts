@@ -21,6 +21,7 @@ import { verifyIdentity } from "../identity.ts";
 import { takeContactLimits } from "../limits/index.ts";
 import { forwardActivities } from "../upstream.ts";
 import { enrichActivities, locationFor } from "./enrich.ts";
+import { expandShorthands } from "./shorthand.ts";
 
 /** Built once per isolate: per-activity schemas for every catalogue entry. */
 const requestSchema = activitiesRequestSchema(catalogue);
@@ -108,7 +109,7 @@ export const activities = new Hono<AppEnv>().post(
     const site = c.get("site");
     const log = c.get("log");
 
-    const parsed = requestSchema.safeParse(parseJson(await c.req.text()));
+    const parsed = requestSchema.safeParse(expandShorthands(parseJson(await c.req.text())));
     if (!parsed.success) {
       const details = parsed.error.issues.map(describeIssue);
       const first = details[0];
