@@ -32,6 +32,12 @@ app.use(
   }),
 );
 
+// The relay's clock, for the snippet to correct a device's wrong one (Cloudflare's edge sets Date too; wrangler dev does not).
+app.use("/v1/*", async (c, next) => {
+  await next();
+  c.header("Date", new Date().toUTCString());
+});
+
 app.route("/", health);
 app.route("/", snippet);
 app.route("/", activities);
