@@ -252,8 +252,8 @@ export function createRelay(options: RelayOptions): Relay {
         // (No `!(a > b)` in this file: the minifier's unsafe_comps makes it `a <= b`, false for undefined.)
         if (!known(i.a.fields) || (i.l as number) > now() || batch[MAX_BATCH - 1] || (first && (i.t !== first.t || i.o || first.o)))
           continue;
-        // UTF-8 takes at most 3 bytes per UTF-16 unit: a bound, not a Blob per event.
-        const size = stringify(i.a).length * 3 + 1;
+        // UTF-8 takes at most 3 bytes per UTF-16 unit: a bound (which covers the commas too), not a Blob per event.
+        const size = stringify(i.a).length * 3;
         if (bytes + size <= MAX_BATCH_BYTES) {
           batch.push(i);
           bytes += size;
@@ -387,8 +387,7 @@ export function createRelay(options: RelayOptions): Relay {
         // A new person (identifying fields after identifying fields) replaces the identity; else the fields are merged in.
         mem.i = known(f) && known(old?.f) ? { f, t: token } : { f: { ...old?.f, ...f }, t: token ?? old?.t };
       });
-      // Held events take the identity; they go once it has an identifying field.
-      save();
+      // Held events take the identity when the next batch is taken; they go once it has an identifying field.
       kick();
     };
 
@@ -486,6 +485,8 @@ export function createRelay(options: RelayOptions): Relay {
           if (!get(own)) q = [];
           last = undefined;
           view();
+          // Alive again (h no longer 0), and what others left is adopted.
+          save();
           scan();
           kick();
         }

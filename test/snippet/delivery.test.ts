@@ -470,3 +470,41 @@ describe("page hide", () => {
     expect(page.storage.state()?.q).toHaveLength(8);
   });
 });
+
+describe("a device whose clock is wrong", () => {
+  const future = {
+    status: 400,
+    text: '{"code":400,"error":"Invalid request: activities.0.created Created date is more than 5 minutes in the future"}',
+  };
+
+  it("corrects, once, a created the relay refused as in the future, keeps the key, and stamps later events in the relay's time", async () => {
+    const page = identifiedPage();
+    // The relay's clock is 2 h behind this device's.
+    page.relayAhead = -2 * 3_600_000;
+    page.answers.push(future);
+    page.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    expect(page.sent).toHaveLength(2);
+    const [refused, resent] = page.activities();
+    expect(resent?.key).toBe(refused?.key);
+    expect(refused?.created).toBe("2026-11-27T06:00:00.000Z");
+    expect(resent?.created).toBe("2026-11-27T04:00:00.000Z");
+    expect(page.storage.state()).toMatchObject({ q: [], o: -2 * 3_600_000 });
+    // Later events, in this tab or the next page, carry the relay's time from the start.
+    const next = openPage({ storage: page.storage });
+    next.relay("track", "placed-order");
+    await wait(FLUSH_MS);
+    expect(next.activities().map((a) => a.created)).toEqual(["2026-11-27T04:00:01.000Z"]);
+  });
+
+  it("never re-dates an event the relay may have recorded: a 400 for another reason keeps created, and splits as before", async () => {
+    const page = identifiedPage();
+    page.answers.push(400, 200, 200);
+    page.relay("track", "logged-in");
+    page.relay("track", "placed-order");
+    await settle();
+    const created = new Set(page.activities().map((a) => a.created));
+    expect(created).toEqual(new Set(["2026-11-27T06:00:00.000Z"]));
+    expect(page.sent).toHaveLength(3);
+  });
+});
