@@ -286,11 +286,14 @@ export async function startProxy() {
 
 /**
  * An init script that runs the page's clock `shiftMs` ahead (negative: behind), as a device
- * whose clock is wrong: `Date.now()`, `new Date()` and `Date()`; timers and `performance` are untouched.
+ * whose clock is wrong: `Date.now()`, `new Date()` and `Date()`; timers and `performance` are
+ * untouched. `moveClock` moves it on later, as if that much time had passed for the page's clock.
  */
 export function clockShift(shiftMs: number) {
   const Real = Date;
-  const now = () => Real.now() + shiftMs;
+  const clock = window as unknown as { clockShift: number };
+  clock.clockShift = shiftMs;
+  const now = () => Real.now() + clock.clockShift;
   class Shifted extends Real {
     constructor(...args: unknown[]) {
       if (args.length) super(...(args as [string]));
@@ -301,4 +304,11 @@ export function clockShift(shiftMs: number) {
     }
   }
   window.Date = new Proxy(Shifted, { apply: () => new Real(now()).toString() }) as DateConstructor;
+}
+
+/** Moves on the clock of a page started with the `clockShift` init script. */
+export async function moveClock(page: Page, ms: number) {
+  await page.evaluate((ms) => {
+    (window as unknown as { clockShift: number }).clockShift += ms;
+  }, ms);
 }
