@@ -9,7 +9,9 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { brotliCompressSync, constants, gzipSync } from "node:zlib";
 
-const BUDGET = { script: 2048, loader: 100 };
+// 2,048 B until the queue that every tab shares safely (issue 14) and the clock correction and
+// leases at page hide (issue 9) needed 2,399 B; 2,400 B is those issues' hard cap.
+const BUDGET = { script: 2400, loader: 100 };
 const root = new URL("../snippet/", import.meta.url);
 
 let script;

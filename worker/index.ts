@@ -26,10 +26,17 @@ app.use(
     origin: (origin, c) => (siteFor(relayConfig(c.env), origin) ? origin : null),
     allowMethods: ["POST", "OPTIONS"],
     allowHeaders: ["Content-Type"],
-    exposeHeaders: ["X-Request-Id", "Retry-After", "X-Relay-Outcome"],
+    // Date: the snippet learns the relay's clock from it, to correct a device's wrong one.
+    exposeHeaders: ["X-Request-Id", "Retry-After", "X-Relay-Outcome", "Date"],
     maxAge: 86400,
   }),
 );
+
+// The relay's clock, for the snippet to correct a device's wrong one (Cloudflare's edge sets Date too; wrangler dev does not).
+app.use("/v1/*", async (c, next) => {
+  await next();
+  c.header("Date", new Date().toUTCString());
+});
 
 app.route("/", health);
 app.route("/", snippet);

@@ -2,9 +2,16 @@
  * The relay client: queueing, identity, consent, batching, storage and retries.
  *
  * Design goals, in order: never throw into the page; never lose an event (every event is in
- * localStorage from the call until the relay has taken it); stay under 2 KB gzipped. So the
- * code favours short, repeated shapes that minify and compress well, and the stored format
- * uses short property names fixed by hand (never mangled: a new build must read an old queue).
+ * localStorage from the end of the call's task until the relay has taken it), whatever the number
+ * of tabs; O(1) work per call; stay under 2.4 KB gzipped. So the code favours short, repeated
+ * shapes that minify and compress well, and the stored format uses short property names fixed by
+ * hand (never mangled: a new build must read an old queue).
+ *
+ * Storage: each page keeps its queue under a key of its own (`relay:<random>`), which no other
+ * live page writes, so no tab can overwrite another's events (a read-modify-write of one shared
+ * key is not atomic across tabs: Chromium caches storage per renderer). What tabs share is one
+ * small key (`relay`), re-read before every change. A page that goes marks its queue as left; the
+ * next page to start adopts it.
  */
 import type { ActivitiesRequest, ActivityInput } from "../../shared/activities.ts";
 import type { Relay, RelayOptions } from "./relay.d.ts";
@@ -15,43 +22,69 @@ export interface Item {
   a: ActivityInput;
   /** The identity token of the person in `a.fields` (a batch carries one token, so one person's token). */
   t?: string;
-  /** Leased until this time (ms) by the tab that is sending it, so other tabs leave it alone. */
+  /** Leased until this time (ms): a request carrying it may be in flight, so nobody else sends it before then. */
   l?: number;
-  /** Send alone: it was in a batch the relay refused (a 400, or a 429 for the daily limit), so one bad event cannot sink the others. */
+  /** Send alone: it was in a batch the relay refused (a 400, a 413, or a 429 for the daily limit), so one bad event cannot sink the others. */
   o?: 1;
+  /** This device's clock at the call (ms), from which `created` is corrected (once) if the relay finds it in the future. */
+  w?: number;
 }
 
-/** Everything the snippet keeps, under one localStorage key (so one read and one write per change). */
+/** What every tab shares, under STORAGE_KEY; each change re-reads it first (a small object, written rarely). */
 export interface State {
-  /** The queue: events not yet taken by the relay, oldest first; those without an identifying field in `a.fields` are held for `identify`. */
-  q: Item[];
   /** The identity: person fields and token. */
   i?: { f: Record<string, unknown>; t?: string };
-  /** Events dropped because the queue was full (oldest first). */
-  d: number;
-  /** Failed sends in a row (network, 5xx, 429); drives the backoff and keeps the page-hide beacon off. */
-  f: number;
-  /** Consent: true granted, false refused, absent not asked. */
+  /** Events given up on: dropped because a queue was full, or refused by the relay for good. */
+  d?: number;
+  /** Consent: true granted, false refused (only without data-consent="required"), absent not asked. */
   c?: boolean;
   /** No request before this time (ms): the relay's Retry-After on a 429 or 5xx, honoured by every tab and page. */
   r?: number;
+  /** The relay's clock minus this device's (ms), from the relay's `Date` header: added to every `created`. */
+  o?: number;
+  /** An older build's queue (one key for every tab); adopted like an abandoned tab's. */
+  q?: Item[];
+}
+
+/** One tab's queue, under `relay:<random>`: only that tab writes it, until it is abandoned and another page adopts it. */
+export interface TabQueue {
+  /** Written at (ms): a heartbeat while the tab lives; 0 once the page is hidden for good (pagehide). */
+  h: number;
+  /** Failed sends in a row (network, 5xx, 429). */
+  f: number;
+  /** Its events not yet taken by the relay, oldest first; those without an identifying field are held for `identify`. */
+  q: Item[];
 }
 
 export const STORAGE_KEY = "relay";
-/** Queue bound: the oldest events go first (counted in `d`). */
+/** Queue bound, per tab: the oldest events go first (counted in `d`). */
 export const MAX_QUEUE = 100;
 /** A batch is sent at this many events, or after FLUSH_MS. */
 export const MAX_BATCH = 10;
 export const FLUSH_MS = 1000;
-/** keepalive and sendBeacon allow 64 KiB of body in flight per page; activities stay under this, leaving room for the envelope. */
+/** keepalive allows 64 KiB of body in flight per page; activities stay under this, leaving room for the envelope. */
 export const MAX_BATCH_BYTES = 60000;
-/** How long a sending tab owns its batch: after it, another tab (or the next page) may send it again. */
-export const LEASE_MS = 30000;
+/**
+ * How long a batch sent by a page that has since gone stays untouched: its request (keepalive
+ * outlives the page) may still be answered. After it, the page that adopted it sends it again,
+ * with the same key and created, and Ortto merges a second arrival.
+ */
+export const LEASE_MS = 10000;
+/** A request unanswered this long is given up for lost and its batch sent again. */
+export const IN_FLIGHT_MS = 60000;
+/**
+ * A tab's queue not written for this long is adopted by the next page that looks: its tab died
+ * without pagehide (a crash), or sits idle (and then learns from the storage event that its events
+ * are another page's now). Longer than IN_FLIGHT_MS, so that a request still in flight is not sent twice.
+ */
+export const STALE_MS = 120000;
 /**
  * A 429 whose Retry-After (seconds) is longer than this is a refusal: Ortto's daily limit per
  * contact and activity, which waiting for would hold the queue for up to a day.
  */
 export const MAX_RETRY_AFTER = 3600;
+/** The relay refuses a `created` more than 5 minutes ahead of its clock; one further ahead than this was never recorded. */
+const FUTURE_MS = 301000;
 
 /**
  * The wait before the next attempt after `failures` failures in a row: a step that doubles
@@ -62,18 +95,22 @@ export const backoff = (failures: number, random = Math.random()) => 500 * 2 ** 
 
 // Aliases of what recurs, so it minifies to one letter.
 const { stringify, parse } = JSON;
-const empty = (): State => ({ q: [], d: 0, f: 0 });
 /** An object that is not an array or null (from any realm: an iframe's objects have their own Object). */
 const isObject = (x: unknown): x is Record<string, unknown> => !!x && typeof x === "object" && !Array.isArray(x);
 /** A deep copy, so later changes by the page do not reach the queue; it throws on what JSON cannot carry. */
 const copy = <T>(x: T): T => x && parse(stringify(x));
 /** Ortto's limit on text. */
 const clip = (s: string) => s.slice(0, 255);
-const shorthand = /^(email|first|last|ei)$/;
-/** Person fields that identify someone: the relay refuses an activity without one (Ortto records activities only for identified people). */
-const identifying = ["str::email", "str::ei", "phn::phone"];
-/** Whether person fields include an identifying one: only then may an event go (until then it is held). */
-const known = (f?: Record<string, unknown>) => identifying.some((k) => f?.[k]);
+/** The snippet's keys: the shared state and every tab's queue. */
+const ours = /^relay(:|$)/;
+/**
+ * Person fields that identify someone, in Ortto's ids and the shorthands the relay expands: the
+ * relay refuses an activity without one (Ortto records activities only for identified people).
+ */
+const identifying = ["str::email", "str::ei", "phn::phone", "email", "ei", "phone"];
+/** Whether person fields include an identifying one (not blank): only then may an event go (until then it is held). */
+const known = (f?: Record<string, unknown>) => identifying.some((k) => /\S/.test((f?.[k] as string) ?? ""));
+const iso = (ms: number) => new Date(ms).toISOString();
 
 export function createRelay(options: RelayOptions): Relay {
   // A relay that does nothing, if even starting fails (no window in SSR, a hostile page).
@@ -97,70 +134,134 @@ export function createRelay(options: RelayOptions): Relay {
         }
       };
 
-    let mem = empty();
+    /** The shared state as this tab last read it (and, before consent, as it holds it in memory). */
+    let mem: State = {};
+    /** This tab's queue: in memory, and under its own key, which no other live tab writes. */
+    let q: Item[] = [];
+    /** Its failed sends in a row. */
+    let f = 0;
+    /** Events dropped from the queue since the last write, to add to `d`. */
+    let dropped = 0;
     /** The pending flush, if any. */
     let timer: ReturnType<typeof setTimeout> | 0 | undefined;
     /** Until when this tab has a request in flight (one at a time, so keepalive's 64 KiB holds). */
     let busy = 0;
+    /** A write of the queue is due at the end of this task. */
+    let due = 0;
+    /** The page is hidden for good (pagehide): its queue is for the next page, and late answers are ignored. */
+    let gone = 0;
+    const own = `${STORAGE_KEY}:${Math.random()}`;
 
     const blocked = nav.globalPrivacyControl === true && gpc !== "ignore";
     /** May we send and store? Refused or not-yet-given consent keeps everything in memory. */
     const allowed = () => !blocked && (mem.c ?? mode !== "required");
-    /** Whether storage holds what we hold. Storage that is disabled (a throwing getter), missing or full leaves the queue in memory for this page. */
-    let stored = 1;
-    const read = () => {
+    const store = () => w.localStorage;
+    /** A stored value, parsed (null when missing; undefined when storage or the value is broken). */
+    const get = (key: string) => {
       try {
-        // A missing key reads as null: an empty queue.
-        if (stored) mem = { ...empty(), ...parse(w.localStorage.getItem(STORAGE_KEY) as string) };
+        return parse(store().getItem(key) as string);
       } catch {}
     };
-    /** Stores a state, or removes ours. */
-    const put = (state?: State) => {
+    /** Stores a value, or removes the key. A failure (a full quota) only costs this write. */
+    const put = (key: string, value?: unknown) => {
       try {
-        const { localStorage } = w;
-        state ? localStorage.setItem(STORAGE_KEY, stringify(state)) : localStorage.removeItem(STORAGE_KEY);
+        value ? store().setItem(key, stringify(value)) : store().removeItem(key);
       } catch {
-        stored = 0;
+        // A write failed (a full quota): this tab's queue stays in memory, and no stale copy of it
+        // is left behind to be sent twice (which frees room too).
+        value && put(own);
       }
     };
-    const write = () => allowed() && put(mem);
-    /** A change: read what other tabs wrote, change it, write it back (all in one task, so tabs do not lose each other's events). */
-    const change = (f: () => void) => {
-      allowed() && read();
-      f();
-      write();
+    /** Reads the shared state; when storage is broken, this tab goes on with what it holds. */
+    const read = () => {
+      try {
+        mem = parse(store().getItem(STORAGE_KEY) as string) || {};
+      } catch {}
     };
+    /** A change to the shared state: read what other tabs wrote, change it, write it back, in one task. */
+    const change = (g: () => void) => {
+      allowed() && read();
+      g();
+      allowed() && put(STORAGE_KEY, mem);
+    };
+    /** Every key of the snippet (the shared state and every tab's queue). */
+    const keys = () => Object.keys(store()).filter((k) => ours.test(k));
+    /** Removes every key of the snippet. */
+    const wipe = () => {
+      for (const k of keys()) put(k);
+    };
+
+    /** Writes this tab's queue now (or removes its key when empty), with the time (`h`), or 0 once the page is gone. */
+    const persist = () => {
+      due = 0;
+      dropped += q.splice(0, q.length - MAX_QUEUE).length;
+      if (dropped) {
+        change(() => {
+          mem.d = ~~(mem.d as number) + dropped;
+        });
+        warn("dropped", mem.d);
+        dropped = 0;
+      }
+      allowed() && put(own, q[0] && { h: gone ? 0 : now(), f, q });
+    };
+    /** Writes this tab's queue at the end of the task: one write for any number of calls. */
+    const save = () => {
+      if (!due) {
+        due = 1;
+        queueMicrotask(safe(persist));
+      }
+    };
+    /**
+     * Adopts the queues of pages that are gone (pagehide, or not written for STALE_MS), and an
+     * older build's: their events join this tab's queue with their leases, and their keys go.
+     */
+    const scan = safe(() => {
+      if (allowed() && !gone) {
+        let n = 0;
+        for (const k of keys()) {
+          const v = k !== own && get(k);
+          if (!v?.q || (v.h || 0) > now() - STALE_MS) continue;
+          n = q.push(...(v.q as Item[]));
+          delete v.q;
+          put(k, k === STORAGE_KEY && v);
+        }
+        if (n) {
+          save();
+          later(0);
+        }
+      }
+    });
     const later = (ms: number) => {
       clearTimeout(timer);
       timer = setTimeout(flush, ms);
     };
-    /** After a new event: send at once at MAX_BATCH, else soon, but never before a pending backoff. */
-    const kick = () => (!mem.f && mem.q[MAX_BATCH - 1] ? flush() : timer || later(mem.f ? backoff(mem.f) : FLUSH_MS));
+    /** After a new event: send soon (at once at MAX_BATCH), but never before a pending backoff. */
+    const kick = () => (!f && q[MAX_BATCH - 1] ? later(0) : timer || later(f ? backoff(f) : FLUSH_MS));
     const body = (batch: Item[]) =>
       stringify({ activities: batch.map((i) => i.a), identity_token: batch[0]?.t } satisfies ActivitiesRequest);
-    const within = (batch: Item[], i: Item) => batch.some((b) => b.a.key === i.a.key);
-    const without = (batch: Item[]) => {
-      mem.q = mem.q.filter((i) => !within(batch, i));
-    };
 
     /**
-     * The next batch from the queue: identified events that no tab is sending, of one identity
-     * token, at most MAX_BATCH of them and MAX_BATCH_BYTES in all. (An event too large for any
-     * request is never taken; the relay would refuse it anyway, and the queue bound drops it.)
+     * The next batch from the queue: identified events not leased, of one identity token, at most
+     * MAX_BATCH of them and MAX_BATCH_BYTES in all. (An event too large for any request is never
+     * taken; the relay would refuse it anyway, and the queue bound drops it.)
      */
     const take = () => {
       const batch: Item[] = [];
+      const { i: id } = mem;
       let bytes = 0;
-      for (const i of mem.q) {
-        const size = new Blob([stringify(i.a)]).size + 1;
+      for (const i of q) {
+        // Held events (no identifying field yet) take the identity as it now is.
+        if (id && !known(i.a.fields)) {
+          i.a.fields = id.f;
+          i.t = id.t;
+        }
         const first = batch[0];
-        if (
-          known(i.a.fields) &&
-          !((i.l as number) > now()) &&
-          !batch[MAX_BATCH - 1] &&
-          bytes + size <= MAX_BATCH_BYTES &&
-          (!first || (i.t === first.t && !i.o && !first.o))
-        ) {
+        // (No `!(a > b)` in this file: the minifier's unsafe_comps makes it `a <= b`, false for undefined.)
+        if (!known(i.a.fields) || (i.l as number) > now() || batch[MAX_BATCH - 1] || (first && (i.t !== first.t || i.o || first.o)))
+          continue;
+        // UTF-8 takes at most 3 bytes per UTF-16 unit: a bound (which covers the commas too), not a Blob per event.
+        const size = stringify(i.a).length * 3;
+        if (bytes + size <= MAX_BATCH_BYTES) {
           batch.push(i);
           bytes += size;
         }
@@ -168,114 +269,150 @@ export function createRelay(options: RelayOptions): Relay {
       return batch;
     };
 
+    /** Sends a batch, leased (so that a page adopting this queue leaves it alone) until it is answered. */
+    const send = (batch: Item[]) => {
+      busy = now() + IN_FLIGHT_MS;
+      for (const i of batch) i.l = now() + LEASE_MS;
+      save();
+      // text/plain (a string body) makes this a CORS "simple request": no preflight. keepalive lets
+      // it outlive the page. The promise wrapper turns a synchronous throw into a failure like any other.
+      new Promise<Response>((resolve) => resolve(w.fetch(url, { method: "POST", keepalive: true, body: body(batch) })))
+        .then((r) =>
+          r
+            .text()
+            .then((text) =>
+              done(batch, r.status, text, +(r.headers.get("retry-after") as string), Date.parse(r.headers.get("date") as string)),
+            ),
+        )
+        .catch(() => done(batch, 0));
+    };
+
     const flush = safe(() => {
       clearTimeout(timer);
       timer = 0;
-      if (!allowed() || busy > now()) return;
-      let batch: Item[] = [];
-      change(() => {
-        // A pause the relay asked for (Retry-After, stored by whichever tab or page heard it) holds everything.
-        batch = (mem.r as number) > now() ? [] : take();
-        for (const i of batch) i.l = now() + LEASE_MS;
-      });
-      if (!batch.length) return (mem.r as number) > now() && later((mem.r as number) - now());
-      busy = now() + LEASE_MS;
-      // text/plain (a string body) makes this a CORS "simple request": no preflight. The promise
-      // wrapper turns a synchronous throw into a failure like any other.
-      new Promise<Response>((resolve) => resolve(w.fetch(url, { method: "POST", keepalive: true, body: body(batch) })))
-        .then((r) => r.text().then((text) => done(batch, r.status, text, +(r.headers.get("retry-after") as string))))
-        .catch(() => done(batch, 0));
+      if (!allowed() || busy > now() || gone) return;
+      // A pause the relay asked for (Retry-After, stored by whichever tab or page heard it) holds everything.
+      read();
+      const pause = (mem.r as number) - now();
+      if (pause > 0) return later(pause);
+      const batch = take();
+      // Events leased by a page that has gone go once the lease is over.
+      batch[0] ? send(batch) : q.some((i) => (i.l as number) > now()) && later(LEASE_MS);
     });
 
     /**
-     * The relay answered `status` with `text`, and `after`, its Retry-After in seconds (status 0:
-     * no answer; `after` NaN or undefined: no header, or not a number of seconds, so no pause).
+     * The relay answered `status` with `text`, `after` (its Retry-After in seconds) and `date`
+     * (its clock, ms). Status 0: no answer; NaN: no such header.
      */
-    const done = safe((batch: Item[], status: number, text?: string, after?: number) => {
+    const done = safe((batch: Item[], status: number, text?: string, after?: number, date?: number) => {
       busy = 0;
+      // Gone: the next page decides, once the lease is over.
+      if (gone) return;
+      const skew = (date as number) - now();
+      // The relay's clock, for every later `created` of every tab.
+      (date as number) > 0 &&
+        change(() => {
+          mem.o = skew;
+        });
+      // A batch refused for a `created` in the future was never recorded (nor was any earlier
+      // try of it: the relay's clock only moves on), so each such event is corrected, once.
+      let fixed = 0;
+      if (status === 400)
+        for (const i of batch) {
+          // Corrected once: the new `created` is behind the relay's clock, so it never qualifies again.
+          if (Date.parse(i.a.created as string) > (date as number) + FUTURE_MS) {
+            fixed = 1;
+            i.a.created = iso((i.w || now()) + skew);
+          }
+        }
       const sent = status > 199 && status < 300;
       // A 4xx would fail again: drop it. So would a 429 asking for more than an hour (Ortto's daily limit per contact).
-      const refused = status > 399 && status < 500 && (status !== 429 || (after as number) > MAX_RETRY_AFTER);
-      // But a refused batch of several is first split up: one bad (or over-limit) event must not sink the others.
-      const split = refused && batch[1] && (status === 400 || status === 429);
-      change(() => {
-        if (sent || (refused && !split)) without(batch);
-        else
-          for (const i of mem.q) {
-            if (within(batch, i)) {
-              delete i.l;
-              if (split) i.o = 1;
-            }
-          }
-        if (sent) mem.f = 0;
-        else if (!refused) {
-          mem.f++;
-          // No request before Retry-After is over (it stores as null when NaN: no pause); the backoff still applies.
-          mem.r = now() + (after as number) * 1000;
+      const refused = !fixed && status > 399 && status < 500 && (status !== 429 || (after as number) > MAX_RETRY_AFTER);
+      // But a refused batch of several is first split up: one bad, too large or over-limit event must not sink the others.
+      const split = refused && batch[1] && [400, 413, 429].includes(status);
+      if (sent || (refused && !split)) q = q.filter((i) => !batch.includes(i));
+      else
+        for (const i of batch) {
+          delete i.l;
+          if (split) i.o = 1;
         }
-      });
-      refused && warn("refused", status, text);
-      sent || refused ? flush() : later(backoff(mem.f));
+      if (refused && !split) {
+        dropped += batch.length;
+        warn("refused", status, text);
+      }
+      if (sent) f = 0;
+      else if (!refused && !fixed) {
+        f++;
+        // No request before Retry-After is over; the backoff still applies.
+        (after as number) > 0 &&
+          change(() => {
+            mem.r = now() + (after as number) * 1000;
+          });
+      }
+      save();
+      sent || refused || fixed ? flush() : later(backoff(f));
     });
 
-    /** Page hidden (maybe for good): hand what is ready to sendBeacon, which outlives the page. */
-    const hide = safe(() => {
+    /**
+     * Page hidden (maybe for good): send what is ready, within keepalive's 64 KiB, and leave the
+     * rest stored. On pagehide the queue is marked abandoned, for the next page to adopt.
+     */
+    const hide = safe((e: Event) => {
+      if (!allowed() || gone) return;
       // Offline, or the relay failing: keep the events for the next page instead.
-      if (!allowed() || !nav.onLine) return;
-      change(() => {
-        if (mem.f) return;
-        for (let batch = take(); batch.length && nav.sendBeacon?.(url, body(batch)); batch = take()) without(batch);
-      });
+      nav.onLine && !f && flush();
+      gone = +(e.type === "pagehide");
+      persist();
     });
 
     const track = (id: string, attributes?: Record<string, unknown>) => {
       // Without randomUUID (an http page, an old browser), 16 random digits: Ortto merges on key and created together.
       const key = w.crypto?.randomUUID?.() ?? `${Math.random()}`;
-      attributes = copy(attributes);
-      change(() => {
-        const { i, q } = mem;
-        q.push({
-          a: { activity_id: id.startsWith("act:") ? id : `act:cm:${id}`, key, created: new Date().toISOString(), attributes, fields: i?.f },
-          t: i?.t,
-        });
-        const over = q.length - MAX_QUEUE;
-        if (over > 0) {
-          q.splice(0, over);
-          mem.d += over;
-          warn("dropped", mem.d);
-        }
+      const { i } = mem;
+      const t = now();
+      q.push({
+        a: {
+          // `logged-in` is `act:cm:logged-in` to the relay.
+          activity_id: id,
+          key,
+          created: iso(t + ~~(mem.o as number)),
+          attributes: copy(attributes),
+          fields: i?.f,
+        },
+        t: i?.t,
+        w: t,
       });
+      save();
       kick();
     };
 
     const identify = (fields: Record<string, unknown>, token?: string) => {
-      const f: Record<string, unknown> = {};
-      for (let [k, v] of Object.entries(copy(fields))) {
-        k = k === "phone" ? "phn::phone" : shorthand.test(k) ? `str::${k}` : k;
-        // The relay refuses an email with spaces around it (a 400 that would lose every event).
-        f[k] =
-          typeof v !== "string"
-            ? v
-            : k === "phn::phone"
-              ? { phone: v.replace(/[^\d+]/g, ""), parse_with_country_code: true }
-              : k === "str::email"
-                ? v.trim()
-                : v;
-      }
+      // The relay expands the shorthands (`email` → `str::email`, a phone string → Ortto's phone object) and trims the email.
+      const f = copy(fields);
       change(() => {
         const old = mem.i;
         // A new person (identifying fields after identifying fields) replaces the identity; else the fields are merged in.
-        const i = known(f) && known(old?.f) ? { f, t: token } : { f: { ...old?.f, ...f }, t: token ?? old?.t };
-        mem.i = i;
-        // Held events take the identity; they go once it has an identifying field.
-        for (const item of mem.q) {
-          if (!known(item.a.fields)) {
-            item.a.fields = i.f;
-            item.t = i.t;
-          }
-        }
+        mem.i = known(f) && known(old?.f) ? { f, t: token } : { f: { ...old?.f, ...f }, t: token ?? old?.t };
       });
+      // Held events take the identity when the next batch is taken; they go once it has an identifying field.
       kick();
+    };
+
+    /**
+     * After the shared state may have changed (consent here, or anything in another tab; `was`:
+     * allowed before, `i`: the identity held before): consent withdrawn forgets this tab's queue;
+     * consent given stores what this tab held in memory and sends it; held events take the identity.
+     */
+    const joined = (was: boolean, i?: State["i"]) => {
+      if (!allowed()) q = [];
+      else {
+        if (!was && i && !mem.i) change(() => (mem.i = i));
+        if (was) kick();
+        else {
+          save();
+          later(0);
+        }
+      }
     };
 
     api = safe((command: unknown, a?: unknown, b?: unknown) => {
@@ -283,44 +420,86 @@ export function createRelay(options: RelayOptions): Relay {
       if (command === "track" && typeof a === "string" && a && isObject(o)) track(a, o);
       else if (command === "identify" && isObject(a) && isObject(o) && typeof (o.token ?? "") === "string") identify(a, o.token as string);
       else if (command === "consent" && typeof a === "boolean") {
+        const was = allowed();
+        const { i } = mem;
         if (a) {
-          mem.c = true;
-          write();
-          flush();
+          mem.c = a;
+          change(() => (mem.c = a));
+          joined(was, i);
         } else {
-          // Forget everything but the refusal itself.
-          mem = { ...empty(), c: false };
-          put(mem);
+          // Forget everything, every tab's queue too, and remember only the refusal, and only
+          // where it is needed (without data-consent="required", where not asked means yes).
+          q = [];
+          mem = { c: a };
+          wipe();
+          mode !== "required" && put(STORAGE_KEY, mem);
         }
-      } else if (command === "reset")
-        change(() => {
-          delete mem.i;
-          mem.q = mem.q.filter((i) => known(i.a.fields));
-        });
-      else warn("ignored", command, a, b);
+      } else if (command === "reset") {
+        change(() => delete mem.i);
+        q = q.filter((i) => known(i.a.fields));
+        save();
+      } else warn("ignored", command, a, b);
     }) as Relay;
 
+    // Other tabs: a change of the shared state (identity, consent, pause, clock), or this tab's
+    // queue adopted by another page (while this one sat idle or frozen).
+    w.addEventListener(
+      "storage",
+      safe((e: StorageEvent) => {
+        const { key: k, oldValue, newValue } = e;
+        if (k === own) {
+          if (!newValue) q = q.filter((i) => !oldValue?.includes(i.a.key as string));
+        } else if (k === STORAGE_KEY) {
+          const was = allowed();
+          const { i } = mem;
+          read();
+          joined(was, i);
+        }
+      }),
+    );
+
     // Global Privacy Control: nothing is sent, and nothing kept from before.
-    blocked ? put() : read();
+    if (blocked) wipe();
+    else {
+      read();
+      scan();
+    }
 
     w.addEventListener("pagehide", hide);
-    doc.addEventListener("visibilitychange", () => doc.hidden && hide());
+    doc.addEventListener("visibilitychange", (e) => doc.hidden && hide(e));
     w.addEventListener("online", flush);
-
-    if (pageviews) {
-      let last: string | undefined;
-      const view = safe(() => {
-        // The hash is left out: it changes on in-page links, and may carry tokens.
-        const href = w.location.href.split("#")[0] as string;
-        if (href !== last) {
-          track(pageviews, {
-            "str:cm:page-url": clip(href),
-            "str:cm:page-title": clip(doc.title),
-            "str:cm:referrer": clip(last ?? doc.referrer),
-          });
-          last = href;
+    let last: string | undefined;
+    /** A page view (with data-pageviews), unless the URL is the last one's. */
+    const view = safe(() => {
+      // The hash is left out: it changes on in-page links, and may carry tokens.
+      const href = w.location.href.split("#")[0] as string;
+      if (pageviews && href !== last) {
+        track(pageviews, {
+          "str:cm:page-url": clip(href),
+          "str:cm:page-title": clip(doc.title),
+          "str:cm:referrer": clip(last ?? doc.referrer),
+        });
+        last = href;
+      }
+    });
+    // Back from the back/forward cache: a page view, and this page's queue is its own again,
+    // unless another page adopted it meanwhile.
+    w.addEventListener(
+      "pageshow",
+      safe((e: PageTransitionEvent) => {
+        if (e.persisted) {
+          gone = 0;
+          if (!get(own)) q = [];
+          last = undefined;
+          view();
+          // Alive again (h no longer 0), and what others left is adopted.
+          save();
+          scan();
+          kick();
         }
-      });
+      }),
+    );
+    if (pageviews) {
       // Routers set the title just after they navigate: let them.
       const soon = () => setTimeout(view, 100);
       const { history } = w;
@@ -332,10 +511,8 @@ export function createRelay(options: RelayOptions): Relay {
         };
       }
       w.addEventListener("popstate", soon);
-      view();
     }
-    // What earlier pages left unsent goes now, whatever its backoff said.
-    flush();
+    view();
   } catch {}
   return api;
 }

@@ -63,7 +63,7 @@ describe("delivery from a real page", () => {
     await context.close();
   });
 
-  it("delivers a track made in the same tick as navigating away (sendBeacon on page hide)", async () => {
+  it("delivers a track made in the same tick as navigating away (a keepalive fetch on page hide), and keeps it leased for the next page", async () => {
     const context = await newVisitor(browser());
     // Which way the snippet sent it: Playwright does not see a request made while a page unloads,
     // so each page notes its sendBeacon and fetch calls in sessionStorage, which the next page of
@@ -102,9 +102,13 @@ describe("delivery from a real page", () => {
     const [activity] = await activitiesOf(email);
     expect(activity?.activity_id).toBe("act:cm:placed-order");
     expect(activity?.attributes).toMatchObject({ "str:cm:order-number": "BYE-1", "int:cm:item-count": 1 });
-    expect(await page.evaluate(() => sessionStorage.getItem("sends")?.trim())).toBe("beacon:true");
-    // The beacon was the only send; the bye page stored nothing, and nothing else arrives.
-    expect(await stored(page)).toMatchObject({ q: [], f: 0, i: { f: { "str::email": email } } });
+    expect(await page.evaluate(() => sessionStorage.getItem("sends")?.trim())).toBe("fetch");
+    // The page could not hear the answer: the event stays stored, leased, in a queue marked as
+    // left (h 0), for the next page with the snippet to send again (Ortto merges it by key and created).
+    const left = await stored(page);
+    expect(left).toMatchObject({ f: 0, i: { f: { email } } });
+    expect(left?.tabs).toEqual([{ h: 0, f: 0, q: [expect.objectContaining({ l: expect.any(Number) })] }]);
+    expect(left?.q[0]?.a.key).toBe(activity?.key);
     await sleep(1_000);
     expect((await emulator()).requests).toBe(1);
     expect(seen.errors).toEqual([]);

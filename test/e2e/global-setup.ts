@@ -57,7 +57,8 @@ const escapeAttribute = (s: string) => s.replace(/&/g, "&amp;").replace(/"/g, "&
  * The fixture pages: `GET /<name>.html` is test/e2e/pages/<name>.html with `{{LOADER}}` replaced
  * by the loader line (snippet/loader.txt), `{{RELAY}}` by the relay's origin, and the marker
  * attribute `data-e2e-attributes` by the script tag's data attributes from the query
- * (`?data-consent=required&data-debug=`). Any other path answers 404 (a SPA's pushState URLs
+ * (`?data-consent=required&data-debug=`); `?bfcache` serves it storable, so that Chromium may keep it in
+ * its back/forward cache. Any other path answers 404 (a SPA's pushState URLs
  * never reach the server).
  */
 function startPages(relay: string, port: number): Promise<Server> {
@@ -78,7 +79,9 @@ function startPages(relay: string, port: number): Promise<Server> {
       .replaceAll("{{LOADER}}", loader)
       .replaceAll("{{RELAY}}", relay)
       .replaceAll(" data-e2e-attributes", attrs);
-    res.writeHead(200, { "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store" }).end(html);
+    // no-store keeps a page out of the back/forward cache; `?bfcache` lets it in.
+    const cache = url.searchParams.has("bfcache") ? "no-cache" : "no-store";
+    res.writeHead(200, { "Content-Type": "text/html; charset=utf-8", "Cache-Control": cache }).end(html);
   });
   return new Promise((resolve, reject) => {
     server.on("error", reject);

@@ -4,6 +4,8 @@
  * playwright-core), visitors that count as people, and the emulator's view of what arrived.
  */
 import { execFileSync } from "node:child_process";
+import { createServer, type IncomingHttpHeaders } from "node:http";
+import type { AddressInfo } from "node:net";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, beforeEach, expect, inject } from "vitest";
 import type { ActivityInput } from "../../shared/activities.ts";
@@ -113,11 +115,13 @@ const userAgent = desktopUserAgent();
  * nothing of its own talking to the network, as a visitor rather than a crawler (above).
  * The emulator is reset before each test.
  */
-export function useBrowser(): () => Browser {
+export function useBrowser(options: { backForwardCache?: boolean } = {}): () => Browser {
   let browser: Browser | undefined;
   beforeAll(async () => {
     browser = await chromium.launch({
       executablePath,
+      // Playwright turns the back/forward cache off unless asked.
+      ignoreDefaultArgs: options.backForwardCache ? ["--disable-back-forward-cache"] : undefined,
       args: [
         "--no-sandbox",
         "--disable-gpu",
@@ -182,12 +186,129 @@ export function watch(page: Page) {
   return { errors, warnings, sent };
 }
 
-/** The snippet's stored state (localStorage "relay") as the page sees it, or null. */
-export async function stored(page: Page): Promise<{ q: { a: ActivityInput; l?: number }[]; f: number; d: number; c?: boolean } | null> {
-  return page.evaluate(() => JSON.parse(localStorage.getItem("relay") ?? "null"));
+/** One event in a stored queue. */
+export interface StoredItem {
+  a: ActivityInput;
+  /** Leased until (ms). */
+  l?: number;
+}
+
+/**
+ * The snippet's stored state as the page sees it, or null when nothing is stored: the shared
+ * state (localStorage "relay"), with `q` the events of every tab's queue ("relay:<random>") and
+ * `f` their failures, and `tabs` the tab queues themselves.
+ */
+export async function stored(page: Page): Promise<{
+  q: StoredItem[];
+  f: number;
+  d?: number;
+  c?: boolean;
+  i?: unknown;
+  o?: number;
+  tabs: { h: number; f: number; q: StoredItem[] }[];
+} | null> {
+  return page.evaluate(() => {
+    const shared = JSON.parse(localStorage.getItem("relay") ?? "null");
+    const tabs = Object.keys(localStorage)
+      .filter((k) => k.startsWith("relay:"))
+      .map((k) => JSON.parse(localStorage.getItem(k) as string));
+    if (!shared && !tabs.length) return null;
+    return { ...shared, q: tabs.flatMap((t) => t.q), f: tabs.reduce((n, t) => n + t.f, 0), tabs };
+  });
 }
 
 /** Waits until the page has loaded relay.js (the stub is replaced by the client, marked `l`). */
 export async function snippetLoaded(page: Page) {
   await page.waitForFunction(() => (window as unknown as { relay?: { l?: 1 } }).relay?.l === 1);
+}
+
+/** A create request as the proxy saw it. */
+export interface ProxiedRequest {
+  /** When it arrived (ms). */
+  at: number;
+  body: { activities?: ActivityInput[]; identity_token?: string };
+}
+
+/** What the proxy does with a request: answer it itself, or forward it to the relay (after a delay). */
+export type ProxyAnswer = { status: number; headers?: Record<string, string> } | { delayMs: number } | undefined;
+
+/**
+ * A stand-in for the relay between page and relay (the page's `data-endpoint`): it notes every
+ * request, including those a page makes while it unloads (which Playwright does not see), and
+ * answers as `rule` says, or forwards to the relay. Close it at the end of the test.
+ */
+export async function startProxy() {
+  const requests: ProxiedRequest[] = [];
+  const proxy = {
+    url: "",
+    requests,
+    rule: (_request: ProxiedRequest): ProxyAnswer => undefined,
+    /** The requests that carried the activity with this key. */
+    carrying: (key: string | undefined) => requests.filter((r) => r.body.activities?.some((a) => a.key === key)),
+    close: () => new Promise<void>((resolve) => server.close(() => resolve()) && server.closeAllConnections()),
+  };
+  const server = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const raw = Buffer.concat(chunks).toString();
+    const request: ProxiedRequest = { at: Date.now(), body: raw ? JSON.parse(raw) : {} };
+    if (req.method === "POST") requests.push(request);
+    const answer = req.method === "POST" ? proxy.rule(request) : undefined;
+    if (answer && "status" in answer) {
+      const cors = { "Access-Control-Allow-Origin": req.headers.origin ?? "*", "Access-Control-Expose-Headers": "Retry-After, Date" };
+      res.writeHead(answer.status, { ...cors, "Content-Type": "application/json", ...answer.headers });
+      res.end(JSON.stringify({ code: answer.status, error: "from the test's proxy" }));
+      return;
+    }
+    if (answer && "delayMs" in answer) await sleep(answer.delayMs);
+    const headers = Object.entries(req.headers as IncomingHttpHeaders).filter(
+      ([k]) => !["host", "connection", "content-length", "accept-encoding", "keep-alive"].includes(k),
+    ) as [string, string][];
+    try {
+      const upstream = await fetch(`${urls().relay}${req.url}`, {
+        method: req.method,
+        headers,
+        body: req.method === "POST" ? raw : undefined,
+      });
+      const back = [...upstream.headers].filter(
+        ([k]) => !["content-encoding", "content-length", "transfer-encoding", "connection", "keep-alive"].includes(k),
+      );
+      res.writeHead(upstream.status, Object.fromEntries(back));
+      res.end(await upstream.text());
+    } catch {
+      res.destroy();
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  proxy.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return proxy;
+}
+
+/**
+ * An init script that runs the page's clock `shiftMs` ahead (negative: behind), as a device
+ * whose clock is wrong: `Date.now()`, `new Date()` and `Date()`; timers and `performance` are
+ * untouched. `moveClock` moves it on later, as if that much time had passed for the page's clock.
+ */
+export function clockShift(shiftMs: number) {
+  const Real = Date;
+  const clock = window as unknown as { clockShift: number };
+  clock.clockShift = shiftMs;
+  const now = () => Real.now() + clock.clockShift;
+  class Shifted extends Real {
+    constructor(...args: unknown[]) {
+      if (args.length) super(...(args as [string]));
+      else super(now());
+    }
+    static override now() {
+      return now();
+    }
+  }
+  window.Date = new Proxy(Shifted, { apply: () => new Real(now()).toString() }) as DateConstructor;
+}
+
+/** Moves on the clock of a page started with the `clockShift` init script. */
+export async function moveClock(page: Page, ms: number) {
+  await page.evaluate((ms) => {
+    (window as unknown as { clockShift: number }).clockShift += ms;
+  }, ms);
 }

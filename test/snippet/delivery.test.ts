@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { backoff, FLUSH_MS, LEASE_MS, MAX_BATCH, MAX_BATCH_BYTES, MAX_QUEUE, MAX_RETRY_AFTER } from "../../snippet/src/core.ts";
-import { MemoryStorage, openPage, URL_CREATE, wait } from "./helpers.ts";
+import { backoff, FLUSH_MS, LEASE_MS, MAX_BATCH, MAX_BATCH_BYTES, MAX_QUEUE, MAX_RETRY_AFTER, STALE_MS } from "../../snippet/src/core.ts";
+import { MemoryStorage, openPage, settle, URL_CREATE, wait } from "./helpers.ts";
 
 const NOW = Date.parse("2026-11-27T06:00:00.000Z");
 
@@ -58,10 +58,11 @@ describe("batching", () => {
   it(`sends at once when ${MAX_BATCH} events are waiting, and at most ${MAX_BATCH} per request`, async () => {
     const page = identifiedPage();
     for (let n = 0; n < MAX_BATCH + 3; n++) page.relay("track", "logged-in", { "int::v": n });
-    expect(page.sent).toHaveLength(1);
+    // Not inside the call (O(1) per call): in a task of its own, at once.
+    expect(page.sent).toHaveLength(0);
+    await wait(0);
     expect(page.sent[0]?.body.activities).toHaveLength(MAX_BATCH);
     // The rest follow as soon as the first batch is through.
-    await wait(0);
     expect(page.sent).toHaveLength(2);
     expect(page.sent[1]?.body.activities.map((a) => a.attributes?.["int::v"])).toEqual([10, 11, 12]);
   });
@@ -82,7 +83,7 @@ describe("batching", () => {
     // Ten events of ~15 kB (Ortto's per-activity limit is 16 kB): more than one request's worth.
     const big = "é".repeat(7000);
     for (let n = 0; n < MAX_BATCH; n++) page.relay("track", "placed-order", { "txt:cm:gift-message": big, "int::v": n });
-    await vi.runAllTimersAsync();
+    await settle();
     expect(page.sent.length).toBeGreaterThan(1);
     for (const request of page.sent) expect(new Blob([request.raw]).size).toBeLessThan(64 * 1024);
     expect(page.activities().map((a) => a.attributes?.["int::v"])).toEqual([...Array(MAX_BATCH).keys()]);
@@ -204,7 +205,7 @@ describe("retries", () => {
     page.relay("track", "placed-order");
     await wait(FLUSH_MS);
     expect(page.activities().map((a) => a.activity_id)).toEqual(["act:cm:logged-in", "act:cm:placed-order"]);
-    await vi.runAllTimersAsync();
+    await settle();
     expect(page.sent).toHaveLength(2);
   });
 
@@ -216,7 +217,7 @@ describe("retries", () => {
     page.relay("track", "logged-in", { n: 1 });
     page.relay("track", "placed-order", { n: 2 });
     page.relay("track", "logged-in", { n: 3 });
-    await vi.runAllTimersAsync();
+    await settle();
     expect(page.sent.map((s) => s.body.activities.map((a) => a.attributes?.n))).toEqual([[1, 2, 3], [1], [2], [3]]);
     expect(page.storage.state()?.q).toEqual([]);
   });
@@ -234,25 +235,25 @@ describe("retries", () => {
     expect(page.storage.state()?.q).toEqual([]);
   });
 
-  it.each([401, 403, 404, 413, 415, 422])("drops a batch refused with %s, never retrying it", async (status) => {
+  it.each([401, 403, 404, 415, 422])("drops a batch refused with %s, never retrying it", async (status) => {
     const page = identifiedPage({ debug: true });
     const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
     page.answers.push(status);
     page.relay("track", "logged-in");
     page.relay("track", "placed-order");
-    await vi.runAllTimersAsync();
+    await settle();
     expect(page.sent).toHaveLength(1);
     expect(page.storage.state()?.q).toEqual([]);
     expect(warn).toHaveBeenCalledWith("relay:", "refused", status, `{"status":${status}}`);
   });
 
-  it("splits a batch refused with 400, so one bad event does not sink the others", async () => {
+  it.each([400, 413])("splits a batch refused with %s, so one bad (or too large) event does not sink the others", async (status) => {
     const page = identifiedPage();
-    page.answers.push(400, 200, 400, 200);
+    page.answers.push(status, 200, status, 200);
     page.relay("track", "logged-in", { n: 1 });
     page.relay("track", "logged-in", { n: 2, bad: true });
     page.relay("track", "logged-in", { n: 3 });
-    await vi.runAllTimersAsync();
+    await settle();
     expect(page.sent.map((s) => s.body.activities.map((a) => a.attributes?.n))).toEqual([[1, 2, 3], [1], [2], [3]]);
     expect(page.storage.state()?.q).toEqual([]);
   });
@@ -287,7 +288,7 @@ describe("retries", () => {
     expect(page.storage.state()?.q).toEqual([]);
   });
 
-  it("leaves a batch another tab is sending alone until its lease runs out", async () => {
+  it("never sends a batch another live tab has in flight, however long its request takes", async () => {
     const storage = new MemoryStorage();
     const tabA = identifiedPage({ storage });
     tabA.answers.push("hang");
@@ -297,13 +298,28 @@ describe("retries", () => {
     const tabB = openPage({ storage });
     tabB.relay("track", "placed-order");
     await wait(FLUSH_MS);
-    expect(tabB.activities().map((a) => a.activity_id)).toEqual(["act:cm:placed-order"]);
-    // Tab A never heard back (closed, hung): after the lease, the next flush sends the event again, with its key.
-    await wait(LEASE_MS);
+    // Well past the lease: tab A is alive and its request has not been answered.
+    await wait(LEASE_MS * 3);
     tabB.relay("track", "placed-order");
     await wait(FLUSH_MS);
-    expect(tabB.activities().map((a) => a.activity_id)).toEqual(["act:cm:placed-order", "act:cm:logged-in", "act:cm:placed-order"]);
-    expect(tabB.activities()[1]?.key).toBe(tabA.activities()[0]?.key);
+    expect(tabB.activities().map((a) => a.activity_id)).toEqual(["act:cm:placed-order", "act:cm:placed-order"]);
+    expect(tabA.sent).toHaveLength(1);
+  });
+
+  it("sends what a page left in flight once its lease is over, with the same key and created", async () => {
+    const storage = new MemoryStorage();
+    const first = identifiedPage({ storage });
+    first.answers.push("hang");
+    first.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    first.leave();
+    const next = openPage({ storage });
+    await wait(LEASE_MS - FLUSH_MS - 1);
+    expect(next.sent).toHaveLength(0);
+    await wait(LEASE_MS);
+    expect(next.activities().map((a) => [a.key, a.created])).toEqual(first.activities().map((a) => [a.key, a.created]));
+    await wait(0);
+    expect(storage.state()).toMatchObject({ q: [] });
   });
 
   it("does not lose another tab's events when both write the queue", async () => {
@@ -313,7 +329,32 @@ describe("retries", () => {
     tabA.relay("track", "logged-in");
     tabB.relay("track", "placed-order");
     tabA.relay("track", "viewed-page");
-    expect(storage.state()?.q.map((i) => i.a.activity_id)).toEqual(["act:cm:logged-in", "act:cm:placed-order", "act:cm:viewed-page"]);
+    await wait(0);
+    expect(
+      storage
+        .state()
+        ?.q.map((i) => i.a.activity_id)
+        .sort(),
+    ).toEqual(["logged-in", "placed-order", "viewed-page"]);
+    // Each tab has a key of its own, which only it writes.
+    expect(storage.tabs()).toHaveLength(2);
+  });
+
+  it("lets another page adopt the queue of a tab that died without pagehide, once it is stale", async () => {
+    const storage = new MemoryStorage();
+    // What a tab that crashed a moment ago left: its queue, written at its last change.
+    const item = { a: { activity_id: "logged-in", key: "k1", created: new Date().toISOString() }, w: Date.now() };
+    storage.data.set("relay:crashed", JSON.stringify({ h: Date.now(), f: 0, q: [item] }));
+    const fresh = openPage({ storage });
+    fresh.relay("identify", { email: "chris@example.com" });
+    await wait(FLUSH_MS);
+    // It might be a live tab that is only idle: left alone.
+    expect(fresh.sent).toHaveLength(0);
+    await wait(STALE_MS);
+    const later = openPage({ storage });
+    await wait(0);
+    expect(later.activities().map((a) => [a.key, a.activity_id])).toEqual([["k1", "act:cm:logged-in"]]);
+    expect(storage.data.has("relay:crashed")).toBe(false);
   });
 });
 
@@ -322,6 +363,7 @@ describe("storage", () => {
     const page = openPage({ debug: true });
     const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
     for (let n = 0; n < MAX_QUEUE + 5; n++) page.relay("track", "logged-in", { "int::v": n });
+    await wait(0);
     const state = page.storage.state();
     expect(state?.q).toHaveLength(MAX_QUEUE);
     expect(state?.d).toBe(5);
@@ -329,10 +371,14 @@ describe("storage", () => {
     expect(warn).toHaveBeenLastCalledWith("relay:", "dropped", 5);
   });
 
-  it("stores each event at the call, before any request", () => {
+  it("stores each event at the end of the call's task (one write for any number of calls), before any request", async () => {
     const page = identifiedPage();
-    page.relay("track", "logged-in");
-    expect(page.storage.state()?.q).toHaveLength(1);
+    const writes = page.storage.writes;
+    for (let n = 0; n < 50; n++) page.relay("track", "logged-in");
+    expect(page.storage.writes).toBe(writes);
+    await Promise.resolve();
+    expect(page.storage.writes).toBe(writes + 1);
+    expect(page.storage.state()?.q).toHaveLength(50);
     expect(page.fetch).not.toHaveBeenCalled();
   });
 
@@ -358,40 +404,47 @@ describe("storage", () => {
 });
 
 describe("page hide", () => {
-  it.each(["pagehide", "visibilitychange"] as const)("hands waiting events to sendBeacon on %s", async (how) => {
+  it.each(["pagehide", "visibilitychange"] as const)("sends waiting events at once with a keepalive fetch on %s", async (how) => {
     const page = identifiedPage();
     page.relay("track", "logged-in");
     page.hide(how);
-    expect(page.beacons).toHaveLength(1);
-    expect(page.beacons[0]?.url).toBe(URL_CREATE);
-    expect(page.beacons[0]?.body.activities[0]?.activity_id).toBe("act:cm:logged-in");
-    expect(page.storage.state()?.q).toEqual([]);
+    expect(page.sent).toHaveLength(1);
+    expect(page.sent[0]?.url).toBe(URL_CREATE);
+    expect(page.sent[0]?.init.keepalive).toBe(true);
+    expect(page.sent[0]?.body.activities[0]?.activity_id).toBe("act:cm:logged-in");
+    expect(page.beacon).not.toHaveBeenCalled();
     await wait(FLUSH_MS);
-    expect(page.fetch).not.toHaveBeenCalled();
+    expect(page.sent).toHaveLength(1);
+    if (how === "pagehide") {
+      // The page is gone: its answer is for nobody. The events stay stored, leased, for the next page.
+      expect(page.storage.state()?.q.map((i) => i.l)).toEqual([expect.any(Number)]);
+      expect(page.storage.tabs()[0]?.h).toBe(0);
+    } else expect(page.storage.state()?.q).toEqual([]);
   });
 
-  it("keeps the events for the next page when sendBeacon refuses them, or the browser is offline", () => {
-    const refused = identifiedPage();
-    refused.beaconAccepts = false;
-    refused.relay("track", "logged-in");
-    refused.hide();
-    expect(refused.beacons).toHaveLength(1);
-    expect(refused.storage.state()?.q).toHaveLength(1);
-
+  it("keeps the events for the next page when offline, or when the relay is failing", async () => {
     const offline = identifiedPage({ onLine: false });
     offline.relay("track", "logged-in");
     offline.hide();
-    expect(offline.beacons).toHaveLength(0);
+    expect(offline.sent).toHaveLength(0);
     expect(offline.storage.state()?.q).toHaveLength(1);
+
+    const failing = identifiedPage();
+    failing.answers.push(503);
+    failing.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    failing.hide();
+    expect(failing.sent).toHaveLength(1);
+    expect(failing.storage.state()?.q.map((i) => i.l)).toEqual([undefined]);
   });
 
-  it("does not beacon a batch already in flight", async () => {
+  it("does not send a batch already in flight again", async () => {
     const page = identifiedPage();
     page.answers.push("hang");
     page.relay("track", "logged-in");
     await wait(FLUSH_MS);
     page.hide();
-    expect(page.beacons).toHaveLength(0);
+    expect(page.sent).toHaveLength(1);
   });
 
   it("never listens to unload (it would break the back/forward cache)", () => {
@@ -403,17 +456,55 @@ describe("page hide", () => {
       },
     });
     const events = spies.flatMap((spy) => spy.mock.calls.map((call) => String(call[0])));
-    expect(events).toEqual(expect.arrayContaining(["pagehide", "visibilitychange"]));
+    expect(events).toEqual(expect.arrayContaining(["pagehide", "visibilitychange", "pageshow"]));
     expect(events).not.toContain("unload");
     expect(events).not.toContain("beforeunload");
   });
 
-  it("beacons in requests under 64 KiB", () => {
+  it("sends at page hide within keepalive's 64 KiB, leaving the rest for the next page", () => {
     const page = identifiedPage();
     for (let n = 0; n < 8; n++) page.relay("track", "placed-order", { "txt:cm:gift-message": "x".repeat(15000) });
     page.hide();
-    expect(page.beacons.length).toBeGreaterThan(1);
-    for (const beacon of page.beacons) expect(new Blob([beacon.raw]).size).toBeLessThanOrEqual(MAX_BATCH_BYTES + 200);
-    expect(page.beacons.flatMap((b) => b.body.activities)).toHaveLength(8);
+    expect(page.sent).toHaveLength(1);
+    expect(new Blob([page.sent[0]?.raw as string]).size).toBeLessThanOrEqual(MAX_BATCH_BYTES + 200);
+    expect(page.storage.state()?.q).toHaveLength(8);
+  });
+});
+
+describe("a device whose clock is wrong", () => {
+  const future = {
+    status: 400,
+    text: '{"code":400,"error":"Invalid request: activities.0.created Created date is more than 5 minutes in the future"}',
+  };
+
+  it("corrects, once, a created the relay refused as in the future, keeps the key, and stamps later events in the relay's time", async () => {
+    const page = identifiedPage();
+    // The relay's clock is 2 h behind this device's.
+    page.relayAhead = -2 * 3_600_000;
+    page.answers.push(future);
+    page.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    expect(page.sent).toHaveLength(2);
+    const [refused, resent] = page.activities();
+    expect(resent?.key).toBe(refused?.key);
+    expect(refused?.created).toBe("2026-11-27T06:00:00.000Z");
+    expect(resent?.created).toBe("2026-11-27T04:00:00.000Z");
+    expect(page.storage.state()).toMatchObject({ q: [], o: -2 * 3_600_000 });
+    // Later events, in this tab or the next page, carry the relay's time from the start.
+    const next = openPage({ storage: page.storage });
+    next.relay("track", "placed-order");
+    await wait(FLUSH_MS);
+    expect(next.activities().map((a) => a.created)).toEqual(["2026-11-27T04:00:01.000Z"]);
+  });
+
+  it("never re-dates an event the relay may have recorded: a 400 for another reason keeps created, and splits as before", async () => {
+    const page = identifiedPage();
+    page.answers.push(400, 200, 200);
+    page.relay("track", "logged-in");
+    page.relay("track", "placed-order");
+    await settle();
+    const created = new Set(page.activities().map((a) => a.created));
+    expect(created).toEqual(new Set(["2026-11-27T06:00:00.000Z"]));
+    expect(page.sent).toHaveLength(3);
   });
 });

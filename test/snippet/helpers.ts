@@ -6,18 +6,25 @@
 import { Window } from "happy-dom";
 import { vi } from "vitest";
 import type { ActivitiesRequest } from "../../shared/activities.ts";
-import { createRelay, STORAGE_KEY, type State } from "../../snippet/src/core.ts";
+import { createRelay, type Item, STORAGE_KEY, type State, type TabQueue } from "../../snippet/src/core.ts";
 import type { Relay, RelayOptions } from "../../snippet/src/relay.d.ts";
+import { expandShorthands } from "../../worker/activities/shorthand.ts";
 
 export const ENDPOINT = "https://relay.example";
 export const URL_CREATE = `${ENDPOINT}/v1/activities/create`;
 
-/** A localStorage of a Map; `quota` makes setItem throw like a full one, `broken` makes every call throw. */
+/**
+ * A localStorage of a Map, shared by the pages ("tabs") given it; `quota` makes setItem throw like
+ * a full one, `broken` makes every call throw. Each page sees it through `view(w)`, which lists
+ * the keys (Object.keys) and fires `storage` events in the other pages a task after a change, as
+ * browsers do.
+ */
 export class MemoryStorage {
   data = new Map<string, string>();
   quota = Number.POSITIVE_INFINITY;
   broken = false;
   writes = 0;
+  windows = new Set<Window>();
   getItem(key: string) {
     if (this.broken) throw new Error("SecurityError");
     return this.data.get(key) ?? null;
@@ -32,15 +39,58 @@ export class MemoryStorage {
     if (this.broken) throw new Error("SecurityError");
     this.data.delete(key);
   }
-  /** The snippet's stored state, parsed. */
-  state(): State | undefined {
+  /** The storage as the page of window `w` sees it. */
+  view(w: Window) {
+    this.windows.add(w);
+    const notify = (key: string, oldValue: string | null, newValue: string | null) => {
+      if (oldValue === newValue) return;
+      for (const other of this.windows) {
+        if (other !== w)
+          setTimeout(() => other.dispatchEvent(Object.assign(new other.Event("storage"), { key, oldValue, newValue, storageArea: null })));
+      }
+    };
+    const target = {
+      getItem: (key: string) => this.getItem(key),
+      setItem: (key: string, value: string) => {
+        const old = this.data.get(key) ?? null;
+        this.setItem(key, value);
+        notify(key, old, value);
+      },
+      removeItem: (key: string) => {
+        const old = this.data.get(key) ?? null;
+        this.removeItem(key);
+        notify(key, old, null);
+      },
+    };
+    return new Proxy(target, {
+      ownKeys: () => {
+        if (this.broken) throw new Error("SecurityError");
+        return [...this.data.keys()];
+      },
+      getOwnPropertyDescriptor: (_, key) =>
+        typeof key === "string" && this.data.has(key) ? { enumerable: true, configurable: true, value: this.data.get(key) } : undefined,
+    });
+  }
+  /** A tab's stored queue (`relay:<random>`), parsed. */
+  tabs(): TabQueue[] {
+    return [...this.data].filter(([k]) => k.startsWith(`${STORAGE_KEY}:`)).map(([, v]) => JSON.parse(v));
+  }
+  /**
+   * The snippet's stored state, parsed: the shared state, with `q` the events of every tab's
+   * queue and `f` their failures, or undefined when nothing is stored.
+   */
+  state(): (State & { q: Item[]; f: number }) | undefined {
     const raw = this.data.get(STORAGE_KEY);
-    return raw === undefined ? undefined : JSON.parse(raw);
+    const tabs = this.tabs();
+    if (raw === undefined && !tabs.length) return undefined;
+    const shared: State = raw === undefined ? {} : JSON.parse(raw);
+    return { ...shared, q: [...(shared.q ?? []), ...tabs.flatMap((t) => t.q)], f: tabs.reduce((n, t) => n + t.f, 0) };
   }
 }
 
 export interface Sent {
   url: string;
+  /** The body as the relay reads it: parsed, with the snippet's shorthands expanded (worker/activities/shorthand.ts). */
   body: ActivitiesRequest;
   raw: string;
   init: RequestInit;
@@ -50,7 +100,7 @@ export interface Sent {
  * What the fake relay answers: a status, a status with a `Retry-After` header (seconds, as the
  * relay sends it), a thrown error (network failure), or a promise never settled.
  */
-export type Answer = number | { status: number; retryAfter: string } | "network" | "hang";
+export type Answer = number | { status: number; retryAfter?: string; text?: string } | "network" | "hang";
 
 export interface Page {
   w: Window;
@@ -66,9 +116,13 @@ export interface Page {
   answers: Answer[];
   /** What sendBeacon returns. */
   beaconAccepts: boolean;
+  /** How far the relay's clock (its `Date` header) is ahead of the page's, in ms. */
+  relayAhead: number;
   /** The activities of every fetch, flattened. */
   activities(): ActivitiesRequest["activities"];
   hide(how?: "pagehide" | "visibilitychange"): void;
+  /** The visitor navigates away: pagehide, and the page hears no more storage events. */
+  leave(): void;
 }
 
 export interface PageOptions extends Partial<Omit<RelayOptions, "window">> {
@@ -97,7 +151,7 @@ export function openPage(options: PageOptions = {}): Page {
   const w = new Window({ url });
   if (title !== undefined) w.document.title = title;
   if (referrer !== undefined) Object.defineProperty(w.document, "referrer", { value: referrer, configurable: true });
-  Object.defineProperty(w, "localStorage", { value: storage, configurable: true });
+  Object.defineProperty(w, "localStorage", { value: storage.view(w as unknown as Window), configurable: true });
   if (globalPrivacyControl !== undefined)
     Object.defineProperty(w.navigator, "globalPrivacyControl", { value: globalPrivacyControl, configurable: true });
   if (onLine !== undefined) Object.defineProperty(w.navigator, "onLine", { value: onLine, configurable: true });
@@ -109,8 +163,13 @@ export function openPage(options: PageOptions = {}): Page {
     beacons: [] as Sent[],
     answers: [] as Answer[],
     beaconAccepts: true,
+    relayAhead: 0,
     activities() {
       return page.sent.flatMap((s) => s.body.activities);
+    },
+    leave() {
+      page.hide();
+      storage.windows.delete(w as unknown as Window);
     },
     hide(how: "pagehide" | "visibilitychange" = "pagehide") {
       if (how === "pagehide") w.dispatchEvent(new w.Event("pagehide"));
@@ -122,14 +181,15 @@ export function openPage(options: PageOptions = {}): Page {
   } as Page;
   page.fetch = vi.fn((target: string, init: RequestInit) => {
     const raw = init.body as string;
-    page.sent.push({ url: target, raw, body: JSON.parse(raw), init });
+    page.sent.push({ url: target, raw, body: expandShorthands(JSON.parse(raw)) as ActivitiesRequest, init });
     const answer = page.answers.shift() ?? 200;
     if (answer === "hang") return new Promise(() => {});
     if (answer === "network") return Promise.reject(new TypeError("Failed to fetch"));
-    const { status, retryAfter } = typeof answer === "number" ? { status: answer, retryAfter: undefined } : answer;
-    // The relay exposes Retry-After to CORS (Access-Control-Expose-Headers), so a page can read it.
-    const headers = new Headers(retryAfter === undefined ? {} : { "Retry-After": retryAfter });
-    return Promise.resolve({ status, headers, text: () => Promise.resolve(`{"status":${status}}`) });
+    const { status, retryAfter, text = `{"status":${status}}` } = typeof answer === "number" ? { status: answer } : answer;
+    // The relay exposes Retry-After and Date to CORS (Access-Control-Expose-Headers), so a page can read them.
+    const headers = new Headers({ Date: new Date(Date.now() + page.relayAhead).toUTCString() });
+    if (retryAfter !== undefined) headers.set("Retry-After", retryAfter);
+    return Promise.resolve({ status, headers, text: () => Promise.resolve(text) });
   });
   page.beacon = vi.fn((target: string, data: string) => {
     page.beacons.push({ url: target, raw: data, body: JSON.parse(data), init: {} });
@@ -140,6 +200,14 @@ export function openPage(options: PageOptions = {}): Page {
   beforeStart?.(w);
   page.relay = createRelay({ endpoint: ENDPOINT, ...relayOptions, window: w as unknown as globalThis.Window });
   return page;
+}
+
+/**
+ * Lets every timer due in the next ten minutes run (the snippet's heartbeat never stops, so
+ * "run every timer" would never end), and every promise they settle.
+ */
+export async function settle() {
+  await vi.advanceTimersByTimeAsync(10 * 60_000);
 }
 
 /** Lets timers up to `ms` run, and every promise they settle. */

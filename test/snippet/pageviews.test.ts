@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { openPage } from "./helpers.ts";
+import { openPage, settle } from "./helpers.ts";
 
 beforeEach(() => {
   vi.useFakeTimers();
@@ -13,7 +13,7 @@ function spa(url = "https://shop.example/") {
   const page = openPage({ url, title: "Home", referrer: "https://search.example/?q=shoes", pageviews: "act:cm:viewed-page" });
   page.relay("identify", { email: "chris@example.com" });
   const views = async () => {
-    await vi.runAllTimersAsync();
+    await settle();
     return page
       .activities()
       .filter((a) => a.activity_id === "act:cm:viewed-page")
@@ -49,7 +49,7 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
   it("records one on popstate (back and forward)", async () => {
     const { views, history } = spa();
     history.pushState({}, "", "/a");
-    await vi.runAllTimersAsync();
+    await settle();
     history.back();
     expect((await views()).map((v) => v[0])).toEqual(["https://shop.example/", "https://shop.example/a", "https://shop.example/"]);
   });
@@ -72,7 +72,7 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
     const page = openPage();
     page.relay("identify", { email: "chris@example.com" });
     page.w.history.pushState({}, "", "/a");
-    await vi.runAllTimersAsync();
+    await settle();
     expect(page.fetch).not.toHaveBeenCalled();
   });
 });

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createRelay, FLUSH_MS } from "../../snippet/src/core.ts";
-import { MemoryStorage, openPage, wait } from "./helpers.ts";
+import { MemoryStorage, openPage, settle, wait } from "./helpers.ts";
 
 beforeEach(() => {
   vi.useFakeTimers();
@@ -56,7 +56,7 @@ describe("the page is never broken", () => {
     expect(warn).toHaveBeenCalledTimes(garbage.length - 1);
 
     // None of it reached the queue or the wire, and the relay still works.
-    await vi.runAllTimersAsync();
+    await settle();
     expect(quiet.fetch).not.toHaveBeenCalled();
     expect(quiet.storage.state()?.q ?? []).toEqual([]);
     quiet.relay("identify", { email: "chris@example.com" });
@@ -150,7 +150,7 @@ describe("the page is never broken", () => {
     page.answers.push(400, 400);
     page.relay("identify", { email: "chris@example.com" });
     page.relay("track", "logged-in");
-    await vi.runAllTimersAsync();
+    await settle();
     expect(errors).toEqual([]);
     expect(page.storage.state()?.q).toEqual([]);
   });

@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import catalogue from "../../relay.config.ts";
 import { activitiesRequestSchema } from "../../shared/activities.ts";
+import { expandShorthands } from "../../worker/activities/shorthand.ts";
 import { emulator, loggedIn, postWith } from "./helpers.ts";
 
 /**
@@ -9,7 +10,9 @@ import { emulator, loggedIn, postWith } from "./helpers.ts";
  * rejection is a 4xx JSON body that names a field, and nothing the schema refuses reaches
  * Ortto. The schema is the oracle: the relay forwards exactly what it accepts.
  */
-const schema = activitiesRequestSchema(catalogue);
+const requestSchema = activitiesRequestSchema(catalogue);
+/** The relay's pipeline: the snippet's shorthands expanded, then the schema. */
+const schema = { safeParse: (value: unknown) => requestSchema.safeParse(expandShorthands(structuredClone(value))) };
 // 6,500 cases a run: 3,000 arbitrary JSON, 500 arbitrary text, 3,000 mutated valid payloads (each
 // valid one reaches the emulator; the limits no longer wait on a Durable Object per contact).
 const RUNS = 3000;

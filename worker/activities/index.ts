@@ -25,6 +25,7 @@ import { LimitError, takeLimits } from "../limits/index.ts";
 import { flushSoon } from "../limits/ledger.ts";
 import { forwardActivities } from "../upstream.ts";
 import { enrichActivities, locationFor } from "./enrich.ts";
+import { expandShorthands } from "./shorthand.ts";
 
 /**
  * Built once per isolate: per-activity schemas for every catalogue entry (the definition of what
@@ -187,7 +188,8 @@ export const activities = new Hono<AppEnv>().post(
 
     let body: ActivitiesRequest;
     try {
-      body = validate(parseJson(await c.req.text()));
+      // The snippet's shorthands (`logged-in`, `email` …) become Ortto's ids here, so the page need not carry the code.
+      body = validate(expandShorthands(parseJson(await c.req.text())));
     } catch (err) {
       log.reason = "schema";
       throw err;

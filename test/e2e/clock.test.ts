@@ -1,0 +1,135 @@
+/// <reference types="node" />
+/**
+ * Issue 9, parts 1 and 3, in a real browser: a device whose clock is wrong, and events whose
+ * request at page hide was refused.
+ */
+import { describe, expect, it } from "vitest";
+import {
+  activitiesOf,
+  clockShift,
+  emailFor,
+  emulator,
+  newVisitor,
+  pageUrl,
+  sleep,
+  snippetLoaded,
+  startProxy,
+  useBrowser,
+  watch,
+} from "./helpers.ts";
+
+const browser = useBrowser();
+const HOUR = 3_600_000;
+
+/** What the emulator holds for `email` once nothing more is on its way, and how many re-sends it merged. */
+async function settled(email: string) {
+  await sleep(1_500);
+  const view = await emulator();
+  return { mine: view.activities.filter((a) => a.fields["str::email"] === email), duplicates: view.duplicates };
+}
+
+describe("a device whose clock is wrong", () => {
+  it("delivers exactly once, with the relay's time, from a page whose clock is 2 h fast", async () => {
+    const context = await newVisitor(browser());
+    await context.addInitScript(clockShift, 2 * HOUR);
+    const page = await context.newPage();
+    const seen = watch(page);
+    const email = emailFor("clock-fast");
+    await page.goto(pageUrl("tag"));
+    await snippetLoaded(page);
+    expect((await page.evaluate(() => Date.now())) - Date.now()).toBeGreaterThan(2 * HOUR - 60_000);
+
+    const before = Date.now();
+    await page.evaluate((email) => {
+      relay("identify", { email });
+      relay("track", "logged-in", { "int::v": 1 });
+    }, email);
+    const [first] = await activitiesOf(email, 1);
+    // The relay refused it as "in the future" (nothing recorded); it went again, once corrected.
+    expect(seen.sent.length).toBeGreaterThanOrEqual(2);
+    const created = Date.parse(first?.created as string);
+    expect(created).toBeGreaterThanOrEqual(before - 2_000);
+    expect(created).toBeLessThanOrEqual(Date.now());
+
+    // Later events are stamped in the relay's time at once.
+    const beforeSecond = Date.now();
+    await page.evaluate(() => relay("track", "logged-in", { "int::v": 2 }));
+    const both = await activitiesOf(email, 2);
+    const second = Date.parse(both.find((a) => a.attributes["int::v"] === 2)?.created as string);
+    expect(second).toBeGreaterThanOrEqual(beforeSecond - 2_000);
+    expect(second).toBeLessThanOrEqual(Date.now());
+
+    const { mine, duplicates } = await settled(email);
+    expect(mine).toHaveLength(2);
+    expect(duplicates).toBe(0);
+    expect(seen.errors).toEqual([]);
+    await context.close();
+  });
+
+  it("delivers exactly once from a page whose clock is 2 h slow, stamping events in the relay's time once it has answered", async () => {
+    const context = await newVisitor(browser());
+    await context.addInitScript(clockShift, -2 * HOUR);
+    const page = await context.newPage();
+    const email = emailFor("clock-slow");
+    await page.goto(pageUrl("tag"));
+    await snippetLoaded(page);
+
+    await page.evaluate((email) => {
+      relay("identify", { email });
+      relay("track", "logged-in", { "int::v": 1 });
+    }, email);
+    const [first] = await activitiesOf(email, 1);
+    // Before any answer, the device's own time is all there is: never later than the relay's receipt.
+    expect(Date.parse(first?.created as string)).toBeLessThanOrEqual(Date.now());
+
+    // The answer's Date header taught the offset, to this page and the next ones of the origin.
+    await page.reload();
+    await snippetLoaded(page);
+    const before = Date.now();
+    await page.evaluate(() => relay("track", "logged-in", { "int::v": 2 }));
+    const both = await activitiesOf(email, 2);
+    const second = Date.parse(both.find((a) => a.attributes["int::v"] === 2)?.created as string);
+    expect(second).toBeGreaterThanOrEqual(before - 2_000);
+    expect(second).toBeLessThanOrEqual(Date.now());
+
+    const { mine, duplicates } = await settled(email);
+    expect(mine).toHaveLength(2);
+    expect(duplicates).toBe(0);
+    await context.close();
+  });
+});
+
+describe("events sent at page hide", () => {
+  it("delivers, on the next page load and exactly once, an event whose request at page hide was answered 429", async () => {
+    const proxy = await startProxy();
+    try {
+      const context = await newVisitor(browser());
+      const page = await context.newPage();
+      const email = emailFor("hide-429");
+      const shop = pageUrl("tag", { "data-endpoint": proxy.url });
+      await page.goto(shop);
+      await snippetLoaded(page);
+      await page.evaluate((email) => relay("identify", { email }), email);
+      // The relay is over its budget just as the visitor leaves: it answers the request made at page hide 429.
+      let refusals = 0;
+      proxy.rule = () => (refusals++ ? undefined : { status: 429, headers: { "Retry-After": "1" } });
+      const next = pageUrl("tag", { "data-endpoint": proxy.url, page: "2" });
+      await page.evaluate((next) => {
+        relay("track", "placed-order", { "str:cm:order-number": "HIDE-429" });
+        location.href = next;
+      }, next);
+      await page.waitForURL(next);
+      await snippetLoaded(page);
+
+      const [activity] = await activitiesOf(email, 1, 30_000);
+      expect(activity?.attributes["str:cm:order-number"]).toBe("HIDE-429");
+      expect(proxy.carrying(activity?.key)).toHaveLength(2);
+      const { mine, duplicates } = await settled(email);
+      expect(mine).toHaveLength(1);
+      expect(duplicates).toBe(0);
+      await context.close();
+    } finally {
+      await proxy.close();
+    }
+  });
+});

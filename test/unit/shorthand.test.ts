@@ -1,0 +1,64 @@
+import { describe, expect, it } from "vitest";
+import { expandShorthands } from "../../worker/activities/shorthand.ts";
+
+describe("expandShorthands (the snippet's short forms, expanded by the relay)", () => {
+  it("expands an activity id without act: and the person field shorthands, a phone string to Ortto's phone object", () => {
+    const body = {
+      activities: [
+        {
+          activity_id: "logged-in",
+          fields: {
+            email: "chris@example.com",
+            first: "Chris",
+            last: "Smith",
+            ei: "cus_42",
+            phone: "+61 401-234-567",
+            "str:cm:company": "V",
+          },
+        },
+      ],
+    };
+    expect(expandShorthands(body)).toEqual({
+      activities: [
+        {
+          activity_id: "act:cm:logged-in",
+          fields: {
+            "str::email": "chris@example.com",
+            "str::first": "Chris",
+            "str::last": "Smith",
+            "str::ei": "cus_42",
+            "phn::phone": { phone: "+61401234567", parse_with_country_code: true },
+            "str:cm:company": "V",
+          },
+        },
+      ],
+    });
+  });
+
+  it("leaves Ortto's ids alone, keeps an Ortto id's value over its shorthand's, and converts a phn::phone string", () => {
+    const body = {
+      activities: [
+        {
+          activity_id: "act:cm:logged-in",
+          fields: { "str::email": "a@example.com", email: "b@example.com", "phn::phone": "0401 234 567" },
+        },
+        { activity_id: "act:cm:logged-in", fields: { "phn::phone": { c: "61", n: "401234567" } } },
+      ],
+    };
+    expect(expandShorthands(body)).toEqual({
+      activities: [
+        {
+          activity_id: "act:cm:logged-in",
+          fields: { "str::email": "a@example.com", "phn::phone": { phone: "0401234567", parse_with_country_code: true } },
+        },
+        { activity_id: "act:cm:logged-in", fields: { "phn::phone": { c: "61", n: "401234567" } } },
+      ],
+    });
+  });
+
+  it("leaves whatever is not an activities body for the schema to refuse", () => {
+    for (const body of [null, 42, "x", [], {}, { activities: "x" }, { activities: [null, 1, { activity_id: 42, fields: [] }] }]) {
+      expect(expandShorthands(structuredClone(body))).toEqual(body);
+    }
+  });
+});
