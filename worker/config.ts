@@ -33,6 +33,8 @@ export interface RelayConfig {
   contactActivityLimit: number;
   /** Set when identities must be signed (IDENTITY_SECRET); open mode otherwise. */
   identitySecret: string | undefined;
+  /** The account's Ortto request budget, requests per second (ORTTO_MAX_RPS; Professional 10, Business 30). */
+  maxRps: number;
 }
 
 export const DEFAULT_SITE = "default";
@@ -69,6 +71,7 @@ export function relayConfig(env: RelayEnv): RelayConfig {
       delivery: env.DELIVERY?.trim().toLowerCase() === "queue" ? "queue" : "inline",
       contactActivityLimit: int(env.CONTACT_ACTIVITY_LIMIT, 50, 50),
       identitySecret: env.IDENTITY_SECRET?.trim() || undefined,
+      maxRps: int((env as { ORTTO_MAX_RPS?: string }).ORTTO_MAX_RPS, 10),
     };
     cache.set(env, config);
   }

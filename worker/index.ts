@@ -43,5 +43,6 @@ export default {
   queue: consumeQueue,
 } satisfies ExportedHandler<AppEnv["Bindings"]>;
 
+export { UpstreamPacer } from "./budget/pacer.ts";
 export { ContactActivityLimiter } from "./limits/contact-limiter.ts";
 export { app };

@@ -1,5 +1,6 @@
 import type { ActivitiesRequest, ActivitiesResponse, ActivityInput } from "../shared/activities.ts";
 import { MAX_ACTIVITIES, MAX_BODY_BYTES } from "../shared/activities.ts";
+import { noteUpstream } from "./budget/gate.ts";
 import type { RelayConfig } from "./config.ts";
 
 export type UpstreamResult =
@@ -49,6 +50,16 @@ async function readJson(res: Response): Promise<unknown> {
   }
 }
 
+/** How long a 429 asks every sender to wait: the longer of its body's try-in-seconds and a Retry-After header (seconds), else 10. */
+function rateLimitWait(res: Response, json: unknown): number {
+  const body = Number((json as { error?: { "try-in-seconds"?: unknown } } | undefined)?.error?.["try-in-seconds"]);
+  const retryAfter = res.headers.get("retry-after") ?? "";
+  // Retry-After is seconds or an HTTP date.
+  const header = /^\d+$/.test(retryAfter.trim()) ? Number(retryAfter) : (Date.parse(retryAfter) - Date.now()) / 1000;
+  const waits = [body, header].filter((n) => Number.isFinite(n) && n > 0);
+  return waits.length ? Math.min(3600, Math.ceil(Math.max(...waits))) : 10;
+}
+
 const RELAY_FAULTS = new Set([401, 403, 404, 408]);
 /** Ortto's error text is echoed to pages and logs; bounded, as everything else there is. */
 const MAX_ORTTO_TEXT = 300;
@@ -67,6 +78,7 @@ async function post(config: RelayConfig, apiKey: string, body: ActivitiesRequest
     });
   } catch (err) {
     const timedOut = err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError");
+    noteUpstream(undefined);
     return {
       ok: false,
       permanent: false,
@@ -74,19 +86,19 @@ async function post(config: RelayConfig, apiKey: string, body: ActivitiesRequest
     };
   }
   const json = await readJson(res);
+  noteUpstream(res.status, res.status === 429 ? rateLimitWait(res, json) : undefined);
   if (res.ok) {
     const activities = (json as ActivitiesResponse | undefined)?.activities;
     if (Array.isArray(activities)) return { ok: true, status: res.status, body: { activities } };
     return { ok: false, permanent: false, status: res.status, error: "Ortto answered without a list of activity results" };
   }
   if (res.status === 429) {
-    const wait = Number((json as { error?: { "try-in-seconds"?: unknown } } | undefined)?.error?.["try-in-seconds"]);
     return {
       ok: false,
       permanent: false,
       status: 429,
       error: "Ortto is rate-limiting this relay",
-      retryAfterSeconds: Number.isFinite(wait) && wait > 0 ? wait : 10,
+      retryAfterSeconds: rateLimitWait(res, json),
     };
   }
   if (res.status >= 500 || (res.status >= 300 && res.status < 400)) {
@@ -122,18 +134,20 @@ export interface ForwardOutcome {
 /**
  * Forwards validated activities to Ortto, split into requests it accepts, and joins the
  * per-activity results in the original order. Stops at the first failure and says what is left.
+ * `beforeEach` (the queue consumer's pacing) runs before each request and may stop it with a failure.
  */
 export async function forwardActivities(
   config: RelayConfig,
   apiKey: string,
   request: Omit<ActivitiesRequest, "activities">,
   activities: ActivityInput[],
+  beforeEach?: () => Promise<Failure | undefined>,
 ): Promise<ForwardOutcome> {
   const results: ActivitiesResponse["activities"] = [];
   const chunks = chunkActivities(activities);
   let status: number | undefined;
   for (const [i, chunk] of chunks.entries()) {
-    const result = await post(config, apiKey, { ...request, activities: chunk });
+    const result = (await beforeEach?.()) ?? (await post(config, apiKey, { ...request, activities: chunk }));
     status = result.status;
     if (!result.ok) return { results, remaining: chunks.slice(i).flat(), failure: result, status };
     results.push(...result.body.activities);

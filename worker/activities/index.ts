@@ -11,6 +11,7 @@ import {
 } from "../../shared/activities.ts";
 import { CONSENT_FIELDS } from "../../shared/field-ids.ts";
 import { crawlerFilter, ipRateLimit } from "../abuse.ts";
+import { coalescing } from "../budget/gate.ts";
 import { relayConfig, siteFor, siteKey } from "../config.ts";
 import { deadLetterFailed } from "../delivery/consumer.ts";
 import { QUEUED, sendMessages, toMessages } from "../delivery/messages.ts";
@@ -173,8 +174,9 @@ export const activities = new Hono<AppEnv>().post(
     });
     log.people = contacts.slice(0, 10).map((hash) => hash.slice(0, 12));
 
-    // DELIVERY=queue: the lowest latency, no per-activity results.
-    if (config.delivery === "queue") {
+    // DELIVERY=queue: the lowest latency, no per-activity results. Under load (the account's
+    // request budget is short, worker/budget/gate.ts) the same: no inline try, full requests later.
+    if (config.delivery === "queue" || coalescing(c)) {
       await enqueue(c.env, c.get("requestId"), site.name, request, enriched);
       c.set("outcome", "queued");
       log.queued = enriched.length;
