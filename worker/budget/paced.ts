@@ -16,6 +16,11 @@ import { pacerOf } from "./pacer.ts";
 const MAX_WAIT_MS = 30_000;
 /** How many 429s one group of messages sits out inside one invocation before it is retried. */
 const MAX_HOLDS = 3;
+/**
+ * How often a consumer woken too late for its slot (a busy isolate's timers fire late) takes
+ * another before sending anyway: a late request lands in the next second, at most one over.
+ */
+const MAX_LATE_WAKES = 2;
 
 const sleep = (ms: number) => (ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve());
 
@@ -36,7 +41,7 @@ async function takeSlot(
   batch: BatchNote | undefined,
 ): Promise<Failure | undefined> {
   if (!pacer) return localSlot(maxRps);
-  for (;;) {
+  for (let late = 0; ; late++) {
     let slot: Awaited<ReturnType<UpstreamPacer["slot"]>>;
     try {
       slot = await pacer.slot(MAX_WAIT_MS, batch);
@@ -52,8 +57,8 @@ async function takeSlot(
       };
     }
     await sleep(slot.at - Date.now());
-    // Woken too late to arrive within the slot's second (a busy isolate): take another.
-    if (Date.now() <= slot.deadline) return undefined;
+    // Woken too late to arrive within the slot's second (a busy isolate): take another, a few times.
+    if (Date.now() <= slot.deadline || late >= MAX_LATE_WAKES) return undefined;
   }
 }
 
