@@ -1,8 +1,8 @@
 /**
  * The queue consumer's way to Ortto: every request waits for a slot in the account's budget
- * (the pacer's ledger), and a 429 pauses every sender for Ortto's try-in-seconds, after which
- * the same messages are sent again by the same invocation (so they stay first tries, packed in
- * full requests, rather than coming back one by one as retries).
+ * (the pacer's ledger), and a 429 pauses every sender for Ortto's try-in-seconds. A short pause
+ * (≤ 5 s) is sat out by the same invocation, which then sends the same messages again (so they stay
+ * first tries, packed in full requests); a longer one retries them with at least that delay.
  */
 import type { ActivitiesRequest, ActivityInput } from "../../shared/activities.ts";
 import type { RelayConfig } from "../config.ts";
@@ -16,6 +16,8 @@ import { pacerOf } from "./pacer.ts";
 const MAX_WAIT_MS = 30_000;
 /** How many 429s one group of messages sits out inside one invocation before it is retried. */
 const MAX_HOLDS = 3;
+/** The longest 429 pause sat out inside the invocation; a longer one retries the messages with that delay. */
+const MAX_HOLD_MS = 5_000;
 /**
  * How often a consumer woken too late for its slot (a busy isolate's timers fire late) takes
  * another before sending anyway: a late request lands in the next second, at most one over.
@@ -85,7 +87,7 @@ export async function forwardPaced(
       ?.pause(Date.now() + waitSeconds * 1000)
       .then(pauseReported)
       .catch(() => undefined);
-    if (holds + 1 >= MAX_HOLDS || waitSeconds * 1000 > MAX_WAIT_MS) return { ...outcome, results };
+    if (holds + 1 >= MAX_HOLDS || waitSeconds * 1000 > MAX_HOLD_MS) return { ...outcome, results };
     remaining = outcome.remaining;
   }
 }
