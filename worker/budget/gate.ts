@@ -7,7 +7,7 @@
 import type { Context } from "hono";
 import { relayConfig } from "../config.ts";
 import type { AppEnv } from "../env.ts";
-import { RECENT_429_MS, type SyncAnswer, type SyncReport } from "./ledger.ts";
+import { inlineGrace, RECENT_429_MS, type SyncAnswer, type SyncReport } from "./ledger.ts";
 import { type BatchNote, pacerOf } from "./pacer.ts";
 
 /** Page batches a second in this isolate beyond which it coalesces, as a share of ORTTO_MAX_RPS. */
@@ -66,7 +66,7 @@ export function coalescing(c: Context<AppEnv>): boolean {
   if (local.inline.second !== second) local.inline = { second, sends: 0, leased: 0 };
   const leased = now < local.lease.until;
   // A cold isolate (no lease yet) may send a tenth of the budget inline until it hears from the pacer.
-  const allowance = leased ? local.lease.perSecond : Math.max(1, Math.floor(maxRps / 10));
+  const allowance = leased ? local.lease.perSecond : inlineGrace(maxRps);
   const demand = Math.max(local.arrivals.previous, local.arrivals.count);
   const queue =
     now < local.pausedUntil || now < local.shortUntil || demand > Math.max(1, maxRps * NEAR_BUDGET) || local.inline.sends >= allowance;

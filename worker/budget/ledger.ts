@@ -47,6 +47,9 @@ export const QUEUE_BUSY_MS = 3_000;
 /** Inline sends may use at most this share of a second's budget; the queue always has the rest. */
 export const INLINE_SHARE = 0.5;
 
+/** Inline sends a second an isolate may make without a lease (cold, or quiet for LEASE_MS), and the least a lease gives. */
+export const inlineGrace = (maxRps: number) => Math.max(1, Math.floor(maxRps / 10));
+
 export interface LedgerStats {
   max_rps: number;
   /** Requests given out (queue slots, inline leases, reported sends) in each of the last 10 seconds, oldest first. */
@@ -162,7 +165,7 @@ export class BudgetLedger {
     const short = now < this.pausedUntil || now < this.shortUntil || report.demand > inlineCap;
     if (!short) {
       const others = [...this.#leases.values()].reduce((n, l) => n + l.perSecond, 0);
-      perSecond = Math.min(inlineCap - others, Math.max(2, Math.ceil(report.demand * 2)));
+      perSecond = Math.min(inlineCap - others, Math.max(2, inlineGrace(this.maxRps), Math.ceil(report.demand * 2)));
       for (let s = current; s <= Math.floor(until / 1000); s++) {
         const room = this.maxRps - this.used(s) + (s === current ? Math.min(report.inlineNow, perSecond) : 0);
         perSecond = Math.min(perSecond, room);
