@@ -7,8 +7,8 @@
 import type { Context } from "hono";
 import { relayConfig } from "../config.ts";
 import type { AppEnv } from "../env.ts";
+import { type BatchNote, pacerOf } from "./binding.ts";
 import { inlineGrace, RECENT_429_MS, type SyncAnswer, type SyncReport } from "./ledger.ts";
-import { type BatchNote, pacerOf } from "./pacer.ts";
 
 /** Page batches a second in this isolate beyond which it coalesces, as a share of ORTTO_MAX_RPS. */
 const NEAR_BUDGET = 0.5;

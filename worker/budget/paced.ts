@@ -8,9 +8,9 @@ import type { ActivitiesRequest, ActivityInput } from "../../shared/activities.t
 import type { RelayConfig } from "../config.ts";
 import type { RelayEnv } from "../env.ts";
 import { type Failure, type ForwardOutcome, forwardActivities } from "../upstream.ts";
+import { type BatchNote, pacerOf } from "./binding.ts";
 import { lastBatch, pausedUntil, pauseReported } from "./gate.ts";
-import type { BatchNote, UpstreamPacer } from "./pacer.ts";
-import { pacerOf } from "./pacer.ts";
+import type { UpstreamPacer } from "./pacer.ts";
 
 /** The longest a consumer waits for its slot; beyond it the messages are retried with that delay. */
 const MAX_WAIT_MS = 30_000;

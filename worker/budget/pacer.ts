@@ -1,14 +1,8 @@
 import { DurableObject } from "cloudflare:workers";
 import { relayConfig } from "../config.ts";
 import type { RelayEnv } from "../env.ts";
+import type { BatchNote } from "./binding.ts";
 import { BudgetLedger, type LedgerStats, type Slot, type SyncAnswer, type SyncReport } from "./ledger.ts";
-
-/** What the queue consumer tells the pacer about the batch it is delivering: backlog signals for /healthz. */
-export interface BatchNote {
-  messages: number;
-  oldestAgeMs: number;
-  at: number;
-}
 
 export interface PacerStats extends LedgerStats {
   last_batch: { messages: number; oldest_message_age_s: number; at: string } | null;
@@ -54,15 +48,4 @@ export class UpstreamPacer extends DurableObject<RelayEnv> {
         : null,
     };
   }
-}
-
-/** The bindings this module adds (declared in wrangler.toml; typed here so `cf-typegen` stays the other files' business). */
-export interface BudgetBindings {
-  UPSTREAM_PACER?: DurableObjectNamespace<UpstreamPacer>;
-}
-
-/** The account's pacer, or undefined where the binding is absent (a benchmark's stub environment). */
-export function pacerOf(env: RelayEnv): DurableObjectStub<UpstreamPacer> | undefined {
-  const namespace = (env as RelayEnv & BudgetBindings).UPSTREAM_PACER;
-  return namespace?.get(namespace.idFromName("account"));
 }

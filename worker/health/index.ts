@@ -1,7 +1,8 @@
 import { Hono } from "hono";
 import catalogue from "../../relay.config.ts";
+import { pacerOf } from "../budget/binding.ts";
 import { isolateBudget } from "../budget/gate.ts";
-import { type PacerStats, pacerOf } from "../budget/pacer.ts";
+import type { PacerStats } from "../budget/pacer.ts";
 import { relayConfig, siteKey } from "../config.ts";
 import { deliveryStats } from "../delivery/stats.ts";
 import type { AppEnv } from "../env.ts";
