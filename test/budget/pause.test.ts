@@ -75,4 +75,33 @@ describe("the account's request budget", () => {
     expect(delivered.reduce((n, r) => n + (r.body.activities?.length ?? 0), 0)).toBe(4);
     expect((await healthz()).budget.account.rate_limited).toBeGreaterThanOrEqual(1);
   }, 45_000);
+
+  it("paces the queue at the budget when its messages cannot share requests (retries after an outage travel alone)", async () => {
+    await emulator.faults({ maxRps: 10, tryInSeconds: 1, downUntil: Date.now() + 1500 });
+    const answers: number[] = [];
+    for (let i = 0; i < 60; i++) answers.push((await post({ activities: [person(100 + i)] })).status);
+    expect(answers.every((s) => s === 200 || s === 202)).toBe(true);
+
+    const until = Date.now() + 60_000;
+    let stored = (await emulator.activities()).activities;
+    while (stored.length < 60 && Date.now() < until) {
+      await sleep(500);
+      stored = (await emulator.activities()).activities;
+    }
+    expect(new Set(stored.map((a) => a.key)).size).toBe(60);
+    const { seconds } = (await (await fetch("http://ortto.test/_emulator/rate")).json()) as {
+      seconds: { second: number; requests: number; rate_limited: number }[];
+    };
+    const requests = seconds.reduce((n, s) => n + s.requests, 0);
+    const limited = seconds.reduce((n, s) => n + s.rate_limited, 0);
+    console.info(
+      `budget retries: ${requests} upstream requests over ${seconds.length} seconds, ${limited} answered 429, ` +
+        `busiest second ${Math.max(...seconds.map((s) => s.requests))}`,
+    );
+    // The retried messages went one a request, and the budget spread them over several seconds.
+    expect(requests).toBeGreaterThanOrEqual(50);
+    expect(seconds.filter((s) => s.requests > 0).length).toBeGreaterThanOrEqual(5);
+    expect(Math.max(...seconds.map((s) => s.requests))).toBeLessThanOrEqual(11);
+    expect(limited).toBeLessThanOrEqual(0.05 * requests);
+  }, 90_000);
 });
