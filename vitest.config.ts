@@ -29,6 +29,8 @@ export default defineConfig({
                 // Short waits, so that retries and outages play out in seconds.
                 RETRY_BASE_SECONDS: "1",
                 RETRY_MAX_SECONDS: "1",
+                // These tests post as fast as workerd answers; the account's budget is the budget project's subject.
+                ORTTO_MAX_RPS: "1000",
               },
               outboundService: "test-network",
               queueConsumers: {
@@ -59,6 +61,48 @@ export default defineConfig({
           // One file at a time: the files share one emulator and one delivery queue.
           fileParallelism: false,
         },
+      },
+      // The account's request budget under load (test/budget): the relay as above, on Professional's
+      // 10 requests a second, with its own emulator and queues.
+      {
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: {
+                ORTTO_API_KEY: "test-key-7f3a",
+                ORTTO_API_BASE: "http://ortto.test",
+                ALLOWED_ORIGINS: "https://shop.example",
+                RETRY_BASE_SECONDS: "1",
+                RETRY_MAX_SECONDS: "1",
+                ORTTO_MAX_RPS: "10",
+              },
+              // In memory: the load test creates a thousand contacts' limiter objects and must not wait on disk.
+              unsafeEphemeralDurableObjects: true,
+              outboundService: "test-network",
+              queueConsumers: {
+                "ortto-relay-delivery": {
+                  maxBatchSize: 100,
+                  maxBatchTimeout: 1,
+                  maxRetries: 14,
+                  deadLetterQueue: "ortto-relay-dead-letters",
+                },
+              },
+              workers: [
+                { name: "ortto-emulator", modules: true, scriptPath: emulatorScript, compatibilityDate: "2026-04-20" },
+                {
+                  name: "test-network",
+                  modules: true,
+                  scriptPath: "test/fixtures/test-network.js",
+                  compatibilityDate: "2026-04-20",
+                  serviceBindings: { EMULATOR: "ortto-emulator" },
+                  queueConsumers: { "ortto-relay-dead-letters": { maxBatchTimeout: 1 } },
+                },
+              ],
+            },
+          }),
+        ],
+        test: { name: "budget", include: ["test/budget/**/*.test.ts"], fileParallelism: false },
       },
       {
         plugins: [cloudflareTest({ wrangler: { configPath: "./emulator/wrangler.toml" } })],

@@ -93,6 +93,15 @@ function item(a: StoredActivity): string {
 
 const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
 
+/** The account's request budget, when fault injection sets one: how it was spent and refused. */
+function budgetLine(): string {
+  const { maxRps } = state.faults;
+  if (!maxRps && !state.rateLimited) return "";
+  const busiest = Math.max(0, ...[...state.perSecond.values()].map((s) => s.requests));
+  const limit = maxRps ? `Request budget ${maxRps} a second` : "No request budget";
+  return `<p class="budget">${limit} · ${count(state.rateLimited, "request", "requests")} answered 429 (rate limit) · busiest second ${count(busiest, "request", "requests")}</p>\n`;
+}
+
 export function renderFeed(): string {
   const feed = state.activities.slice().reverse().map(item).join("\n");
   return `<!doctype html>
@@ -106,6 +115,7 @@ export function renderFeed(): string {
 body { font: 15px/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
 h1 { font-size: 1.4rem; margin-bottom: 0.2rem; }
 .summary { color: #555; margin-top: 0; }
+.budget { color: #8a4b00; margin-top: 0; }
 ol { list-style: none; padding: 0; }
 li { border: 1px solid #ddd; border-radius: 6px; padding: 0.6rem 0.9rem; margin: 0.6rem 0; }
 .what { margin: 0; font-size: 1.05rem; }
@@ -119,7 +129,7 @@ dd { margin: 0; overflow-wrap: anywhere; }
 <body>
 <h1>Ortto emulator: activity feed</h1>
 <p class="summary">${count(state.people.size, "person", "people")} · ${count(state.activities.length, "activity", "activities")} · ${count(state.duplicates, "duplicate", "duplicates")} merged · ${count(state.requestCount, "create request", "create requests")}</p>
-${feed ? `<ol>\n${feed}\n</ol>` : `<p class="empty">No activities yet. POST some to /v1/activities/create.</p>`}
+${budgetLine()}${feed ? `<ol>\n${feed}\n</ol>` : `<p class="empty">No activities yet. POST some to /v1/activities/create.</p>`}
 </body>
 </html>
 `;

@@ -7,7 +7,8 @@
  *   GET  /_emulator/requests    the last 200 create requests: { received_at, headers, body, status, response, failures? }
  *   POST /_emulator/reset       forgets people, activities, requests, faults and counters
  *   GET  /_emulator/faults      the current fault settings
- *   POST /_emulator/faults      { failRate 0–1, statuses [400–599], hangMs, downUntil (epoch ms), tryInSeconds, failKeys, seed? }
+ *   POST /_emulator/faults      { failRate 0–1, statuses [400–599], hangMs, downUntil (epoch ms), tryInSeconds, failKeys, maxRps, seed? }
+ *   GET  /_emulator/rate        create requests per calendar second: { max_rps, rate_limited, seconds: [{ second, requests, rate_limited }] }
  *   GET  /                      the activity feed (HTML)
  */
 import { Hono } from "hono";
@@ -16,7 +17,7 @@ import * as z from "zod/mini";
 import { MAX_BODY_BYTES } from "../shared/index.ts";
 import { renderFeed } from "./feed.ts";
 import { ingest, OrttoError } from "./ingest.ts";
-import { DEFAULT_FAULTS, logRequest, reset, setFaults, state } from "./store.ts";
+import { countRequest, DEFAULT_FAULTS, logRequest, reset, setFaults, state } from "./store.ts";
 
 type Answer = { status: ContentfulStatusCode; body: unknown; failures?: string[] };
 
@@ -38,8 +39,10 @@ function carriesKey(body: unknown, keys: string[]): boolean {
   return Array.isArray(activities) && activities.some((a) => keys.includes((a as { key?: unknown } | null)?.key as string));
 }
 
-function answerCreate(apiKey: string, tooLarge: boolean, text: string, now: number): Answer {
+function answerCreate(apiKey: string, tooLarge: boolean, text: string, now: number, overBudget: boolean): Answer {
   const { faults } = state;
+  // The account's request budget is checked before anything else, as Ortto's gateway does.
+  if (overBudget) return faultAnswer(429);
   // Injected failures come first: an outage or a failing Ortto answers before looking at the request.
   if (now < faults.downUntil) return { status: 503, body: envelope(503, "Service unavailable (emulated outage)") };
   if (faults.failRate > 0 && state.random() < faults.failRate) {
@@ -69,6 +72,7 @@ const app = new Hono();
 app.post("/v1/activities/create", async (c) => {
   const now = Date.now();
   state.requestCount++;
+  const overBudget = countRequest(now);
   // The body's size is checked before it is decoded, as Ortto refuses anything over 2 MB.
   const declared = Number(c.req.header("content-length") ?? 0);
   const bytes = declared > MAX_BODY_BYTES ? undefined : new Uint8Array(await c.req.arrayBuffer());
@@ -76,7 +80,7 @@ app.post("/v1/activities/create", async (c) => {
   const text = bytes && !tooLarge ? new TextDecoder().decode(bytes) : "";
   const apiKey = c.req.header("x-api-key")?.trim() ?? "";
 
-  const answer = answerCreate(apiKey, tooLarge, text, now);
+  const answer = answerCreate(apiKey, tooLarge, text, now, overBudget);
   let logged: unknown = tooLarge ? `(${declared || bytes?.byteLength} bytes: over 2 MB, not kept)` : text;
   try {
     logged = JSON.parse(text);
@@ -106,6 +110,14 @@ app.get("/_emulator/activities", (c) =>
 
 app.get("/_emulator/requests", (c) => c.json(state.requests));
 
+app.get("/_emulator/rate", (c) =>
+  c.json({
+    max_rps: state.faults.maxRps,
+    rate_limited: state.rateLimited,
+    seconds: [...state.perSecond].map(([second, count]) => ({ second, ...count })),
+  }),
+);
+
 app.post("/_emulator/reset", (c) => {
   reset();
   return c.json({ ok: true });
@@ -118,6 +130,7 @@ const FaultsInput = z.strictObject({
   downUntil: z.optional(z.number().check(z.gte(0))),
   tryInSeconds: z.optional(z.int().check(z.gte(0), z.lte(3600))),
   failKeys: z.optional(z.array(z.string()).check(z.maxLength(1000))),
+  maxRps: z.optional(z.int().check(z.gte(0), z.lte(10_000))),
   seed: z.optional(z.int()),
 });
 
@@ -129,7 +142,11 @@ app.post("/_emulator/faults", async (c) => {
   if (!parsed.success) {
     const details = parsed.error.issues.map((i) => ({ status: "invalid", error: `${i.path.join(".") || "body"}: ${i.message}` }));
     return c.json(
-      envelope(400, "Expected {failRate 0–1, statuses [400–599], hangMs, downUntil (epoch ms), tryInSeconds, failKeys, seed?}", details),
+      envelope(
+        400,
+        "Expected {failRate 0–1, statuses [400–599], hangMs, downUntil (epoch ms), tryInSeconds, failKeys, maxRps, seed?}",
+        details,
+      ),
       400,
     );
   }

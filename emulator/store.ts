@@ -57,10 +57,31 @@ export interface Faults {
   tryInSeconds: number;
   /** A request carrying an activity with one of these keys always fails (a poison message). */
   failKeys: string[];
+  /**
+   * The account's request budget, as Ortto enforces it: create requests per calendar second
+   * beyond this are answered 429 with `try-in-seconds` (Professional 10, Business 30). 0 = none.
+   */
+  maxRps: number;
   seed?: number;
 }
 
-export const DEFAULT_FAULTS: Faults = { failRate: 0, statuses: [500, 503, 429], hangMs: 0, downUntil: 0, tryInSeconds: 10, failKeys: [] };
+export const DEFAULT_FAULTS: Faults = {
+  failRate: 0,
+  statuses: [500, 503, 429],
+  hangMs: 0,
+  downUntil: 0,
+  tryInSeconds: 10,
+  failKeys: [],
+  maxRps: 0,
+};
+/** How many seconds of per-second request counts are kept (ten minutes). */
+export const MAX_SECONDS_KEPT = 600;
+
+/** Create requests that arrived in one calendar second, and how many of them the budget refused. */
+export interface SecondCount {
+  requests: number;
+  rate_limited: number;
+}
 /** The request log keeps the latest requests only, so a long dev session cannot exhaust memory. */
 export const MAX_LOGGED_REQUESTS = 200;
 
@@ -74,6 +95,10 @@ export const state = {
   requests: [] as LoggedRequest[],
   requestCount: 0,
   duplicates: 0,
+  /** Create requests answered 429 because they were over `maxRps`. */
+  rateLimited: 0,
+  /** Epoch second → create requests that arrived in it: the upstream rate a relay really spent. */
+  perSecond: new Map<number, SecondCount>(),
   faults: { ...DEFAULT_FAULTS } as Faults,
   random: Math.random as () => number,
 };
@@ -86,6 +111,8 @@ export function reset(): void {
   state.requests = [];
   state.requestCount = 0;
   state.duplicates = 0;
+  state.rateLimited = 0;
+  state.perSecond.clear();
   setFaults({ ...DEFAULT_FAULTS });
 }
 
@@ -93,6 +120,30 @@ export function reset(): void {
 export function setFaults(faults: Faults): void {
   state.faults = faults;
   state.random = faults.seed === undefined ? Math.random : mulberry32(faults.seed);
+}
+
+/**
+ * Counts a create request in its calendar second and says whether the account's budget
+ * (`maxRps`) refuses it: every request counts, refused or not, as Ortto counts what it receives.
+ */
+export function countRequest(now: number): boolean {
+  const second = Math.floor(now / 1000);
+  let count = state.perSecond.get(second);
+  if (!count) {
+    count = { requests: 0, rate_limited: 0 };
+    state.perSecond.set(second, count);
+    for (const old of state.perSecond.keys()) {
+      if (old > second - MAX_SECONDS_KEPT) break;
+      state.perSecond.delete(old);
+    }
+  }
+  count.requests++;
+  const over = state.faults.maxRps > 0 && count.requests > state.faults.maxRps;
+  if (over) {
+    count.rate_limited++;
+    state.rateLimited++;
+  }
+  return over;
 }
 
 export function logRequest(entry: LoggedRequest): void {

@@ -40,6 +40,8 @@ export interface RelayConfig {
   peoplePerNetwork: number;
   /** The one kind of identifier a signed token names (IDENTITY_FIELD): `str::email` by default. */
   identityField: SignableKind;
+  /** The account's Ortto request budget, requests per second (ORTTO_MAX_RPS; Professional 10, Business 30). */
+  maxRps: number;
 }
 
 export const DEFAULT_SITE = "default";
@@ -82,6 +84,7 @@ export function relayConfig(env: RelayEnv): RelayConfig {
         .filter(Boolean),
       peoplePerNetwork: int(env.PEOPLE_PER_NETWORK, 50),
       identityField: SIGNABLE_KINDS.find((k) => k === env.IDENTITY_FIELD?.trim()) ?? "str::email",
+      maxRps: int((env as { ORTTO_MAX_RPS?: string }).ORTTO_MAX_RPS, 10),
     };
     cache.set(env, config);
   }

@@ -50,5 +50,6 @@ export default {
   queue: consumeQueue,
 } satisfies ExportedHandler<AppEnv["Bindings"]>;
 
+export { UpstreamPacer } from "./budget/pacer.ts";
 export { LimitLedger } from "./limits/ledger-object.ts";
 export { app };

@@ -1,5 +1,6 @@
 import type { ActivitiesRequest, ActivitiesResponse, ActivityInput } from "../shared/activities.ts";
 import { MAX_ACTIVITIES, MAX_BODY_BYTES } from "../shared/activities.ts";
+import { noteUpstream } from "./budget/gate.ts";
 import type { RelayConfig } from "./config.ts";
 
 export type UpstreamResult =
@@ -49,6 +50,16 @@ async function readJson(res: Response): Promise<unknown> {
   }
 }
 
+/** How long a 429 asks every sender to wait: the longer of its body's try-in-seconds and a Retry-After header (seconds), else 10. */
+function rateLimitWait(res: Response, json: unknown): number {
+  const body = Number((json as { error?: { "try-in-seconds"?: unknown } } | undefined)?.error?.["try-in-seconds"]);
+  const retryAfter = res.headers.get("retry-after") ?? "";
+  // Retry-After is seconds or an HTTP date.
+  const header = /^\d+$/.test(retryAfter.trim()) ? Number(retryAfter) : (Date.parse(retryAfter) - Date.now()) / 1000;
+  const waits = [body, header].filter((n) => Number.isFinite(n) && n > 0);
+  return waits.length ? Math.min(3600, Math.ceil(Math.max(...waits))) : 10;
+}
+
 const RELAY_FAULTS = new Set([401, 403, 404, 408]);
 const utf8 = new TextEncoder();
 /** Ortto's error text is echoed to pages and logs; bounded, as everything else there is. */
@@ -68,6 +79,7 @@ async function post(config: RelayConfig, apiKey: string, body: string): Promise<
     });
   } catch (err) {
     const timedOut = err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError");
+    noteUpstream(undefined);
     return {
       ok: false,
       permanent: false,
@@ -75,19 +87,19 @@ async function post(config: RelayConfig, apiKey: string, body: string): Promise<
     };
   }
   const json = await readJson(res);
+  noteUpstream(res.status, res.status === 429 ? rateLimitWait(res, json) : undefined);
   if (res.ok) {
     const activities = (json as ActivitiesResponse | undefined)?.activities;
     if (Array.isArray(activities)) return { ok: true, status: res.status, body: { activities } };
     return { ok: false, permanent: false, status: res.status, error: "Ortto answered without a list of activity results" };
   }
   if (res.status === 429) {
-    const wait = Number((json as { error?: { "try-in-seconds"?: unknown } } | undefined)?.error?.["try-in-seconds"]);
     return {
       ok: false,
       permanent: false,
       status: 429,
       error: "Ortto is rate-limiting this relay",
-      retryAfterSeconds: Number.isFinite(wait) && wait > 0 ? wait : 10,
+      retryAfterSeconds: rateLimitWait(res, json),
     };
   }
   if (res.status >= 500 || (res.status >= 300 && res.status < 400)) {
@@ -123,12 +135,14 @@ export interface ForwardOutcome {
 /**
  * Forwards validated activities to Ortto, split into requests it accepts, and joins the
  * per-activity results in the original order. Stops at the first failure and says what is left.
+ * `beforeEach` (the queue consumer's pacing) runs before each request and may stop it with a failure.
  */
 export async function forwardActivities(
   config: RelayConfig,
   apiKey: string,
   request: Omit<ActivitiesRequest, "activities">,
   activities: ActivityInput[],
+  beforeEach?: () => Promise<Failure | undefined>,
 ): Promise<ForwardOutcome> {
   const results: ActivitiesResponse["activities"] = [];
   // The common case is one request: serialised once, and split only if it turns out too large.
@@ -137,7 +151,8 @@ export async function forwardActivities(
   const chunks = fits ? [activities] : chunkActivities(activities);
   let status: number | undefined;
   for (const [i, chunk] of chunks.entries()) {
-    const result = await post(config, apiKey, fits ? (whole as string) : JSON.stringify({ ...request, activities: chunk }));
+    const result =
+      (await beforeEach?.()) ?? (await post(config, apiKey, fits ? (whole as string) : JSON.stringify({ ...request, activities: chunk })));
     status = result.status;
     if (!result.ok) return { results, remaining: chunks.slice(i).flat(), failure: result, status };
     results.push(...result.body.activities);

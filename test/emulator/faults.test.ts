@@ -66,6 +66,7 @@ describe("fault injection (/_emulator/faults)", () => {
       downUntil: 0,
       tryInSeconds: 10,
       failKeys: [],
+      maxRps: 0,
       seed: 7,
     });
     await setFaults({ statuses: [500] });
@@ -76,6 +77,7 @@ describe("fault injection (/_emulator/faults)", () => {
       downUntil: 0,
       tryInSeconds: 10,
       failKeys: [],
+      maxRps: 0,
     });
   });
 
@@ -98,6 +100,32 @@ describe("fault injection (/_emulator/faults)", () => {
     await setFaults({ failKeys: ["poison"], statuses: [500] });
     expect((await createJson({ activities: [loggedIn({ key: "poison" })] })).status).toBe(500);
     expect((await createJson({ activities: [loggedIn({ key: "fine" })] })).status).toBe(200);
+  });
+
+  it("answers 429 beyond maxRps create requests in a calendar second, counts every request per second, and shows it in the feed", async () => {
+    await setFaults({ maxRps: 3, tryInSeconds: 1 });
+    // Start at the beginning of a second, so that the whole burst lands in one.
+    await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000)));
+    const answers = await Promise.all(Array.from({ length: 5 }, () => createJson({ activities: [loggedIn()] })));
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 200, 200, 429, 429]);
+    expect(answers.find((a) => a.status === 429)?.body).toEqual({
+      error: { code: "rate-limit", message: "rate limit", "try-in-seconds": 1 },
+    });
+    expect((await stored()).activities).toHaveLength(3);
+    const rate = (await (await call("/_emulator/rate")).json()) as {
+      max_rps: number;
+      rate_limited: number;
+      seconds: { second: number; requests: number; rate_limited: number }[];
+    };
+    expect(rate.max_rps).toBe(3);
+    expect(rate.rate_limited).toBe(2);
+    expect(rate.seconds).toEqual([{ second: expect.any(Number), requests: 5, rate_limited: 2 }]);
+    const html = await (await call("/")).text();
+    expect(html).toContain("Request budget 3 a second · 2 requests answered 429 (rate limit) · busiest second 5 requests");
+
+    // The next second has a fresh budget.
+    await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000)));
+    expect((await createJson({ activities: [loggedIn()] })).status).toBe(200);
   });
 
   it("clears faults on reset", async () => {

@@ -14,6 +14,7 @@ import {
 import { CONSENT_FIELDS } from "../../shared/field-ids.ts";
 import { crawlerFilter, ipRateLimit, trustedSender } from "../abuse.ts";
 import { afterAnswer } from "../after.ts";
+import { coalescing } from "../budget/gate.ts";
 import { DEFAULT_SITE, relayConfig, siteFor, siteKey } from "../config.ts";
 import { deadLetterFailed } from "../delivery/consumer.ts";
 import { PartialSendError, QUEUED, sendMessages, toMessages } from "../delivery/messages.ts";
@@ -270,8 +271,9 @@ export const activities = new Hono<AppEnv>().post(
     // The counts reach the shared ledger after the answer, coalesced with other requests'.
     if (limits.report) afterAnswer(c, flushSoon(c.env));
 
-    // DELIVERY=queue: the lowest latency, no per-activity results.
-    if (config.delivery === "queue") {
+    // DELIVERY=queue: the lowest latency, no per-activity results. Under load (the account's
+    // request budget is short, worker/budget/gate.ts) the same: no inline try, full requests later.
+    if (config.delivery === "queue" || coalescing(c)) {
       await enqueue(c.env, c.get("requestId"), site.name, request, enriched, relayDated);
       c.set("outcome", "queued");
       log.queued = enriched.length;

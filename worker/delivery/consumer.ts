@@ -1,7 +1,9 @@
 import { type ActivityInput, type ActivityResult, MAX_AGE_MS } from "../../shared/activities.ts";
+import { noteBatch } from "../budget/gate.ts";
+import { forwardPaced } from "../budget/paced.ts";
 import { DEFAULT_SITE, relayConfig, siteKey } from "../config.ts";
 import type { RelayEnv } from "../env.ts";
-import { type Failure, forwardActivities } from "../upstream.ts";
+import type { Failure } from "../upstream.ts";
 import { type DeliveryMessage, retryDelaySeconds, sendMessages, toMessages } from "./messages.ts";
 import { deliveryStats } from "./stats.ts";
 
@@ -90,7 +92,8 @@ async function deliver(env: RelayEnv, messages: Msg[]): Promise<void> {
   const { key: apiKey, secret } = siteKey(env, first.body.site);
   if (!apiKey) return waitForKey(env, messages, secret);
   const activities = messages.flatMap((m) => m.body.activities);
-  const outcome = await forwardActivities(relayConfig(env), apiKey, { async: first.body.async, merge_by: first.body.merge_by }, activities);
+  // Paced by the account's request budget (worker/budget/): one slot per request, 429s pause every sender.
+  const outcome = await forwardPaced(env, relayConfig(env), apiKey, { async: first.body.async, merge_by: first.body.merge_by }, activities);
   if (!outcome.failure) {
     // Activities Ortto answered "failed" for are kept, with its answer, before the batch is acked.
     const failed = await deadLetterFailed(env, first.body, activities, outcome.results);
@@ -128,6 +131,7 @@ export async function consumeQueue(batch: MessageBatch<unknown>, env: RelayEnv):
     if (isDeliveryMessage(m.body)) valid.push(m as Msg);
     else await deadLetter(env, m as Msg, "not a delivery message");
   }
+  noteBatch(batch.messages);
   for (const group of pack(await setAsideExpired(env, valid))) await deliver(env, group);
 }
 

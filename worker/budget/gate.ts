@@ -1,0 +1,216 @@
+/**
+ * This isolate's view of the account's request budget, kept in memory so that the request path
+ * never waits on anyone: whether a page batch goes to Ortto inline or straight to the queue is
+ * decided from counters here, and the view is refreshed from the pacer (pacer.ts) at most once
+ * a second, in `waitUntil`, and from the outcome of every upstream request (`noteUpstream`).
+ */
+import type { Context } from "hono";
+import { relayConfig } from "../config.ts";
+import type { AppEnv } from "../env.ts";
+import { type BatchNote, pacerOf } from "./binding.ts";
+import { inlineGrace, RECENT_429_MS, type SyncAnswer, type SyncReport } from "./ledger.ts";
+
+/** Page batches a second in this isolate beyond which it coalesces, as a share of ORTTO_MAX_RPS. */
+const NEAR_BUDGET = 0.5;
+/** How often an isolate with traffic syncs with the pacer. */
+const SYNC_MS = 1000;
+/** Seconds of upstream counts kept for /healthz. */
+const KEPT_SECONDS = 60;
+
+const local = {
+  isolate: "",
+  /** Inline sends a second the pacer reserved for this isolate, until when. */
+  lease: { perSecond: 0, until: 0 },
+  pausedUntil: 0,
+  shortUntil: 0,
+  /** Page batches received: this second, and the second before. */
+  arrivals: { second: 0, count: 0, previous: 0 },
+  /** Inline sends this second, and how many of them the lease covered. */
+  inline: { second: 0, sends: 0, leased: 0 },
+  /** Inline sends without a lease, by second, not yet charged at the pacer. */
+  unleased: [] as [number, number][],
+  /** A 429 not yet reported to the pacer: until when, and how many. */
+  pauseReport: { until: 0, count: 0 },
+  lastSync: 0,
+  /** Epoch second → upstream requests this isolate made, and how many were answered 429. */
+  upstream: new Map<number, { requests: number; rate_limited: number }>(),
+  rateLimited: 0,
+  lastRateLimitedAt: 0,
+  inlineDecisions: 0,
+  coalesced: 0,
+  lastBatch: null as BatchNote | null,
+};
+
+function tickArrivals(second: number) {
+  const a = local.arrivals;
+  if (a.second !== second) {
+    a.previous = a.second === second - 1 ? a.count : 0;
+    a.second = second;
+    a.count = 0;
+  }
+  a.count++;
+}
+
+/**
+ * The one decision on the request path: should this page batch skip the inline try and go
+ * straight to the queue, where the consumer sends it in a full request? Yes while Ortto asked
+ * everyone to pause or did so recently, while the queue is using the budget (the pacer said
+ * so), when this isolate alone receives page batches near the budget's rate, or when its inline
+ * allowance for this second is spent. No round trip: the pacer is consulted in `waitUntil`.
+ */
+export function coalescing(c: Context<AppEnv>): boolean {
+  const maxRps = relayConfig(c.env).maxRps;
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  tickArrivals(second);
+  if (local.inline.second !== second) local.inline = { second, sends: 0, leased: 0 };
+  const leased = now < local.lease.until;
+  // A cold isolate (no lease yet) may send a tenth of the budget inline until it hears from the pacer.
+  const allowance = leased ? local.lease.perSecond : inlineGrace(maxRps);
+  const demand = Math.max(local.arrivals.previous, local.arrivals.count);
+  const queue =
+    now < local.pausedUntil || now < local.shortUntil || demand > Math.max(1, maxRps * NEAR_BUDGET) || local.inline.sends >= allowance;
+  if (queue) {
+    local.coalesced++;
+    c.get("log").reason = "budget";
+  } else {
+    local.inlineDecisions++;
+    local.inline.sends++;
+    if (leased) local.inline.leased++;
+    else {
+      const last = local.unleased.at(-1);
+      if (last?.[0] === second) last[1]++;
+      else local.unleased.push([second, 1]);
+    }
+  }
+  sync(c, now);
+  return queue;
+}
+
+/** At most once a second (or at once after a 429), in waitUntil: charge inline sends, renew the lease, learn pauses. */
+function sync(c: Context<AppEnv>, now: number) {
+  if (now - local.lastSync < SYNC_MS && !local.pauseReport.count) return;
+  const pacer = pacerOf(c.env);
+  if (!pacer) return;
+  let waitUntil: (promise: Promise<unknown>) => void;
+  try {
+    waitUntil = c.executionCtx.waitUntil.bind(c.executionCtx);
+  } catch {
+    return; // no execution context (a test calling the app directly): nothing runs after the answer
+  }
+  local.isolate ||= crypto.randomUUID();
+  local.lastSync = now;
+  const report: SyncReport = {
+    isolate: local.isolate,
+    demand: local.arrivals.second === Math.floor(now / 1000) ? local.arrivals.previous : 0,
+    inlineNow: local.inline.second === Math.floor(now / 1000) ? local.inline.leased : 0,
+    unleased: local.unleased,
+    ...(local.pauseReport.count ? { pausedUntil: local.pauseReport.until, rateLimited: local.pauseReport.count } : {}),
+  };
+  local.unleased = [];
+  local.pauseReport = { until: 0, count: 0 };
+  waitUntil(
+    pacer.sync(report).then(applySync, () => {
+      // The pacer was unreachable: keep coalescing on local signals; the next sync tries again.
+    }),
+  );
+}
+
+export function applySync(answer: SyncAnswer) {
+  local.lease = { perSecond: answer.perSecond, until: answer.until };
+  local.pausedUntil = Math.max(local.pausedUntil, answer.pausedUntil);
+  local.shortUntil = Math.max(local.shortUntil, answer.shortUntil);
+}
+
+/**
+ * Every upstream request's outcome (upstream.ts): counted for /healthz, and a 429 pauses this
+ * isolate at once (inline sends stop) and is reported to the pacer so that every sender pauses.
+ */
+export function noteUpstream(status: number | undefined, retryAfterSeconds?: number) {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  let count = local.upstream.get(second);
+  if (!count) {
+    count = { requests: 0, rate_limited: 0 };
+    local.upstream.set(second, count);
+    for (const old of local.upstream.keys()) {
+      if (old > second - KEPT_SECONDS) break;
+      local.upstream.delete(old);
+    }
+  }
+  count.requests++;
+  if (status !== 429) return;
+  count.rate_limited++;
+  local.rateLimited++;
+  local.lastRateLimitedAt = now;
+  const until = now + (retryAfterSeconds ?? 10) * 1000;
+  local.pausedUntil = Math.max(local.pausedUntil, until);
+  local.shortUntil = Math.max(local.shortUntil, until + RECENT_429_MS);
+  local.pauseReport = { until: Math.max(local.pauseReport.until, until), count: local.pauseReport.count + 1 };
+}
+
+/** A 429 the consumer reported to the pacer itself: not to be reported again by the next sync. */
+export function pauseReported() {
+  local.pauseReport = { until: 0, count: 0 };
+}
+
+/** When this isolate last learnt that no sender may reach Ortto (epoch ms). */
+export const pausedUntil = () => local.pausedUntil;
+
+/** The queue consumer's latest batch (a backlog signal); sent to the pacer with its slot requests. */
+export function noteBatch(messages: readonly { timestamp: Date }[]) {
+  const now = Date.now();
+  const oldest = Math.min(now, ...messages.map((m) => m.timestamp.getTime()));
+  local.lastBatch = { messages: messages.length, oldestAgeMs: now - oldest, at: now };
+}
+
+export const lastBatch = () => local.lastBatch ?? undefined;
+
+const iso = (ms: number) => (ms > 0 ? new Date(ms).toISOString() : null);
+
+/** This isolate's budget signals, for /healthz. */
+export function isolateBudget(now = Date.now()) {
+  const second = Math.floor(now / 1000);
+  const last10 = Array.from({ length: 10 }, (_, i) => local.upstream.get(second - 9 + i)?.requests ?? 0);
+  let limitedLastMinute = 0;
+  for (const [s, count] of local.upstream) if (s > second - KEPT_SECONDS) limitedLastMinute += count.rate_limited;
+  return {
+    upstream_requests_last_10s: last10,
+    upstream_rate: last10.slice(0, 9).reduce((a, b) => a + b, 0) / 9,
+    rate_limited_last_minute: limitedLastMinute,
+    rate_limited: local.rateLimited,
+    last_rate_limited_at: iso(local.lastRateLimitedAt),
+    paused_until: now < local.pausedUntil ? iso(local.pausedUntil) : null,
+    coalescing_until: now < local.shortUntil ? iso(local.shortUntil) : null,
+    inline_lease: now < local.lease.until ? { per_second: local.lease.perSecond, until: iso(local.lease.until) } : null,
+    page_batches_inline: local.inlineDecisions,
+    page_batches_coalesced: local.coalesced,
+    last_queue_batch: local.lastBatch
+      ? {
+          messages: local.lastBatch.messages,
+          oldest_message_age_s: Math.round(local.lastBatch.oldestAgeMs / 1000),
+          at: iso(local.lastBatch.at),
+        }
+      : null,
+  };
+}
+
+/** Forgets everything this isolate knows of the budget (tests). */
+export function resetIsolateBudget() {
+  Object.assign(local, {
+    lease: { perSecond: 0, until: 0 },
+    pausedUntil: 0,
+    shortUntil: 0,
+    arrivals: { second: 0, count: 0, previous: 0 },
+    inline: { second: 0, sends: 0, leased: 0 },
+    unleased: [],
+    pauseReport: { until: 0, count: 0 },
+    lastSync: 0,
+    upstream: new Map(),
+    rateLimited: 0,
+    lastRateLimitedAt: 0,
+    inlineDecisions: 0,
+    coalesced: 0,
+    lastBatch: null,
+  });
+}
