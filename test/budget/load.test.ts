@@ -19,7 +19,7 @@ const PAGE_BATCHES = 1000;
  * day), each batch from an IP of its own. Set it to PAGE_BATCHES once the limiter no longer needs
  * an object per contact.
  */
-const PEOPLE = 100;
+const PEOPLE = 1000;
 const PER_SECOND = 100;
 const BUDGET = 10;
 const DELIVERY_DEADLINE_MS = 120_000;

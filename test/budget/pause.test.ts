@@ -7,7 +7,8 @@ import { beforeEach, describe, expect, it, vi } from "vitest";
 import { emulator, loggedIn, post, RELAY } from "../worker/helpers.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const person = (i: number) => loggedIn({ key: `p-${i}`, fields: { "str::first": `P${i}`, "str::email": `pause${i}@example.com` } });
+const person = (i: number) =>
+  loggedIn({ key: `p-${i}`, created: new Date().toISOString(), fields: { "str::first": `P${i}`, "str::email": `pause${i}@example.com` } });
 
 async function healthz() {
   const res = await exports.default.fetch(`${RELAY}/healthz`);
