@@ -30,7 +30,7 @@ export default defineConfig({
                 RETRY_BASE_SECONDS: "1",
                 RETRY_MAX_SECONDS: "1",
                 // These tests post as fast as workerd answers; the account's budget is the budget project's subject.
-                ORTTO_MAX_RPS: "1000",
+                ORTTO_MAX_RPS: "1000000",
               },
               outboundService: "test-network",
               queueConsumers: {
