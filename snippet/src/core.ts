@@ -336,10 +336,10 @@ export function createRelay(options: RelayOptions): Relay {
           delete i.l;
           if (split) i.o = 1;
         }
-      if (refused && !split) {
-        dropped += batch.length;
-        warn("refused", status, text);
-      }
+      if (refused && !split) dropped += batch.length;
+      // Under `debug`, every answer but a plain 200, with its body: a refusal and its reason, a retry, and a 202
+      // (taken but not forwarded yet: queued, or a crawler's verdict with its reason).
+      status - 200 && warn(status, text);
       if (sent) f = 0;
       else if (!refused && !fixed) {
         f++;

@@ -229,7 +229,7 @@ describe("delivery from a real page", () => {
     }, email);
 
     // The relay's answer, as the snippet reports it under data-debug.
-    const refusal = await until("the snippet to report the refusal", async () => seen.warnings.find((w) => w.includes("refused")));
+    const refusal = await until("the snippet to report the refusal", async () => seen.warnings.find((w) => w.includes("400")));
     expect(refusal).toContain("400");
     expect(refusal).toContain("bol:cm:account-owner");
     expect(seen.warnings.filter((w) => w.includes("ignored"))).toHaveLength(4);

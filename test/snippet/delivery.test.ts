@@ -198,7 +198,7 @@ describe("retries", () => {
     page.answers.push({ status: 429, retryAfter: String(MAX_RETRY_AFTER + 1) });
     page.relay("track", "logged-in");
     await wait(FLUSH_MS);
-    expect(warn).toHaveBeenCalledWith("relay:", "refused", 429, `{"status":429}`);
+    expect(warn).toHaveBeenCalledWith("relay:", 429, `{"status":429}`);
     expect(page.storage.state()?.q).toEqual([]);
     expect(page.storage.state()?.f).toBe(0);
     // Nothing waits on it: the next event goes after the usual flush delay, and the dropped one is never re-sent.
@@ -220,6 +220,21 @@ describe("retries", () => {
     await settle();
     expect(page.sent.map((s) => s.body.activities.map((a) => a.attributes?.n))).toEqual([[1, 2, 3], [1], [2], [3]]);
     expect(page.storage.state()?.q).toEqual([]);
+  });
+
+  it("says under debug why the relay took a batch without forwarding it (a crawler's verdict), and only under debug", async () => {
+    const verdict = `{"activities":[],"outcome":"bot","reason":"a browser whose user agent names a bot (HeadlessChrome)"}`;
+    for (const debug of [true, false]) {
+      const page = identifiedPage({ debug });
+      const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+      page.answers.push({ status: 202, text: verdict });
+      page.relay("track", "logged-in");
+      await settle();
+      expect(page.sent).toHaveLength(1);
+      if (debug) expect(warn).toHaveBeenCalledWith("relay:", 202, verdict);
+      else expect(warn).not.toHaveBeenCalled();
+      warn.mockRestore();
+    }
   });
 
   it("treats a fetch that throws synchronously as a failure to retry", async () => {
@@ -244,7 +259,7 @@ describe("retries", () => {
     await settle();
     expect(page.sent).toHaveLength(1);
     expect(page.storage.state()?.q).toEqual([]);
-    expect(warn).toHaveBeenCalledWith("relay:", "refused", status, `{"status":${status}}`);
+    expect(warn).toHaveBeenCalledWith("relay:", status, `{"status":${status}}`);
   });
 
   it.each([400, 413])("splits a batch refused with %s, so one bad (or too large) event does not sink the others", async (status) => {
