@@ -27,7 +27,7 @@ import { unstable_getMiniflareWorkerOptions } from "wrangler";
  * today (README, Budgets). The targets are 0.9 and 0.75, with CI floors of 0.7 and 0.5 once they
  * are met; they are not met yet.
  */
-export const FLOOR = { single: 0.42, batch: 0.28 };
+export const FLOOR = { single: 0.25, batch: 0.2 };
 export const TARGET = { single: 0.9, batch: 0.75 };
 /** The 100-activity request's p99, as a multiple of the pass-through's: target 3, guard 5. */
 const P99_FACTOR = 5;
