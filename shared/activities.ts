@@ -15,6 +15,12 @@ export const MAX_ACTIVITY_BYTES = 16 * 1024;
 const ACTIVITY_BYTES_FROM_CLIENT = MAX_ACTIVITY_BYTES - 512;
 /** Ortto's back-dating window, and our tolerance for clocks that run fast. */
 export const MAX_AGE_MS = 90 * 24 * 60 * 60 * 1000;
+/**
+ * What the relay accepts: five minutes short of Ortto's 90 days, so an activity that has to wait in
+ * the queue (under load, in an outage) still reaches Ortto in time, where the consumer's own check
+ * (a minute's margin) would otherwise set it aside untried.
+ */
+export const MAX_ACCEPTED_AGE_MS = MAX_AGE_MS - 5 * 60 * 1000;
 export const MAX_FUTURE_MS = 5 * 60 * 1000;
 
 /** One activity as it travels on the wire (what a page or server sends, minus the key). */
@@ -62,7 +68,7 @@ export interface ErrorBody {
 }
 
 function checkCreated(created: string): boolean {
-  return Date.parse(created) >= Date.now() - MAX_AGE_MS;
+  return Date.parse(created) >= Date.now() - MAX_ACCEPTED_AGE_MS;
 }
 function notInFuture(created: string): boolean {
   return Date.parse(created) <= Date.now() + MAX_FUTURE_MS;
@@ -192,7 +198,7 @@ export function fastAccept(catalogue: ResolvedCatalogue): (body: unknown) => bod
     if (!isDateTime(v)) return false;
     const at = Date.parse(v);
     const now = Date.now();
-    return at >= now - MAX_AGE_MS && at <= now + MAX_FUTURE_MS;
+    return at >= now - MAX_ACCEPTED_AGE_MS && at <= now + MAX_FUTURE_MS;
   };
   const acceptsKey = (v: unknown) => typeof v === "string" && v.length >= 1 && v.length <= MAX_TEXT;
   const values = (object: Record<string, unknown>, checks: Map<string, (v: unknown) => boolean>) => {

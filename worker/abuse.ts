@@ -93,8 +93,11 @@ export function crawlerVerdict(request: Request, allowHeadless = false): string 
   if (cf?.verifiedBotCategory || cf?.botManagement?.verifiedBot) return "a verified bot (Cloudflare's signals)";
   const agent = request.headers.get("user-agent") ?? "";
   if (!request.headers.has("sec-fetch-mode") || !BROWSER_ENGINE.test(agent)) return undefined;
-  if (allowHeadless && /headless/i.test(agent)) return undefined;
-  return isbot(agent) ? `a browser whose user agent names a bot (${agent.slice(0, 120)}); see ALLOW_HEADLESS for test browsers` : undefined;
+  // ALLOW_HEADLESS forgives the headless token only: a bot that also says HeadlessChrome is still a bot.
+  const judged = allowHeadless ? agent.replace(/Headless(?=Chrome)/gi, "") : agent;
+  return isbot(judged)
+    ? `a browser whose user agent names a bot (${agent.slice(0, 120)}); see ALLOW_HEADLESS for test browsers`
+    : undefined;
 }
 
 export const isCrawler = (request: Request, allowHeadless = false) => crawlerVerdict(request, allowHeadless) !== undefined;

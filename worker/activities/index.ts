@@ -14,7 +14,7 @@ import {
 import { CONSENT_FIELDS } from "../../shared/field-ids.ts";
 import { crawlerFilter, ipRateLimit, trustedSender } from "../abuse.ts";
 import { afterAnswer } from "../after.ts";
-import { coalescing } from "../budget/gate.ts";
+import { coalescing, reportPause } from "../budget/gate.ts";
 import { DEFAULT_SITE, relayConfig, siteFor, siteKey } from "../config.ts";
 import { deadLetterFailed } from "../delivery/consumer.ts";
 import { PartialSendError, QUEUED, sendMessages, toMessages } from "../delivery/messages.ts";
@@ -282,6 +282,8 @@ export const activities = new Hono<AppEnv>().post(
 
     const started = Date.now();
     const outcome = await forwardActivities(config, apiKey, request, enriched);
+    // Ortto asked to pause: every sender (the queue consumer above all) hears it now, after the answer.
+    if (outcome.failure?.status === 429) reportPause(c);
     log.upstream_ms = Date.now() - started;
     log.upstream_status = outcome.status;
     log.forwarded = outcome.results.length;

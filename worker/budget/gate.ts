@@ -87,6 +87,11 @@ export function coalescing(c: Context<AppEnv>): boolean {
   return queue;
 }
 
+/** After an inline send answered 429: tell the pacer now, after the answer, so every sender pauses (not at the next page batch). */
+export function reportPause(c: Context<AppEnv>) {
+  sync(c, Date.now());
+}
+
 /** At most once a second (or at once after a 429), in waitUntil: charge inline sends, renew the lease, learn pauses. */
 function sync(c: Context<AppEnv>, now: number) {
   if (now - local.lastSync < SYNC_MS && !local.pauseReport.count) return;

@@ -43,6 +43,18 @@ async function takeSlot(
   batch: BatchNote | undefined,
 ): Promise<Failure | undefined> {
   if (!pacer) return localSlot(maxRps);
+  // A pause this isolate already knows of (an inline send answered 429) holds the queue too, even
+  // before the pacer has heard of it.
+  const known = pausedUntil() - Date.now();
+  if (known > MAX_WAIT_MS) {
+    return {
+      ok: false,
+      permanent: false,
+      error: "The account's Ortto request budget is paused (a rate limit)",
+      retryAfterSeconds: Math.ceil(known / 1000),
+    };
+  }
+  await sleep(known);
   for (let late = 0; ; late++) {
     let slot: Awaited<ReturnType<UpstreamPacer["slot"]>>;
     try {

@@ -47,7 +47,9 @@ function pack(messages: Msg[]): Msg[][] {
   const byOptions = new Map<string, Msg[][]>();
   const alone: Msg[][] = [];
   for (const message of messages) {
-    if (message.attempts > 1) {
+    // Retried and replayed messages travel alone: a poison message holds nothing back, and a replay's
+    // count stays its own (its failed activities are dead-lettered with it).
+    if (message.attempts > 1 || message.body.replays) {
       alone.push([message]);
       continue;
     }
@@ -234,7 +236,7 @@ async function replayDeadLetters(batch: MessageBatch<unknown>, env: RelayEnv): P
  */
 export async function deadLetterFailed(
   env: RelayEnv,
-  from: Pick<DeliveryMessage, "request_id" | "site" | "async" | "merge_by">,
+  from: Pick<DeliveryMessage, "request_id" | "site" | "async" | "merge_by" | "replays">,
   activities: ActivityInput[],
   results: ActivityResult[],
 ): Promise<number> {
@@ -252,7 +254,8 @@ export async function deadLetterFailed(
   );
   await sendMessages(
     env.DEAD_LETTERS,
-    messages.map((m) => ({ ...m, dead_reason: reason })),
+    // The replay count travels on: a message Ortto keeps answering "failed" must not loop through replays.
+    messages.map((m) => ({ ...m, ...(from.replays ? { replays: from.replays } : {}), dead_reason: reason })),
   );
   deliveryStats.dead_lettered += messages.length;
   log("dead_lettered", { request_id: from.request_id, activities: failed.length, reason });
