@@ -404,7 +404,8 @@ export function createRelay(options: RelayOptions): Relay {
      * consent given stores what this tab held in memory and sends it; held events take the identity.
      */
     const joined = (was: boolean, i?: State["i"]) => {
-      if (!allowed()) q = [];
+      // Refused (here or in another tab): nothing of this tab's is kept, in memory or stored.
+      if (!allowed()) put(own, (q = [])[0]);
       else {
         if (!was && i && !mem.i) change(() => (mem.i = i));
         if (was) kick();
@@ -475,9 +476,9 @@ export function createRelay(options: RelayOptions): Relay {
       const href = w.location.href.split("#")[0] as string;
       if (pageviews && href !== last) {
         track(pageviews, {
-          "str:cm:page-url": clip(href),
-          "str:cm:page-title": clip(doc.title),
-          "str:cm:referrer": clip(last ?? doc.referrer),
+          "page-url": clip(href),
+          "page-title": clip(doc.title),
+          referrer: clip(last ?? doc.referrer),
         });
         last = href;
       }

@@ -6,6 +6,8 @@
  *   a field given both ways keeps the value of its Ortto id;
  * - a phone given as a string (`phone` or `phn::phone`) becomes Ortto's
  *   `{"phone": "+61401234567", "parse_with_country_code": true}`, keeping only digits and `+`.
+ * - the page-view attributes the snippet records (`data-pageviews`) come as `page-url`,
+ *   `page-title` and `referrer`, for `str:cm:page-url` …;
  * Everything else is left as it is, for the schema to judge.
  */
 const SHORTHANDS = [
@@ -16,6 +18,23 @@ const SHORTHANDS = [
   ["phone", "phn::phone"],
 ] as const;
 
+/** The snippet's page-view attributes (catalogue ids `str:cm:page-url` …). */
+const ATTRIBUTE_SHORTHANDS = [
+  ["page-url", "str:cm:page-url"],
+  ["page-title", "str:cm:page-title"],
+  ["referrer", "str:cm:referrer"],
+] as const;
+
+/** Moves `short` to `long` in an object (a value given both ways keeps the long one). */
+function expand(object: Record<string, unknown>, pairs: readonly (readonly [string, string])[]) {
+  for (const [short, long] of pairs) {
+    if (Object.hasOwn(object, short)) {
+      if (!Object.hasOwn(object, long)) object[long] = object[short];
+      delete object[short];
+    }
+  }
+}
+
 const isObject = (x: unknown): x is Record<string, unknown> => !!x && typeof x === "object" && !Array.isArray(x);
 
 export function expandShorthands(body: unknown): unknown {
@@ -25,14 +44,10 @@ export function expandShorthands(body: unknown): unknown {
     if (!isObject(activity)) continue;
     const id = activity.activity_id;
     if (typeof id === "string" && id && !id.startsWith("act:")) activity.activity_id = `act:cm:${id}`;
+    if (isObject(activity.attributes)) expand(activity.attributes, ATTRIBUTE_SHORTHANDS);
     const fields = activity.fields;
     if (!isObject(fields)) continue;
-    for (const [short, long] of SHORTHANDS) {
-      if (Object.hasOwn(fields, short)) {
-        if (!Object.hasOwn(fields, long)) fields[long] = fields[short];
-        delete fields[short];
-      }
-    }
+    expand(fields, SHORTHANDS);
     const phone = fields["phn::phone"];
     if (typeof phone === "string") fields["phn::phone"] = { phone: phone.replace(/[^\d+]/g, ""), parse_with_country_code: true };
   }

@@ -1,0 +1,103 @@
+/// <reference types="node" />
+/**
+ * An adversarial review of the snippet from an unlucky visitor's side (several tabs, consent), kept
+ * as regression tests: each states what the README promises.
+ */
+import type { Page } from "playwright-core";
+import { describe, expect, it } from "vitest";
+import { activitiesOf, clockShift, emailFor, newVisitor, pageUrl, sleep, snippetLoaded, stored, useBrowser } from "./helpers.ts";
+
+const browser = useBrowser({ backForwardCache: true });
+
+describe("tabs (review): consent withdrawn in one tab while another tracks", () => {
+  /**
+   * FINDING (medium, privacy): README: "`false` forgets the identity and every unsent event, of
+   * every tab ... it stores only the refusal". Tab A's consent(false) wipes every key, but tab B
+   * only learns of it from the `storage` event, which comes later (another process; here made
+   * deterministic by B being A's window.open child, so B's call runs in A's task). An event B
+   * tracks in that gap is written by B's end-of-task persist under B's own key after the wipe.
+   * B's storage handler then empties B's memory (`q = []`) but never removes B's key, and B's
+   * pagehide does nothing (not allowed). So the event stays stored after the opt-out, and once the
+   * visitor consents again, the next page adopts it as a stale queue and sends it.
+   * Fix: in `joined` (and wherever `allowed()` turns false), remove this tab's own key as well
+   * as emptying `q` (e.g. `if (!allowed()) { q = []; put(own); }` — `put` bypasses `allowed()`),
+   * and/or have `persist` re-read the shared state before writing (skip the write when `c` is false).
+   */
+  it("keeps nothing stored after consent(false) in one tab, even for an event another tab tracked before it heard", async () => {
+    const context = await newVisitor(browser());
+    await context.addInitScript(clockShift, 0);
+    const email = emailFor("withdraw-race");
+    const a = await context.newPage();
+    await a.goto(pageUrl("tag"));
+    await snippetLoaded(a);
+    // Tab B, opened by A (same event loop, so A can call into B within one task).
+    const [b] = await Promise.all([
+      context.waitForEvent("page"),
+      a.evaluate((url) => {
+        (window as unknown as { b: Window | null }).b = window.open(url, "b");
+      }, pageUrl("tag")),
+    ]);
+    await snippetLoaded(b as Page);
+    await a.evaluate((email) => relay("identify", { email }), email);
+    await sleep(300);
+    // A withdraws; in the same moment (before B's storage event), B tracks.
+    await a.evaluate(() => {
+      relay("consent", false);
+      (window as unknown as { b: Window & { relay: typeof relay } }).b.relay("track", "logged-in", {
+        "str:cm:payment-plan": "tracked at the opt-out",
+      });
+    });
+    await sleep(500);
+    const after = await stored(a);
+    // README: only the refusal is stored.
+    const leaked = after?.q ?? [];
+    await (b as Page).close();
+    // The visitor consents again later; a page started more than STALE_MS later adopts B's queue.
+    await a.evaluate(() => relay("consent", true));
+    const c = await context.newPage();
+    await c.addInitScript(() => {
+      (window as unknown as { clockShift: number }).clockShift = 180_000;
+    });
+    await c.goto(pageUrl("tag"));
+    await snippetLoaded(c);
+    const sent = await activitiesOf(email, 1, 5_000).catch(() => []);
+    await context.close();
+    expect({ stored: leaked.length, sent: sent.length }).toEqual({ stored: 0, sent: 0 });
+  });
+});
+
+describe("tabs (review): three tabs bursting while one navigates", () => {
+  /** HELD: every event arrives once (re-sends merged by key + created, never a second activity). */
+  it("delivers 60 of 60 when three tabs burst and one navigates mid-burst", async () => {
+    const context = await newVisitor(browser());
+    const email = emailFor("burst3-nav");
+    const pages: Page[] = [];
+    for (let n = 0; n < 3; n++) {
+      const p = await context.newPage();
+      await p.goto(pageUrl("tag"));
+      await snippetLoaded(p);
+      pages.push(p);
+    }
+    await pages[0]?.evaluate((email) => relay("identify", { email }), email);
+    await sleep(300);
+    const burst = async (activity: string) => {
+      for (let n = 0; n < 20; n++) {
+        relay("track", activity, { "int::v": n });
+        if (n % 5 === 4) await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const ids = ["logged-in", "placed-order", "logged-in"];
+    await Promise.all([
+      pages[0]?.evaluate(burst, ids[0] as string),
+      pages[1]?.evaluate(burst, ids[1] as string),
+      // Tab 3 bursts 20 and leaves at once, mid-flight.
+      pages[2]?.evaluate(burst, ids[2] as string).then(() => pages[2]?.goto(pageUrl("tag"))),
+    ]);
+    await activitiesOf(email, 60, 40_000).catch(() => []);
+    await sleep(1_500);
+    const got = await activitiesOf(email, 0);
+    const keys = new Set(got.map((x) => x.key));
+    await context.close();
+    expect({ n: got.length, unique: keys.size }).toEqual({ n: 60, unique: 60 });
+  });
+});
