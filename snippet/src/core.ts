@@ -405,8 +405,10 @@ export function createRelay(options: RelayOptions): Relay {
      */
     const joined = (was: boolean, i?: State["i"]) => {
       // Refused (here or in another tab): nothing of this tab's is kept, in memory or stored.
-      if (!allowed()) put(own, (q = [])[0]);
-      else {
+      if (!allowed()) {
+        q = [];
+        put(own);
+      } else {
         if (!was && i && !mem.i) change(() => (mem.i = i));
         if (was) kick();
         else {
