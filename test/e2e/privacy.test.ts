@@ -4,7 +4,19 @@
  * relay, nor storage.
  */
 import { describe, expect, it } from "vitest";
-import { activitiesOf, emailFor, emulator, newVisitor, pageUrl, sleep, snippetLoaded, stored, useBrowser, watch } from "./helpers.ts";
+import {
+  activitiesOf,
+  emailFor,
+  emulator,
+  newVisitor,
+  pageUrl,
+  sleep,
+  snippetLoaded,
+  stored,
+  until,
+  useBrowser,
+  watch,
+} from "./helpers.ts";
 
 const browser = useBrowser();
 
@@ -31,7 +43,12 @@ describe("consent and Global Privacy Control", () => {
     await page.evaluate(() => relay("consent", true));
     const [activity] = await activitiesOf(email);
     expect(activity?.attributes).toEqual({ "str:cm:payment-plan": "consent plan" });
-    expect(await stored(page)).toMatchObject({ c: true, q: [] });
+    // The emulator may have it before the page has the relay's answer: the queue empties once it does.
+    const after = await until("the queue to empty once the relay answered", async () => {
+      const state = await stored(page);
+      return state?.q.length === 0 && state;
+    });
+    expect(after).toMatchObject({ c: true, q: [] });
     expect(seen.sent).toHaveLength(1);
     expect(seen.errors).toEqual([]);
     await context.close();

@@ -6,18 +6,8 @@ import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { flushSoon, forgetCounters, UNSYNCED_MAX } from "../../worker/limits/ledger.ts";
 import { emulator, loggedIn, postWith } from "./helpers.ts";
+import { open, person, SERVER_TOKEN, unique } from "./people.ts";
 
-const SERVER_TOKEN = "server-token-for-tests";
-// The account's request budget is not what these tests are about: high enough never to coalesce.
-const open = { SERVER_TOKEN, ORTTO_MAX_RPS: "1000000" };
-const person = (email: string, extra: Record<string, unknown> = {}) =>
-  loggedIn({
-    fields: { "str::first": "Chris", "str::email": email },
-    key: crypto.randomUUID(),
-    created: new Date().toISOString(),
-    ...extra,
-  });
-const unique = (name: string) => `${name}-${crypto.randomUUID()}@example.com`;
 const forwarded = async () => (await emulator.requests()).flatMap((r) => r.body.activities ?? []);
 const emailsForwarded = async () => new Set((await forwarded()).map((a) => a.fields?.["str::email"]));
 let n = 0;

@@ -7,19 +7,9 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { DAY_MS } from "../../worker/limits/index.ts";
 import { type Ask, admit, flushSoon, forgetCounters, LEDGER_TIMEOUT_MS, UNSYNCED_MAX } from "../../worker/limits/ledger.ts";
 import type { LedgerEntry } from "../../worker/limits/ledger-object.ts";
-import { emulator, loggedIn, postWith } from "./helpers.ts";
+import { emulator, postWith } from "./helpers.ts";
+import { open, person, unique } from "./people.ts";
 
-const SERVER_TOKEN = "server-token-for-tests";
-// The account's request budget is not what these tests are about: high enough never to coalesce.
-const open = { SERVER_TOKEN, ORTTO_MAX_RPS: "1000000" };
-const person = (email: string, extra: Record<string, unknown> = {}) =>
-  loggedIn({
-    fields: { "str::first": "Chris", "str::email": email },
-    key: crypto.randomUUID(),
-    created: new Date().toISOString(),
-    ...extra,
-  });
-const unique = (name: string) => `${name}-${crypto.randomUUID()}@example.com`;
 let n = 0;
 const ipv4 = () => `203.0.113.${100 + ++n}`;
 /** The snippet's MAX_RETRY_AFTER: a 429 asking for longer is dropped for good (snippet/src/core.ts). */

@@ -1,0 +1,18 @@
+import { loggedIn } from "./helpers.ts";
+
+/** The limits tests' server token, and their bindings: open mode, with the account's request budget
+ * high enough never to coalesce (the budget project tests that). */
+export const SERVER_TOKEN = "server-token-for-tests";
+export const open = { SERVER_TOKEN, ORTTO_MAX_RPS: "1000000" };
+
+/** A visitor's logged-in event, keyed and dated as the snippet sends it. */
+export const person = (email: string, extra: Record<string, unknown> = {}) =>
+  loggedIn({
+    fields: { "str::first": "Chris", "str::email": email },
+    key: crypto.randomUUID(),
+    created: new Date().toISOString(),
+    ...extra,
+  });
+
+/** An email no other test uses. */
+export const unique = (name: string) => `${name}-${crypto.randomUUID()}@example.com`;
