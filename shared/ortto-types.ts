@@ -245,7 +245,11 @@ export function valueCheck(kind: FieldKind, options?: readonly string[]): (value
     case "multi_select":
       return (v) => isList(v) && (!allowed || v.every((x) => allowed.has(x)));
     case "json":
-      return (v) => typeof v === "object" && v !== null && (Array.isArray(v) || Object.getPrototypeOf(v) === Object.prototype);
+      // (An own `__proto__` key, which JSON.parse can make, is left to the schema: its record drops it.)
+      return (v) =>
+        typeof v === "object" &&
+        v !== null &&
+        (Array.isArray(v) || (Object.getPrototypeOf(v) === Object.prototype && !Object.hasOwn(v, "__proto__")));
     case "datetime":
       return isDateTime;
     case "url":

@@ -77,7 +77,7 @@ const nearMisses: fc.Arbitrary<unknown> = fc.oneof(
   ),
   fc.constantFrom("chris@example.com", " chris@example.com ", "chris@example", "chris@@example.com", "a.b@c.io", ".a@b.co", "a@b.c"),
   fc.array(fc.oneof(fc.string({ maxLength: 5 }), fc.constantFrom("standard", "express")), { maxLength: 3 }),
-  fc.constantFrom({ c: "61", n: "401234567" }, { phone: "+61401234567" }, { name: "Sydney" }, [], {}, null),
+  fc.constantFrom({ c: "61", n: "401234567" }, { phone: "+61401234567" }, { name: "Sydney" }, [], {}, null, JSON.parse('{"__proto__":0}')),
   fc.jsonValue({ maxDepth: 2 }),
 );
 
