@@ -120,14 +120,22 @@ const openEnv = { ...env, IDENTITY_SECRET: undefined };
 async function run(n, requests, handler = worker) {
   const ctx = { waitUntil() {}, passThroughOnException() {}, props: {} };
   for (let i = 0; i < requests; i++) {
+    const body = bodies[n][i % bodies[n].length];
+    // As an HTTP request reaches the worker: with its Content-Length (without it, the body limit reads the body as a stream).
+    const length = String(Buffer.byteLength(body));
     const res = await handler.fetch(
       new Request("https://relay.example/v1/activities/create", {
         method: "POST",
         headers:
           n === 1
-            ? { Origin: "https://shop.example", "Content-Type": "text/plain", "CF-Connecting-IP": "203.0.113.7" }
-            : { Authorization: "Bearer bench-server-token", "Content-Type": "application/json", "CF-Connecting-IP": "203.0.113.7" },
-        body: bodies[n][i % bodies[n].length],
+            ? { Origin: "https://shop.example", "Content-Type": "text/plain", "Content-Length": length, "CF-Connecting-IP": "203.0.113.7" }
+            : {
+                Authorization: "Bearer bench-server-token",
+                "Content-Type": "application/json",
+                "Content-Length": length,
+                "CF-Connecting-IP": "203.0.113.7",
+              },
+        body,
       }),
       n === 1 ? env : openEnv,
       ctx,

@@ -1,13 +1,33 @@
 const encoder = new TextEncoder();
 
 /**
- * The first `bytes` bytes of a value's SHA-256, in hex (Web Crypto: native in workerd). Contacts
- * leave the isolate — to the ledger, to the logs — only as such hashes, and only after the answer
- * or on the rare request that waits for the ledger, so the hash is never on the common path.
+ * The hashes this isolate has computed (as promises, so concurrent requests share one digest):
+ * a returning visitor's contact is hashed for the log line and the ledger once, not on every
+ * request. Bounded: cleared when full.
  */
-export async function sha256Hex(value: string, bytes = 16): Promise<string> {
+const hashed = new Map<string, Promise<string>>();
+const MAX_HASHED = 10_000;
+const MEMO_BYTES = 16;
+
+async function digestHex(value: string): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(value)));
   let hex = "";
-  for (let i = 0; i < bytes; i++) hex += (digest[i] as number).toString(16).padStart(2, "0");
+  for (let i = 0; i < MEMO_BYTES; i++) hex += (digest[i] as number).toString(16).padStart(2, "0");
   return hex;
+}
+
+/**
+ * The first `bytes` (at most 16) bytes of a value's SHA-256, in hex (Web Crypto: native in
+ * workerd). Contacts leave the isolate — to the ledger, to the logs — only as such hashes, and
+ * only after the answer or on the rare request that waits for the ledger, so the hash is never on
+ * the common path.
+ */
+export async function sha256Hex(value: string, bytes: number = MEMO_BYTES): Promise<string> {
+  let hex = hashed.get(value);
+  if (!hex) {
+    if (hashed.size >= MAX_HASHED) hashed.clear();
+    hex = digestHex(value);
+    hashed.set(value, hex);
+  }
+  return bytes === MEMO_BYTES ? hex : (await hex).slice(0, bytes * 2);
 }

@@ -55,6 +55,18 @@ describe("signed identity (IDENTITY_SECRET)", () => {
     expect(request?.body.activities?.[0]?.fields?.["str::email"]).toBe("Chris@Example.COM");
   });
 
+  it("remembers only proven pairs: after a valid request, another token, another person or a rotated secret is checked again", async () => {
+    const token = await signIdentity(SECRET, "chris@example.com");
+    expect((await postWith(signed, { identity_token: token, activities: [person("chris@example.com")] })).status).toBe(200);
+    // The same pair again passes (this isolate remembers it); the token in capitals is the same signature.
+    expect((await postWith(signed, { identity_token: token.toUpperCase(), activities: [person("chris@example.com")] })).status).toBe(200);
+    const other = `${token.slice(0, 63)}${token.endsWith("0") ? "1" : "0"}`;
+    expect((await postWith(signed, { identity_token: other, activities: [person("chris@example.com")] })).status).toBe(401);
+    expect((await postWith(signed, { identity_token: token, activities: [person("victim@example.com")] })).status).toBe(401);
+    const rotated = { IDENTITY_SECRET: "a-new-identity-secret" };
+    expect((await postWith(rotated, { identity_token: token, activities: [person("chris@example.com")] })).status).toBe(401);
+  });
+
   it("signs an external id or a person id as given", async () => {
     const ei = loggedIn({ fields: { "str::ei": "User-42" } });
     const signsEi = { ...signed, IDENTITY_FIELD: "str::ei" };
