@@ -8,6 +8,52 @@ import { defineConfig } from "vitest/config";
 const emulatorScript = ".tmp/emulator.js";
 buildSync({ entryPoints: ["emulator/index.ts"], bundle: true, format: "esm", outfile: emulatorScript, logLevel: "warning" });
 
+/**
+ * The relay in workerd (wrangler.toml's bindings) with the emulator as its upstream: its own
+ * emulator and queues per project. One file at a time: a project's files share one emulator and
+ * one delivery queue.
+ */
+function relayProject(
+  test: { name: string; include: string[] },
+  bindings: Record<string, string>,
+  miniflare: Record<string, unknown> = {},
+) {
+  return {
+    plugins: [
+      cloudflareTest({
+        wrangler: { configPath: "./wrangler.toml" },
+        miniflare: {
+          bindings: {
+            ORTTO_API_KEY: "test-key-7f3a",
+            ORTTO_API_BASE: "http://ortto.test",
+            // Short waits, so that retries and outages play out in seconds.
+            RETRY_BASE_SECONDS: "1",
+            RETRY_MAX_SECONDS: "1",
+            ...bindings,
+          },
+          ...miniflare,
+          outboundService: "test-network",
+          queueConsumers: {
+            "ortto-relay-delivery": { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 14, deadLetterQueue: "ortto-relay-dead-letters" },
+          },
+          workers: [
+            { name: "ortto-emulator", modules: true, scriptPath: emulatorScript, compatibilityDate: "2026-04-20" },
+            {
+              name: "test-network",
+              modules: true,
+              scriptPath: "test/fixtures/test-network.js",
+              compatibilityDate: "2026-04-20",
+              serviceBindings: { EMULATOR: "ortto-emulator" },
+              queueConsumers: { "ortto-relay-dead-letters": { maxBatchTimeout: 1 } },
+            },
+          ],
+        },
+      }),
+    ],
+    test: { ...test, fileParallelism: false },
+  };
+}
+
 export default defineConfig({
   test: {
     // The relay's own JSON log lines (one per request) are kept out of the output, so a failing run
@@ -17,93 +63,22 @@ export default defineConfig({
       {
         test: { name: "unit", include: ["test/unit/**/*.test.ts"], environment: "node" },
       },
-      {
-        plugins: [
-          cloudflareTest({
-            wrangler: { configPath: "./wrangler.toml" },
-            miniflare: {
-              bindings: {
-                ORTTO_API_KEY: "test-key-7f3a",
-                ORTTO_API_BASE: "http://ortto.test",
-                ALLOWED_ORIGINS: "https://shop.example,https://*.brand.example",
-                // Short waits, so that retries and outages play out in seconds.
-                RETRY_BASE_SECONDS: "1",
-                RETRY_MAX_SECONDS: "1",
-                // These tests post as fast as workerd answers; the account's budget is the budget project's subject.
-                ORTTO_MAX_RPS: "1000000",
-              },
-              outboundService: "test-network",
-              queueConsumers: {
-                "ortto-relay-delivery": {
-                  maxBatchSize: 100,
-                  maxBatchTimeout: 1,
-                  maxRetries: 14,
-                  deadLetterQueue: "ortto-relay-dead-letters",
-                },
-              },
-              workers: [
-                { name: "ortto-emulator", modules: true, scriptPath: emulatorScript, compatibilityDate: "2026-04-20" },
-                {
-                  name: "test-network",
-                  modules: true,
-                  scriptPath: "test/fixtures/test-network.js",
-                  compatibilityDate: "2026-04-20",
-                  serviceBindings: { EMULATOR: "ortto-emulator" },
-                  queueConsumers: { "ortto-relay-dead-letters": { maxBatchTimeout: 1 } },
-                },
-              ],
-            },
-          }),
-        ],
-        test: {
-          name: "worker",
-          include: ["test/worker/**/*.test.ts"],
-          // One file at a time: the files share one emulator and one delivery queue.
-          fileParallelism: false,
+      relayProject(
+        { name: "worker", include: ["test/worker/**/*.test.ts"] },
+        {
+          ALLOWED_ORIGINS: "https://shop.example,https://*.brand.example",
+          // These tests post as fast as workerd answers; the account's budget is the budget project's subject.
+          ORTTO_MAX_RPS: "1000000",
         },
-      },
+      ),
       // The account's request budget under load (test/budget): the relay as above, on Professional's
-      // 10 requests a second, with its own emulator and queues.
-      {
-        plugins: [
-          cloudflareTest({
-            wrangler: { configPath: "./wrangler.toml" },
-            miniflare: {
-              bindings: {
-                ORTTO_API_KEY: "test-key-7f3a",
-                ORTTO_API_BASE: "http://ortto.test",
-                ALLOWED_ORIGINS: "https://shop.example",
-                RETRY_BASE_SECONDS: "1",
-                RETRY_MAX_SECONDS: "1",
-                ORTTO_MAX_RPS: "10",
-              },
-              // In memory: the load test creates a thousand contacts' limiter objects and must not wait on disk.
-              unsafeEphemeralDurableObjects: true,
-              outboundService: "test-network",
-              queueConsumers: {
-                "ortto-relay-delivery": {
-                  maxBatchSize: 100,
-                  maxBatchTimeout: 1,
-                  maxRetries: 14,
-                  deadLetterQueue: "ortto-relay-dead-letters",
-                },
-              },
-              workers: [
-                { name: "ortto-emulator", modules: true, scriptPath: emulatorScript, compatibilityDate: "2026-04-20" },
-                {
-                  name: "test-network",
-                  modules: true,
-                  scriptPath: "test/fixtures/test-network.js",
-                  compatibilityDate: "2026-04-20",
-                  serviceBindings: { EMULATOR: "ortto-emulator" },
-                  queueConsumers: { "ortto-relay-dead-letters": { maxBatchTimeout: 1 } },
-                },
-              ],
-            },
-          }),
-        ],
-        test: { name: "budget", include: ["test/budget/**/*.test.ts"], fileParallelism: false },
-      },
+      // 10 requests a second, with its own emulator and queues; in memory, as the load test creates a
+      // thousand contacts' counters and must not wait on disk.
+      relayProject(
+        { name: "budget", include: ["test/budget/**/*.test.ts"] },
+        { ALLOWED_ORIGINS: "https://shop.example", ORTTO_MAX_RPS: "10" },
+        { unsafeEphemeralDurableObjects: true },
+      ),
       {
         plugins: [cloudflareTest({ wrangler: { configPath: "./emulator/wrangler.toml" } })],
         test: { name: "emulator", include: ["test/emulator/**/*.test.ts"] },

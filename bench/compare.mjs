@@ -21,6 +21,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
 import { unstable_getMiniflareWorkerOptions } from "wrangler";
+import { placedOrder } from "./workload.mjs";
 
 /**
  * Regression guards a noisy 2-core machine cannot trip by chance, set under what the relay reaches
@@ -93,23 +94,7 @@ const mf = new Miniflare({
 await mf.ready;
 const targets = { relay: await mf.unsafeGetDirectURL("relay"), pass: await mf.unsafeGetDirectURL("pass-through") };
 
-const activity = (email, i) => ({
-  activity_id: "act:cm:placed-order",
-  created: new Date().toISOString(),
-  key: `bench-${i}-${Math.random().toString(36).slice(2)}`,
-  fields: { "str::first": "Chris", "str::last": "Smith", "str::email": email },
-  attributes: {
-    "str:cm:order-number": "A-1001",
-    "int:cm:order-total": 24990,
-    "dtz:cm:delivery-date": { year: 2026, month: 12, day: 24, timezone: "Australia/Sydney" },
-    "tme:cm:placed-at": new Date().toISOString(),
-    "bol:cm:first-order": true,
-    "str:cm:receipt-url": "https://shop.example/r/1001",
-    "sst:cm:categories": ["desks", "chairs"],
-    "obj:cm:items": [{ item_id: "12345", item_name: "Laminate desk", price: 1000 }],
-    "int::v": 24990,
-  },
-});
+const activity = (email, i) => placedOrder(email, `bench-${i}-${Math.random().toString(36).slice(2)}`);
 
 // One visitor's event as the snippet sends it: signed, from a browser, one of 2,000 visitors
 // (few enough that each comes back, so the per-contact limit does real work; many enough that

@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 // time (the free plan allows 10 ms a request), and workerd's clocks do not advance during
 // CPU work, so this runs in Node. Fails over the budgets below.
 import { build } from "esbuild";
+import { placedOrder } from "./workload.mjs";
 
 // Node's WebCrypto and undici Request/Response cost more than workerd's native ones (the
 // "floor" row measures them with a handler that does nothing), so these are upper bounds.
@@ -82,23 +83,7 @@ console.log = () => {}; // the relay's log lines; their cost is in the measureme
 const { createHmac } = await import("node:crypto");
 const email = "chris@example.com";
 const token = createHmac("sha256", secret).update(email).digest("hex");
-const activity = (who = email) => ({
-  activity_id: "act:cm:placed-order",
-  created: new Date().toISOString(),
-  key: crypto.randomUUID(),
-  fields: { "str::first": "Chris", "str::last": "Smith", "str::email": who },
-  attributes: {
-    "str:cm:order-number": "A-1001",
-    "int:cm:order-total": 24990,
-    "dtz:cm:delivery-date": { year: 2026, month: 12, day: 24, timezone: "Australia/Sydney" },
-    "tme:cm:placed-at": new Date().toISOString(),
-    "bol:cm:first-order": true,
-    "str:cm:receipt-url": "https://shop.example/r/1001",
-    "sst:cm:categories": ["desks", "chairs"],
-    "obj:cm:items": [{ item_id: "12345", item_name: "Laminate desk", price: 1000 }],
-    "int::v": 24990,
-  },
-});
+const activity = (who = email) => placedOrder(who, crypto.randomUUID());
 // One visitor's event, signed, as the snippet sends it; and a server's batch of 100 people's events
 // with the server token (a visitor's token signs one person), as big as Ortto takes.
 const body = (n) =>
