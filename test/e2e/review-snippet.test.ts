@@ -220,3 +220,39 @@ describe("review: an event too large for any request", () => {
     });
   });
 });
+
+describe("review: three tabs bursting while one navigates", () => {
+  /** HELD: every event arrives once (re-sends merged by key + created, never a second activity). */
+  it("delivers 60 of 60 when three tabs burst and one navigates mid-burst", async () => {
+    const context = await newVisitor(browser());
+    const email = emailFor("burst3-nav");
+    const pages: Page[] = [];
+    for (let n = 0; n < 3; n++) {
+      const p = await context.newPage();
+      await p.goto(pageUrl("tag"));
+      await snippetLoaded(p);
+      pages.push(p);
+    }
+    await pages[0]?.evaluate((email) => relay("identify", { email }), email);
+    await sleep(300);
+    const burst = async (activity: string) => {
+      for (let n = 0; n < 20; n++) {
+        relay("track", activity, { "int::v": n });
+        if (n % 5 === 4) await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const ids = ["logged-in", "placed-order", "logged-in"];
+    await Promise.all([
+      pages[0]?.evaluate(burst, ids[0] as string),
+      pages[1]?.evaluate(burst, ids[1] as string),
+      // Tab 3 bursts 20 and leaves at once, mid-flight.
+      pages[2]?.evaluate(burst, ids[2] as string).then(() => pages[2]?.goto(pageUrl("tag"))),
+    ]);
+    await activitiesOf(email, 60, 40_000).catch(() => []);
+    await sleep(1_500);
+    const got = await activitiesOf(email, 0);
+    const keys = new Set(got.map((x) => x.key));
+    await context.close();
+    expect({ n: got.length, unique: keys.size }).toEqual({ n: 60, unique: 60 });
+  });
+});
