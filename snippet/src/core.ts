@@ -13,13 +13,19 @@
  * small key (`relay`), re-read before every change. A page that goes marks its queue as left; the
  * next page to start adopts it.
  */
-import type { ActivitiesRequest, ActivityInput } from "../../shared/activities.ts";
+import type { ActivityInput } from "../../shared/activities.ts";
 import type { Relay, RelayOptions } from "./relay.d.ts";
+
+/**
+ * An activity as the snippet sends it: Ortto's shape, with `created` in milliseconds since 1970,
+ * which the relay writes as Ortto's ISO 8601 string (an older build's stored events carry the string).
+ */
+export type WireActivity = Omit<ActivityInput, "created"> & { created?: number | string };
 
 /** One event in the queue. */
 export interface Item {
   /** The activity as it goes on the wire; `key` and `created` are fixed at the call, for Ortto's merging of re-sends. */
-  a: ActivityInput;
+  a: WireActivity;
   /** The identity token of the person in `a.fields` (a batch carries one token, so one person's token). */
   t?: string;
   /** Leased until this time (ms): a request carrying it may be in flight, so nobody else sends it before then. */
@@ -99,8 +105,6 @@ const { stringify, parse } = JSON;
 const isObject = (x: unknown): x is Record<string, unknown> => !!x && typeof x === "object" && !Array.isArray(x);
 /** A deep copy, so later changes by the page do not reach the queue; it throws on what JSON cannot carry. */
 const copy = <T>(x: T): T => x && parse(stringify(x));
-/** Ortto's limit on text. */
-const clip = (s: string) => s.slice(0, 255);
 /** The snippet's keys: the shared state and every tab's queue. */
 const ours = /^relay(:|$)/;
 /**
@@ -110,7 +114,6 @@ const ours = /^relay(:|$)/;
 const identifying = ["str::email", "str::ei", "phn::phone", "email", "ei", "phone"];
 /** Whether person fields include an identifying one (not blank): only then may an event go (until then it is held). */
 const known = (f?: Record<string, unknown>) => identifying.some((k) => /\S/.test((f?.[k] as string) ?? ""));
-const iso = (ms: number) => new Date(ms).toISOString();
 
 export function createRelay(options: RelayOptions): Relay {
   // A relay that does nothing, if even starting fails (no window in SSR, a hostile page).
@@ -237,8 +240,7 @@ export function createRelay(options: RelayOptions): Relay {
     };
     /** After a new event: send soon (at once at MAX_BATCH), but never before a pending backoff. */
     const kick = () => (!f && q[MAX_BATCH - 1] ? later(0) : timer || later(f ? backoff(f) : FLUSH_MS));
-    const body = (batch: Item[]) =>
-      stringify({ activities: batch.map((i) => i.a), identity_token: batch[0]?.t } satisfies ActivitiesRequest);
+    const body = (batch: Item[]) => stringify({ activities: batch.map((i) => i.a), identity_token: batch[0]?.t });
 
     /**
      * The next batch from the queue: identified events not leased, of one identity token, at most
@@ -320,9 +322,9 @@ export function createRelay(options: RelayOptions): Relay {
       if (status === 400)
         for (const i of batch) {
           // Corrected once: the new `created` is behind the relay's clock, so it never qualifies again.
-          if (Date.parse(i.a.created as string) > (date as number) + FUTURE_MS) {
+          if (+new Date(i.a.created as number) > (date as number) + FUTURE_MS) {
             fixed = 1;
-            i.a.created = iso((i.w || now()) + skew);
+            i.a.created = (i.w || now()) + skew;
           }
         }
       const sent = status > 199 && status < 300;
@@ -375,7 +377,8 @@ export function createRelay(options: RelayOptions): Relay {
           // `logged-in` is `act:cm:logged-in` to the relay.
           activity_id: id,
           key,
-          created: iso(t + ~~(mem.o as number)),
+          // In ms: the relay writes the ISO 8601 string.
+          created: t + ~~(mem.o as number),
           attributes: copy(attributes),
           fields: i?.f,
         },
@@ -478,9 +481,10 @@ export function createRelay(options: RelayOptions): Relay {
       const href = w.location.href.split("#")[0] as string;
       if (pageviews && href !== last) {
         track(pageviews, {
-          "page-url": clip(href),
-          "page-title": clip(doc.title),
-          referrer: clip(last ?? doc.referrer),
+          // Cut to Ortto's 255 characters by the relay.
+          "page-url": href,
+          "page-title": doc.title,
+          referrer: last ?? doc.referrer,
         });
         last = href;
       }
