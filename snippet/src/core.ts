@@ -361,6 +361,8 @@ export function createRelay(options: RelayOptions): Relay {
      */
     const hide = safe((e: Event) => {
       if (!allowed() || gone) return;
+      // A navigation the page-view look has not seen yet is one still.
+      view();
       // Offline, or the relay failing: keep the events for the next page instead.
       nav.onLine && !f && flush();
       gone = +(e.type === "pagehide");
@@ -475,10 +477,11 @@ export function createRelay(options: RelayOptions): Relay {
     doc.addEventListener("visibilitychange", (e) => doc.hidden && hide(e));
     w.addEventListener("online", flush);
     let last: string | undefined;
+    /** The URL without the hash: it changes on in-page links, and may carry tokens. */
+    const here = () => w.location.href.split("#")[0] as string;
     /** A page view (with data-pageviews), unless the URL is the last one's. */
     const view = safe(() => {
-      // The hash is left out: it changes on in-page links, and may carry tokens.
-      const href = w.location.href.split("#")[0] as string;
+      const href = here();
       if (pageviews && href !== last) {
         track(pageviews, {
           // Cut to Ortto's 255 characters by the relay.
@@ -507,17 +510,15 @@ export function createRelay(options: RelayOptions): Relay {
       }),
     );
     if (pageviews) {
-      // Routers set the title just after they navigate: let them.
-      const soon = () => setTimeout(view, 100);
-      const { history } = w;
-      for (const name of ["pushState", "replaceState"] as const) {
-        const original = history[name];
-        history[name] = function (this: History, ...args: Parameters<History["pushState"]>) {
-          original.apply(this, args);
-          soon();
-        };
-      }
-      w.addEventListener("popstate", soon);
+      // A single-page app's navigations (pushState, replaceState, back and forward): the URL, looked
+      // at every 300 ms, is a page view once it has stayed for one look, so that the router has set
+      // the new title. Nothing of the page's (history) is wrapped.
+      let seen: string;
+      setInterval(() => {
+        const href = here();
+        if (href === seen) view();
+        seen = href;
+      }, 300);
     }
     view();
   } catch {}
