@@ -370,8 +370,9 @@ export function createRelay(options: RelayOptions): Relay {
     });
 
     const track = (id: string, attributes?: Record<string, unknown>) => {
-      // Without randomUUID (an http page, an old browser), 16 random digits: Ortto merges on key and created together.
-      const key = w.crypto?.randomUUID?.() ?? `${Math.random()}`;
+      // 16 random digits or more: Ortto merges on key and created together, so a key need only be
+      // unique among one millisecond's events.
+      const key = `${Math.random()}`;
       const { i } = mem;
       const t = now();
       q.push({
