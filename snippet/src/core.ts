@@ -153,6 +153,11 @@ export function createRelay(options: RelayOptions): Relay {
     let due = 0;
     /** The page is hidden for good (pagehide): its queue is for the next page, and late answers are ignored. */
     let gone = 0;
+    /**
+     * This tab's key holds its queue as last written (what a page restored from the back/forward
+     * cache finds missing then was adopted by another page; not so after a failed write, a full quota).
+     */
+    let kept: unknown;
     const own = `${STORAGE_KEY}:${Math.random()}`;
 
     const blocked = nav.globalPrivacyControl === true && gpc !== "ignore";
@@ -165,14 +170,15 @@ export function createRelay(options: RelayOptions): Relay {
         return parse(store().getItem(key) as string);
       } catch {}
     };
-    /** Stores a value, or removes the key. A failure (a full quota) only costs this write. */
+    /** Stores a value (and returns it), or removes the key. A failure (a full quota) only costs this write. */
     const put = (key: string, value?: unknown) => {
       try {
         value ? store().setItem(key, stringify(value)) : store().removeItem(key);
+        return value;
       } catch {
         // A write failed (a full quota): this tab's queue stays in memory, and no stale copy of it
         // is left behind to be sent twice (which frees room too).
-        value && put(own);
+        kept = value && put(own);
       }
     };
     /** Reads the shared state; when storage is broken, this tab goes on with what it holds. */
@@ -205,7 +211,7 @@ export function createRelay(options: RelayOptions): Relay {
         warn("dropped", mem.d);
         dropped = 0;
       }
-      allowed() && put(own, q[0] && { h: gone ? 0 : now(), f, q });
+      if (allowed()) kept = put(own, q[0] && { h: gone ? 0 : now(), f, q });
     };
     /** Writes this tab's queue at the end of the task: one write for any number of calls. */
     const save = () => {
@@ -494,13 +500,14 @@ export function createRelay(options: RelayOptions): Relay {
       }
     });
     // Back from the back/forward cache: a page view, and this page's queue is its own again,
-    // unless another page adopted it meanwhile.
+    // unless another page adopted it meanwhile (its key, written, is gone; a queue that could not
+    // be written, a full quota, is kept in memory).
     w.addEventListener(
       "pageshow",
       safe((e: PageTransitionEvent) => {
         if (e.persisted) {
           gone = 0;
-          if (!get(own)) q = [];
+          if (kept && !get(own)) q = [];
           last = undefined;
           view();
           // Alive again (h no longer 0), and what others left is adopted.

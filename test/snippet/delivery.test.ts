@@ -408,6 +408,37 @@ describe("storage", () => {
     }
   });
 
+  it("keeps across a back/forward cache restore the queue it could not store (a full quota), and sends it", async () => {
+    const storage = Object.assign(new MemoryStorage(), { quota: 10 });
+    const page = openPage({ storage });
+    page.relay("track", "logged-in");
+    page.relay("track", "placed-order");
+    page.hide();
+    // Back from the back/forward cache: the key it never wrote is missing, and was never adopted.
+    page.w.dispatchEvent(Object.assign(new page.w.Event("pageshow"), { persisted: true }));
+    storage.quota = Number.POSITIVE_INFINITY;
+    page.relay("identify", { email: "chris@example.com" });
+    await wait(FLUSH_MS);
+    expect(page.activities().map((a) => a.activity_id)).toEqual(["act:cm:logged-in", "act:cm:placed-order"]);
+  });
+
+  it("forgets across a back/forward cache restore the queue another page adopted meanwhile (no second send)", async () => {
+    const storage = new MemoryStorage();
+    const page = openPage({ storage });
+    page.relay("track", "logged-in");
+    page.hide();
+    await wait(0);
+    const next = openPage({ storage });
+    await wait(0);
+    expect(storage.tabs().map((t) => t.q.length)).toEqual([1]);
+    next.relay("identify", { email: "chris@example.com" });
+    await wait(FLUSH_MS);
+    expect(next.activities().map((a) => a.activity_id)).toEqual(["act:cm:logged-in"]);
+    page.w.dispatchEvent(Object.assign(new page.w.Event("pageshow"), { persisted: true }));
+    await settle();
+    expect(page.fetch).not.toHaveBeenCalled();
+  });
+
   it("starts afresh from a corrupted stored queue", async () => {
     const storage = new MemoryStorage();
     storage.data.set("relay", "{not json");
