@@ -250,14 +250,15 @@ export function createRelay(options: RelayOptions): Relay {
 
     /**
      * The next batch from the queue: identified events not leased, of one identity token, at most
-     * MAX_BATCH of them and MAX_BATCH_BYTES in all. (An event too large for any request is never
-     * taken; the relay would refuse it anyway, and the queue bound drops it.)
+     * MAX_BATCH of them and MAX_BATCH_BYTES in all. On the way, it removes from the queue events too
+     * large for any request (given up on: counted and, with debug, explained).
      */
     const take = () => {
       const batch: Item[] = [];
       const { i: id } = mem;
       let bytes = 0;
-      for (const i of q) {
+      // (`return save()`: the event leaves the queue, and the queue is written at the end of the task.)
+      q = q.filter((i) => {
         // Held events (no identifying field yet) take the identity as it now is.
         if (id && !known(i.a.fields)) {
           i.a.fields = id.f;
@@ -266,14 +267,21 @@ export function createRelay(options: RelayOptions): Relay {
         const first = batch[0];
         // (No `!(a > b)` in this file: the minifier's unsafe_comps makes it `a <= b`, false for undefined.)
         if (!known(i.a.fields) || (i.l as number) > now() || batch[MAX_BATCH - 1] || (first && (i.t !== first.t || i.o || first.o)))
-          continue;
+          return 1;
         // UTF-8 takes at most 3 bytes per UTF-16 unit: a bound (which covers the commas too), not a Blob per event.
         const size = stringify(i.a).length * 3;
+        // Too large for any request (keepalive carries 64 KiB): it would stay queued forever.
+        if (size > MAX_BATCH_BYTES) {
+          warn("too large", i.a);
+          dropped++;
+          return save();
+        }
         if (bytes + size <= MAX_BATCH_BYTES) {
           batch.push(i);
           bytes += size;
         }
-      }
+        return 1;
+      });
       return batch;
     };
 

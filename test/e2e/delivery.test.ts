@@ -249,3 +249,37 @@ describe("delivery from a real page", () => {
     await context.close();
   });
 });
+
+describe("delivery (review): an event too large for any request", () => {
+  /**
+   * FIXED (was low, silent loss): an event over MAX_BATCH_BYTES / 3 (20,000 characters of JSON) is
+   * never taken (`take` skips it), so it is never sent, never refused, never counted in `d`, never
+   * warned under data-debug; it stays at the head of the stored queue and is carried from page to
+   * page (adopted at every pagehide) until 100 newer events push it out. The events around it go.
+   * Fixed: `take` gives such an event up (counted in `d`, and under data-debug warned "too large"
+   * with the event, then "dropped" with the count, like the queue bound's).
+   */
+  it("counts and explains an event too large to send, instead of keeping it forever", async () => {
+    const context = await newVisitor(browser());
+    const page = await context.newPage();
+    const email = emailFor("too-large");
+    await page.goto(pageUrl("tag", { "data-debug": "" }));
+    await snippetLoaded(page);
+    const warnings: string[] = [];
+    page.on("console", (m) => m.type() === "warning" && warnings.push(m.text()));
+    await page.evaluate((email) => {
+      relay("identify", { email });
+      relay("track", "logged-in", { "str:cm:payment-plan": "small" });
+      relay("track", "logged-in", { "str:cm:payment-plan": "z".repeat(25_000) });
+    }, email);
+    await activitiesOf(email, 1);
+    await sleep(2_500);
+    const s = await stored(page);
+    await context.close();
+    expect({ stillStored: s?.q.length ?? 0, counted: s?.d ?? 0, warned: warnings.some((w) => w.includes("too large")) }).toEqual({
+      stillStored: 0,
+      counted: 1,
+      warned: true,
+    });
+  });
+});

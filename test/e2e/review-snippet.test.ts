@@ -133,40 +133,6 @@ describe("review: reset in one tab while another holds events", () => {
   });
 });
 
-describe("review: an event too large for any request", () => {
-  /**
-   * FINDING (low, silent loss): an event over MAX_BATCH_BYTES / 3 (20,000 characters of JSON) is
-   * never taken (`take` skips it), so it is never sent, never refused, never counted in `d`, never
-   * warned under data-debug; it stays at the head of the stored queue and is carried from page to
-   * page (adopted at every pagehide) until 100 newer events push it out. The events around it go.
-   * Fix: in `take`, drop such an event at once (count it in `dropped`, `warn("too large", ...)`),
-   * or send it alone so the relay answers 413 and the existing refusal path counts it.
-   */
-  it("counts and explains an event too large to send, instead of keeping it forever", async () => {
-    const context = await newVisitor(browser());
-    const page = await context.newPage();
-    const email = emailFor("too-large");
-    await page.goto(pageUrl("tag", { "data-debug": "" }));
-    await snippetLoaded(page);
-    const warnings: string[] = [];
-    page.on("console", (m) => m.type() === "warning" && warnings.push(m.text()));
-    await page.evaluate((email) => {
-      relay("identify", { email });
-      relay("track", "logged-in", { "str:cm:payment-plan": "small" });
-      relay("track", "logged-in", { "str:cm:payment-plan": "z".repeat(25_000) });
-    }, email);
-    await activitiesOf(email, 1);
-    await sleep(2_500);
-    const s = await stored(page);
-    await context.close();
-    expect({ stillStored: s?.q.length ?? 0, counted: s?.d ?? 0, warned: warnings.length > 0 }).toEqual({
-      stillStored: 0,
-      counted: 1,
-      warned: true,
-    });
-  });
-});
-
 describe("review: three tabs bursting while one navigates", () => {
   /** HELD: every event arrives once (re-sends merged by key + created, never a second activity). */
   it("delivers 60 of 60 when three tabs burst and one navigates mid-burst", async () => {

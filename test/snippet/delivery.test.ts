@@ -507,6 +507,19 @@ describe("page hide", () => {
     expect(events).not.toContain("beforeunload");
   });
 
+  it("gives up on an event too large for any request: counted, explained under data-debug, the others sent", async () => {
+    const page = identifiedPage({ debug: true });
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    page.relay("track", "logged-in", { "int::v": 1 });
+    page.relay("track", "placed-order", { "txt:cm:gift-message": "x".repeat(MAX_BATCH_BYTES / 3) });
+    page.relay("track", "logged-in", { "int::v": 2 });
+    await settle();
+    expect(page.activities().map((a) => a.activity_id)).toEqual(["act:cm:logged-in", "act:cm:logged-in"]);
+    expect(page.storage.state()).toMatchObject({ q: [], d: 1 });
+    expect(warn).toHaveBeenCalledWith("relay:", "too large", expect.objectContaining({ activity_id: "placed-order" }));
+    expect(warn).toHaveBeenCalledWith("relay:", "dropped", 1);
+  });
+
   it("sends at page hide within keepalive's 64 KiB, leaving the rest for the next page", () => {
     const page = identifiedPage();
     for (let n = 0; n < 8; n++) page.relay("track", "placed-order", { "txt:cm:gift-message": "x".repeat(15000) });
