@@ -50,6 +50,8 @@ export interface State {
   o?: number;
   /** An older build's queue (one key for every tab); adopted like an abandoned tab's. */
   q?: Item[];
+  /** When `reset()` was last called (ms), in any tab: events held since before it are nobody's, and never sent. */
+  n?: number;
 }
 
 /** One tab's queue, under `relay:<random>`: only that tab writes it, until it is abandoned and another page adopts it. */
@@ -250,19 +252,24 @@ export function createRelay(options: RelayOptions): Relay {
 
     /**
      * The next batch from the queue: identified events not leased, of one identity token, at most
-     * MAX_BATCH of them and MAX_BATCH_BYTES in all. On the way, it removes from the queue events too
+     * MAX_BATCH of them and MAX_BATCH_BYTES in all. On the way, it removes from the queue what must
+     * never be sent: events held since before a `reset()` (in this tab or any other), and events too
      * large for any request (given up on: counted and, with debug, explained).
      */
     const take = () => {
       const batch: Item[] = [];
-      const { i: id } = mem;
+      const { i: id, n } = mem;
       let bytes = 0;
       // (`return save()`: the event leaves the queue, and the queue is written at the end of the task.)
       q = q.filter((i) => {
-        // Held events (no identifying field yet) take the identity as it now is.
-        if (id && !known(i.a.fields)) {
-          i.a.fields = id.f;
-          i.t = id.t;
+        if (!known(i.a.fields)) {
+          // Held since before a reset: the person who was here then is not the one identified now.
+          if ((i.w as number) < (n as number)) return save();
+          // Held events (no identifying field yet) take the identity as it now is.
+          if (id) {
+            i.a.fields = id.f;
+            i.t = id.t;
+          }
         }
         const first = batch[0];
         // (No `!(a > b)` in this file: the minifier's unsafe_comps makes it `a <= b`, false for undefined.)
@@ -458,7 +465,10 @@ export function createRelay(options: RelayOptions): Relay {
           mode !== "required" && put(STORAGE_KEY, mem);
         }
       } else if (command === "reset") {
-        change(() => delete mem.i);
+        change(() => {
+          delete mem.i;
+          mem.n = now();
+        });
         q = q.filter((i) => known(i.a.fields));
         save();
       } else warn("ignored", command, a, b);
