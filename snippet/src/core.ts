@@ -40,7 +40,7 @@ export interface Item {
 export interface State {
   /** The identity: person fields and token. */
   i?: { f: Record<string, unknown>; t?: string };
-  /** Events given up on: dropped because a queue was full, or refused by the relay for good. */
+  /** Events given up on: dropped because a queue was full, refused by the relay for good, or too large to send. */
   d?: number;
   /** Consent: true granted, false refused (only without data-consent="required"), absent not asked. */
   c?: boolean;
