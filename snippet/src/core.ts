@@ -13,13 +13,19 @@
  * small key (`relay`), re-read before every change. A page that goes marks its queue as left; the
  * next page to start adopts it.
  */
-import type { ActivitiesRequest, ActivityInput } from "../../shared/activities.ts";
+import type { ActivityInput } from "../../shared/activities.ts";
 import type { Relay, RelayOptions } from "./relay.d.ts";
+
+/**
+ * An activity as the snippet sends it: Ortto's shape, with `created` in milliseconds since 1970,
+ * which the relay writes as Ortto's ISO 8601 string (an older build's stored events carry the string).
+ */
+export type WireActivity = Omit<ActivityInput, "created"> & { created?: number | string };
 
 /** One event in the queue. */
 export interface Item {
   /** The activity as it goes on the wire; `key` and `created` are fixed at the call, for Ortto's merging of re-sends. */
-  a: ActivityInput;
+  a: WireActivity;
   /** The identity token of the person in `a.fields` (a batch carries one token, so one person's token). */
   t?: string;
   /** Leased until this time (ms): a request carrying it may be in flight, so nobody else sends it before then. */
@@ -34,7 +40,7 @@ export interface Item {
 export interface State {
   /** The identity: person fields and token. */
   i?: { f: Record<string, unknown>; t?: string };
-  /** Events given up on: dropped because a queue was full, or refused by the relay for good. */
+  /** Events given up on: dropped because a queue was full, refused by the relay for good, or too large to send. */
   d?: number;
   /** Consent: true granted, false refused (only without data-consent="required"), absent not asked. */
   c?: boolean;
@@ -44,6 +50,8 @@ export interface State {
   o?: number;
   /** An older build's queue (one key for every tab); adopted like an abandoned tab's. */
   q?: Item[];
+  /** When `reset()` was last called (ms), in any tab: events held since before it are nobody's, and never sent. */
+  n?: number;
 }
 
 /** One tab's queue, under `relay:<random>`: only that tab writes it, until it is abandoned and another page adopts it. */
@@ -99,8 +107,6 @@ const { stringify, parse } = JSON;
 const isObject = (x: unknown): x is Record<string, unknown> => !!x && typeof x === "object" && !Array.isArray(x);
 /** A deep copy, so later changes by the page do not reach the queue; it throws on what JSON cannot carry. */
 const copy = <T>(x: T): T => x && parse(stringify(x));
-/** Ortto's limit on text. */
-const clip = (s: string) => s.slice(0, 255);
 /** The snippet's keys: the shared state and every tab's queue. */
 const ours = /^relay(:|$)/;
 /**
@@ -110,7 +116,6 @@ const ours = /^relay(:|$)/;
 const identifying = ["str::email", "str::ei", "phn::phone", "email", "ei", "phone"];
 /** Whether person fields include an identifying one (not blank): only then may an event go (until then it is held). */
 const known = (f?: Record<string, unknown>) => identifying.some((k) => /\S/.test((f?.[k] as string) ?? ""));
-const iso = (ms: number) => new Date(ms).toISOString();
 
 export function createRelay(options: RelayOptions): Relay {
   // A relay that does nothing, if even starting fails (no window in SSR, a hostile page).
@@ -150,6 +155,11 @@ export function createRelay(options: RelayOptions): Relay {
     let due = 0;
     /** The page is hidden for good (pagehide): its queue is for the next page, and late answers are ignored. */
     let gone = 0;
+    /**
+     * This tab's key holds its queue as last written (what a page restored from the back/forward
+     * cache finds missing then was adopted by another page; not so after a failed write, a full quota).
+     */
+    let kept: unknown;
     const own = `${STORAGE_KEY}:${Math.random()}`;
 
     const blocked = nav.globalPrivacyControl === true && gpc !== "ignore";
@@ -162,14 +172,15 @@ export function createRelay(options: RelayOptions): Relay {
         return parse(store().getItem(key) as string);
       } catch {}
     };
-    /** Stores a value, or removes the key. A failure (a full quota) only costs this write. */
+    /** Stores a value (and returns it), or removes the key. A failure (a full quota) only costs this write. */
     const put = (key: string, value?: unknown) => {
       try {
         value ? store().setItem(key, stringify(value)) : store().removeItem(key);
+        return value;
       } catch {
         // A write failed (a full quota): this tab's queue stays in memory, and no stale copy of it
         // is left behind to be sent twice (which frees room too).
-        value && put(own);
+        kept = value && put(own);
       }
     };
     /** Reads the shared state; when storage is broken, this tab goes on with what it holds. */
@@ -202,7 +213,7 @@ export function createRelay(options: RelayOptions): Relay {
         warn("dropped", mem.d);
         dropped = 0;
       }
-      allowed() && put(own, q[0] && { h: gone ? 0 : now(), f, q });
+      if (allowed()) kept = put(own, q[0] && { h: gone ? 0 : now(), f, q });
     };
     /** Writes this tab's queue at the end of the task: one write for any number of calls. */
     const save = () => {
@@ -237,35 +248,47 @@ export function createRelay(options: RelayOptions): Relay {
     };
     /** After a new event: send soon (at once at MAX_BATCH), but never before a pending backoff. */
     const kick = () => (!f && q[MAX_BATCH - 1] ? later(0) : timer || later(f ? backoff(f) : FLUSH_MS));
-    const body = (batch: Item[]) =>
-      stringify({ activities: batch.map((i) => i.a), identity_token: batch[0]?.t } satisfies ActivitiesRequest);
+    const body = (batch: Item[]) => stringify({ activities: batch.map((i) => i.a), identity_token: batch[0]?.t });
 
     /**
      * The next batch from the queue: identified events not leased, of one identity token, at most
-     * MAX_BATCH of them and MAX_BATCH_BYTES in all. (An event too large for any request is never
-     * taken; the relay would refuse it anyway, and the queue bound drops it.)
+     * MAX_BATCH of them and MAX_BATCH_BYTES in all. On the way, it removes from the queue what must
+     * never be sent: events held since before a `reset()` (in this tab or any other), and events too
+     * large for any request (given up on: counted and, with debug, explained).
      */
     const take = () => {
       const batch: Item[] = [];
-      const { i: id } = mem;
+      const { i: id, n } = mem;
       let bytes = 0;
-      for (const i of q) {
-        // Held events (no identifying field yet) take the identity as it now is.
-        if (id && !known(i.a.fields)) {
-          i.a.fields = id.f;
-          i.t = id.t;
+      // (`return save()`: the event leaves the queue, and the queue is written at the end of the task.)
+      q = q.filter((i) => {
+        if (!known(i.a.fields)) {
+          // Held since before a reset: the person who was here then is not the one identified now.
+          if ((i.w as number) < (n as number)) return save();
+          // Held events (no identifying field yet) take the identity as it now is.
+          if (id) {
+            i.a.fields = id.f;
+            i.t = id.t;
+          }
         }
         const first = batch[0];
         // (No `!(a > b)` in this file: the minifier's unsafe_comps makes it `a <= b`, false for undefined.)
         if (!known(i.a.fields) || (i.l as number) > now() || batch[MAX_BATCH - 1] || (first && (i.t !== first.t || i.o || first.o)))
-          continue;
+          return 1;
         // UTF-8 takes at most 3 bytes per UTF-16 unit: a bound (which covers the commas too), not a Blob per event.
         const size = stringify(i.a).length * 3;
+        // Too large for any request (keepalive carries 64 KiB): it would stay queued forever.
+        if (size > MAX_BATCH_BYTES) {
+          warn("too large", i.a);
+          dropped++;
+          return save();
+        }
         if (bytes + size <= MAX_BATCH_BYTES) {
           batch.push(i);
           bytes += size;
         }
-      }
+        return 1;
+      });
       return batch;
     };
 
@@ -320,9 +343,9 @@ export function createRelay(options: RelayOptions): Relay {
       if (status === 400)
         for (const i of batch) {
           // Corrected once: the new `created` is behind the relay's clock, so it never qualifies again.
-          if (Date.parse(i.a.created as string) > (date as number) + FUTURE_MS) {
+          if (+new Date(i.a.created as number) > (date as number) + FUTURE_MS) {
             fixed = 1;
-            i.a.created = iso((i.w || now()) + skew);
+            i.a.created = (i.w || now()) + skew;
           }
         }
       const sent = status > 199 && status < 300;
@@ -359,6 +382,8 @@ export function createRelay(options: RelayOptions): Relay {
      */
     const hide = safe((e: Event) => {
       if (!allowed() || gone) return;
+      // A navigation the page-view look has not seen yet is one still.
+      view();
       // Offline, or the relay failing: keep the events for the next page instead.
       nav.onLine && !f && flush();
       gone = +(e.type === "pagehide");
@@ -366,8 +391,9 @@ export function createRelay(options: RelayOptions): Relay {
     });
 
     const track = (id: string, attributes?: Record<string, unknown>) => {
-      // Without randomUUID (an http page, an old browser), 16 random digits: Ortto merges on key and created together.
-      const key = w.crypto?.randomUUID?.() ?? `${Math.random()}`;
+      // 16 random digits or more: Ortto merges on key and created together, so a key need only be
+      // unique among one millisecond's events.
+      const key = `${Math.random()}`;
       const { i } = mem;
       const t = now();
       q.push({
@@ -375,7 +401,8 @@ export function createRelay(options: RelayOptions): Relay {
           // `logged-in` is `act:cm:logged-in` to the relay.
           activity_id: id,
           key,
-          created: iso(t + ~~(mem.o as number)),
+          // In ms: the relay writes the ISO 8601 string.
+          created: t + ~~(mem.o as number),
           attributes: copy(attributes),
           fields: i?.f,
         },
@@ -438,7 +465,10 @@ export function createRelay(options: RelayOptions): Relay {
           mode !== "required" && put(STORAGE_KEY, mem);
         }
       } else if (command === "reset") {
-        change(() => delete mem.i);
+        change(() => {
+          delete mem.i;
+          mem.n = now();
+        });
         q = q.filter((i) => known(i.a.fields));
         save();
       } else warn("ignored", command, a, b);
@@ -472,27 +502,30 @@ export function createRelay(options: RelayOptions): Relay {
     doc.addEventListener("visibilitychange", (e) => doc.hidden && hide(e));
     w.addEventListener("online", flush);
     let last: string | undefined;
+    /** The URL without the hash: it changes on in-page links, and may carry tokens. */
+    const here = () => w.location.href.split("#")[0] as string;
     /** A page view (with data-pageviews), unless the URL is the last one's. */
     const view = safe(() => {
-      // The hash is left out: it changes on in-page links, and may carry tokens.
-      const href = w.location.href.split("#")[0] as string;
+      const href = here();
       if (pageviews && href !== last) {
         track(pageviews, {
-          "page-url": clip(href),
-          "page-title": clip(doc.title),
-          referrer: clip(last ?? doc.referrer),
+          // Cut to Ortto's 255 characters by the relay.
+          "page-url": href,
+          "page-title": doc.title,
+          referrer: last ?? doc.referrer,
         });
         last = href;
       }
     });
     // Back from the back/forward cache: a page view, and this page's queue is its own again,
-    // unless another page adopted it meanwhile.
+    // unless another page adopted it meanwhile (its key, written, is gone; a queue that could not
+    // be written, a full quota, is kept in memory).
     w.addEventListener(
       "pageshow",
       safe((e: PageTransitionEvent) => {
         if (e.persisted) {
           gone = 0;
-          if (!get(own)) q = [];
+          if (kept && !get(own)) q = [];
           last = undefined;
           view();
           // Alive again (h no longer 0), and what others left is adopted.
@@ -503,17 +536,15 @@ export function createRelay(options: RelayOptions): Relay {
       }),
     );
     if (pageviews) {
-      // Routers set the title just after they navigate: let them.
-      const soon = () => setTimeout(view, 100);
-      const { history } = w;
-      for (const name of ["pushState", "replaceState"] as const) {
-        const original = history[name];
-        history[name] = function (this: History, ...args: Parameters<History["pushState"]>) {
-          original.apply(this, args);
-          soon();
-        };
-      }
-      w.addEventListener("popstate", soon);
+      // A single-page app's navigations (pushState, replaceState, back and forward): the URL, looked
+      // at every 300 ms, is a page view once it has stayed for one look, so that the router has set
+      // the new title. Nothing of the page's (history) is wrapped.
+      let seen: string;
+      setInterval(() => {
+        const href = here();
+        if (href === seen) view();
+        seen = href;
+      }, 300);
     }
     view();
   } catch {}

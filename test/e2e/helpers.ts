@@ -9,6 +9,7 @@ import type { AddressInfo } from "node:net";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, beforeEach, expect, inject } from "vitest";
 import type { ActivityInput } from "../../shared/activities.ts";
+import type { WireActivity } from "../../snippet/src/core.ts";
 
 export const urls = () => inject("e2e");
 
@@ -154,7 +155,7 @@ export async function newVisitor(browser: Browser): Promise<BrowserContext> {
 export interface SentRequest {
   /** "fetch" (fetch with keepalive) or "ping" (navigator.sendBeacon). */
   type: string;
-  body: { activities: ActivityInput[]; identity_token?: string };
+  body: { activities: WireActivity[]; identity_token?: string };
   /** Whether the browser got an answer (false: aborted, offline). */
   failed?: string;
 }
@@ -188,7 +189,7 @@ export function watch(page: Page) {
 
 /** One event in a stored queue. */
 export interface StoredItem {
-  a: ActivityInput;
+  a: WireActivity;
   /** Leased until (ms). */
   l?: number;
 }
@@ -226,7 +227,7 @@ export async function snippetLoaded(page: Page) {
 export interface ProxiedRequest {
   /** When it arrived (ms). */
   at: number;
-  body: { activities?: ActivityInput[]; identity_token?: string };
+  body: { activities?: WireActivity[]; identity_token?: string };
 }
 
 /** What the proxy does with a request: answer it itself, or forward it to the relay (after a delay). */

@@ -17,7 +17,7 @@ describe("page views", () => {
     await snippetLoaded(page);
     // The load's page view waits (stored) for an identity: Ortto records activities only for people.
     await page.evaluate((email) => relay("identify", { email }), email);
-    // A router's navigation: a new URL, then the title (the snippet waits 100 ms for it).
+    // A router's navigation: a new URL, then the title (the snippet records the URL once it has stayed for one look, 300 ms).
     await page.evaluate(() => {
       history.pushState({ page: 2 }, "", "/shop/chairs?colour=red");
       document.title = "Chairs";

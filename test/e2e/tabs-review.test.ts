@@ -1,7 +1,8 @@
 /// <reference types="node" />
 /**
- * An adversarial review of the snippet from an unlucky visitor's side (several tabs, consent), kept
- * as regression tests: each states what the README promises.
+ * An adversarial review of the snippet from an unlucky visitor's side (several tabs, consent, a full
+ * storage and the back/forward cache, log-out), kept as regression tests: each states what the
+ * README promises.
  */
 import type { Page } from "playwright-core";
 import { describe, expect, it } from "vitest";
@@ -99,5 +100,125 @@ describe("tabs (review): three tabs bursting while one navigates", () => {
     const keys = new Set(got.map((x) => x.key));
     await context.close();
     expect({ n: got.length, unique: keys.size }).toEqual({ n: 60, unique: 60 });
+  });
+});
+
+describe("tabs (review): storage full, then the back/forward cache", () => {
+  /**
+   * FIXED (was medium, loss not counted): README: "A failed write (a full quota) costs only this tab's
+   * copy ... the tab goes on in memory" and "Without storage (disabled, full), the tab's queue lives
+   * in memory for the page". With the quota full, events held for `identify` live only in memory.
+   * The visitor navigates away and back (back/forward cache): `pageshow` does `if (!get(own)) q = []`,
+   * taking the missing key (never written: the quota) for "another page adopted my queue", and
+   * forgets the events, uncounted (`d` unchanged) and unexplained (no warning under data-debug).
+   * Same path for a tab whose relay was failing (f > 0, so no send at page hide).
+   * Fixed: the tab remembers whether its key holds its queue as last written (`kept`, cleared when
+   * a write fails), and a restore forgets the queue only when that key was written and is now gone.
+   */
+  it("keeps the in-memory queue of a page whose storage is full across a back/forward cache restore", async () => {
+    const context = await newVisitor(browser());
+    const page = await context.newPage();
+    const email = emailFor("quota-bfcache");
+    await page.goto(pageUrl("tag", { bfcache: "", "data-debug": "" }));
+    await snippetLoaded(page);
+    const warnings: string[] = [];
+    page.on("console", (m) => m.type() === "warning" && warnings.push(m.text()));
+    // Fill the origin's localStorage to the last character.
+    await page.evaluate(() => {
+      let n = 0;
+      for (let size = 1 << 21; size >= 1; size >>= 1) {
+        for (;;) {
+          try {
+            localStorage.setItem(`junk${n++}`, "x".repeat(size));
+          } catch {
+            break;
+          }
+        }
+      }
+      (window as unknown as { marker: number }).marker = 42;
+      for (let v = 0; v < 3; v++) relay("track", "logged-in", { "int::v": v });
+    });
+    await sleep(200);
+    await page.goto(pageUrl("bye"));
+    await page.goBack({ waitUntil: "commit" });
+    expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(42);
+    // Storage frees up; the visitor logs in.
+    await page.evaluate((email) => {
+      for (const k of Object.keys(localStorage)) if (k.startsWith("junk")) localStorage.removeItem(k);
+      relay("identify", { email });
+    }, email);
+    const arrived = await activitiesOf(email, 3, 6_000).catch(() => []);
+    const d = (await stored(page))?.d ?? 0;
+    await context.close();
+    // Delivered (a loss would at least have to be counted and explained).
+    expect({ arrived: arrived.length, counted: d, warned: warnings.length > 0 }).toEqual({ arrived: 3, counted: 0, warned: false });
+  });
+});
+
+describe("tabs (review): main-thread time per call", () => {
+  /**
+   * HELD (kept as a guard): a call per task pays a stringify and setItem of the whole tab queue
+   * (O(queue bytes), not O(1)), but at 100 held events of 3 kB (text attributes are capped at 255
+   * characters by the catalogue) that stays under 8 ms per call on a busy 2-core machine. With
+   * 12 kB events (beyond what the catalogue accepts) it measured ~34 ms per call.
+   */
+  it("spends under 8 ms per relay() call (with its end-of-task write) on a queue of 3 kB held events", async () => {
+    const context = await newVisitor(browser());
+    const page = await context.newPage();
+    await page.goto(pageUrl("tag"));
+    await snippetLoaded(page);
+    const times = await page.evaluate(async () => {
+      // About 3 kB per event: a dozen text attributes at Ortto's 255 characters.
+      const big = "y".repeat(3_000);
+      const out: number[] = [];
+      for (let n = 0; n < 100; n++) {
+        const t0 = performance.now();
+        relay("track", "logged-in", { "str:cm:payment-plan": big.slice(n) });
+        // The end-of-task write is a microtask queued by the call: it runs before this continuation.
+        await null;
+        out.push(performance.now() - t0);
+        await new Promise((r) => setTimeout(r, 0));
+      }
+      return out.slice(-20).sort((a, b) => a - b);
+    });
+    await context.close();
+    expect(times[10]).toBeLessThan(8);
+  });
+});
+
+describe("tabs (review): reset in one tab while another holds events", () => {
+  /**
+   * FIXED (was low, privacy/attribution): README: "`reset()` forgets the identity ... and events
+   * still held for want of one". Only the calling tab forgets its held events: tab B's held
+   * events (tracked while nobody was identified) survive a reset in tab A (B's storage handler
+   * only re-reads the identity), and go to whoever identifies next, e.g. the next person to log
+   * in on a shared computer. One tab behaves differently from two.
+   * Fixed: `reset()` stores its time (`n`) in the shared state, and every tab's `take` forgets a
+   * held event tracked before it (`w` < `n`) instead of giving it the identity, so a tab that has
+   * not heard of the reset yet cannot send it either. (Watching the identity disappear would not
+   * do: here nobody was identified before the reset.)
+   */
+  it("forgets another tab's held events on reset(), as it does the calling tab's", async () => {
+    const context = await newVisitor(browser());
+    const pages: Page[] = [];
+    for (let n = 0; n < 2; n++) {
+      const p = await context.newPage();
+      await p.goto(pageUrl("tag"));
+      await snippetLoaded(p);
+      pages.push(p);
+    }
+    const [a, b] = pages as [Page, Page];
+    const next = emailFor("reset-next");
+    // Someone browses anonymously in tab B (held: no identity yet); then tab A's log-out page resets.
+    await b.evaluate(() => relay("track", "logged-in", { "str:cm:payment-plan": "before reset, tab b" }));
+    await a.evaluate(() => relay("track", "logged-in", { "str:cm:payment-plan": "before reset, tab a" }));
+    await sleep(300);
+    await a.evaluate(() => relay("reset"));
+    await sleep(300);
+    // Another person logs in.
+    await a.evaluate((email) => relay("identify", { email }), next);
+    const got = await activitiesOf(next, 1, 5_000).catch(() => []);
+    await context.close();
+    expect(got.map((x) => x.attributes["str:cm:payment-plan"])).toEqual([]);
   });
 });

@@ -140,7 +140,8 @@ describe("the built relay.js in a page", () => {
     expect(body.activities.map((a: { activity_id: string }) => a.activity_id)).toEqual(["act:cm:viewed-page", "logged-in"]);
     expect(body.activities[1]).toMatchObject({
       key: expect.any(String),
-      created: expect.any(String),
+      // In ms on the wire: the relay writes Ortto's ISO string (worker/activities/shorthand.ts).
+      created: expect.any(Number),
       attributes: { "str:cm:payment-plan": "starter" },
       fields: { email: "chris@example.com" },
     });

@@ -38,7 +38,7 @@ describe("batching", () => {
       activities: [
         {
           activity_id: "act:cm:logged-in",
-          key: expect.stringMatching(/^[0-9a-f-]{36}$/),
+          key: expect.stringMatching(/^0\.\d{10,}/),
           created: "2026-11-27T06:00:00.000Z",
           attributes: { "str:cm:payment-plan": "starter" },
           fields: { "str::email": "chris@example.com" },
@@ -408,6 +408,37 @@ describe("storage", () => {
     }
   });
 
+  it("keeps across a back/forward cache restore the queue it could not store (a full quota), and sends it", async () => {
+    const storage = Object.assign(new MemoryStorage(), { quota: 10 });
+    const page = openPage({ storage });
+    page.relay("track", "logged-in");
+    page.relay("track", "placed-order");
+    page.hide();
+    // Back from the back/forward cache: the key it never wrote is missing, and was never adopted.
+    page.w.dispatchEvent(Object.assign(new page.w.Event("pageshow"), { persisted: true }));
+    storage.quota = Number.POSITIVE_INFINITY;
+    page.relay("identify", { email: "chris@example.com" });
+    await wait(FLUSH_MS);
+    expect(page.activities().map((a) => a.activity_id)).toEqual(["act:cm:logged-in", "act:cm:placed-order"]);
+  });
+
+  it("forgets across a back/forward cache restore the queue another page adopted meanwhile (no second send)", async () => {
+    const storage = new MemoryStorage();
+    const page = openPage({ storage });
+    page.relay("track", "logged-in");
+    page.hide();
+    await wait(0);
+    const next = openPage({ storage });
+    await wait(0);
+    expect(storage.tabs().map((t) => t.q.length)).toEqual([1]);
+    next.relay("identify", { email: "chris@example.com" });
+    await wait(FLUSH_MS);
+    expect(next.activities().map((a) => a.activity_id)).toEqual(["act:cm:logged-in"]);
+    page.w.dispatchEvent(Object.assign(new page.w.Event("pageshow"), { persisted: true }));
+    await settle();
+    expect(page.fetch).not.toHaveBeenCalled();
+  });
+
   it("starts afresh from a corrupted stored queue", async () => {
     const storage = new MemoryStorage();
     storage.data.set("relay", "{not json");
@@ -474,6 +505,19 @@ describe("page hide", () => {
     expect(events).toEqual(expect.arrayContaining(["pagehide", "visibilitychange", "pageshow"]));
     expect(events).not.toContain("unload");
     expect(events).not.toContain("beforeunload");
+  });
+
+  it("gives up on an event too large for any request: counted, explained under data-debug, the others sent", async () => {
+    const page = identifiedPage({ debug: true });
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    page.relay("track", "logged-in", { "int::v": 1 });
+    page.relay("track", "placed-order", { "txt:cm:gift-message": "x".repeat(MAX_BATCH_BYTES / 3) });
+    page.relay("track", "logged-in", { "int::v": 2 });
+    await settle();
+    expect(page.activities().map((a) => a.activity_id)).toEqual(["act:cm:logged-in", "act:cm:logged-in"]);
+    expect(page.storage.state()).toMatchObject({ q: [], d: 1 });
+    expect(warn).toHaveBeenCalledWith("relay:", "too large", expect.objectContaining({ activity_id: "placed-order" }));
+    expect(warn).toHaveBeenCalledWith("relay:", "dropped", 1);
   });
 
   it("sends at page hide within keepalive's 64 KiB, leaving the rest for the next page", () => {

@@ -214,4 +214,26 @@ describe("events before identify", () => {
     await settle();
     expect(page.fetch).not.toHaveBeenCalled();
   });
+
+  it("are forgotten by a reset in another tab too, whether or not that tab has heard of it yet", async () => {
+    const storage = new MemoryStorage();
+    const [a, b, c] = [openPage({ storage }), openPage({ storage }), openPage({ storage })];
+    b.relay("track", "viewed-page", { "int::v": 1 });
+    c.relay("track", "viewed-page", { "int::v": 2 });
+    await wait(FLUSH_MS);
+    // Tab C hears nothing from now on (its storage events are late), so only its next batch can tell.
+    storage.windows.delete(c.w as never);
+    await vi.advanceTimersByTimeAsync(1);
+    a.relay("reset");
+    await vi.advanceTimersByTimeAsync(1);
+    // The next person logs in; tab C tracks something of theirs.
+    a.relay("identify", { email: "next@example.com" });
+    c.relay("track", "logged-in", { "int::v": 3 });
+    await settle();
+    const sent = [a, b, c].flatMap((p) => p.activities());
+    expect(sent.map((x) => [x.activity_id, x.attributes?.["int::v"], x.fields])).toEqual([
+      ["act:cm:logged-in", 3, { "str::email": "next@example.com" }],
+    ]);
+    expect(storage.state()?.q).toEqual([]);
+  });
 });

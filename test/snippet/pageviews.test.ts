@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { openPage, settle } from "./helpers.ts";
+import { openPage, settle, wait } from "./helpers.ts";
 
 beforeEach(() => {
   vi.useFakeTimers();
@@ -28,9 +28,11 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
     expect(await views()).toEqual([["https://shop.example/", "Home", "https://search.example/?q=shoes"]]);
   });
 
-  it("records one on pushState, with the previous URL as referrer and the title the router sets just after", async () => {
+  it("records one on pushState, with the previous URL as referrer and the title the router sets after it", async () => {
     const { views, history, doc } = spa();
     history.pushState({}, "", "/products/42?colour=red");
+    // The router renders, then sets the title: a page view is recorded once its URL has stayed for one look (300 ms).
+    await wait(250);
     doc.title = "Product 42";
     expect(await views()).toEqual([
       ["https://shop.example/", "Home", "https://search.example/?q=shoes"],
@@ -54,10 +56,21 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
     expect((await views()).map((v) => v[0])).toEqual(["https://shop.example/", "https://shop.example/a", "https://shop.example/"]);
   });
 
-  it("keeps what pushState returns and throws", () => {
-    const { history } = spa();
-    expect(history.pushState({}, "", "/x")).toBeUndefined();
-    expect(() => history.pushState({}, "", "https://elsewhere.example/")).toThrow();
+  it("leaves the page's history alone (nothing wrapped): it only looks at the URL", () => {
+    const page = openPage({ pageviews: "act:cm:viewed-page" });
+    const { pushState, replaceState } = page.w.History.prototype;
+    expect(Object.hasOwn(page.w.history, "pushState")).toBe(false);
+    expect(page.w.history.pushState).toBe(pushState);
+    expect(page.w.history.replaceState).toBe(replaceState);
+  });
+
+  it("records a navigation made just before the page is hidden, before its next look at the URL", async () => {
+    const { page, views, history } = spa();
+    await settle();
+    history.pushState({}, "", "/checkout");
+    page.hide();
+    expect(page.sent.at(-1)?.body.activities.map((a) => a.attributes?.["str:cm:page-url"])).toEqual(["https://shop.example/checkout"]);
+    expect((await views()).map((v) => v[0])).toEqual(["https://shop.example/", "https://shop.example/checkout"]);
   });
 
   it("cuts attributes to Ortto's 255 characters and leaves the hash out", async () => {

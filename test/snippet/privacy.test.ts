@@ -26,6 +26,17 @@ describe('data-consent="required"', () => {
     expect(page.storage.state()?.c).toBe(true);
   });
 
+  it("keeps what it holds in memory across a back/forward cache restore, and sends it on consent", async () => {
+    const page = openPage({ consent: "required" });
+    page.relay("identify", { email: "chris@example.com" });
+    page.relay("track", "logged-in");
+    page.hide();
+    page.w.dispatchEvent(Object.assign(new page.w.Event("pageshow"), { persisted: true }));
+    page.relay("consent", true);
+    await wait(0);
+    expect(page.activities().map((a) => a.activity_id)).toEqual(["act:cm:logged-in"]);
+  });
+
   it("remembers consent on later pages", async () => {
     const storage = new MemoryStorage();
     openPage({ storage, consent: "required" }).relay("consent", true);

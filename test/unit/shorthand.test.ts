@@ -56,6 +56,43 @@ describe("expandShorthands (the snippet's short forms, expanded by the relay)", 
     });
   });
 
+  it("cuts the page-view shorthands to 255 characters as it expands them, and leaves Ortto's ids for the schema", () => {
+    const long = `https://shop.example/${"p".repeat(400)}`;
+    const body = {
+      activities: [
+        { activity_id: "viewed-page", attributes: { "page-url": long, "page-title": "t".repeat(300), referrer: "" } },
+        { activity_id: "viewed-page", attributes: { "str:cm:page-title": "t".repeat(300), "page-url": 42 } },
+      ],
+    };
+    expect(expandShorthands(body)).toEqual({
+      activities: [
+        {
+          activity_id: "act:cm:viewed-page",
+          attributes: { "str:cm:page-url": long.slice(0, 255), "str:cm:page-title": "t".repeat(255), "str:cm:referrer": "" },
+        },
+        { activity_id: "act:cm:viewed-page", attributes: { "str:cm:page-title": "t".repeat(300), "str:cm:page-url": 42 } },
+      ],
+    });
+  });
+
+  it("writes a created in ms as Ortto's ISO 8601 string, and leaves a string or a number that is no date alone", () => {
+    const ms = Date.UTC(2026, 10, 27, 6, 0, 0, 123);
+    const body = {
+      activities: [
+        { activity_id: "logged-in", created: ms },
+        { activity_id: "logged-in", created: "2026-11-27T06:00:00.000Z" },
+        { activity_id: "logged-in", created: 1e300 },
+        { activity_id: "logged-in", created: Number.NaN },
+      ],
+    };
+    expect((expandShorthands(body) as typeof body).activities.map((a) => a.created)).toEqual([
+      "2026-11-27T06:00:00.123Z",
+      "2026-11-27T06:00:00.000Z",
+      1e300,
+      Number.NaN,
+    ]);
+  });
+
   it("leaves whatever is not an activities body for the schema to refuse", () => {
     for (const body of [null, 42, "x", [], {}, { activities: "x" }, { activities: [null, 1, { activity_id: 42, fields: [] }] }]) {
       expect(expandShorthands(structuredClone(body))).toEqual(body);

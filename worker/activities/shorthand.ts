@@ -7,7 +7,10 @@
  * - a phone given as a string (`phone` or `phn::phone`) becomes Ortto's
  *   `{"phone": "+61401234567", "parse_with_country_code": true}`, keeping only digits and `+`.
  * - the page-view attributes the snippet records (`data-pageviews`) come as `page-url`,
- *   `page-title` and `referrer`, for `str:cm:page-url` …;
+ *   `page-title` and `referrer`, for `str:cm:page-url` …, whole: a text value is cut here to
+ *   Ortto's 255 characters;
+ * - `created` given as a number (ms since 1970, as the snippet stamps it) becomes Ortto's ISO 8601
+ *   string, the same for every re-send of it (a number that is no date is left for the schema).
  * Everything else is left as it is, for the schema to judge.
  */
 const SHORTHANDS = [
@@ -25,15 +28,22 @@ const ATTRIBUTE_SHORTHANDS = [
   ["referrer", "str:cm:referrer"],
 ] as const;
 
-/** Moves `short` to `long` in an object (a value given both ways keeps the long one). */
-function expand(object: Record<string, unknown>, pairs: readonly (readonly [string, string])[]) {
+/**
+ * Moves `short` to `long` in an object (a value given both ways keeps the long one); with `clip`,
+ * a text value moved is cut to Ortto's 255 characters.
+ */
+function expand(object: Record<string, unknown>, pairs: readonly (readonly [string, string])[], clip = false) {
   for (const [short, long] of pairs) {
     if (Object.hasOwn(object, short)) {
-      if (!Object.hasOwn(object, long)) object[long] = object[short];
+      const value = object[short];
+      if (!Object.hasOwn(object, long)) object[long] = clip && typeof value === "string" ? value.slice(0, 255) : value;
       delete object[short];
     }
   }
 }
+
+/** The largest time a Date holds (ms): beyond it, `toISOString` would throw. */
+const MAX_DATE_MS = 8.64e15;
 
 const isObject = (x: unknown): x is Record<string, unknown> => !!x && typeof x === "object" && !Array.isArray(x);
 
@@ -44,7 +54,9 @@ export function expandShorthands(body: unknown): unknown {
     if (!isObject(activity)) continue;
     const id = activity.activity_id;
     if (typeof id === "string" && id && !id.startsWith("act:")) activity.activity_id = `act:cm:${id}`;
-    if (isObject(activity.attributes)) expand(activity.attributes, ATTRIBUTE_SHORTHANDS);
+    const created = activity.created;
+    if (typeof created === "number" && Math.abs(created) <= MAX_DATE_MS) activity.created = new Date(created).toISOString();
+    if (isObject(activity.attributes)) expand(activity.attributes, ATTRIBUTE_SHORTHANDS, true);
     const fields = activity.fields;
     if (!isObject(fields)) continue;
     expand(fields, SHORTHANDS);

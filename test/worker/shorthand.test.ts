@@ -1,0 +1,66 @@
+/**
+ * The snippet's short forms through the whole relay (worker/activities/shorthand.ts): what the
+ * browser sends short, Ortto receives in its own shape.
+ */
+import { beforeEach, describe, expect, it } from "vitest";
+import { emulator, post } from "./helpers.ts";
+
+beforeEach(async () => {
+  await emulator.reset();
+});
+
+describe("the snippet's short forms, expanded at the edge", () => {
+  it("writes a created sent in ms as Ortto's ISO string, the same for a re-send, which Ortto merges", async () => {
+    const ms = Date.now() - 60_000;
+    // As the snippet sends it: short activity id and person field, key and created (ms) fixed at the call.
+    const body = { activities: [{ activity_id: "logged-in", key: "k-ms-1", created: ms, fields: { email: "ms@example.com" } }] };
+    expect((await post(body)).status).toBe(200);
+    expect((await post(body)).status).toBe(200);
+    const sent = (await emulator.requests()).map((r) => r.body.activities?.[0]);
+    expect(sent.map((a) => [a?.activity_id, a?.key, a?.created, a?.fields])).toEqual([
+      ["act:cm:logged-in", "k-ms-1", new Date(ms).toISOString(), { "str::email": "ms@example.com" }],
+      ["act:cm:logged-in", "k-ms-1", new Date(ms).toISOString(), { "str::email": "ms@example.com" }],
+    ]);
+    expect((await emulator.activities()).duplicates).toBe(1);
+  });
+
+  it("refuses a created in ms that is no date, or in the future, naming it (a 400, never a 500)", async () => {
+    for (const created of [1e300, Date.now() + 3_600_000]) {
+      const res = await post({ activities: [{ activity_id: "logged-in", key: "k", created, fields: { email: "ms@example.com" } }] });
+      expect(res.status).toBe(400);
+      const answer = (await res.json()) as { details: { path: string }[] };
+      expect(answer.details.map((d) => d.path)).toContain("activities.0.created");
+    }
+    expect(await emulator.requests()).toEqual([]);
+  });
+
+  it("cuts the page-view attributes the snippet sends whole to Ortto's 255 characters", async () => {
+    const url = `https://shop.example/${"p".repeat(400)}`;
+    const res = await post({
+      activities: [
+        {
+          activity_id: "viewed-page",
+          fields: { email: "pv@example.com" },
+          attributes: { "page-url": url, "page-title": "t".repeat(300), referrer: `https://www.google.com/?q=${"q".repeat(300)}` },
+        },
+      ],
+    });
+    expect(res.status).toBe(200);
+    const [activity] = (await emulator.requests())[0]?.body.activities ?? [];
+    expect(activity?.attributes).toEqual({
+      "str:cm:page-url": url.slice(0, 255),
+      "str:cm:page-title": "t".repeat(255),
+      "str:cm:referrer": `https://www.google.com/?q=${"q".repeat(300)}`.slice(0, 255),
+    });
+  });
+
+  it("still refuses an Ortto id's text over 255 characters (only the snippet's short forms are cut)", async () => {
+    const res = await post({
+      activities: [
+        { activity_id: "viewed-page", fields: { email: "pv@example.com" }, attributes: { "str:cm:page-title": "t".repeat(300) } },
+      ],
+    });
+    expect(res.status).toBe(400);
+    expect(await emulator.requests()).toEqual([]);
+  });
+});
