@@ -3,7 +3,7 @@
  * `npm run size`: the snippet's size budget. Prints raw, gzip (level 9, as `gzip -9`) and
  * brotli (max quality) sizes of snippet/dist/relay.js and of the loader line, and exits 1
  * when either is over budget, so CI fails (as Segment's and RudderStack's size-limit do).
- * Build first: `npm run build:snippet`.
+ * Build first: `npm run build`.
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -18,7 +18,7 @@ let script;
 try {
   script = readFileSync(new URL("dist/relay.js", root));
 } catch {
-  console.error("snippet/dist/relay.js is missing: run `npm run build:snippet` first");
+  console.error("snippet/dist/relay.js is missing: run `npm run build` first");
   process.exit(1);
 }
 const loader = Buffer.from(readFileSync(new URL("loader.txt", root), "utf8").trim());

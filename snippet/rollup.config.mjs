@@ -1,5 +1,5 @@
 /**
- * Builds the snippet (`npm run build:snippet`):
+ * Builds the snippet (`npm run build`):
  * - dist/relay.js: the IIFE the script tag loads;
  * - dist/relay.mjs + dist/relay.d.ts: the ES module for bundler users;
  * - dist/relay-asset.ts: relay.js as strings for the worker, with its pre-compressed
