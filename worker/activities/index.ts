@@ -12,6 +12,8 @@ import {
   MAX_BODY_BYTES,
 } from "../../shared/activities.ts";
 import { CONSENT_FIELDS } from "../../shared/field-ids.ts";
+import { pathAsSent, type Renamed, translateRequest, visitorZone } from "../../shared/friendly.ts";
+import { trackingPlan } from "../../shared/plan.ts";
 import { crawlerFilter, ipRateLimit, trustedSender } from "../abuse.ts";
 import { afterAnswer } from "../after.ts";
 import { coalescing, reportPause } from "../budget/gate.ts";
@@ -25,6 +27,7 @@ import { verifyIdentity } from "../identity.ts";
 import { LimitError, takeLimits } from "../limits/index.ts";
 import { flushSoon } from "../limits/ledger.ts";
 import { forwardActivities } from "../upstream.ts";
+import { fillFromRequest } from "./edge.ts";
 import { enrichActivities, locationFor } from "./enrich.ts";
 import { expandShorthands } from "./shorthand.ts";
 
@@ -34,19 +37,37 @@ import { expandShorthands } from "./shorthand.ts";
  */
 const requestSchema = activitiesRequestSchema(catalogue);
 const accepted = fastAccept(catalogue);
+/** The catalogue as a tracking plan: friendly names and relay-filled attributes, by activity. */
+const plan = trackingPlan(catalogue);
 
-/** The body, valid: taken as it is when the predicate accepts it, else through the schema (which names every problem). */
-function validate(body: unknown): ActivitiesRequest {
-  if (accepted(body)) return body;
-  const parsed = requestSchema.safeParse(body);
-  if (parsed.success) return parsed.data as ActivitiesRequest;
-  const details = parsed.error.issues.map(describeIssue);
+function invalid(details: { path: string; message: string }[]): RelayError {
   const first = details[0];
-  throw new RelayError(
+  return new RelayError(
     400,
     `Invalid request: ${first?.path} ${first?.message}${details.length > 1 ? ` (and ${details.length - 1} more)` : ""}`,
     details,
   );
+}
+
+/**
+ * The tracking plan's part, before validation: friendly names become Ortto ids with their values
+ * converted (`orderTotal: 24.99` → `int:cm:order-total: 24990`), and a page's request gets the
+ * attributes the relay fills from it. Activities in Ortto ids are left as they are.
+ */
+function applyPlan(body: unknown, request: Request, fromPage: boolean): Renamed | undefined {
+  const cf = request.cf as IncomingRequestCfProperties | undefined;
+  const { issues, renamed } = translateRequest(body, plan, { visitorZone: visitorZone(cf?.timezone), fromPage });
+  if (issues.length) throw invalid(issues);
+  if (fromPage) fillFromRequest(body, plan, request);
+  return renamed;
+}
+
+/** The body, valid: taken as it is when the predicate accepts it, else through the schema (which names every problem, as the page wrote it). */
+function validate(body: unknown, renamed?: Renamed): ActivitiesRequest {
+  if (accepted(body)) return body;
+  const parsed = requestSchema.safeParse(body);
+  if (parsed.success) return parsed.data as ActivitiesRequest;
+  throw invalid(parsed.error.issues.map((issue) => describeIssue(renamed ? { ...issue, path: pathAsSent(issue.path, renamed) } : issue)));
 }
 
 /** text/plain is what a page sends to avoid a CORS preflight; application/json is what servers send. */
@@ -189,8 +210,10 @@ export const activities = new Hono<AppEnv>().post(
 
     let body: ActivitiesRequest;
     try {
-      // The snippet's shorthands (`logged-in`, `email` …) become Ortto's ids here, so the page need not carry the code.
-      body = validate(expandShorthands(parseJson(await c.req.text())));
+      // The snippet's shorthands (`logged-in`, `email` …) and the catalogue's friendly names become Ortto's ids
+      // here, so the page need not carry the code.
+      const sent = expandShorthands(parseJson(await c.req.text()));
+      body = validate(sent, applyPlan(sent, c.req.raw, c.get("server") !== true));
     } catch (err) {
       log.reason = "schema";
       throw err;
