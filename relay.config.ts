@@ -66,7 +66,8 @@ export default defineCatalogue({
     "act:cm:started-trial": {
       name: "Started trial",
       description: "A visitor started a free trial from the pricing page.",
-      display: "Started a {{attribute.plan}} trial on a {{attribute.device_type}} ({{attribute.operating_system}}), ends {{attribute.trial_ends}}",
+      display:
+        "Started a {{attribute.plan}} trial on a {{attribute.device_type}} ({{attribute.operating_system}}), ends {{attribute.trial_ends}}",
       attributes: {
         "str:cm:plan": { kind: "single_select", options: ["starter", "pro"], required: true, description: "The plan they are trying." },
         "dtz:cm:trial-ends": { kind: "date", timezone: "Australia/Sydney", description: "The trial's last day, in Sydney." },

@@ -34,7 +34,8 @@ export function thousandths(value: unknown): number {
   const dropped = point <= 0 ? digits : digits.slice(point);
   if (/[1-9]/.test(dropped)) throw new ConversionError("expected at most 3 decimals (Ortto stores decimals and currency × 1000)");
   const result = Number(`${sign}${kept || "0"}`);
-  if (!Number.isSafeInteger(result)) throw new ConversionError(`expected at most ${MAX_THOUSANDTHS} (Ortto stores × 1000 as a safe integer)`);
+  if (!Number.isSafeInteger(result))
+    throw new ConversionError(`expected at most ${MAX_THOUSANDTHS} (Ortto stores × 1000 as a safe integer)`);
   return result === 0 ? 0 : result;
 }
 
@@ -91,7 +92,8 @@ export function convert(field: PlannedField, value: unknown, visitorZone: string
     case "currency":
       return thousandths(value);
     case "date":
-      return orttoDate(value, field.timezone ?? visitorZone ?? "UTC");
+      // The catalogue's zone in the tz database's spelling (checked by the build; resolved here, on first use, not at start).
+      return orttoDate(value, (field.timezone && canonicalTimeZone(field.timezone)) || visitorZone || "UTC");
     case "datetime":
       return orttoDateTime(value);
     case "phone":
@@ -183,11 +185,7 @@ const isObject = (x: unknown): x is Record<string, unknown> => typeof x === "obj
  * one without a colon), never copied. `fromPage`: a page's request, which may not send what the
  * relay fills (by either name). Problems are returned with the path as the page wrote it.
  */
-export function translateRequest(
-  body: unknown,
-  plan: TrackingPlan,
-  options: { visitorZone?: string; fromPage: boolean },
-): Translation {
+export function translateRequest(body: unknown, plan: TrackingPlan, options: { visitorZone?: string; fromPage: boolean }): Translation {
   const issues: Issue[] = [];
   const list = isObject(body) ? body.activities : undefined;
   if (!Array.isArray(list)) return { issues };

@@ -7,7 +7,6 @@
  */
 import { type EdgeSource, type FieldSpec, type ResolvedCatalogue, specDetails, specKind, specOptions } from "./catalogue.ts";
 import { activitySlug, type FieldKind, friendlyName, templateName } from "./field-ids.ts";
-import { canonicalTimeZone } from "./ortto-types.ts";
 
 /** One attribute or person field of the plan. */
 export interface PlannedField {
@@ -21,7 +20,7 @@ export interface PlannedField {
   required: boolean;
   /** Set when the relay fills it (the page may not send it). */
   source?: EdgeSource;
-  /** For dates: the zone a plain `2026-12-24` is in (canonical spelling). */
+  /** For dates: the zone a plain `2026-12-24` is in, as the catalogue writes it. */
   timezone?: string;
   /** How Ortto's display templates name it: `order_total`. */
   template: string;
@@ -54,7 +53,7 @@ export interface TrackingPlan {
 
 function planned(id: string, spec: FieldSpec): PlannedField {
   const details = specDetails(spec);
-  const timezone = details?.timezone === undefined ? undefined : (canonicalTimeZone(details.timezone) ?? details.timezone);
+  const timezone = details?.timezone;
   return {
     id,
     name: details?.name ?? friendlyName(id),
