@@ -42,7 +42,11 @@ export default defineCatalogue({
         "int:cm:item-count": "integer",
         "int:cm:weight-kg": { kind: "decimal", description: "Total weight in kilograms, up to 3 decimals." },
         "int:cm:order-total": { kind: "currency", description: "The order's total, in dollars: 24.99." },
-        "dtz:cm:delivery-date": { kind: "date", description: "The day it is delivered: 2026-12-24 (in the visitor's time zone)." },
+        "dtz:cm:delivery-date": {
+          kind: "date",
+          timezone: "Australia/Sydney",
+          description: "The day it is delivered, on the shop's calendar: 2026-12-24.",
+        },
         "tme:cm:placed-at": "datetime",
         "bol:cm:first-order": "boolean",
         "phn:cm:contact-phone": "phone",
@@ -62,7 +66,7 @@ export default defineCatalogue({
         "str:cm:referrer": "text",
       },
     },
-    // A demo of the tracking plan: a required attribute, a date in a fixed time zone, and what the relay fills in.
+    // A demo of the tracking plan: a required attribute, a date in the visitor's time zone, and what the relay fills in.
     "act:cm:started-trial": {
       name: "Started trial",
       description: "A visitor started a free trial from the pricing page.",
@@ -70,7 +74,7 @@ export default defineCatalogue({
         "Started a {{attribute.plan}} trial on a {{attribute.device_type}} ({{attribute.operating_system}}), ends {{attribute.trial_ends}}",
       attributes: {
         "str:cm:plan": { kind: "single_select", options: ["starter", "pro"], required: true, description: "The plan they are trying." },
-        "dtz:cm:trial-ends": { kind: "date", timezone: "Australia/Sydney", description: "The trial's last day, in Sydney." },
+        "dtz:cm:trial-ends": { kind: "date", description: "The trial's last day, in the visitor's time zone." },
         "str:cm:device-type": { kind: "single_select", options: ["desktop", "mobile", "tablet", "tv"], source: "device" },
         "str:cm:operating-system": { kind: "text", source: "os" },
         "str:cm:country": { kind: "text", source: "country" },

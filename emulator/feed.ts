@@ -74,7 +74,7 @@ export function renderDisplay(template: string, activity: Pick<StoredActivity, "
       if (i % 2 === 0) return escapeHtml(part);
       const id = byName.get(part);
       const value = id === undefined ? undefined : activity.attributes[id];
-      return value === undefined ? "" : `<b>${escapeHtml(display(attributes[id as string], value))}</b>`;
+      return value === undefined ? "" : `<em>${escapeHtml(display(attributes[id as string], value))}</em>`;
     })
     .join("");
 }

@@ -194,13 +194,14 @@ describe("translateRequest", () => {
       { "str::email": "chris@example.com", company: "Vandalay Industries" },
     );
     const { issues, renamed } = translateRequest(body, plan, { visitorZone: "Europe/Paris", fromPage: true });
+    // The catalogue dates deliveries on the shop's calendar (Australia/Sydney), whatever the visitor's zone.
     expect(issues).toEqual([]);
     expect(body.activities[0]).toEqual({
       activity_id: "act:cm:placed-order",
       fields: { "str::email": "chris@example.com", "str:cm:company": "Vandalay Industries" },
       attributes: {
         "int:cm:order-total": 24990,
-        "dtz:cm:delivery-date": { year: 2026, month: 12, day: 24, timezone: "Europe/Paris" },
+        "dtz:cm:delivery-date": { year: 2026, month: 12, day: 24, timezone: "Australia/Sydney" },
         "int:cm:weight-kg": 1500,
         "phn:cm:contact-phone": { phone: "+61401234567", parse_with_country_code: true },
         "str:cm:order-number": "A-1",
@@ -226,14 +227,14 @@ describe("translateRequest", () => {
       translateRequest(body, plan, { visitorZone: zone, fromPage: true });
       return zoneOf(body.activities[0]?.attributes, "dtz:cm:trial-ends");
     };
-    expect(trial("Europe/Paris")).toBe("Australia/Sydney");
     const order = (zone?: string) => {
       const body = request({ deliveryDate: "2026-12-24" });
       translateRequest(body, plan, { visitorZone: zone, fromPage: true });
       return zoneOf(body.activities[0]?.attributes, "dtz:cm:delivery-date");
     };
-    expect(order("Europe/Paris")).toBe("Europe/Paris");
-    expect(order(undefined)).toBe("UTC");
+    expect(order("Europe/Paris")).toBe("Australia/Sydney");
+    expect(trial("Europe/Paris")).toBe("Europe/Paris");
+    expect(trial(undefined)).toBe("UTC");
   });
 
   it("names what the page sent in every refusal", () => {

@@ -18,7 +18,7 @@ describe("npm run plan", () => {
     expect(table).toContain("|  |  | `orderTotal` | `int:cm:order-total` | currency |  | page |  |");
     expect(table).toContain("|  |  | `webBrowser` | `str:cm:web-browser` | text |  | relay: browser |  |");
     expect(table).toContain("| `str:cm:plan` | single_select (starter, pro) | yes | page |");
-    expect(table).toContain("|  |  | `trialEnds` | `dtz:cm:trial-ends` | date (Australia/Sydney) |  | page |  |");
+    expect(table).toContain("|  |  | `deliveryDate` | `dtz:cm:delivery-date` | date (Australia/Sydney) |  | page |  |");
     expect(table).toContain("| `company` | `str:cm:company` | text | The company they work for. |");
   });
 });

@@ -131,23 +131,36 @@ describe("friendly names, converted at the edge", () => {
   });
 
   it("puts a plain date in the catalogue's zone, else the visitor's (request.cf.timezone), else UTC", async () => {
-    const trial = { activities: [{ activity_id: "started-trial", fields, attributes: { plan: "pro", trialEnds: "2026-12-24" } }] };
-    expect((await postWith({}, trial, { cf: { timezone: "Europe/Paris" } })).status).toBe(200);
-    expect((await forwarded())?.attributes?.["dtz:cm:trial-ends"]).toEqual({
+    expect((await postWith({}, order({ deliveryDate: "2026-12-24" }), { cf: { timezone: "Europe/Paris" } })).status).toBe(200);
+    expect((await forwarded())?.attributes?.["dtz:cm:delivery-date"]).toEqual({
       year: 2026,
       month: 12,
       day: 24,
       timezone: "Australia/Sydney",
     });
 
-    const zoneOf = async (cf?: Record<string, unknown>) => {
+    const trialEnds = async (value: string, cf?: Record<string, unknown>) => {
       await emulator.reset();
-      expect((await postWith({}, order({ deliveryDate: "2026-12-24T23:30:00Z" }), { cf })).status).toBe(200);
-      return (await forwarded())?.attributes?.["dtz:cm:delivery-date"];
+      const trial = { activities: [{ activity_id: "started-trial", fields, attributes: { plan: "pro", trialEnds: value } }] };
+      expect((await postWith({}, trial, { cf })).status).toBe(200);
+      return (await forwarded())?.attributes?.["dtz:cm:trial-ends"];
     };
-    expect(await zoneOf({ timezone: "Australia/Sydney" })).toEqual({ year: 2026, month: 12, day: 25, timezone: "Australia/Sydney" });
-    expect(await zoneOf({ timezone: "not a zone" })).toEqual({ year: 2026, month: 12, day: 24, timezone: "UTC" });
-    expect(await zoneOf()).toEqual({ year: 2026, month: 12, day: 24, timezone: "UTC" });
+    expect(await trialEnds("2026-12-24", { timezone: "Europe/Paris" })).toEqual({
+      year: 2026,
+      month: 12,
+      day: 24,
+      timezone: "Europe/Paris",
+    });
+    // An instant: the day it is in that zone.
+    const instant = "2026-12-24T23:30:00Z";
+    expect(await trialEnds(instant, { timezone: "Australia/Sydney" })).toEqual({
+      year: 2026,
+      month: 12,
+      day: 25,
+      timezone: "Australia/Sydney",
+    });
+    expect(await trialEnds(instant, { timezone: "not a zone" })).toEqual({ year: 2026, month: 12, day: 24, timezone: "UTC" });
+    expect(await trialEnds(instant)).toEqual({ year: 2026, month: 12, day: 24, timezone: "UTC" });
   });
 
   it("refuses a date that is not one, naming it", async () => {
