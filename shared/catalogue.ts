@@ -175,6 +175,18 @@ export function checkTimeZones(catalogue: ResolvedCatalogue): string[] {
 /** `{{attribute.order_number}}` in a display template. */
 export const TEMPLATE_VARIABLE = /\{\{\s*attribute\.([A-Za-z0-9_]+)\s*\}\}/g;
 
+/** The snippet's person field shorthands (worker/activities/shorthand.ts expands them first), both ways. */
+const SNIPPET_NAMES: Readonly<Record<string, string>> = {
+  "str::email": "email",
+  "str::first": "first",
+  "str::last": "last",
+  "str::ei": "ei",
+  "phn::phone": "phone",
+};
+const SNIPPET_SHORTHANDS: Readonly<Record<string, string>> = Object.fromEntries(
+  Object.entries(SNIPPET_NAMES).map(([id, name]) => [name, id]),
+);
+
 /** The tracking plan's own rules: friendly names unique and usable, sources and time zones where they fit. */
 function planProblems(where: string, fields: Record<string, FieldSpec>, person: boolean): string[] {
   const problems: string[] = [];
@@ -188,6 +200,14 @@ function planProblems(where: string, fields: Record<string, FieldSpec>, person: 
     if (taken !== undefined) problems.push(`${where}.${id}: the friendly name ${name} is taken by ${taken}; give one of them another name`);
     names.set(name, id);
     if (details?.timezone !== undefined && k !== "date") problems.push(`${where}.${id}: a timezone is for date attributes only`);
+    // The snippet's shorthands (`email` … `phone`) always mean Ortto's built-in fields, and the
+    // snippet holds events until the identity has `email`, `ei` or `phone`: those names stay theirs.
+    const shorthand = SNIPPET_SHORTHANDS[name];
+    if (person && shorthand !== undefined && Object.hasOwn(SNIPPET_SHORTHANDS, name) && shorthand !== id)
+      problems.push(`${where}.${id}: the friendly name ${name} is the snippet's shorthand for ${shorthand}; give it another name`);
+    const own = SNIPPET_NAMES[id];
+    if (person && own !== undefined && Object.hasOwn(SNIPPET_NAMES, id) && own !== name)
+      problems.push(`${where}.${id}: keeps its name ${own} (the snippet's shorthand, by which it knows who the visitor is)`);
     if (person && (details?.source !== undefined || details?.required !== undefined))
       problems.push(`${where}.${id}: person fields come from the page (identify); source and required are for activity attributes`);
     if (details?.source !== undefined) {

@@ -25,7 +25,19 @@ const MAX_THOUSANDTHS = "9,007,199,254,740.991";
  */
 export function thousandths(value: unknown): number {
   if (typeof value !== "number" || !Number.isFinite(value)) throw new ConversionError("expected a number such as 24.99");
-  const [, sign = "", whole = "", fraction = "", exponent = "0"] = NUMBER.exec(String(value)) ?? [];
+  const text = String(value);
+  // The common case, `24.99` or `1530`: the digits without the point, padded to three decimals.
+  const point = text.indexOf(".");
+  if (!text.includes("e") && (point === -1 || text.length - point <= 4)) {
+    const result = point === -1 ? value * 1000 : Number(text.slice(0, point) + text.slice(point + 1).padEnd(3, "0"));
+    if (Number.isSafeInteger(result)) return result === 0 ? 0 : result;
+  }
+  return exactThousandths(text);
+}
+
+/** The general case: exponent forms (`1e21`, `1.5e-7`) and refusals. */
+function exactThousandths(text: string): number {
+  const [, sign = "", whole = "", fraction = "", exponent = "0"] = NUMBER.exec(text) ?? [];
   const digits = whole + fraction;
   // Where the decimal point falls in `digits` once the value is × 1000.
   const point = whole.length + Number(exponent) + 3;
@@ -59,11 +71,10 @@ function calendarDay(ms: number, zone: string): { year: number; month: number; d
 export function orttoDate(value: unknown, zone: string): unknown {
   if (typeof value === "object" && value !== null && !Array.isArray(value)) return value;
   if (typeof value === "string") {
-    const m = DATE.exec(value);
-    if (m) {
-      const date = { year: Number(m[1]), month: Number(m[2]), day: Number(m[3]) };
+    if (DATE.test(value)) {
+      const date = { year: +value.slice(0, 4), month: +value.slice(5, 7), day: +value.slice(8, 10), timezone: zone };
       if (date.year < 1 || !isRealDate(date)) throw new ConversionError("expected a real calendar date");
-      return { ...date, timezone: zone };
+      return date;
     }
     if (isDateTime(value)) {
       const date = calendarDay(Date.parse(value), zone);
@@ -182,8 +193,10 @@ const isObject = (x: unknown): x is Record<string, unknown> => typeof x === "obj
 /**
  * Puts the friendly names of every activity in a request body as Ortto ids, converting their
  * values, in place. Activities written in Ortto ids are only looked at (a scan of their keys for
- * one without a colon), never copied. `fromPage`: a page's request, which may not send what the
- * relay fills (by either name). Problems are returned with the path as the page wrote it.
+ * one without a colon), never copied; the relay calls this only for a body its fast path did not
+ * accept. `fromPage`: a page's request, which may not send what the relay fills (here: by friendly
+ * name; by Ortto id, worker/activities/edge.ts). Problems are returned with the path as the page
+ * wrote it.
  */
 export function translateRequest(body: unknown, plan: TrackingPlan, options: { visitorZone?: string; fromPage: boolean }): Translation {
   const issues: Issue[] = [];
@@ -199,11 +212,6 @@ export function translateRequest(body: unknown, plan: TrackingPlan, options: { v
     const edge = options.fromPage && definition.edge.length ? definition.edge : undefined;
     const { attributes, fields } = activity;
     if (isObject(attributes)) {
-      if (edge) {
-        for (const field of edge)
-          if (Object.hasOwn(attributes, field.id))
-            issues.push({ path: `activities.${i}.attributes.${field.id}`, message: relayFilledMessage(field) });
-      }
       const t = translate(attributes, definition.byName, `activities.${i}.attributes`, options.visitorZone, issues, edge);
       if (t) {
         activity.attributes = t.object;

@@ -7,6 +7,7 @@
  */
 import { parse } from "bowser";
 import type { EdgeSource } from "../../shared/catalogue.ts";
+import { type Issue, relayFilledMessage } from "../../shared/friendly.ts";
 import { MAX_TEXT, valueCheck } from "../../shared/ortto-types.ts";
 import type { PlannedActivity, PlannedField, TrackingPlan } from "../../shared/plan.ts";
 
@@ -85,12 +86,15 @@ function fits(field: PlannedField, value: string): boolean {
 /**
  * Fills each activity's relay-sourced attributes from a page's request, in place, before
  * validation (so the schema's limits count them). A value the request does not give, or that
- * does not fit the attribute's kind (a `bot` device for a select of desktop and mobile), is left out.
+ * does not fit the attribute's kind (a `bot` device for a select of desktop and mobile), is left
+ * out. One the page sent itself (by Ortto id; a friendly name is refused by the translation) is a
+ * problem: the page cannot forge it. Activities without such attributes cost a Map lookup.
  */
-export function fillFromRequest(body: unknown, plan: TrackingPlan, request: Request): void {
+export function fillFromRequest(body: unknown, plan: TrackingPlan, request: Request): Issue[] {
+  const issues: Issue[] = [];
   const list = (body as { activities?: unknown } | null)?.activities;
-  if (!Array.isArray(list)) return;
-  for (const activity of list) {
+  if (!Array.isArray(list)) return issues;
+  for (const [i, activity] of list.entries()) {
     if (typeof activity !== "object" || activity === null || Array.isArray(activity)) continue;
     const a = activity as { activity_id?: unknown; attributes?: unknown };
     const definition: PlannedActivity | undefined = typeof a.activity_id === "string" ? plan.activities.get(a.activity_id) : undefined;
@@ -99,10 +103,15 @@ export function fillFromRequest(body: unknown, plan: TrackingPlan, request: Requ
     const attributes = a.attributes;
     if (typeof attributes !== "object" || attributes === null || Array.isArray(attributes)) continue;
     for (const field of definition.edge) {
+      if (Object.hasOwn(attributes, field.id)) {
+        issues.push({ path: `activities.${i}.attributes.${field.id}`, message: relayFilledMessage(field) });
+        continue;
+      }
       const raw = sourceValue(field.source as EdgeSource, request);
       if (!raw) continue;
       const value = field.kind === "url" ? shortUrl(raw) : raw.slice(0, MAX_TEXT);
       if (fits(field, value)) (attributes as Record<string, unknown>)[field.id] = value;
     }
   }
+  return issues;
 }

@@ -12,7 +12,7 @@ import {
   MAX_BODY_BYTES,
 } from "../../shared/activities.ts";
 import { CONSENT_FIELDS } from "../../shared/field-ids.ts";
-import { pathAsSent, type Renamed, translateRequest, visitorZone } from "../../shared/friendly.ts";
+import { pathAsSent, translateRequest, visitorZone } from "../../shared/friendly.ts";
 import { trackingPlan } from "../../shared/plan.ts";
 import { crawlerFilter, ipRateLimit, trustedSender } from "../abuse.ts";
 import { afterAnswer } from "../after.ts";
@@ -50,21 +50,22 @@ function invalid(details: { path: string; message: string }[]): RelayError {
 }
 
 /**
- * The tracking plan's part, before validation: friendly names become Ortto ids with their values
- * converted (`orderTotal: 24.99` → `int:cm:order-total: 24990`), and a page's request gets the
- * attributes the relay fills from it. Activities in Ortto ids are left as they are.
+ * The body, valid, as Ortto takes it. A page's request first gets the attributes the relay fills
+ * from it (worker/activities/edge.ts). Then the fast path: a body the predicate accepts is taken as
+ * it is, so activities in Ortto's ids pay nothing more. Else the friendly names become Ortto's ids,
+ * their values converted (`orderTotal: 24.99` → `int:cm:order-total: 24990`), and the predicate
+ * is asked again; failing that the schema decides, and names every problem as the page wrote it.
  */
-function applyPlan(body: unknown, request: Request, fromPage: boolean): Renamed | undefined {
+function validate(body: unknown, request: Request, fromPage: boolean): ActivitiesRequest {
+  if (fromPage) {
+    const forged = fillFromRequest(body, plan, request);
+    if (forged.length) throw invalid(forged);
+  }
+  if (accepted(body)) return body;
   const cf = request.cf as IncomingRequestCfProperties | undefined;
   const { issues, renamed } = translateRequest(body, plan, { visitorZone: visitorZone(cf?.timezone), fromPage });
   if (issues.length) throw invalid(issues);
-  if (fromPage) fillFromRequest(body, plan, request);
-  return renamed;
-}
-
-/** The body, valid: taken as it is when the predicate accepts it, else through the schema (which names every problem, as the page wrote it). */
-function validate(body: unknown, renamed?: Renamed): ActivitiesRequest {
-  if (accepted(body)) return body;
+  if (renamed && accepted(body)) return body;
   const parsed = requestSchema.safeParse(body);
   if (parsed.success) return parsed.data as ActivitiesRequest;
   throw invalid(parsed.error.issues.map((issue) => describeIssue(renamed ? { ...issue, path: pathAsSent(issue.path, renamed) } : issue)));
@@ -212,8 +213,7 @@ export const activities = new Hono<AppEnv>().post(
     try {
       // The snippet's shorthands (`logged-in`, `email` …) and the catalogue's friendly names become Ortto's ids
       // here, so the page need not carry the code.
-      const sent = expandShorthands(parseJson(await c.req.text()));
-      body = validate(sent, applyPlan(sent, c.req.raw, c.get("server") !== true));
+      body = validate(expandShorthands(parseJson(await c.req.text())), c.req.raw, c.get("server") !== true);
     } catch (err) {
       log.reason = "schema";
       throw err;
