@@ -145,11 +145,9 @@ function translate(
   for (const key in object) {
     // Ortto ids have a colon, friendly names never do: for an activity written in ids this is the whole cost.
     if (key.includes(":")) continue;
-    if (byName.has(key)) friendly = true;
-    else {
-      const relayFilled = edge?.find((f) => f.name === key);
-      if (relayFilled) issues.push({ path: `${where}.${segment(key)}`, message: relayFilledMessage(relayFilled) });
-    }
+    const relayFilled = edge?.find((f) => f.name === key);
+    if (relayFilled) issues.push({ path: `${where}.${segment(key)}`, message: relayFilledMessage(relayFilled) });
+    else if (byName.has(key)) friendly = true;
   }
   if (!friendly) return undefined;
   const renamed = new Map<string, string>();

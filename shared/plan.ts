@@ -34,7 +34,7 @@ export interface PlannedActivity {
   description?: string;
   display?: string;
   attributes: PlannedField[];
-  /** Every attribute a page may send, by friendly name (a Map: names such as `constructor` are plain keys here). */
+  /** Every attribute by friendly name (a Map: names such as `constructor` are plain keys here); a page may not send the relay-filled ones. */
   byName: ReadonlyMap<string, PlannedField>;
   /** By Ortto id. */
   byId: ReadonlyMap<string, PlannedField>;
@@ -76,7 +76,6 @@ export function trackingPlan(catalogue: ResolvedCatalogue): TrackingPlan {
   const activities = new Map<string, PlannedActivity>();
   for (const [id, definition] of Object.entries(catalogue.activities)) {
     const attributes = Object.entries(definition.attributes).map(([attr, spec]) => planned(attr, spec));
-    const sendable = attributes.filter((a) => a.source === undefined);
     activities.set(id, {
       id,
       slug: activitySlug(id),
@@ -84,7 +83,7 @@ export function trackingPlan(catalogue: ResolvedCatalogue): TrackingPlan {
       ...(definition.description ? { description: definition.description } : {}),
       ...(definition.display ? { display: definition.display } : {}),
       attributes,
-      byName: new Map(sendable.map((a) => [a.name, a])),
+      byName: new Map(attributes.map((a) => [a.name, a])),
       byId: new Map(attributes.map((a) => [a.id, a])),
       edge: attributes.filter((a) => a.source !== undefined),
       required: attributes.filter((a) => a.required).map((a) => a.id),

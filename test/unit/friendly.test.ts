@@ -35,8 +35,8 @@ describe("friendly names", () => {
     expect(order?.byName.get("orderTotal")?.id).toBe("int:cm:order-total");
     expect(order?.byName.get("conversionValue")?.id).toBe("int::v");
     expect(plan.personByName.get("company")?.id).toBe("str:cm:company");
-    // A relay-filled attribute is not the page's to send.
-    expect(plan.activities.get("act:cm:logged-in")?.byName.has("webBrowser")).toBe(false);
+    // A relay-filled attribute has its name too (a trusted server may send it); a page may not.
+    expect(plan.activities.get("act:cm:logged-in")?.byName.get("webBrowser")?.source).toBe("browser");
   });
 
   it("may be set by the catalogue, and must be unique and usable", () => {
@@ -267,9 +267,10 @@ describe("translateRequest", () => {
     ]);
   });
 
-  it("lets a trusted server send a relay-filled attribute", () => {
-    const body = { activities: [{ activity_id: "act:cm:logged-in", person_id: "0060", attributes: { "str:cm:web-browser": "Netscape" } }] };
+  it("lets a trusted server send a relay-filled attribute, by either name", () => {
+    const body = { activities: [{ activity_id: "act:cm:logged-in", person_id: "0060", attributes: { webBrowser: "Netscape" } }] };
     expect(translateRequest(body, plan, { fromPage: false }).issues).toEqual([]);
+    expect(body.activities[0]?.attributes).toEqual({ "str:cm:web-browser": "Netscape" });
   });
 
   it("keeps prototype keys plain: __proto__, constructor and toString are unknown names, left for the schema to refuse", () => {
