@@ -20,7 +20,7 @@ const MAX_THOUSANDTHS = "9,007,199,254,740.991";
 /**
  * A number × 1000, exactly, as Ortto keeps decimals and currency (24.99 → 24990). Worked out on
  * the number's shortest round-trip decimal form (`String(n)`, which JSON.parse's result prints as
- * the page wrote it), never by multiplying floats (0.29 × 1000 is 289.99999999999994): more than
+ * the page wrote it), never by multiplying floats (1.005 × 1000 is 1004.9999999999999): more than
  * three decimals is refused, never rounded, and so is a result beyond a safe integer.
  */
 export function thousandths(value: unknown): number {
@@ -60,7 +60,8 @@ function calendarDay(ms: number, zone: string): { year: number; month: number; d
     format = new Intl.DateTimeFormat("en-US", { timeZone: zone, year: "numeric", month: "numeric", day: "numeric" });
     if (formats.size < 500) formats.set(zone, format);
   }
-  const part = (type: string) => Number(format.formatToParts(ms).find((p) => p.type === type)?.value);
+  const parts = format.formatToParts(ms);
+  const part = (type: string) => Number(parts.find((p) => p.type === type)?.value);
   return { year: part("year"), month: part("month"), day: part("day") };
 }
 
