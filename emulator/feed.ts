@@ -2,7 +2,7 @@
  * `GET /`: what the emulated Ortto received, worded as Ortto's activity feed words it
  * ("Chris Smith logged in"). Every value came from a request, so every value is escaped.
  */
-import { type FieldSpec, specKind } from "../shared/index.ts";
+import { type FieldSpec, specKind, TEMPLATE_VARIABLE, templateName } from "../shared/index.ts";
 import { catalogue } from "./ingest.ts";
 import { type StoredActivity, state } from "./store.ts";
 
@@ -60,6 +60,25 @@ function display(spec: FieldSpec | undefined, value: unknown): string {
   }
 }
 
+/**
+ * An activity's custom display, as Ortto renders it: `{{attribute.order_number}}` is the attribute
+ * of that name (lower case, spaces as underscores); one the activity did not carry is left empty.
+ * Values are escaped here, the template's own text too.
+ */
+export function renderDisplay(template: string, activity: Pick<StoredActivity, "activity_id" | "attributes">): string {
+  const attributes = activities[activity.activity_id]?.attributes ?? {};
+  const byName = new Map(Object.keys(attributes).map((id) => [templateName(id), id]));
+  return template
+    .split(TEMPLATE_VARIABLE)
+    .map((part, i) => {
+      if (i % 2 === 0) return escapeHtml(part);
+      const id = byName.get(part);
+      const value = id === undefined ? undefined : activity.attributes[id];
+      return value === undefined ? "" : `<em>${escapeHtml(display(attributes[id as string], value))}</em>`;
+    })
+    .join("");
+}
+
 function where(location: unknown): string {
   if (typeof location !== "object" || location === null) return "";
   const l = location as { source_ip?: unknown; custom?: Record<string, unknown>; address?: Record<string, unknown> };
@@ -88,7 +107,8 @@ function item(a: StoredActivity): string {
     place ? `from ${escapeHtml(place)}` : "",
     a.async ? "async" : "",
   ].filter(Boolean);
-  return `<li><p class="what"><strong>${escapeHtml(who(a))}</strong> ${escapeHtml(verb)}</p>${rows ? `<dl>${rows}</dl>` : ""}<p class="meta">${meta.join(" · ")}</p></li>`;
+  const custom = definition?.display ? `<p class="display">${renderDisplay(definition.display, a)}</p>` : "";
+  return `<li><p class="what"><strong>${escapeHtml(who(a))}</strong> ${escapeHtml(verb)}</p>${custom}${rows ? `<dl>${rows}</dl>` : ""}<p class="meta">${meta.join(" · ")}</p></li>`;
 }
 
 const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
@@ -119,6 +139,7 @@ h1 { font-size: 1.4rem; margin-bottom: 0.2rem; }
 ol { list-style: none; padding: 0; }
 li { border: 1px solid #ddd; border-radius: 6px; padding: 0.6rem 0.9rem; margin: 0.6rem 0; }
 .what { margin: 0; font-size: 1.05rem; }
+.display { margin: 0.2rem 0 0; color: #333; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.1rem 1rem; margin: 0.4rem 0; }
 dt { color: #666; }
 dd { margin: 0; overflow-wrap: anywhere; }

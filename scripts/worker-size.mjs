@@ -11,7 +11,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 
-const BUDGET_GZIP = 48 * 1024;
+// 48 KiB until the tracking plan (issue 10): its User-Agent parser (bowser, 8.8 kB gzip; the
+// smallest maintained one that names browser, OS and device type) and the plan's conversions and
+// checks (~3 kB) took the bundle from 48.3 kB to 58.4 kB, after the 2.6 kB saved by gzipping
+// relay.js once per isolate instead of shipping a second pre-compressed copy. Measured start of the
+// bundle in V8: no change beyond the noise of a shared machine; the first parse of a user agent
+// costs ~5 ms once per isolate, each new one ~60 µs (then cached).
+const BUDGET_GZIP = 58 * 1024;
 const out = mkdtempSync(join(tmpdir(), "relay-bundle-"));
 try {
   execFileSync(join("node_modules", ".bin", "wrangler"), ["deploy", "--dry-run", "--outdir", out], {

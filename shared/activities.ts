@@ -6,6 +6,7 @@ import * as z from "zod/mini";
 import { type FieldSpec, MAX_ATTRIBUTES, type ResolvedCatalogue, specKind, specOptions } from "./catalogue.ts";
 import { ACTIVITY_ID, IDENTIFYING_FIELDS } from "./field-ids.ts";
 import { isDateTime, isoDateTime, MAX_TEXT, onlyKeys, valueCheck, valueSchema } from "./ortto-types.ts";
+import { trackingPlan } from "./plan.ts";
 
 /** Ortto's limits per request and per activity. */
 export const MAX_ACTIVITIES = 100;
@@ -121,8 +122,10 @@ function activitySchemas(catalogue: ResolvedCatalogue) {
   }
   const fields = z.strictObject(fieldsShape, { error: "expected an object of person fields" });
 
+  const plan = trackingPlan(catalogue);
   const byId = new Map<string, z.ZodMiniType>();
   for (const [id, definition] of Object.entries(catalogue.activities)) {
+    const required = plan.activities.get(id)?.attributes.filter((a) => a.required) ?? [];
     const shape: Record<string, z.ZodMiniOptional> = {};
     for (const [attr, spec] of Object.entries(definition.attributes)) {
       shape[attr] = z.optional(valueSchema(specKind(spec), specOptions(spec)));
@@ -153,6 +156,14 @@ function activitySchemas(catalogue: ResolvedCatalogue) {
                 path: ["created"],
                 message: "required when key is set (Ortto merges re-sends on key and created together)",
               });
+            for (const attribute of required)
+              if (a.attributes?.[attribute.id] === undefined)
+                ctx.issues.push({
+                  code: "custom",
+                  input: undefined,
+                  path: ["attributes", attribute.id],
+                  message: `required by the catalogue: send ${attribute.name} (or ${attribute.id})`,
+                });
             const ei = a.fields?.["str::ei"];
             if (typeof ei === "string" && !ei.trim())
               ctx.issues.push({
@@ -187,10 +198,11 @@ export function fastAccept(catalogue: ResolvedCatalogue): (body: unknown) => bod
     new Map(Object.entries(fields).map(([id, spec]) => [id, valueCheck(specKind(spec), specOptions(spec))]));
   const fieldChecks = check(catalogue.personFields);
   const fieldKeys = new Set(fieldChecks.keys());
+  const plan = trackingPlan(catalogue);
   const activities = new Map(
     Object.entries(catalogue.activities).map(([id, definition]) => {
       const checks = check(definition.attributes);
-      return [id, { checks, keys: new Set(checks.keys()) }];
+      return [id, { checks, keys: new Set(checks.keys()), required: plan.activities.get(id)?.required ?? [] }];
     }),
   );
   const mergeBy = new Set(IDENTIFYING_FIELDS.filter((f) => f in catalogue.personFields));
@@ -222,6 +234,7 @@ export function fastAccept(catalogue: ResolvedCatalogue): (body: unknown) => bod
       if (!onlyKeys(attributes, definition.keys) || Object.keys(attributes).length > MAX_ATTRIBUTES) return false;
       if (!values(attributes, definition.checks)) return false;
     }
+    for (const id of definition.required) if (attributes?.[id] === undefined) return false;
     if (person_id === undefined && !IDENTIFYING_FIELDS.some((f) => fields?.[f] !== undefined)) return false;
     if (key !== undefined && when === undefined) return false;
     const ei = fields?.["str::ei"];

@@ -4,19 +4,64 @@
  * edits it in `relay.config.ts`; it mirrors what is defined in Ortto's Activities screen.
  */
 import * as z from "zod/mini";
-import { ACTIVITY_ID, BUILT_IN_PERSON_FIELDS, CONSENT_FIELDS, FIELD_ID, FIELD_KINDS, type FieldKind, prefixOf } from "./field-ids.ts";
+import {
+  ACTIVITY_ID,
+  BUILT_IN_PERSON_FIELDS,
+  CONSENT_FIELDS,
+  FIELD_ID,
+  FIELD_KINDS,
+  type FieldKind,
+  FRIENDLY_NAME,
+  friendlyName,
+  prefixOf,
+  templateName,
+} from "./field-ids.ts";
+import { isTimeZone } from "./ortto-types.ts";
+
+/** The form of an IANA zone name (`Australia/Sydney`, `UTC`, `Etc/GMT+5`), not an offset. */
+const ZONE_NAME = /^[A-Za-z][A-Za-z0-9_+\-/]{0,63}$/;
 
 /** Ortto's own limit of attributes per activity. */
 export const MAX_ATTRIBUTES = 15;
 
 const kind = z.enum(Object.keys(FIELD_KINDS) as [FieldKind, ...FieldKind[]]);
 
-/** `"text"`, or `{ kind: "single_select", options: ["Free", "Pro"] }` for selects. */
+/**
+ * Where the relay itself takes an attribute's value from, so that the page need not send it and
+ * cannot forge it (worker/activities/edge.ts), and the kinds each can fill.
+ */
+export const EDGE_SOURCES = {
+  browser: { from: "the browser's name, parsed from the User-Agent (Chrome, Safari …)", kinds: ["text", "long_text", "single_select"] },
+  os: { from: "the operating system, parsed from the User-Agent (Windows, iOS …)", kinds: ["text", "long_text", "single_select"] },
+  device: { from: "the device type, parsed from the User-Agent (desktop, mobile, tablet, tv)", kinds: ["text", "single_select"] },
+  page_url: { from: "the page that sent the request: its Referer header, else its Origin", kinds: ["url", "text", "long_text"] },
+  country: { from: "the visitor's country code, from Cloudflare (request.cf.country: AU)", kinds: ["text", "single_select"] },
+  region: { from: "the visitor's region, from Cloudflare (request.cf.region)", kinds: ["text", "single_select"] },
+  city: { from: "the visitor's city, from Cloudflare (request.cf.city)", kinds: ["text", "single_select"] },
+} as const satisfies Record<string, { from: string; kinds: readonly FieldKind[] }>;
+export type EdgeSource = keyof typeof EDGE_SOURCES;
+
+/**
+ * `"text"`, or an object: `{ kind: "single_select", options: ["Free", "Pro"] }` for selects, and
+ * for any kind the tracking plan's details — a friendly `name` (default: the camelCase of the id's
+ * last part), a `description` (the typings' JSDoc), `required`, a `source` the relay fills it from,
+ * and for dates the `timezone` a plain `"2026-12-24"` is in.
+ */
 const FieldSpec = z.union([
   kind,
   z.strictObject({
     kind,
     options: z.optional(z.array(z.string().check(z.minLength(1), z.maxLength(255)))),
+    name: z.optional(
+      z.string().check(z.regex(FRIENDLY_NAME, "expected a friendly name such as orderTotal (a letter, then letters, digits or _)")),
+    ),
+    description: z.optional(z.string().check(z.maxLength(500))),
+    required: z.optional(z.boolean()),
+    source: z.optional(z.enum(Object.keys(EDGE_SOURCES) as [EdgeSource, ...EdgeSource[]])),
+    // Only its form here: ICU's time zone data costs a cold start ~25 ms on first use, so the worker
+    // does not load it to check its own config; `npm run build` and the tests check the zone itself
+    // (checkTimeZones).
+    timezone: z.optional(z.string().check(z.regex(ZONE_NAME, "expected an IANA time zone such as Australia/Sydney (not a UTC offset)"))),
   }),
 ]);
 export type FieldSpec = z.infer<typeof FieldSpec>;
@@ -41,6 +86,13 @@ const fieldMap = z.record(z.string().check(z.regex(FIELD_ID, "expected a field i
 export const ActivityDefinition = z.strictObject({
   /** The activity's name in Ortto ("Logged in"); the feed reads "Chris Smith logged in". */
   name: z.string().check(z.minLength(1), z.maxLength(100)),
+  /** What it records and when it is sent: the typings' JSDoc and the plan's table. */
+  description: z.optional(z.string().check(z.maxLength(1000))),
+  /**
+   * Ortto's custom display of the activity in its feed, e.g. `Order number {{attribute.order_number}}
+   * placed` (attributes named in lower case with underscores); the emulator's feed renders it.
+   */
+  display: z.optional(z.string().check(z.minLength(1), z.maxLength(1000))),
   attributes: fieldMap,
 });
 export type ActivityDefinition = z.infer<typeof ActivityDefinition>;
@@ -97,6 +149,76 @@ export function specKind(spec: FieldSpec): FieldKind {
 export function specOptions(spec: FieldSpec): readonly string[] | undefined {
   return typeof spec === "string" ? undefined : spec.options;
 }
+/** The spec's own details (name, description, required, source, timezone), or none for a bare kind. */
+export function specDetails(spec: FieldSpec): Exclude<FieldSpec, string> | undefined {
+  return typeof spec === "string" ? undefined : spec;
+}
+
+/**
+ * The catalogue's date time zones that this runtime's ICU does not know (`defineCatalogue` checks
+ * only their form, to keep ICU out of the worker's start). Run by the build and the tests.
+ */
+export function checkTimeZones(catalogue: ResolvedCatalogue): string[] {
+  const problems: string[] = [];
+  const check = (where: string, fields: Record<string, FieldSpec>) => {
+    for (const [id, spec] of Object.entries(fields)) {
+      const zone = specDetails(spec)?.timezone;
+      if (zone !== undefined && !isTimeZone(zone))
+        problems.push(`${where}.${id}.timezone: ${zone} is not an IANA time zone this runtime knows`);
+    }
+  };
+  for (const [id, definition] of Object.entries(catalogue.activities)) check(`activities.${id}.attributes`, definition.attributes);
+  check("personFields", catalogue.personFields);
+  return problems;
+}
+
+/** `{{attribute.order_number}}` in a display template. */
+export const TEMPLATE_VARIABLE = /\{\{\s*attribute\.([A-Za-z0-9_]+)\s*\}\}/g;
+
+/** The snippet's person field shorthands (worker/activities/shorthand.ts expands them first), both ways. */
+const SNIPPET_NAMES: Readonly<Record<string, string>> = {
+  "str::email": "email",
+  "str::first": "first",
+  "str::last": "last",
+  "str::ei": "ei",
+  "phn::phone": "phone",
+};
+const SNIPPET_SHORTHANDS: Readonly<Record<string, string>> = Object.fromEntries(
+  Object.entries(SNIPPET_NAMES).map(([id, name]) => [name, id]),
+);
+
+/** The tracking plan's own rules: friendly names unique and usable, sources and time zones where they fit. */
+function planProblems(where: string, fields: Record<string, FieldSpec>, person: boolean): string[] {
+  const problems: string[] = [];
+  const names = new Map<string, string>();
+  for (const [id, spec] of Object.entries(fields)) {
+    const details = specDetails(spec);
+    const k = specKind(spec);
+    const name = details?.name ?? friendlyName(id);
+    if (!FRIENDLY_NAME.test(name)) problems.push(`${where}.${id}: its default friendly name ${name} is not an identifier; give it a name`);
+    const taken = names.get(name);
+    if (taken !== undefined) problems.push(`${where}.${id}: the friendly name ${name} is taken by ${taken}; give one of them another name`);
+    names.set(name, id);
+    if (details?.timezone !== undefined && k !== "date") problems.push(`${where}.${id}: a timezone is for date attributes only`);
+    // The snippet's shorthands (`email` … `phone`) always mean Ortto's built-in fields, and the
+    // snippet holds events until the identity has `email`, `ei` or `phone`: those names stay theirs.
+    const shorthand = SNIPPET_SHORTHANDS[name];
+    if (person && shorthand !== undefined && Object.hasOwn(SNIPPET_SHORTHANDS, name) && shorthand !== id)
+      problems.push(`${where}.${id}: the friendly name ${name} is the snippet's shorthand for ${shorthand}; give it another name`);
+    const own = SNIPPET_NAMES[id];
+    if (person && own !== undefined && Object.hasOwn(SNIPPET_NAMES, id) && own !== name)
+      problems.push(`${where}.${id}: keeps its name ${own} (the snippet's shorthand, by which it knows who the visitor is)`);
+    if (person && (details?.source !== undefined || details?.required !== undefined))
+      problems.push(`${where}.${id}: person fields come from the page (identify); source and required are for activity attributes`);
+    if (details?.source !== undefined) {
+      const source = EDGE_SOURCES[details.source];
+      if (!(source.kinds as readonly FieldKind[]).includes(k))
+        problems.push(`${where}.${id}: source ${details.source} fills ${source.kinds.join(", ")} attributes, not ${k}`);
+      if (details.required) problems.push(`${where}.${id}: an attribute the relay fills (source) is not required from the page`);
+    }
+  }
+  return problems;
+}
 
 /**
  * Checks an operator's catalogue and resolves built-in person fields to their kinds.
@@ -124,6 +246,19 @@ export function defineCatalogue<const C extends CatalogueInput>(input: C): C & R
         personFields[id] = spec;
       }
     }
+  }
+  if (parsed.success) {
+    for (const [id, definition] of Object.entries(parsed.data.activities)) {
+      problems.push(...planProblems(`activities.${id}.attributes`, definition.attributes, false));
+      const known = new Set(Object.keys(definition.attributes).map(templateName));
+      for (const [, variable] of (definition.display ?? "").matchAll(TEMPLATE_VARIABLE)) {
+        if (!known.has(variable as string))
+          problems.push(
+            `activities.${id}.display: {{attribute.${variable}}} is not an attribute of this activity (it has ${[...known].join(", ") || "none"})`,
+          );
+      }
+    }
+    problems.push(...planProblems("personFields", personFields, true));
   }
   const names = new Set<string>(["default"]);
   for (const [i, site] of (parsed.success ? (parsed.data.sites ?? []) : []).entries()) {

@@ -73,3 +73,51 @@ export const CONSENT_FIELDS = {
   "bol::sp": "boolean",
   "bol::gdpr": "boolean",
 } as const satisfies Record<string, FieldKind>;
+
+/**
+ * Friendly names of Ortto's built-in person fields, which the page may use instead of the ids
+ * (`email`, `first` … are also the snippet's shorthands). A custom field is named after its slug.
+ */
+export const BUILT_IN_NAMES: Readonly<Record<string, string>> = {
+  "str::first": "first",
+  "str::last": "last",
+  "str::email": "email",
+  "str::ei": "ei",
+  "phn::phone": "phone",
+  "geo::city": "city",
+  "geo::country": "country",
+  "geo::region": "region",
+  "str::postal": "postal",
+  "str::language": "language",
+  "dtz::b": "birthday",
+  "int::v": "conversionValue",
+};
+
+/** What a friendly name may be: a plain identifier, so it reads well in code and never looks like an Ortto id. */
+export const FRIENDLY_NAME = /^[A-Za-z][A-Za-z0-9_]{0,99}$/;
+
+/**
+ * The default friendly name of an attribute or person field: the camelCase of its id's last part
+ * (`str:cm:payment-plan` → `paymentPlan`), or a built-in's own (`int::v` → `conversionValue`).
+ */
+export function friendlyName(fieldId: string): string {
+  const builtIn = BUILT_IN_NAMES[fieldId];
+  if (builtIn !== undefined && Object.hasOwn(BUILT_IN_NAMES, fieldId)) return builtIn;
+  const slug = fieldId.slice(fieldId.lastIndexOf(":") + 1);
+  return slug.replace(/-+([a-z0-9])/g, (_, c: string) => c.toUpperCase()).replace(/-/g, "");
+}
+
+/**
+ * How Ortto's display templates name an attribute (`{{attribute.payment_plan}}`): its name in
+ * lower case with spaces as underscores. The relay knows the id, whose slug Ortto made from that
+ * name, so `str:cm:payment-plan` → `payment_plan`; the conversion value is `conversion_value`.
+ */
+export function templateName(fieldId: string): string {
+  if (fieldId === "int::v") return "conversion_value";
+  return fieldId.slice(fieldId.lastIndexOf(":") + 1).replace(/-/g, "_");
+}
+
+/** `act:cm:logged-in` → `logged-in`, the short form a page may track by. */
+export function activitySlug(activityId: string): string {
+  return activityId.slice(activityId.lastIndexOf(":") + 1);
+}

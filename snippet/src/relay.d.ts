@@ -1,6 +1,8 @@
 /**
  * Typings of the relay snippet: `window.relay` (the script tag) and `createRelay` (the ES module).
- * Hand-written, and copied to `snippet/dist/relay.d.ts` by the build.
+ * Hand-written and untyped by the catalogue (the snippet's own code uses these); the build writes
+ * `snippet/dist/relay.d.ts` from this file with `IdentifyFields` and `track` typed by relay.config.ts
+ * (scripts/relay-types.mjs, scripts/typings.ts), so keep their shapes.
  */
 
 /** A phone number as Ortto takes it; a string given as `phone` becomes the second form. */

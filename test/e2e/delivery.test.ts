@@ -40,7 +40,8 @@ describe("delivery from a real page", () => {
     const a = activity as NonNullable<typeof activity>;
     expect(a.activity_id).toBe("act:cm:logged-in");
     expect(a.fields).toMatchObject({ "str::email": email, "str::first": "Early", "str::last": "Bird" });
-    expect(a.attributes).toEqual({ "str:cm:payment-plan": "early plan", "bol:cm:account-owner": true });
+    // The browser is the relay's to fill, from the page's User-Agent (relay.config.ts: source browser).
+    expect(a.attributes).toEqual({ "str:cm:payment-plan": "early plan", "bol:cm:account-owner": true, "str:cm:web-browser": "Chrome" });
     expect(a.location).toEqual({ source_ip: "127.0.0.1" });
     expect(a.api_key).toBe("local-emulator-key");
 

@@ -42,7 +42,7 @@ describe("consent and Global Privacy Control", () => {
 
     await page.evaluate(() => relay("consent", true));
     const [activity] = await activitiesOf(email);
-    expect(activity?.attributes).toEqual({ "str:cm:payment-plan": "consent plan" });
+    expect(activity?.attributes).toEqual({ "str:cm:payment-plan": "consent plan", "str:cm:web-browser": "Chrome" });
     // The emulator may have it before the page has the relay's answer: the queue empties once it does.
     const after = await until("the queue to empty once the relay answered", async () => {
       const state = await stored(page);

@@ -69,6 +69,26 @@ describe("GET / (the activity feed)", () => {
     expect(html).toContain("from IP 203.0.113.7");
   });
 
+  it("renders the activity's display template from the catalogue, as Ortto's custom display does", async () => {
+    await createJson({
+      activities: [
+        {
+          activity_id: "act:cm:placed-order",
+          fields: { "str::first": "Chris", "str::email": "chris@example.com" },
+          attributes: { "str:cm:order-number": "A-1001", "int:cm:item-count": 2, "int:cm:order-total": 24990 },
+        },
+      ],
+    });
+    const html = await feed();
+    expect(html).toContain('<p class="display">Order number <em>A-1001</em> placed, <em>2</em> items for <em>24.99</em></p>');
+  });
+
+  it("leaves a template's attribute the activity did not carry empty, and escapes what it shows", async () => {
+    await createJson({ activities: [loggedIn({ attributes: { "str:cm:payment-plan": "<b>gold</b> & co" } })] });
+    const html = await feed();
+    expect(html).toContain('<p class="display">Logged in on the <em>&lt;b&gt;gold&lt;/b&gt; &amp; co</em> with </p>');
+  });
+
   it("escapes every value it shows", async () => {
     await createJson({
       activities: [

@@ -8,7 +8,7 @@ describe("defineCatalogue", () => {
   it("accepts the default catalogue and resolves built-in person fields to their kinds", () => {
     expect(catalogue.personFields["str::email"]).toBe("email");
     expect(catalogue.personFields["phn::phone"]).toBe("phone");
-    expect(catalogue.personFields["str:cm:company"]).toBe("text");
+    expect(catalogue.personFields["str:cm:company"]).toMatchObject({ kind: "text" });
     expect(Object.keys(catalogue.activities)).toEqual(expect.arrayContaining(["act:cm:logged-in", "act:cm:placed-order"]));
   });
 

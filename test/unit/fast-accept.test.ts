@@ -119,6 +119,30 @@ describe("valueCheck: the hot path accepts only what the kind's schema accepts",
   });
 });
 
+describe("fastAccept: required attributes", () => {
+  const schema = activitiesRequestSchema(catalogue);
+  const accepts = fastAccept(catalogue);
+  it("never accepts a started-trial the schema refuses, whatever its attributes", () => {
+    const attribute = fc.record(
+      {
+        "str:cm:plan": fc.oneof(fc.constantFrom("starter", "pro", "gold"), nearMisses),
+        "dtz:cm:trial-ends": nearMisses,
+        "str:cm:country": fc.oneof(fc.constant("AU"), nearMisses),
+      },
+      { requiredKeys: [] },
+    );
+    fc.assert(
+      fc.property(attribute, (attributes) => {
+        const body = { activities: [{ activity_id: "act:cm:started-trial", person_id: "00600e153df0a3b67ce60f00", attributes }] };
+        if (!accepts(body)) return true;
+        const parsed = schema.safeParse(body);
+        return parsed.success && same(parsed.data, body) && attributes["str:cm:plan"] !== undefined;
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
 describe("fastAccept: whole requests", () => {
   const schema = activitiesRequestSchema(catalogue);
   const accepts = fastAccept(catalogue);

@@ -12,6 +12,8 @@ import {
   MAX_BODY_BYTES,
 } from "../../shared/activities.ts";
 import { CONSENT_FIELDS } from "../../shared/field-ids.ts";
+import { pathAsSent, translateRequest, visitorZone } from "../../shared/friendly.ts";
+import { trackingPlan } from "../../shared/plan.ts";
 import { crawlerFilter, ipRateLimit, trustedSender } from "../abuse.ts";
 import { afterAnswer } from "../after.ts";
 import { coalescing, reportPause } from "../budget/gate.ts";
@@ -25,6 +27,7 @@ import { verifyIdentity } from "../identity.ts";
 import { LimitError, takeLimits } from "../limits/index.ts";
 import { flushSoon } from "../limits/ledger.ts";
 import { forwardActivities } from "../upstream.ts";
+import { fillFromRequest } from "./edge.ts";
 import { enrichActivities, locationFor } from "./enrich.ts";
 import { expandShorthands } from "./shorthand.ts";
 
@@ -34,19 +37,38 @@ import { expandShorthands } from "./shorthand.ts";
  */
 const requestSchema = activitiesRequestSchema(catalogue);
 const accepted = fastAccept(catalogue);
+/** The catalogue as a tracking plan: friendly names and relay-filled attributes, by activity. */
+const plan = trackingPlan(catalogue);
 
-/** The body, valid: taken as it is when the predicate accepts it, else through the schema (which names every problem). */
-function validate(body: unknown): ActivitiesRequest {
-  if (accepted(body)) return body;
-  const parsed = requestSchema.safeParse(body);
-  if (parsed.success) return parsed.data as ActivitiesRequest;
-  const details = parsed.error.issues.map(describeIssue);
+function invalid(details: { path: string; message: string }[]): RelayError {
   const first = details[0];
-  throw new RelayError(
+  return new RelayError(
     400,
     `Invalid request: ${first?.path} ${first?.message}${details.length > 1 ? ` (and ${details.length - 1} more)` : ""}`,
     details,
   );
+}
+
+/**
+ * The body, valid, as Ortto takes it. A page's request first gets the attributes the relay fills
+ * from it (worker/activities/edge.ts). Then the fast path: a body the predicate accepts is taken as
+ * it is, so activities in Ortto's ids pay nothing more. Else the friendly names become Ortto's ids,
+ * their values converted (`orderTotal: 24.99` → `int:cm:order-total: 24990`), and the predicate
+ * is asked again; failing that the schema decides, and names every problem as the page wrote it.
+ */
+function validate(body: unknown, request: Request, fromPage: boolean): ActivitiesRequest {
+  if (fromPage) {
+    const forged = fillFromRequest(body, plan, request);
+    if (forged.length) throw invalid(forged);
+  }
+  if (accepted(body)) return body;
+  const cf = request.cf as IncomingRequestCfProperties | undefined;
+  const { issues, renamed } = translateRequest(body, plan, { visitorZone: visitorZone(cf?.timezone), fromPage });
+  if (issues.length) throw invalid(issues);
+  if (renamed && accepted(body)) return body;
+  const parsed = requestSchema.safeParse(body);
+  if (parsed.success) return parsed.data as ActivitiesRequest;
+  throw invalid(parsed.error.issues.map((issue) => describeIssue(renamed ? { ...issue, path: pathAsSent(issue.path, renamed) } : issue)));
 }
 
 /** text/plain is what a page sends to avoid a CORS preflight; application/json is what servers send. */
@@ -189,8 +211,9 @@ export const activities = new Hono<AppEnv>().post(
 
     let body: ActivitiesRequest;
     try {
-      // The snippet's shorthands (`logged-in`, `email` …) become Ortto's ids here, so the page need not carry the code.
-      body = validate(expandShorthands(parseJson(await c.req.text())));
+      // The snippet's shorthands (`logged-in`, `email` …) and the catalogue's friendly names become Ortto's ids
+      // here, so the page need not carry the code.
+      body = validate(expandShorthands(parseJson(await c.req.text())), c.req.raw, c.get("server") !== true);
     } catch (err) {
       log.reason = "schema";
       throw err;
