@@ -187,6 +187,12 @@ const SNIPPET_SHORTHANDS: Readonly<Record<string, string>> = Object.fromEntries(
   Object.entries(SNIPPET_NAMES).map(([id, name]) => [name, id]),
 );
 
+/**
+ * The attributes the snippet's automatic page views send (`page-url`, `page-title`, `referrer`,
+ * expanded by worker/activities/shorthand.ts): a page always writes them, so none may have a `source`.
+ */
+const SNIPPET_PAGE_VIEW_ATTRIBUTES: readonly string[] = ["str:cm:page-url", "str:cm:page-title", "str:cm:referrer"];
+
 /** The tracking plan's own rules: friendly names unique and usable, sources and time zones where they fit. */
 function planProblems(where: string, fields: Record<string, FieldSpec>, person: boolean): string[] {
   const problems: string[] = [];
@@ -211,6 +217,10 @@ function planProblems(where: string, fields: Record<string, FieldSpec>, person: 
     if (person && (details?.source !== undefined || details?.required !== undefined))
       problems.push(`${where}.${id}: person fields come from the page (identify); source and required are for activity attributes`);
     if (details?.source !== undefined) {
+      if (!person && SNIPPET_PAGE_VIEW_ATTRIBUTES.includes(id))
+        problems.push(
+          `${where}.${id}: the snippet's automatic page views send this attribute (data-pageviews), so the relay cannot fill it (every page view would be refused); give the relay-filled attribute another id`,
+        );
       const source = EDGE_SOURCES[details.source];
       if (!(source.kinds as readonly FieldKind[]).includes(k))
         problems.push(`${where}.${id}: source ${details.source} fills ${source.kinds.join(", ")} attributes, not ${k}`);

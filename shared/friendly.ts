@@ -65,6 +65,14 @@ function calendarDay(ms: number, zone: string): { year: number; month: number; d
   return { year: part("year"), month: part("month"), day: part("day") };
 }
 
+/** From 0001-01-02T00:00:00Z on, every zone (offsets are under a day) is in year 1 or later. */
+const YEAR_1_SURELY = Date.parse("0001-01-02T00:00:00Z");
+/** Whether an instant is in the years AD in a zone (only asked near year 1, so not cached). */
+function isAnnoDomini(ms: number, zone: string): boolean {
+  const parts = new Intl.DateTimeFormat("en-US", { timeZone: zone, year: "numeric", era: "short" }).formatToParts(ms);
+  return parts.find((p) => p.type === "era")?.value === "AD";
+}
+
 /**
  * Ortto's date `{year, month, day, timezone}` from `"2026-12-24"` (that day), or from an ISO date
  * and time with a zone (the day it is then in `zone`). Ortto's own object is taken as it is.
@@ -78,7 +86,11 @@ export function orttoDate(value: unknown, zone: string): unknown {
       return date;
     }
     if (isDateTime(value)) {
-      const date = calendarDay(Date.parse(value), zone);
+      const ms = Date.parse(value);
+      const date = calendarDay(ms, zone);
+      // Intl counts 1 BC as year 1 (its era part, which this format leaves out, says BC): an
+      // instant up to a day after 0001-01-01 in UTC may still be in year 0 in the zone.
+      if (ms < YEAR_1_SURELY && !isAnnoDomini(ms, zone)) date.year = 0;
       if (!(date.year >= 1 && date.year <= 9999)) throw new ConversionError("expected a date in the years 1–9999");
       return { ...date, timezone: zone };
     }

@@ -55,14 +55,25 @@ function sourceValue(source: EdgeSource, request: Request): string | undefined {
       return ua ? parseAgent(ua)[source] : undefined;
     }
     case "page_url":
-      return request.headers.get("referer") ?? request.headers.get("origin") ?? undefined;
+      return pageUrl(request.headers.get("referer"), request.headers.get("origin"));
     case "country":
-      return cf?.country;
     case "region":
-      return cf?.region;
-    case "city":
-      return cf?.city;
+    case "city": {
+      // Cloudflare sets strings; anything else (a test's or a proxy's cf object) fills nothing.
+      const value: unknown = cf?.[source];
+      return typeof value === "string" ? value : undefined;
+    }
   }
+}
+
+/**
+ * The page's address: the Referer when it is on the request's own origin (the page that sent
+ * it), else the Origin. A Referer from another origin (a page's referrer policy, a forged header)
+ * is not the page the event happened on.
+ */
+function pageUrl(referer: string | null, origin: string | null): string | undefined {
+  if (referer && origin && (referer === origin || referer.startsWith(`${origin}/`))) return referer;
+  return origin ?? undefined;
 }
 
 /** A page's address within Ortto's 255 characters: without its query and fragment when it is longer. */
