@@ -108,6 +108,24 @@ export function orttoDateTime(value: unknown): unknown {
   throw new ConversionError("expected an ISO 8601 date and time with a zone, or epoch milliseconds of a date in the years 1–9999");
 }
 
+/** What a phone string may hold: digits and the separators people write, with one leading +. */
+const PHONE = /^\+?[\d\s().-]+$/;
+/** `+44 (0)20 …`: a trunk prefix kept or dropped depending on who dials, so not one number. */
+const TRUNK_PREFIX = /\(\s*0\s*\)/;
+
+/**
+ * Ortto's phone object from a phone string, its digits and leading + kept for Ortto to parse with
+ * the country code. Only digits and separators: an extension (`x89`, `ext. 2`) or a `(0)` would
+ * be glued into another number, so they are refused, never guessed.
+ */
+export function phoneObject(value: string): { phone: string; parse_with_country_code: true } {
+  if (!PHONE.test(value))
+    throw new ConversionError("expected a phone number: digits, spaces, dashes, dots, brackets and a leading +; no extension");
+  if (TRUNK_PREFIX.test(value))
+    throw new ConversionError("expected a phone number without a (0) trunk prefix: +44 20 7946 0000, not +44 (0)20 7946 0000");
+  return { phone: value.replace(/[^\d+]/g, ""), parse_with_country_code: true };
+}
+
 /** The value Ortto takes for a friendly name's value of this kind, or a ConversionError. */
 export function convert(field: PlannedField, value: unknown, visitorZone: string | undefined): unknown {
   const kind: FieldKind = field.kind;
@@ -122,7 +140,7 @@ export function convert(field: PlannedField, value: unknown, visitorZone: string
       return orttoDateTime(value);
     case "phone":
       // As the snippet's `phone` shorthand: digits and +, for Ortto to parse with its country code.
-      return typeof value === "string" ? { phone: value.replace(/[^\d+]/g, ""), parse_with_country_code: true } : value;
+      return typeof value === "string" ? phoneObject(value) : value;
     case "place":
       return typeof value === "string" ? { name: value } : value;
     default:
@@ -145,15 +163,29 @@ export interface Issue {
   message: string;
 }
 
+/**
+ * What the page wrote, for errors found after the relay renamed its keys: per activity, per part,
+ * Ortto id → the name the page wrote (a friendly name, or the snippet's shorthand), and in `whole`
+ * the `part.id`s whose value the relay made from a string (a phone, a place, a date): an error
+ * inside such a value is the page's string's.
+ */
+export interface Written {
+  attributes?: Map<string, string>;
+  fields?: Map<string, string>;
+  whole?: Set<string>;
+}
+export type Renamed = Map<number, Written>;
+
 /** An object of attributes or person fields with its friendly names put as Ortto ids, or undefined if it has none. */
 function translate(
   object: Record<string, unknown>,
   byName: ReadonlyMap<string, PlannedField>,
-  where: string,
+  at: { i: number; part: "attributes" | "fields"; written: Written },
   visitorZone: string | undefined,
   issues: Issue[],
   edge?: readonly PlannedField[],
-): { object: Record<string, unknown>; renamed: Map<string, string> } | undefined {
+): Record<string, unknown> | undefined {
+  const where = `activities.${at.i}.${at.part}`;
   let friendly = false;
   for (const key in object) {
     // Ortto ids have a colon, friendly names never do: for an activity written in ids this is the whole cost.
@@ -163,7 +195,8 @@ function translate(
     else if (byName.has(key)) friendly = true;
   }
   if (!friendly) return undefined;
-  const renamed = new Map<string, string>();
+  const names = at.written[at.part] ?? new Map<string, string>();
+  at.written[at.part] = names;
   const out: Record<string, unknown> = {};
   for (const key in object) {
     const value = object[key];
@@ -173,30 +206,36 @@ function translate(
       continue;
     }
     if (Object.hasOwn(object, field.id)) {
-      issues.push({ path: `${where}.${segment(key)}`, message: `given twice: as ${key} and as ${field.id}; send one` });
+      // The other key as the page wrote it: the Ortto id, or the snippet's shorthand for it (`page-url`).
+      const other = names.get(field.id) ?? field.id;
+      issues.push({ path: `${where}.${segment(key)}`, message: `given twice: as ${key} and as ${other}; send one` });
       continue;
     }
     try {
-      out[field.id] = value === undefined || value === null ? value : convert(field, value, visitorZone);
-      renamed.set(field.id, key);
+      const converted = value === undefined || value === null ? value : convert(field, value, visitorZone);
+      out[field.id] = converted;
+      names.set(field.id, key);
+      if (converted !== value && typeof value !== "object") {
+        at.written.whole ??= new Set();
+        at.written.whole.add(`${at.part}.${field.id}`);
+      }
     } catch (err) {
       if (!(err instanceof ConversionError)) throw err;
       issues.push({ path: `${where}.${segment(key)}`, message: err.message });
     }
   }
-  return { object: out, renamed };
+  return out;
 }
 
 export function relayFilledMessage(field: PlannedField): string {
   return `set by the relay from ${field.source === "page_url" ? "the page's address" : field.source === "country" || field.source === "region" || field.source === "city" ? "the visitor's location" : "the visitor's User-Agent"} (source ${field.source} in the catalogue): a page does not send it`;
 }
 
-/** What the page wrote, for errors the schema finds after translation: per activity, Ortto id → friendly name. */
-export type Renamed = Map<number, { attributes?: Map<string, string>; fields?: Map<string, string> }>;
-
 export interface Translation {
   issues: Issue[];
   renamed?: Renamed;
+  /** Set when a friendly name was put as an Ortto id: the body changed. */
+  translated?: true;
 }
 
 const isObject = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x);
@@ -206,14 +245,20 @@ const isObject = (x: unknown): x is Record<string, unknown> => typeof x === "obj
  * values, in place. Activities written in Ortto ids are only looked at (a scan of their keys for
  * one without a colon), never copied; the relay calls this only for a body its fast path did not
  * accept. `fromPage`: a page's request, which may not send what the relay fills (here: by friendly
- * name; by Ortto id, worker/activities/edge.ts). Problems are returned with the path as the page
+ * name; by Ortto id, worker/activities/edge.ts). `renamed`: what an earlier pass renamed (the
+ * snippet's shorthands), extended and returned. Problems are returned with the path as the page
  * wrote it.
  */
-export function translateRequest(body: unknown, plan: TrackingPlan, options: { visitorZone?: string; fromPage: boolean }): Translation {
+export function translateRequest(
+  body: unknown,
+  plan: TrackingPlan,
+  options: { visitorZone?: string; fromPage: boolean; renamed?: Renamed },
+): Translation {
   const issues: Issue[] = [];
+  let renamed = options.renamed;
+  let translated = false;
   const list = isObject(body) ? body.activities : undefined;
-  if (!Array.isArray(list)) return { issues };
-  let renamed: Renamed | undefined;
+  if (!Array.isArray(list)) return renamed ? { issues, renamed } : { issues };
   for (let i = 0; i < list.length; i++) {
     const activity: unknown = list[i];
     if (!isObject(activity)) continue;
@@ -221,34 +266,45 @@ export function translateRequest(body: unknown, plan: TrackingPlan, options: { v
     const definition: PlannedActivity | undefined = typeof id === "string" ? plan.activities.get(id) : undefined;
     if (!definition) continue;
     const edge = options.fromPage && definition.edge.length ? definition.edge : undefined;
+    const written: Written = renamed?.get(i) ?? {};
     const { attributes, fields } = activity;
     if (isObject(attributes)) {
-      const t = translate(attributes, definition.byName, `activities.${i}.attributes`, options.visitorZone, issues, edge);
+      const t = translate(attributes, definition.byName, { i, part: "attributes", written }, options.visitorZone, issues, edge);
       if (t) {
-        activity.attributes = t.object;
-        renamed ??= new Map();
-        renamed.set(i, { attributes: t.renamed });
+        activity.attributes = t;
+        translated = true;
       }
     }
     if (isObject(fields)) {
-      const t = translate(fields, plan.personByName, `activities.${i}.fields`, options.visitorZone, issues);
+      const t = translate(fields, plan.personByName, { i, part: "fields", written }, options.visitorZone, issues);
       if (t) {
-        activity.fields = t.object;
-        renamed ??= new Map();
-        renamed.set(i, { ...renamed.get(i), fields: t.renamed });
+        activity.fields = t;
+        translated = true;
       }
     }
+    if ((written.attributes || written.fields) && renamed?.get(i) !== written) {
+      renamed ??= new Map();
+      renamed.set(i, written);
+    }
   }
-  return renamed ? { issues, renamed } : { issues };
+  return { issues, ...(renamed ? { renamed } : {}), ...(translated ? { translated } : {}) };
 }
 
-/** A schema issue's path with the Ortto id put back as the friendly name the page wrote. */
+/** A schema issue's path with the Ortto id put back as the name the page wrote (and no deeper than a value it wrote as a string). */
 export function pathAsSent(path: readonly PropertyKey[], renamed: Renamed | undefined): PropertyKey[] {
   const [top, index, part, key] = path;
   if (!renamed || top !== "activities" || typeof index !== "number" || typeof key !== "string") return [...path];
-  const names = part === "attributes" ? renamed.get(index)?.attributes : part === "fields" ? renamed.get(index)?.fields : undefined;
-  const name = names?.get(key);
-  return name === undefined ? [...path] : [top, index, part as string, name, ...path.slice(4)];
+  const written = renamed.get(index);
+  const name = part === "attributes" || part === "fields" ? written?.[part]?.get(key) : undefined;
+  if (name === undefined) return [...path];
+  return [top, index, part as string, name, ...(written?.whole?.has(`${part as string}.${key}`) ? [] : path.slice(4))];
+}
+
+/** A key the schema names (an unknown one) as the page wrote it: `str:cm:referrer` the page sent as `referrer`. */
+export function keyAsSent(path: readonly PropertyKey[], key: string, renamed: Renamed | undefined): string {
+  const [top, index, part] = path;
+  if (!renamed || top !== "activities" || typeof index !== "number" || !(part === "attributes" || part === "fields")) return key;
+  return renamed.get(index)?.[part]?.get(key) ?? key;
 }
 
 /** The zone a plain date is in when the catalogue names none: the visitor's, when Cloudflare knows it. */

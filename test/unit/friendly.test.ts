@@ -4,7 +4,15 @@ import catalogue from "../../relay.config.ts";
 import { activitiesRequestSchema, fastAccept } from "../../shared/activities.ts";
 import { checkTimeZones, defineCatalogue } from "../../shared/catalogue.ts";
 import { friendlyName, templateName } from "../../shared/field-ids.ts";
-import { ConversionError, orttoDate, orttoDateTime, pathAsSent, thousandths, translateRequest } from "../../shared/friendly.ts";
+import {
+  ConversionError,
+  orttoDate,
+  orttoDateTime,
+  pathAsSent,
+  phoneObject,
+  thousandths,
+  translateRequest,
+} from "../../shared/friendly.ts";
 import { trackingPlan } from "../../shared/plan.ts";
 
 const plan = trackingPlan(catalogue);
@@ -304,6 +312,39 @@ describe("translateRequest", () => {
       0,
       "fields",
       "int:cm:order-total",
+    ]);
+  });
+});
+
+describe("phoneObject", () => {
+  it.each([
+    ["+61 401-234-567", "+61401234567"],
+    ["(02) 9999 9999", "0299999999"],
+    ["+1.555.123.4567", "+15551234567"],
+  ])("%s → %s", (value, phone) => {
+    expect(phoneObject(value)).toEqual({ phone, parse_with_country_code: true });
+  });
+
+  it.each([
+    "+1 (555) 123-4567 x89",
+    "+61 401 234 567 ext. 2",
+    "+61 (0)401 234 567",
+    "+44 ( 0 ) 20 7946 0000",
+    "555-1234 / 555-5678",
+    "1+2",
+  ])("%s is refused, never glued into another number", (value) => {
+    expect(() => phoneObject(value)).toThrow(ConversionError);
+  });
+
+  it("puts a schema path back to the name the page wrote, no deeper than a string it wrote", () => {
+    const renamed = new Map([
+      [0, { attributes: new Map([["phn:cm:contact-phone", "contactPhone"]]), whole: new Set(["attributes.phn:cm:contact-phone"]) }],
+    ]);
+    expect(pathAsSent(["activities", 0, "attributes", "phn:cm:contact-phone", "phone"], renamed)).toEqual([
+      "activities",
+      0,
+      "attributes",
+      "contactPhone",
     ]);
   });
 });

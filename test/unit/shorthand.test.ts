@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { expandShorthands } from "../../worker/activities/shorthand.ts";
+import { type Expansion, expandShorthands, shorthandNames } from "../../worker/activities/shorthand.ts";
 
 describe("expandShorthands (the snippet's short forms, expanded by the relay)", () => {
   it("expands an activity id without act: and the person field shorthands, a phone string to Ortto's phone object", () => {
@@ -35,7 +35,7 @@ describe("expandShorthands (the snippet's short forms, expanded by the relay)", 
     });
   });
 
-  it("leaves Ortto's ids alone, keeps an Ortto id's value over its shorthand's, and converts a phn::phone string", () => {
+  it("leaves Ortto's ids alone, refuses a value given both ways (never drops one), and converts a phn::phone string", () => {
     const body = {
       activities: [
         {
@@ -45,15 +45,55 @@ describe("expandShorthands (the snippet's short forms, expanded by the relay)", 
         { activity_id: "act:cm:logged-in", fields: { "phn::phone": { c: "61", n: "401234567" } } },
       ],
     };
-    expect(expandShorthands(body)).toEqual({
+    const expansion: Expansion = { issues: [], used: [] };
+    expect(expandShorthands(body, expansion)).toEqual({
       activities: [
         {
           activity_id: "act:cm:logged-in",
-          fields: { "str::email": "a@example.com", "phn::phone": { phone: "0401234567", parse_with_country_code: true } },
+          // Both kept, for the relay's 400 (and, without it, for the schema to refuse `email`).
+          fields: {
+            "str::email": "a@example.com",
+            email: "b@example.com",
+            "phn::phone": { phone: "0401234567", parse_with_country_code: true },
+          },
         },
         { activity_id: "act:cm:logged-in", fields: { "phn::phone": { c: "61", n: "401234567" } } },
       ],
     });
+    expect(expansion.issues).toEqual([{ path: "activities.0.fields.email", message: "given twice: as email and as str::email; send one" }]);
+  });
+
+  it("refuses a phone string that is not one number, at the name the page wrote, and records what it expanded", () => {
+    const body = {
+      activities: [
+        { activity_id: "act:cm:logged-in", fields: { email: "a@example.com", phone: "+1 (555) 123-4567 x89" } },
+        { activity_id: "act:cm:logged-in", fields: { "phn::phone": "+44 (0)20 7946 0000" } },
+        { activity_id: "act:cm:viewed-page", fields: { "str::email": "a@example.com" }, attributes: { referrer: "r" } },
+      ],
+    };
+    const expansion: Expansion = { issues: [], used: [] };
+    expandShorthands(body, expansion);
+    expect(expansion.issues).toEqual([
+      {
+        path: "activities.0.fields.phone",
+        message: "expected a phone number: digits, spaces, dashes, dots, brackets and a leading +; no extension",
+      },
+      {
+        path: "activities.1.fields.phn::phone",
+        message: "expected a phone number without a (0) trunk prefix: +44 20 7946 0000, not +44 (0)20 7946 0000",
+      },
+    ]);
+    // Left as strings: the schema refuses them too.
+    expect(body.activities[0]?.fields).toEqual({ "str::email": "a@example.com", "phn::phone": "+1 (555) 123-4567 x89" });
+    const names = shorthandNames(expansion);
+    expect(names?.get(0)?.fields).toEqual(
+      new Map([
+        ["str::email", "email"],
+        ["phn::phone", "phone"],
+      ]),
+    );
+    expect(names?.get(1)).toBeUndefined();
+    expect(names?.get(2)?.attributes).toEqual(new Map([["str:cm:referrer", "referrer"]]));
   });
 
   it("cuts the page-view shorthands to 255 characters as it expands them, and leaves Ortto's ids for the schema", () => {

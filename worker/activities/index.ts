@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { createMiddleware } from "hono/factory";
+import type * as z from "zod/mini";
 import catalogue from "../../relay.config.ts";
 import {
   type ActivitiesRequest,
@@ -12,7 +13,7 @@ import {
   MAX_BODY_BYTES,
 } from "../../shared/activities.ts";
 import { CONSENT_FIELDS } from "../../shared/field-ids.ts";
-import { pathAsSent, translateRequest, visitorZone } from "../../shared/friendly.ts";
+import { keyAsSent, pathAsSent, type Renamed, translateRequest, visitorZone } from "../../shared/friendly.ts";
 import { trackingPlan } from "../../shared/plan.ts";
 import { crawlerFilter, ipRateLimit, trustedSender } from "../abuse.ts";
 import { afterAnswer } from "../after.ts";
@@ -29,7 +30,7 @@ import { flushSoon } from "../limits/ledger.ts";
 import { forwardActivities } from "../upstream.ts";
 import { fillFromRequest } from "./edge.ts";
 import { enrichActivities, locationFor } from "./enrich.ts";
-import { expandShorthands } from "./shorthand.ts";
+import { type Expansion, expandShorthands, shorthandNames } from "./shorthand.ts";
 
 /**
  * Built once per isolate: per-activity schemas for every catalogue entry (the definition of what
@@ -50,25 +51,40 @@ function invalid(details: { path: string; message: string }[]): RelayError {
 }
 
 /**
- * The body, valid, as Ortto takes it. A page's request first gets the attributes the relay fills
+ * The body, valid, as Ortto takes it. The snippet's shorthands were expanded (`expansion`: what
+ * that found). A page's request first gets the attributes the relay fills
  * from it (worker/activities/edge.ts). Then the fast path: a body the predicate accepts is taken as
  * it is, so activities in Ortto's ids pay nothing more. Else the friendly names become Ortto's ids,
  * their values converted (`orderTotal: 24.99` → `int:cm:order-total: 24990`), and the predicate
- * is asked again; failing that the schema decides, and names every problem as the page wrote it.
+ * is asked again; failing that the schema decides, and names every problem as the page wrote it
+ * (its friendly name or shorthand, never an id or a sub-key it did not write).
  */
-function validate(body: unknown, request: Request, fromPage: boolean): ActivitiesRequest {
+function validate(body: unknown, request: Request, fromPage: boolean, expansion: Expansion): ActivitiesRequest {
+  if (expansion.issues.length) throw invalid(expansion.issues);
   if (fromPage) {
     const forged = fillFromRequest(body, plan, request);
     if (forged.length) throw invalid(forged);
   }
   if (accepted(body)) return body;
   const cf = request.cf as IncomingRequestCfProperties | undefined;
-  const { issues, renamed } = translateRequest(body, plan, { visitorZone: visitorZone(cf?.timezone), fromPage });
+  const { issues, renamed, translated } = translateRequest(body, plan, {
+    visitorZone: visitorZone(cf?.timezone),
+    fromPage,
+    renamed: shorthandNames(expansion),
+  });
   if (issues.length) throw invalid(issues);
-  if (renamed && accepted(body)) return body;
+  if (translated && accepted(body)) return body;
   const parsed = requestSchema.safeParse(body);
   if (parsed.success) return parsed.data as ActivitiesRequest;
-  throw invalid(parsed.error.issues.map((issue) => describeIssue(renamed ? { ...issue, path: pathAsSent(issue.path, renamed) } : issue)));
+  throw invalid(parsed.error.issues.map((issue) => describeIssue(renamed ? asSent(issue, renamed) : issue)));
+}
+
+/** A schema issue with its path, and the unknown keys it names, as the page wrote them. */
+function asSent(issue: z.core.$ZodIssue, renamed: Renamed): z.core.$ZodIssue {
+  const path = pathAsSent(issue.path, renamed);
+  return issue.code === "unrecognized_keys"
+    ? { ...issue, path, keys: issue.keys.map((key) => keyAsSent(issue.path, key, renamed)) }
+    : { ...issue, path };
 }
 
 /** text/plain is what a page sends to avoid a CORS preflight; application/json is what servers send. */
@@ -213,7 +229,8 @@ export const activities = new Hono<AppEnv>().post(
     try {
       // The snippet's shorthands (`logged-in`, `email` …) and the catalogue's friendly names become Ortto's ids
       // here, so the page need not carry the code.
-      body = validate(expandShorthands(parseJson(await c.req.text())), c.req.raw, c.get("server") !== true);
+      const expansion: Expansion = { issues: [], used: [] };
+      body = validate(expandShorthands(parseJson(await c.req.text()), expansion), c.req.raw, c.get("server") !== true, expansion);
     } catch (err) {
       log.reason = "schema";
       throw err;

@@ -1,11 +1,14 @@
+import { ConversionError, type Issue, phoneObject, type Renamed } from "../../shared/friendly.ts";
+
 /**
  * The browser snippet's shorthands, expanded at the edge so that the script need not carry the
  * mapping (it is 2 kB gzipped, and every byte is paid by every page view):
  * - an `activity_id` without the `act:` prefix is a custom activity: `logged-in` → `act:cm:logged-in`;
  * - person fields `email`, `first`, `last`, `ei` are `str::email` … and `phone` is `phn::phone`;
- *   a field given both ways keeps the value of its Ortto id;
+ *   a field given both ways is a 400 (as for the plan's friendly names);
  * - a phone given as a string (`phone` or `phn::phone`) becomes Ortto's
- *   `{"phone": "+61401234567", "parse_with_country_code": true}`, keeping only digits and `+`.
+ *   `{"phone": "+61401234567", "parse_with_country_code": true}`, keeping only digits and `+`
+ *   (a string with an extension or a `(0)` is a 400: shared/friendly.ts `phoneObject`).
  * - the page-view attributes the snippet records (`data-pageviews`) come as `page-url`,
  *   `page-title` and `referrer`, for `str:cm:page-url` …, whole: a text value is cut here to
  *   Ortto's 255 characters;
@@ -29,17 +32,49 @@ const ATTRIBUTE_SHORTHANDS = [
 ] as const;
 
 /**
- * Moves `short` to `long` in an object (a value given both ways keeps the long one); with `clip`,
- * a text value moved is cut to Ortto's 255 characters.
+ * What the pass found, when the relay asks (the tests' callers need not): its 400s, as the page
+ * wrote them, and per activity which shorthands it used (bit n: `SHORTHANDS[n]`; bit 8 + n:
+ * `ATTRIBUTE_SHORTHANDS[n]`; `PHONE_STRING`: a phone string became Ortto's object), for the
+ * errors found later to name what the page wrote (`shorthandNames`).
  */
-function expand(object: Record<string, unknown>, pairs: readonly (readonly [string, string])[], clip = false) {
-  for (const [short, long] of pairs) {
+export interface Expansion {
+  issues: Issue[];
+  used: number[];
+}
+const ATTRIBUTE_BIT = 8;
+const PHONE_SHORTHAND = 1 << SHORTHANDS.findIndex(([short]) => short === "phone");
+const PHONE_STRING = 1 << 16;
+
+/**
+ * Moves `short` to `long` in an object; with `clip`, a text value moved is cut to Ortto's 255
+ * characters. A value given both ways is left where it is (the schema refuses the shorthand),
+ * and is a 400 when the relay asks. Returns the bits (from `bit`) of the pairs moved.
+ */
+function expand(
+  object: Record<string, unknown>,
+  pairs: readonly (readonly [string, string])[],
+  clip: boolean,
+  bit: number,
+  at: { i: number; part: "attributes" | "fields"; expansion: Expansion | undefined },
+): number {
+  let used = 0;
+  for (let n = 0; n < pairs.length; n++) {
+    const [short, long] = pairs[n] as readonly [string, string];
     if (Object.hasOwn(object, short)) {
+      if (Object.hasOwn(object, long)) {
+        at.expansion?.issues.push({
+          path: `activities.${at.i}.${at.part}.${short}`,
+          message: `given twice: as ${short} and as ${long}; send one`,
+        });
+        continue;
+      }
+      used |= 1 << (bit + n);
       const value = object[short];
       if (!Object.hasOwn(object, long)) object[long] = clip && typeof value === "string" ? value.slice(0, 255) : value;
       delete object[short];
     }
   }
+  return used;
 }
 
 /** The largest time a Date holds (ms): beyond it, `toISOString` would throw. */
@@ -47,21 +82,51 @@ const MAX_DATE_MS = 8.64e15;
 
 const isObject = (x: unknown): x is Record<string, unknown> => !!x && typeof x === "object" && !Array.isArray(x);
 
-export function expandShorthands(body: unknown): unknown {
+export function expandShorthands(body: unknown, expansion?: Expansion): unknown {
   const activities = isObject(body) ? body.activities : undefined;
   if (!Array.isArray(activities)) return body;
-  for (const activity of activities) {
+  for (let i = 0; i < activities.length; i++) {
+    const activity: unknown = activities[i];
     if (!isObject(activity)) continue;
     const id = activity.activity_id;
     if (typeof id === "string" && id && !id.startsWith("act:")) activity.activity_id = `act:cm:${id}`;
     const created = activity.created;
     if (typeof created === "number" && Math.abs(created) <= MAX_DATE_MS) activity.created = new Date(created).toISOString();
-    if (isObject(activity.attributes)) expand(activity.attributes, ATTRIBUTE_SHORTHANDS, true);
+    let used = 0;
+    if (isObject(activity.attributes))
+      used = expand(activity.attributes, ATTRIBUTE_SHORTHANDS, true, ATTRIBUTE_BIT, { i, part: "attributes", expansion });
     const fields = activity.fields;
-    if (!isObject(fields)) continue;
-    expand(fields, SHORTHANDS);
-    const phone = fields["phn::phone"];
-    if (typeof phone === "string") fields["phn::phone"] = { phone: phone.replace(/[^\d+]/g, ""), parse_with_country_code: true };
+    if (isObject(fields)) {
+      used |= expand(fields, SHORTHANDS, false, 0, { i, part: "fields", expansion });
+      const phone = fields["phn::phone"];
+      if (typeof phone === "string") {
+        try {
+          fields["phn::phone"] = phoneObject(phone);
+          used |= PHONE_STRING;
+        } catch (err) {
+          if (!(err instanceof ConversionError)) throw err;
+          // Left a string, which the schema refuses, when the relay does not ask.
+          const written = used & PHONE_SHORTHAND ? "phone" : "phn::phone";
+          expansion?.issues.push({ path: `activities.${i}.fields.${written}`, message: err.message });
+        }
+      }
+    }
+    if (used && expansion) expansion.used[i] = used;
   }
   return body;
+}
+
+/** The names the page wrote for what the pass expanded, for errors (see friendly.ts `pathAsSent`); built only when one is needed. */
+export function shorthandNames(expansion: Expansion): Renamed | undefined {
+  let renamed: Renamed | undefined;
+  for (const [i, used] of expansion.used.entries()) {
+    if (!used) continue;
+    const fields = new Map<string, string>();
+    const attributes = new Map<string, string>();
+    for (const [n, [short, long]] of SHORTHANDS.entries()) if (used & (1 << n)) fields.set(long, short);
+    for (const [n, [short, long]] of ATTRIBUTE_SHORTHANDS.entries()) if (used & (1 << (ATTRIBUTE_BIT + n))) attributes.set(long, short);
+    renamed ??= new Map();
+    renamed.set(i, { fields, attributes, ...(used & PHONE_STRING ? { whole: new Set(["fields.phn::phone"]) } : {}) });
+  }
+  return renamed;
 }
