@@ -38,7 +38,9 @@ describe("review 2: created in ms, strictly", () => {
    */
   it("refuses a created in ms that is not an integer, naming the field (a 400, never a 500)", async () => {
     const ms = Date.now() - 60_000 + 0.5;
-    const res = await post({ activities: [{ activity_id: "logged-in", key: "k-frac", created: ms, fields: { email: "frac@example.com" } }] });
+    const res = await post({
+      activities: [{ activity_id: "logged-in", key: "k-frac", created: ms, fields: { email: "frac@example.com" } }],
+    });
     expect(res.status).toBe(400);
     const answer = (await res.json()) as { details: { path: string }[] };
     expect(answer.details.map((d) => d.path)).toContain("activities.0.created");
@@ -47,7 +49,17 @@ describe("review 2: created in ms, strictly", () => {
 
   /** HELD: out-of-range numbers, negative, far past, numeric strings: 400 naming created, never a 500. */
   it("refuses odd created values with a 400 that names created", async () => {
-    for (const created of [-1, 0, 8.64e15, -8.64e15, 8.64e15 + 1, 1e21, Number.MAX_SAFE_INTEGER, `${Date.now()}`, Date.now() - 91 * 86_400_000]) {
+    for (const created of [
+      -1,
+      0,
+      8.64e15,
+      -8.64e15,
+      8.64e15 + 1,
+      1e21,
+      Number.MAX_SAFE_INTEGER,
+      `${Date.now()}`,
+      Date.now() - 91 * 86_400_000,
+    ]) {
       const res = await post({ activities: [{ activity_id: "logged-in", key: "k-odd", created, fields: { email: "odd@example.com" } }] });
       expect([created, res.status]).toEqual([created, 400]);
       const answer = (await res.json()) as { details: { path: string; message: string }[] };
