@@ -43,13 +43,12 @@ async function elsewhereThenBack(page: Page, call: () => void) {
 
 describe("review 2: the back/forward cache and what changed meanwhile in another page", () => {
   /**
-   * FINDING (high, privacy): snippet/README.md "consent(false) ... forgets the identity and every
-   * unsent event, of every tab"; "an opt-out that lasts across pages". A page in the back/forward
-   * cache hears no `storage` event, and `pageshow` does not re-read the shared state: the restored
-   * page still has `mem.c`/`mem.i` from before the opt-out. Its next call is stored (persist checks the
-   * stale `allowed()`), and `flush` checks `allowed()` *before* its `read()` and never after, so the
-   * batch goes to the relay with the identity the visitor asked to forget.
-   * Fix: `read()` (and `joined(was, i)`) in the pageshow handler; re-check `allowed()` after `read()` in `flush`.
+   * HELD (kept as a guard): snippet/README.md "consent(false) ... forgets the identity and every
+   * unsent event, of every tab"; "an opt-out that lasts across pages". Suspected: a page in the
+   * back/forward cache misses the storage event and `pageshow` does not re-read the shared state, and
+   * `flush` checks `allowed()` only before its `read()`. In Chromium 150 the restored page does learn
+   * of the opt-out (nothing is sent or stored), so this stays a guard; the code path is still fragile
+   * (re-check `allowed()` after `read()` in `flush` would make it robust).
    */
   it("sends nothing, and stores nothing, from a page restored after the visitor opted out in another page", async () => {
     const context = await newVisitor(browser());
@@ -74,12 +73,9 @@ describe("review 2: the back/forward cache and what changed meanwhile in another
   });
 
   /**
-   * FINDING (medium, privacy): snippet/README.md "`reset()`: forgets the identity (call it on
-   * log-out) ... in every tab of the site". A page in the back/forward cache when the visitor logs
-   * out elsewhere comes back with the old identity in memory (no storage event, no re-read at
-   * pageshow) and `track` stamps `mem.i` as it is: the next event of whoever now uses the browser
-   * is recorded for the person who logged out (its fields are known, so `n` does not catch it).
-   * Fix: re-read the shared state at pageshow (and in `track`, or compare `w` with `n` for every event).
+   * HELD (kept as a guard): snippet/README.md "`reset()`: forgets the identity (call it on log-out)
+   * ... in every tab of the site". A page restored from the back/forward cache after a log-out
+   * elsewhere does not record the next event for the person who logged out.
    */
   it("does not record for the logged-out person an event tracked in a page restored after reset() elsewhere", async () => {
     const context = await newVisitor(browser());
