@@ -169,7 +169,7 @@ describe("review 2: keys from Math.random", () => {
    * async, after the page's scripts). Every tab then has the same `own` key (tabs overwrite each
    * other's queue: "no other live page writes") and the same event keys: when one tab empties its
    * queue and removes the key, the other's storage handler drops its own events whose key appears in
-   * `oldValue`. Here tab B's event, held until tab A identifies the visitor, is lost, uncounted.
+   * `oldValue`. Here one of the two events (A's, in Chromium 150) is lost, uncounted.
    * (Before, event keys came from crypto.randomUUID where available.) Fix: crypto.getRandomValues
    * (or randomUUID) for both, captured at load; or Math.random captured before the page can change it is not possible (async).
    */
