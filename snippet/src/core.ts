@@ -401,8 +401,8 @@ export function createRelay(options: RelayOptions): Relay {
           // `logged-in` is `act:cm:logged-in` to the relay.
           activity_id: id,
           key,
-          // In ms: the relay writes the ISO 8601 string.
-          created: t + ~~(mem.o as number),
+          // In ms: the relay writes the ISO 8601 string. (The offset is whole ms already; `~~` would cut it to 32 bits, ±24.8 days.)
+          created: t + ((mem.o as number) || 0),
           attributes: copy(attributes),
           fields: i?.f,
         },
