@@ -46,7 +46,10 @@ export interface State {
   c?: boolean;
   /** No request before this time (ms): the relay's Retry-After on a 429 or 5xx, honoured by every tab and page. */
   r?: number;
-  /** The relay's clock minus this device's (ms), from the relay's `Date` header: added to every `created`. */
+  /**
+   * The relay's clock minus this device's (ms), from the relay's `Date` header (+500 ms: the middle
+   * of its second): added to every `created`. Changed only by an answer that finds it over 1 s off.
+   */
   o?: number;
   /** An older build's queue (one key for every tab); adopted like an abandoned tab's. */
   q?: Item[];
@@ -331,12 +334,16 @@ export function createRelay(options: RelayOptions): Relay {
       busy = 0;
       // Gone: the next page decides, once the lease is over.
       if (gone) return;
-      const skew = (date as number) - now();
-      // The relay's clock, for every later `created` of every tab.
-      (date as number) > 0 &&
-        change(() => {
-          mem.o = skew;
-        });
+      // The relay's clock minus ours. `Date` is in whole seconds, rounded down: +500 ms centres it.
+      const skew = (date as number) + 500 - now();
+      // For every later `created` of every tab; changed only when it is over 1 s off (never the
+      // jitter of `Date`'s seconds, which would stamp events out of order and write to every tab).
+      // (Squared: over 1 s either way. NaN, no offset yet, is never under it.)
+      (skew - (mem.o as number)) ** 2 < 1e6 ||
+        ((date as number) > 0 &&
+          change(() => {
+            mem.o = skew;
+          }));
       // A batch refused for a `created` in the future was never recorded (nor was any earlier
       // try of it: the relay's clock only moves on), so each such event is corrected, once.
       let fixed = 0;
