@@ -34,6 +34,8 @@ export interface Item {
   o?: 1;
   /** This device's clock at the call (ms), from which `created` is corrected (once) if the relay finds it in the future. */
   w?: number;
+  /** The shared state's `n` at the call: a held event whose `n` is not the current one was tracked before a `reset()`. */
+  n?: number;
 }
 
 /** What every tab shares, under STORAGE_KEY; each change re-reads it first (a small object, written rarely). */
@@ -53,7 +55,11 @@ export interface State {
   o?: number;
   /** An older build's queue (one key for every tab); adopted like an abandoned tab's. */
   q?: Item[];
-  /** When `reset()` was last called (ms), in any tab: events held since before it are nobody's, and never sent. */
+  /**
+   * Which `reset()` this is, in any tab (a count): held events stamped with another were tracked
+   * before it, are nobody's, and are never sent. A count, not a time: a clock that steps back must
+   * not make later events look older.
+   */
   n?: number;
 }
 
@@ -267,7 +273,7 @@ export function createRelay(options: RelayOptions): Relay {
       q = q.filter((i) => {
         if (!known(i.a.fields)) {
           // Held since before a reset: the person who was here then is not the one identified now.
-          if ((i.w as number) < (n as number)) return save();
+          if (i.n !== n) return save();
           // Held events (no identifying field yet) take the identity as it now is.
           if (id) {
             i.a.fields = id.f;
@@ -415,6 +421,10 @@ export function createRelay(options: RelayOptions): Relay {
         },
         t: i?.t,
         w: t,
+        // The reset count as stored now, so that a reset in another tab that this one has not heard
+        // of yet is before this event. (Nothing stored, before consent: a reset then was this tab's,
+        // and `reset()` forgets this tab's held events itself.)
+        n: get(STORAGE_KEY)?.n,
       });
       save();
       kick();
@@ -474,7 +484,7 @@ export function createRelay(options: RelayOptions): Relay {
       } else if (command === "reset") {
         change(() => {
           delete mem.i;
-          mem.n = now();
+          mem.n = -~(mem.n as number);
         });
         q = q.filter((i) => known(i.a.fields));
         save();
