@@ -257,7 +257,6 @@ export function createRelay(options: RelayOptions): Relay {
     };
     /** After a new event: send soon (at once at MAX_BATCH), but never before a pending backoff. */
     const kick = () => (!f && q[MAX_BATCH - 1] ? later(0) : timer || later(f ? backoff(f) : FLUSH_MS));
-    const body = (batch: Item[]) => stringify({ activities: batch.map((i) => i.a), identity_token: batch[0]?.t });
 
     /**
      * The next batch from the queue: identified events not leased, of one identity token, at most
@@ -307,8 +306,13 @@ export function createRelay(options: RelayOptions): Relay {
       for (const i of batch) i.l = now() + LEASE_MS;
       save();
       // text/plain (a string body) makes this a CORS "simple request": no preflight. keepalive lets
-      // it outlive the page. The promise wrapper turns a synchronous throw into a failure like any other.
-      new Promise<Response>((resolve) => resolve(w.fetch(url, { method: "POST", keepalive: true, body: body(batch) })))
+      // it outlive the page. The async wrapper turns a synchronous throw into a failure like any other.
+      (async () =>
+        w.fetch(url, {
+          method: "POST",
+          keepalive: true,
+          body: stringify({ activities: batch.map((i) => i.a), identity_token: batch[0]?.t }),
+        }))()
         .then((r) =>
           r
             .text()
