@@ -360,7 +360,8 @@ export function createRelay(options: RelayOptions): Relay {
       if (status === 400)
         for (const i of batch) {
           // Corrected once: the new `created` is behind the relay's clock, so it never qualifies again.
-          if (+new Date(i.a.created as number) > (date as number) + FUTURE_MS) {
+          // (In ms: an earlier build's ISO string is never more than a number, and is not corrected.)
+          if ((i.a.created as number) > (date as number) + FUTURE_MS) {
             fixed = 1;
             i.a.created = (i.w || now()) + skew;
           }
@@ -522,6 +523,7 @@ export function createRelay(options: RelayOptions): Relay {
     w.addEventListener("pagehide", hide);
     doc.addEventListener("visibilitychange", (e) => doc.hidden && hide(e));
     w.addEventListener("online", flush);
+    /** The last page view's URL ("" after a back/forward cache restore: the next is one, with `document.referrer`). */
     let last: string | undefined;
     /** The URL without the hash: it changes on in-page links, and may carry tokens. */
     const here = () => w.location.href.split("#")[0] as string;
@@ -533,7 +535,7 @@ export function createRelay(options: RelayOptions): Relay {
           // Cut to Ortto's 255 characters by the relay.
           "page-url": href,
           "page-title": doc.title,
-          referrer: last ?? doc.referrer,
+          referrer: last || doc.referrer,
         });
         last = href;
       }
@@ -547,7 +549,7 @@ export function createRelay(options: RelayOptions): Relay {
         if (e.persisted) {
           gone = 0;
           if (kept && !get(own)) q = [];
-          last = undefined;
+          last = "";
           view();
           // Alive again (h no longer 0), and what others left is adopted.
           save();
