@@ -169,7 +169,14 @@ export function createRelay(options: RelayOptions): Relay {
      * cache finds missing then was adopted by another page; not so after a failed write, a full quota).
      */
     let kept: unknown;
-    const own = `${STORAGE_KEY}:${Math.random()}`;
+    /** Events tracked by this page: after `own`, a key no other page's event has (10 digits, so that no key is part of another). */
+    let count = 1e9;
+    /**
+     * This page's key, and the start of its events' keys: random from `crypto`, not `Math.random`,
+     * which a page may have seeded (the same in every tab: their keys would clash). `randomUUID` needs
+     * a secure context: an http page falls back on Math.random.
+     */
+    const own = `${STORAGE_KEY}:${crypto.randomUUID?.() ?? Math.random()}`;
 
     const blocked = nav.globalPrivacyControl === true && gpc !== "ignore";
     /** May we send and store? Refused or not-yet-given consent keeps everything in memory. */
@@ -409,9 +416,8 @@ export function createRelay(options: RelayOptions): Relay {
     });
 
     const track = (id: string, attributes?: Record<string, unknown>) => {
-      // 16 random digits or more: Ortto merges on key and created together, so a key need only be
-      // unique among one millisecond's events.
-      const key = `${Math.random()}`;
+      // This page's key and a count: unique among every page's events (Ortto merges on key and created together).
+      const key = own + ++count;
       const { i } = mem;
       const t = now();
       q.push({
@@ -503,6 +509,7 @@ export function createRelay(options: RelayOptions): Relay {
       safe((e: StorageEvent) => {
         const { key: k, oldValue, newValue } = e;
         if (k === own) {
+          // Adopted: what it held is another page's now (a key is never part of another: `count`'s fixed width).
           if (!newValue) q = q.filter((i) => !oldValue?.includes(i.a.key as string));
         } else if (k === STORAGE_KEY) {
           const was = allowed();

@@ -38,7 +38,7 @@ describe("batching", () => {
       activities: [
         {
           activity_id: "act:cm:logged-in",
-          key: expect.stringMatching(/^0\.\d{10,}/),
+          key: expect.stringMatching(/^relay:[0-9a-f-]{36}1000000001$/),
           created: "2026-11-27T06:00:00.000Z",
           attributes: { "str:cm:payment-plan": "starter" },
           fields: { "str::email": "chris@example.com" },
