@@ -532,17 +532,20 @@ export function createRelay(options: RelayOptions): Relay {
     w.addEventListener("online", flush);
     /** The last page view's URL ("" after a back/forward cache restore: the next is one, with `document.referrer`). */
     let last: string | undefined;
-    /** The URL without the hash: it changes on in-page links, and may carry tokens. */
-    const here = () => w.location.href.split("#")[0] as string;
+    /**
+     * The URL without the hash (it changes on in-page links, and may carry tokens), cut to 2,000
+     * characters, as are the title and the referrer: the relay cuts them to Ortto's 255, and a
+     * longer one (a SPA's state in the URL) would make the event too large to send at all.
+     */
+    const here = () => (w.location.href.split("#")[0] as string).slice(0, 2e3);
     /** A page view (with data-pageviews), unless the URL is the last one's. */
     const view = safe(() => {
       const href = here();
       if (pageviews && href !== last) {
         track(pageviews, {
-          // Cut to Ortto's 255 characters by the relay.
           "page-url": href,
-          "page-title": doc.title,
-          referrer: last || doc.referrer,
+          "page-title": doc.title.slice(0, 2e3),
+          referrer: (last || doc.referrer).slice(0, 2e3),
         });
         last = href;
       }
