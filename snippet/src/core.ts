@@ -163,7 +163,7 @@ export function createRelay(options: RelayOptions): Relay {
     /** A write of the queue is due at the end of this task. */
     let due = 0;
     /** The page is hidden for good (pagehide): its queue is for the next page, and late answers are ignored. */
-    let gone = 0;
+    let gone: boolean | 0 = 0;
     /**
      * This tab's key holds its queue as last written (what a page restored from the back/forward
      * cache finds missing then was adopted by another page; not so after a failed write, a full quota).
@@ -182,10 +182,10 @@ export function createRelay(options: RelayOptions): Relay {
     /** May we send and store? Refused or not-yet-given consent keeps everything in memory. */
     const allowed = () => !blocked && (mem.c ?? mode !== "required");
     const store = () => w.localStorage;
-    /** A stored value, parsed (null when missing; undefined when storage or the value is broken). */
+    /** A stored value, parsed (0 when missing; undefined when storage or the value is broken). */
     const get = (key: string) => {
       try {
-        return parse(store().getItem(key) as string);
+        return parse((store().getItem(key) || 0) as string);
       } catch {}
     };
     /** Stores a value (and returns it), or removes the key. A failure (a full quota) only costs this write. */
@@ -279,7 +279,8 @@ export function createRelay(options: RelayOptions): Relay {
       q = q.filter((i) => {
         if (!known(i.a.fields)) {
           // Held since before a reset: the person who was here then is not the one identified now.
-          if (i.n !== n) return save();
+          // (Reset counts are small integers or unset: `^` is non-zero exactly when they differ, in fewer bytes than `!==`.)
+          if ((i.n as number) ^ (n as number)) return save();
           // Held events (no identifying field yet) take the identity as it now is.
           if (id) {
             i.a.fields = id.f;
@@ -411,7 +412,8 @@ export function createRelay(options: RelayOptions): Relay {
       view();
       // Offline, or the relay failing: keep the events for the next page instead.
       nav.onLine && !f && flush();
-      gone = +(e.type === "pagehide");
+      // Gone for good at pagehide, not at visibilitychange (of the two, only "pagehide" sorts before "q").
+      gone = e.type < "q";
       persist();
     });
 
@@ -435,7 +437,8 @@ export function createRelay(options: RelayOptions): Relay {
         // The reset count as stored now, so that a reset in another tab that this one has not heard
         // of yet is before this event. (Nothing stored, before consent: a reset then was this tab's,
         // and `reset()` forgets this tab's held events itself.)
-        n: get(STORAGE_KEY)?.n,
+        // (Storage broken: this tab's own count, as `reset()` set it in memory.)
+        n: (get(STORAGE_KEY) ?? mem).n,
       });
       save();
       kick();

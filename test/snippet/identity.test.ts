@@ -232,6 +232,26 @@ describe("events before identify", () => {
     expect(storage.state()?.d ?? 0).toBe(0);
   });
 
+  it("are kept when tracked after a reset in a page whose storage throws on every call", async () => {
+    const storage = Object.assign(new MemoryStorage(), { broken: true });
+    const page = openPage({ storage });
+    page.relay("reset");
+    page.relay("track", "logged-in", { "int::v": 1 });
+    page.relay("identify", { email: "next@example.com" });
+    await settle();
+    expect(page.activities().map((a) => [a.attributes?.["int::v"], a.fields])).toEqual([[1, { "str::email": "next@example.com" }]]);
+  });
+
+  it("are kept when tracked after a reset made before consent (nothing stored then), once consent comes", async () => {
+    const page = openPage({ consent: "required" });
+    page.relay("reset");
+    page.relay("track", "logged-in", { "int::v": 1 });
+    page.relay("consent", true);
+    page.relay("identify", { email: "next@example.com" });
+    await settle();
+    expect(page.activities().map((a) => [a.attributes?.["int::v"], a.fields])).toEqual([[1, { "str::email": "next@example.com" }]]);
+  });
+
   it("are forgotten by a reset in another tab too, whether or not that tab has heard of it yet", async () => {
     const storage = new MemoryStorage();
     const [a, b, c] = [openPage({ storage }), openPage({ storage }), openPage({ storage })];
