@@ -34,6 +34,8 @@ export interface Item {
   o?: 1;
   /** This device's clock at the call (ms), from which `created` is corrected (once) if the relay finds it in the future. */
   w?: number;
+  /** The shared state's `n` at the call: a held event whose `n` is not the current one was tracked before a `reset()`. */
+  n?: number;
 }
 
 /** What every tab shares, under STORAGE_KEY; each change re-reads it first (a small object, written rarely). */
@@ -46,11 +48,18 @@ export interface State {
   c?: boolean;
   /** No request before this time (ms): the relay's Retry-After on a 429 or 5xx, honoured by every tab and page. */
   r?: number;
-  /** The relay's clock minus this device's (ms), from the relay's `Date` header: added to every `created`. */
+  /**
+   * The relay's clock minus this device's (ms), from the relay's `Date` header (+500 ms: the middle
+   * of its second): added to every `created`. Changed only by an answer that finds it over 1 s off.
+   */
   o?: number;
   /** An older build's queue (one key for every tab); adopted like an abandoned tab's. */
   q?: Item[];
-  /** When `reset()` was last called (ms), in any tab: events held since before it are nobody's, and never sent. */
+  /**
+   * Which `reset()` this is, in any tab (a count): held events stamped with another were tracked
+   * before it, are nobody's, and are never sent. A count, not a time: a clock that steps back must
+   * not make later events look older.
+   */
   n?: number;
 }
 
@@ -154,22 +163,29 @@ export function createRelay(options: RelayOptions): Relay {
     /** A write of the queue is due at the end of this task. */
     let due = 0;
     /** The page is hidden for good (pagehide): its queue is for the next page, and late answers are ignored. */
-    let gone = 0;
+    let gone: boolean | 0 = 0;
     /**
      * This tab's key holds its queue as last written (what a page restored from the back/forward
      * cache finds missing then was adopted by another page; not so after a failed write, a full quota).
      */
     let kept: unknown;
-    const own = `${STORAGE_KEY}:${Math.random()}`;
+    /** Events tracked by this page: after `own`, a key no other page's event has (10 digits, so that no key is part of another). */
+    let count = 1e9;
+    /**
+     * This page's key, and the start of its events' keys: random from `crypto`, not `Math.random`,
+     * which a page may have seeded (the same in every tab: their keys would clash). `randomUUID` needs
+     * a secure context: an http page falls back on Math.random.
+     */
+    const own = `${STORAGE_KEY}:${crypto.randomUUID?.() ?? Math.random()}`;
 
     const blocked = nav.globalPrivacyControl === true && gpc !== "ignore";
     /** May we send and store? Refused or not-yet-given consent keeps everything in memory. */
     const allowed = () => !blocked && (mem.c ?? mode !== "required");
     const store = () => w.localStorage;
-    /** A stored value, parsed (null when missing; undefined when storage or the value is broken). */
+    /** A stored value, parsed (0 when missing; undefined when storage or the value is broken). */
     const get = (key: string) => {
       try {
-        return parse(store().getItem(key) as string);
+        return parse((store().getItem(key) || 0) as string);
       } catch {}
     };
     /** Stores a value (and returns it), or removes the key. A failure (a full quota) only costs this write. */
@@ -248,7 +264,6 @@ export function createRelay(options: RelayOptions): Relay {
     };
     /** After a new event: send soon (at once at MAX_BATCH), but never before a pending backoff. */
     const kick = () => (!f && q[MAX_BATCH - 1] ? later(0) : timer || later(f ? backoff(f) : FLUSH_MS));
-    const body = (batch: Item[]) => stringify({ activities: batch.map((i) => i.a), identity_token: batch[0]?.t });
 
     /**
      * The next batch from the queue: identified events not leased, of one identity token, at most
@@ -264,7 +279,8 @@ export function createRelay(options: RelayOptions): Relay {
       q = q.filter((i) => {
         if (!known(i.a.fields)) {
           // Held since before a reset: the person who was here then is not the one identified now.
-          if ((i.w as number) < (n as number)) return save();
+          // (Reset counts are small integers or unset: `^` is non-zero exactly when they differ, in fewer bytes than `!==`.)
+          if ((i.n as number) ^ (n as number)) return save();
           // Held events (no identifying field yet) take the identity as it now is.
           if (id) {
             i.a.fields = id.f;
@@ -298,8 +314,13 @@ export function createRelay(options: RelayOptions): Relay {
       for (const i of batch) i.l = now() + LEASE_MS;
       save();
       // text/plain (a string body) makes this a CORS "simple request": no preflight. keepalive lets
-      // it outlive the page. The promise wrapper turns a synchronous throw into a failure like any other.
-      new Promise<Response>((resolve) => resolve(w.fetch(url, { method: "POST", keepalive: true, body: body(batch) })))
+      // it outlive the page. The async wrapper turns a synchronous throw into a failure like any other.
+      (async () =>
+        w.fetch(url, {
+          method: "POST",
+          keepalive: true,
+          body: stringify({ activities: batch.map((i) => i.a), identity_token: batch[0]?.t }),
+        }))()
         .then((r) =>
           r
             .text()
@@ -331,19 +352,24 @@ export function createRelay(options: RelayOptions): Relay {
       busy = 0;
       // Gone: the next page decides, once the lease is over.
       if (gone) return;
-      const skew = (date as number) - now();
-      // The relay's clock, for every later `created` of every tab.
-      (date as number) > 0 &&
-        change(() => {
-          mem.o = skew;
-        });
+      // The relay's clock minus ours. `Date` is in whole seconds, rounded down: +500 ms centres it.
+      const skew = (date as number) + 500 - now();
+      // For every later `created` of every tab; changed only when it is over 1 s off (never the
+      // jitter of `Date`'s seconds, which would stamp events out of order and write to every tab).
+      // (Squared: over 1 s either way. NaN, no offset yet, is never under it.)
+      (skew - (mem.o as number)) ** 2 < 1e6 ||
+        ((date as number) > 0 &&
+          change(() => {
+            mem.o = skew;
+          }));
       // A batch refused for a `created` in the future was never recorded (nor was any earlier
       // try of it: the relay's clock only moves on), so each such event is corrected, once.
       let fixed = 0;
       if (status === 400)
         for (const i of batch) {
           // Corrected once: the new `created` is behind the relay's clock, so it never qualifies again.
-          if (+new Date(i.a.created as number) > (date as number) + FUTURE_MS) {
+          // (In ms: an earlier build's ISO string is never more than a number, and is not corrected.)
+          if ((i.a.created as number) > (date as number) + FUTURE_MS) {
             fixed = 1;
             i.a.created = (i.w || now()) + skew;
           }
@@ -386,14 +412,14 @@ export function createRelay(options: RelayOptions): Relay {
       view();
       // Offline, or the relay failing: keep the events for the next page instead.
       nav.onLine && !f && flush();
-      gone = +(e.type === "pagehide");
+      // Gone for good at pagehide, not at visibilitychange (of the two, only "pagehide" sorts before "q").
+      gone = e.type < "q";
       persist();
     });
 
     const track = (id: string, attributes?: Record<string, unknown>) => {
-      // 16 random digits or more: Ortto merges on key and created together, so a key need only be
-      // unique among one millisecond's events.
-      const key = `${Math.random()}`;
+      // This page's key and a count: unique among every page's events (Ortto merges on key and created together).
+      const key = own + ++count;
       const { i } = mem;
       const t = now();
       q.push({
@@ -401,13 +427,18 @@ export function createRelay(options: RelayOptions): Relay {
           // `logged-in` is `act:cm:logged-in` to the relay.
           activity_id: id,
           key,
-          // In ms: the relay writes the ISO 8601 string.
-          created: t + ~~(mem.o as number),
+          // In ms: the relay writes the ISO 8601 string. (The offset is whole ms already; `~~` would cut it to 32 bits, ±24.8 days.)
+          created: t + ((mem.o as number) || 0),
           attributes: copy(attributes),
           fields: i?.f,
         },
         t: i?.t,
         w: t,
+        // The reset count as stored now, so that a reset in another tab that this one has not heard
+        // of yet is before this event. (Nothing stored, before consent: a reset then was this tab's,
+        // and `reset()` forgets this tab's held events itself.)
+        // (Storage broken: this tab's own count, as `reset()` set it in memory.)
+        n: (get(STORAGE_KEY) ?? mem).n,
       });
       save();
       kick();
@@ -467,7 +498,7 @@ export function createRelay(options: RelayOptions): Relay {
       } else if (command === "reset") {
         change(() => {
           delete mem.i;
-          mem.n = now();
+          mem.n = -~(mem.n as number);
         });
         q = q.filter((i) => known(i.a.fields));
         save();
@@ -481,6 +512,7 @@ export function createRelay(options: RelayOptions): Relay {
       safe((e: StorageEvent) => {
         const { key: k, oldValue, newValue } = e;
         if (k === own) {
+          // Adopted: what it held is another page's now (a key is never part of another: `count`'s fixed width).
           if (!newValue) q = q.filter((i) => !oldValue?.includes(i.a.key as string));
         } else if (k === STORAGE_KEY) {
           const was = allowed();
@@ -501,18 +533,22 @@ export function createRelay(options: RelayOptions): Relay {
     w.addEventListener("pagehide", hide);
     doc.addEventListener("visibilitychange", (e) => doc.hidden && hide(e));
     w.addEventListener("online", flush);
+    /** The last page view's URL ("" after a back/forward cache restore: the next is one, with `document.referrer`). */
     let last: string | undefined;
-    /** The URL without the hash: it changes on in-page links, and may carry tokens. */
-    const here = () => w.location.href.split("#")[0] as string;
+    /**
+     * The URL without the hash (it changes on in-page links, and may carry tokens), cut to 2,000
+     * characters, as are the title and the referrer: the relay cuts them to Ortto's 255, and a
+     * longer one (a SPA's state in the URL) would make the event too large to send at all.
+     */
+    const here = () => (w.location.href.split("#")[0] as string).slice(0, 2e3);
     /** A page view (with data-pageviews), unless the URL is the last one's. */
     const view = safe(() => {
       const href = here();
       if (pageviews && href !== last) {
         track(pageviews, {
-          // Cut to Ortto's 255 characters by the relay.
           "page-url": href,
-          "page-title": doc.title,
-          referrer: last ?? doc.referrer,
+          "page-title": doc.title.slice(0, 2e3),
+          referrer: (last || doc.referrer).slice(0, 2e3),
         });
         last = href;
       }
@@ -526,7 +562,7 @@ export function createRelay(options: RelayOptions): Relay {
         if (e.persisted) {
           gone = 0;
           if (kept && !get(own)) q = [];
-          last = undefined;
+          last = "";
           view();
           // Alive again (h no longer 0), and what others left is adopted.
           save();

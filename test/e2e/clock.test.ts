@@ -14,12 +14,14 @@ import {
   sleep,
   snippetLoaded,
   startProxy,
+  stored,
   useBrowser,
   watch,
 } from "./helpers.ts";
 
 const browser = useBrowser();
 const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
 
 /** What the emulator holds for `email` once nothing more is on its way, and how many re-sends it merged. */
 async function settled(email: string) {
@@ -96,6 +98,63 @@ describe("a device whose clock is wrong", () => {
     expect(mine).toHaveLength(2);
     expect(duplicates).toBe(0);
     await context.close();
+  });
+});
+
+describe("the relay's clock, learnt from its Date header", () => {
+  /**
+   * An offset of more than 2^31 ms (24.8 days) is kept whole (it was cut to 32 bits, `~~`: dates
+   * wrong by multiples of 49.7 days, and over 74.6 days slow refused as over 90 days old, dropped).
+   */
+  it("stamps events in the relay's time once it has answered, from a device whose clock is 40 days slow", async () => {
+    const context = await newVisitor(browser());
+    await context.addInitScript(clockShift, -40 * DAY);
+    const page = await context.newPage();
+    const email = emailFor("clock-40d");
+    await page.goto(pageUrl("tag"));
+    await snippetLoaded(page);
+    await page.evaluate((email) => {
+      relay("identify", { email });
+      relay("track", "logged-in", { "int::v": 1 });
+    }, email);
+    await activitiesOf(email, 1);
+    // The answer taught the offset (40 days).
+    await sleep(300);
+    const offset = (await stored(page))?.o ?? 0;
+    expect(Math.abs(offset - 40 * DAY)).toBeLessThan(60_000);
+    const before = Date.now();
+    await page.evaluate(() => relay("track", "logged-in", { "int::v": 2 }));
+    const both = await activitiesOf(email, 2);
+    const second = Date.parse(both.find((a) => a.attributes["int::v"] === 2)?.created as string);
+    await context.close();
+    expect((second - before) / DAY).toBeCloseTo(0, 1);
+  });
+
+  /**
+   * `Date` has whole seconds, rounded down: the offset is centred (+500 ms) and changed only by an
+   * answer that finds it over 1 s off, so an event tracked just after an answer is not stamped
+   * before those tracked earlier (it jittered between 0 and -999 ms with every answer).
+   */
+  it("stamps events tracked one after the other in order (the Date header's one-second resolution)", async () => {
+    const context = await newVisitor(browser());
+    const page = await context.newPage();
+    const email = emailFor("clock-order");
+    await page.goto(pageUrl("tag"));
+    await snippetLoaded(page);
+    await page.evaluate((email) => relay("identify", { email }), email);
+    await page.evaluate(async () => {
+      // Early in a second: the relay's Date header will say the second that began ~150 ms before.
+      while (Date.now() % 1000 < 150 || Date.now() % 1000 > 250) await new Promise((r) => setTimeout(r, 5));
+      // Ten events go at once (MAX_BATCH).
+      for (let v = 0; v < 10; v++) relay("track", "logged-in", { "int::v": v });
+      // The answer arrives and is heard (the offset stored), then the eleventh event.
+      while (JSON.parse(localStorage.getItem("relay") ?? "{}").o === undefined) await new Promise((r) => setTimeout(r, 2));
+      relay("track", "logged-in", { "int::v": 10 });
+    });
+    const all = await activitiesOf(email, 11);
+    await context.close();
+    const at = (v: number) => Date.parse(all.find((a) => a.attributes["int::v"] === v)?.created as string);
+    expect(at(10) - at(9)).toBeGreaterThanOrEqual(0);
   });
 });
 

@@ -48,8 +48,8 @@ describe("delivery from a real page", () => {
     // key and created were set in the browser (not by the relay), when the queued call ran.
     expect(seen.sent).toHaveLength(1);
     const wire = seen.sent[0]?.body.activities[0];
-    // Random digits (the relay's own keys are `relay:<hex>`).
-    expect(a.key).toMatch(/^0\.\d{10,}$/);
+    // The tab's key (`relay:` and a UUID) and a 10-digit count (the relay's own keys are `relay:` and 40 hex digits).
+    expect(a.key).toMatch(/^relay:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\d{10}$/);
     expect(a.key).toBe(wire?.key);
     // On the wire in ms; the relay writes it as Ortto's ISO string.
     expect(wire?.created).toEqual(expect.any(Number));

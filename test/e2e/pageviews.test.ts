@@ -1,9 +1,11 @@
 /// <reference types="node" />
 /** Automatic page views in a real browser, on load and on a single-page app's navigation. */
 import { describe, expect, it } from "vitest";
-import { activitiesOf, emailFor, emulator, newVisitor, pageUrl, sleep, snippetLoaded, useBrowser, watch } from "./helpers.ts";
+import { activitiesOf, emailFor, emulator, newVisitor, pageUrl, sleep, snippetLoaded, stored, useBrowser, watch } from "./helpers.ts";
 
 const browser = useBrowser();
+
+const mine = async (email: string) => (await emulator()).activities.filter((a) => a.fields["str::email"] === email);
 
 describe("page views", () => {
   it('records act:cm:viewed-page with str:cm:page-url on load and on history.pushState, with data-pageviews="act:cm:viewed-page"', async () => {
@@ -41,5 +43,31 @@ describe("page views", () => {
     expect((await emulator()).activities).toHaveLength(2);
     expect(seen.errors).toEqual([]);
     await context.close();
+  });
+});
+
+describe("page views with a long URL", () => {
+  /**
+   * Page-view strings are cut to 2,000 characters in the page (the relay cuts them to 255): sent
+   * whole, a URL over 20,000 characters made its page view, and the next one's (its referrer), too
+   * large to send at all, and both were given up.
+   */
+  it("records the page views of a SPA route with a 25,000-character URL and of the route after it", async () => {
+    const context = await newVisitor(browser());
+    const page = await context.newPage();
+    const email = emailFor("long-url");
+    await page.goto(pageUrl("tag", { "data-pageviews": "act:cm:viewed-page", "data-debug": "" }));
+    await snippetLoaded(page);
+    await page.evaluate((email) => relay("identify", { email }), email);
+    await activitiesOf(email, 1);
+    await page.evaluate(() => history.pushState(null, "", `?state=${"s".repeat(25_000)}`));
+    await sleep(900);
+    await page.evaluate(() => history.pushState(null, "", "/next-route"));
+    await sleep(900);
+    await activitiesOf(email, 3, 4_000).catch(() => []);
+    const views = await mine(email);
+    const d = (await stored(page))?.d ?? 0;
+    await context.close();
+    expect({ views: views.length, d }).toEqual({ views: 3, d: 0 });
   });
 });

@@ -38,7 +38,7 @@ describe("batching", () => {
       activities: [
         {
           activity_id: "act:cm:logged-in",
-          key: expect.stringMatching(/^0\.\d{10,}/),
+          key: expect.stringMatching(/^relay:[0-9a-f-]{36}1000000001$/),
           created: "2026-11-27T06:00:00.000Z",
           attributes: { "str:cm:payment-plan": "starter" },
           fields: { "str::email": "chris@example.com" },
@@ -547,13 +547,33 @@ describe("a device whose clock is wrong", () => {
     const [refused, resent] = page.activities();
     expect(resent?.key).toBe(refused?.key);
     expect(refused?.created).toBe("2026-11-27T06:00:00.000Z");
-    expect(resent?.created).toBe("2026-11-27T04:00:00.000Z");
-    expect(page.storage.state()).toMatchObject({ q: [], o: -2 * 3_600_000 });
+    // The relay's `Date` says 04:00:00 (whole seconds, rounded down): its clock is taken as the middle of that second.
+    expect(resent?.created).toBe("2026-11-27T04:00:00.500Z");
+    expect(page.storage.state()).toMatchObject({ q: [], o: -2 * 3_600_000 + 500 });
     // Later events, in this tab or the next page, carry the relay's time from the start.
     const next = openPage({ storage: page.storage });
     next.relay("track", "placed-order");
     await wait(FLUSH_MS);
-    expect(next.activities().map((a) => a.created)).toEqual(["2026-11-27T04:00:01.000Z"]);
+    expect(next.activities().map((a) => a.created)).toEqual(["2026-11-27T04:00:01.500Z"]);
+  });
+
+  it("keeps the stored offset while the relay's clock agrees with it within a second (no rewrite, no storage event per answer)", async () => {
+    const page = identifiedPage();
+    page.relayAhead = 5_000;
+    page.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    expect(page.storage.state()?.o).toBe(5_500);
+    // Answered 0.3 s, then 0.6 s into a second, `Date` gives the offset as 0.3 s, then 0.6 s less: it stays.
+    // Then the relay's clock is 7 s ahead (answered 0.9 s into a second: 6.6 s), 1.1 s off: it follows.
+    const offsets = [];
+    for (const ahead of [5_000, 5_000, 7_000]) {
+      page.relayAhead = ahead;
+      await wait(300);
+      page.relay("track", "placed-order");
+      await wait(FLUSH_MS);
+      offsets.push(page.storage.state()?.o);
+    }
+    expect(offsets).toEqual([5_500, 5_500, 6_600]);
   });
 
   it("never re-dates an event the relay may have recorded: a 400 for another reason keeps created, and splits as before", async () => {

@@ -215,6 +215,43 @@ describe("events before identify", () => {
     expect(page.fetch).not.toHaveBeenCalled();
   });
 
+  it("are kept when tracked after a reset, even once the device's clock has stepped back past it", async () => {
+    const storage = new MemoryStorage();
+    const [a, b] = [openPage({ storage }), openPage({ storage })];
+    a.relay("reset");
+    await vi.advanceTimersByTimeAsync(1);
+    // The clock is corrected a minute back (it ran fast): the reset is a count, not a time.
+    vi.setSystemTime(Date.now() - 60_000);
+    a.relay("track", "logged-in", { "int::v": 1 });
+    b.relay("track", "logged-in", { "int::v": 2 });
+    await vi.advanceTimersByTimeAsync(1);
+    a.relay("identify", { email: "next@example.com" });
+    await settle();
+    const sent = [a, b].flatMap((p) => p.activities().map((x) => x.attributes?.["int::v"]));
+    expect(sent.sort()).toEqual([1, 2]);
+    expect(storage.state()?.d ?? 0).toBe(0);
+  });
+
+  it("are kept when tracked after a reset in a page whose storage throws on every call", async () => {
+    const storage = Object.assign(new MemoryStorage(), { broken: true });
+    const page = openPage({ storage });
+    page.relay("reset");
+    page.relay("track", "logged-in", { "int::v": 1 });
+    page.relay("identify", { email: "next@example.com" });
+    await settle();
+    expect(page.activities().map((a) => [a.attributes?.["int::v"], a.fields])).toEqual([[1, { "str::email": "next@example.com" }]]);
+  });
+
+  it("are kept when tracked after a reset made before consent (nothing stored then), once consent comes", async () => {
+    const page = openPage({ consent: "required" });
+    page.relay("reset");
+    page.relay("track", "logged-in", { "int::v": 1 });
+    page.relay("consent", true);
+    page.relay("identify", { email: "next@example.com" });
+    await settle();
+    expect(page.activities().map((a) => [a.attributes?.["int::v"], a.fields])).toEqual([[1, { "str::email": "next@example.com" }]]);
+  });
+
   it("are forgotten by a reset in another tab too, whether or not that tab has heard of it yet", async () => {
     const storage = new MemoryStorage();
     const [a, b, c] = [openPage({ storage }), openPage({ storage }), openPage({ storage })];

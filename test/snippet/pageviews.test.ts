@@ -40,6 +40,30 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
     ]);
   });
 
+  it("records a route whose URL is very long (a SPA's state), and the route after it, cutting what it sends to 2,000 characters", async () => {
+    const { page, views, history, doc } = spa();
+    const long = `/search?state=${"s".repeat(25_000)}`;
+    doc.title = "t".repeat(25_000);
+    history.pushState({}, "", long);
+    await wait(700);
+    history.pushState({}, "", "/next-route");
+    await wait(700);
+    // The relay cuts to Ortto's 255; the page sends at most 2,000 of each, never an event too large to send.
+    expect((await views()).map((v) => v.map((x) => (x as string).length))).toEqual([
+      [21, 4, 31],
+      [255, 255, 21],
+      [31, 255, 255],
+    ]);
+    const sent = page.sent.flatMap((s) => (JSON.parse(s.raw) as { activities: { attributes: Record<string, string> }[] }).activities);
+    expect(
+      sent.slice(1).map((a) => [a.attributes["page-url"]?.length, a.attributes["page-title"]?.length, a.attributes.referrer?.length]),
+    ).toEqual([
+      [2000, 2000, 21],
+      [31, 2000, 2000],
+    ]);
+    expect(page.storage.state()?.d ?? 0).toBe(0);
+  });
+
   it("records one on replaceState to a new URL, none when only the state or the hash changes", async () => {
     const { views, history } = spa();
     history.replaceState({ scroll: 10 }, "");

@@ -115,18 +115,47 @@ describe("the page is never broken", () => {
     expect(page.storage.state()?.q).toHaveLength(1);
   });
 
-  it("gives every event a key of its own without crypto (an http page has no randomUUID): random digits", async () => {
-    const page = openPage({
-      beforeStart: (w) => {
-        Object.defineProperty(w, "crypto", { value: {}, configurable: true });
-      },
+  it("gives every event a key of its own, in every tab, even when the page has seeded Math.random", async () => {
+    const storage = new MemoryStorage();
+    // A seeded generator (as seedrandom leaves it): the same sequence in every page.
+    const seeded = () => {
+      let s = 42;
+      return () => {
+        s = (s * 16807) % 2147483647;
+        return (s - 1) / 2147483646;
+      };
+    };
+    const pages = [0, 1].map(() => {
+      vi.spyOn(Math, "random").mockImplementation(seeded());
+      return openPage({ storage });
     });
-    page.relay("identify", { email: "chris@example.com" });
-    for (let n = 0; n < 100; n++) page.relay("track", "logged-in");
+    for (const page of pages) {
+      page.relay("identify", { email: "chris@example.com" });
+      for (let n = 0; n < 5; n++) page.relay("track", "logged-in");
+    }
+    // Each tab's queue under a key of its own.
+    await vi.advanceTimersByTimeAsync(1);
+    expect([...storage.data.keys()].filter((k) => k.startsWith("relay:"))).toHaveLength(2);
     await settle();
-    const keys = page.activities().map((a) => a.key);
-    expect(keys[0]).toMatch(/^0\.\d{10,}/);
-    expect(new Set(keys).size).toBe(100);
+    const keys = pages.flatMap((page) => page.activities().map((a) => a.key));
+    expect(keys).toHaveLength(10);
+    expect(new Set(keys).size).toBe(10);
+    expect(keys[0]).toMatch(/^relay:[0-9a-f-]{36}\d{10}$/);
+  });
+
+  it("gives every event a key of its own without crypto.randomUUID (an http page): Math.random's digits and a count", async () => {
+    vi.stubGlobal("crypto", {});
+    try {
+      const page = openPage();
+      page.relay("identify", { email: "chris@example.com" });
+      for (let n = 0; n < 100; n++) page.relay("track", "logged-in");
+      await settle();
+      const keys = page.activities().map((a) => a.key);
+      expect(keys[0]).toMatch(/^relay:0\.\d{10,}\d{10}$/);
+      expect(new Set(keys).size).toBe(100);
+    } finally {
+      vi.unstubAllGlobals();
+    }
   });
 
   it("returns a relay that does nothing when it cannot start (no window, as in SSR)", () => {

@@ -63,4 +63,49 @@ describe("the snippet's short forms, expanded at the edge", () => {
     expect(res.status).toBe(400);
     expect(await emulator.requests()).toEqual([]);
   });
+
+  it("never leaves half of a surrogate pair at the end of a cut page-view attribute", async () => {
+    // The 255th UTF-16 unit is the first half of an emoji: a cut there would send Ortto a lone surrogate.
+    const title = `${"a".repeat(254)}😀 and more`;
+    const res = await post({
+      activities: [{ activity_id: "viewed-page", fields: { email: "pv-emoji@example.com" }, attributes: { "page-title": title } }],
+    });
+    expect(res.status).toBe(200);
+    const [activity] = (await emulator.requests())[0]?.body.activities ?? [];
+    const cut = activity?.attributes?.["str:cm:page-title"] as string;
+    expect(cut).toBe("a".repeat(254));
+    expect(cut).not.toMatch(/[\ud800-\udbff](?![\udc00-\udfff])/);
+  });
+
+  it("refuses a created in ms that is not an integer, naming it, rather than truncating it", async () => {
+    // Never what the snippet sends; truncated, two different values would become one `created`.
+    const ms = Date.now() - 60_000 + 0.5;
+    const res = await post({
+      activities: [{ activity_id: "logged-in", key: "k-frac", created: ms, fields: { email: "frac@example.com" } }],
+    });
+    expect(res.status).toBe(400);
+    const answer = (await res.json()) as { details: { path: string }[] };
+    expect(answer.details.map((d) => d.path)).toContain("activities.0.created");
+    expect(await emulator.requests()).toEqual([]);
+  });
+
+  it("refuses odd created values (out of range, negative, too old, a numeric string) with a 400 naming created", async () => {
+    for (const created of [
+      -1,
+      0,
+      8.64e15,
+      -8.64e15,
+      8.64e15 + 1,
+      1e21,
+      Number.MAX_SAFE_INTEGER,
+      `${Date.now()}`,
+      Date.now() - 91 * 86_400_000,
+    ]) {
+      const res = await post({ activities: [{ activity_id: "logged-in", key: "k-odd", created, fields: { email: "odd@example.com" } }] });
+      expect([created, res.status]).toEqual([created, 400]);
+      const answer = (await res.json()) as { details: { path: string; message: string }[] };
+      expect(answer.details.map((d) => d.path)).toContain("activities.0.created");
+    }
+    expect(await emulator.requests()).toEqual([]);
+  });
 });

@@ -11,9 +11,9 @@ import { ConversionError, type Issue, phoneObject, type Renamed } from "../../sh
  *   (a string with an extension or a `(0)` is a 400: shared/friendly.ts `phoneObject`).
  * - the page-view attributes the snippet records (`data-pageviews`) come as `page-url`,
  *   `page-title` and `referrer`, for `str:cm:page-url` …, whole: a text value is cut here to
- *   Ortto's 255 characters;
+ *   Ortto's 255 characters (never leaving half of a surrogate pair);
  * - `created` given as a number (ms since 1970, as the snippet stamps it) becomes Ortto's ISO 8601
- *   string, the same for every re-send of it (a number that is no date is left for the schema).
+ *   string, the same for every re-send of it (only an integer that is a date: any other number is left for the schema to refuse).
  * Everything else is left as it is, for the schema to judge.
  */
 const SHORTHANDS = [
@@ -70,7 +70,9 @@ function expand(
       }
       used |= 1 << (bit + n);
       const value = object[short];
-      if (!Object.hasOwn(object, long)) object[long] = clip && typeof value === "string" ? value.slice(0, 255) : value;
+      // (A cut that ends in the first half of a surrogate pair drops it: Ortto would get a lone surrogate.)
+      if (!Object.hasOwn(object, long))
+        object[long] = clip && typeof value === "string" ? value.slice(0, 255).replace(/[\ud800-\udbff]$/, "") : value;
       delete object[short];
     }
   }
@@ -91,7 +93,8 @@ export function expandShorthands(body: unknown, expansion?: Expansion): unknown 
     const id = activity.activity_id;
     if (typeof id === "string" && id && !id.startsWith("act:")) activity.activity_id = `act:cm:${id}`;
     const created = activity.created;
-    if (typeof created === "number" && Math.abs(created) <= MAX_DATE_MS) activity.created = new Date(created).toISOString();
+    if (typeof created === "number" && Number.isInteger(created) && Math.abs(created) <= MAX_DATE_MS)
+      activity.created = new Date(created).toISOString();
     let used = 0;
     if (isObject(activity.attributes))
       used = expand(activity.attributes, ATTRIBUTE_SHORTHANDS, true, ATTRIBUTE_BIT, { i, part: "attributes", expansion });
