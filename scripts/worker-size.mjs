@@ -16,8 +16,10 @@ import { gzipSync } from "node:zlib";
 // checks (~3 kB) took the bundle from 48.3 kB to 58.4 kB, after the 2.6 kB saved by gzipping
 // relay.js once per isolate instead of shipping a second pre-compressed copy. Measured start of the
 // bundle in V8: no change beyond the noise of a shared machine; the first parse of a user agent
-// costs ~5 ms once per isolate, each new one ~60 µs (then cached).
-const BUDGET_GZIP = 58 * 1024;
+// costs ~5 ms once per isolate, each new one ~60 µs (then cached). 60 KiB since the plan's review:
+// stricter phones, errors in the page's own names, the snippet's integer-ms and surrogate rules
+// (~1.2 kB) took it to 59.6 kB.
+const BUDGET_GZIP = 60 * 1024;
 const out = mkdtempSync(join(tmpdir(), "relay-bundle-"));
 try {
   execFileSync(join("node_modules", ".bin", "wrangler"), ["deploy", "--dry-run", "--outdir", out], {
