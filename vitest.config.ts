@@ -29,6 +29,8 @@ function relayProject(
             // Short waits, so that retries and outages play out in seconds.
             RETRY_BASE_SECONDS: "1",
             RETRY_MAX_SECONDS: "1",
+            // Every request's log line, for the tests that read them (the default logs all but plain successes).
+            LOG_REQUESTS: "all",
             ...bindings,
           },
           ...miniflare,

@@ -42,6 +42,8 @@ export interface RelayConfig {
   identityField: SignableKind;
   /** The account's Ortto request budget, requests per second (ORTTO_MAX_RPS; Professional 10, Business 30). */
   maxRps: number;
+  /** LOG_REQUESTS: `problems` (default) logs every request but a plain success (each still has its Analytics Engine point); `all` logs every one. */
+  logRequests: "all" | "problems";
 }
 
 export const DEFAULT_SITE = "default";
@@ -85,6 +87,7 @@ export function relayConfig(env: RelayEnv): RelayConfig {
       peoplePerNetwork: int(env.PEOPLE_PER_NETWORK, 50),
       identityField: SIGNABLE_KINDS.find((k) => k === env.IDENTITY_FIELD?.trim()) ?? "str::email",
       maxRps: int((env as { ORTTO_MAX_RPS?: string }).ORTTO_MAX_RPS, 10),
+      logRequests: env.LOG_REQUESTS?.trim().toLowerCase() === "all" ? "all" : "problems",
     };
     cache.set(env, config);
   }

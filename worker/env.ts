@@ -28,6 +28,8 @@ declare global {
       SERVER_TOKEN?: string;
       /** Optional: distinct people one client network may name per hour in open mode (default 50). */
       PEOPLE_PER_NETWORK?: string;
+      /** Optional: `problems` (default) writes a log line for every request but a plain success; `all`, for every request. */
+      LOG_REQUESTS?: string;
     }
   }
 }

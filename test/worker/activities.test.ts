@@ -144,6 +144,22 @@ describe("POST /v1/activities/create when Ortto refuses or the relay is not conf
 });
 
 describe("logs", () => {
+  it("by default (LOG_REQUESTS=problems) writes no line for a plain success, and one for every other answer", async () => {
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
+    try {
+      const problems = { LOG_REQUESTS: "problems" };
+      expect((await postWith(problems, { activities: [loggedIn()] })).status).toBe(200);
+      expect((await postWith(problems, { activities: [{ ...loggedIn(), activity_id: "act:cm:no-such" }] })).status).toBe(400);
+      // The line is written after the answer (here, without waitUntil, on its own).
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    } finally {
+      spy.mockRestore();
+    }
+    const entries = lines.map((line) => JSON.parse(line)).filter((entry) => entry.request_id);
+    expect(entries.map((e) => [e.status, e.outcome])).toEqual([[400, "rejected"]]);
+  });
+
   it("writes one JSON line per request with counts and upstream status, never the key or a raw email", async () => {
     const lines: string[] = [];
     const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
