@@ -61,7 +61,12 @@ if (!useRealOrtto) {
     "0",
   ]);
 }
-const relayVars = useRealOrtto ? [] : ["--var", `ORTTO_API_BASE:${emulatorUrl}`, "--var", "ORTTO_API_KEY:local-emulator-key"];
+// Locally, a log line for every request (deployed, only for those that are not plain successes).
+const relayVars = [
+  "--var",
+  "LOG_REQUESTS:all",
+  ...(useRealOrtto ? [] : ["--var", `ORTTO_API_BASE:${emulatorUrl}`, "--var", "ORTTO_API_KEY:local-emulator-key"]),
+];
 const extraVars = process.env.RELAY_VARS ? process.env.RELAY_VARS.split(" ").flatMap((v) => ["--var", v]) : [];
 run("relay", [
   "dev",
