@@ -9,6 +9,7 @@ import {
   clockShift,
   emailFor,
   emulator,
+  logIn,
   newVisitor,
   pageUrl,
   sleep,
@@ -42,10 +43,7 @@ describe("a device whose clock is wrong", () => {
     expect((await page.evaluate(() => Date.now())) - Date.now()).toBeGreaterThan(2 * HOUR - 60_000);
 
     const before = Date.now();
-    await page.evaluate((email) => {
-      relay("identify", { email });
-      relay("track", "logged-in", { "int::v": 1 });
-    }, email);
+    await logIn(page, email);
     const [first] = await activitiesOf(email, 1);
     // The relay refused it as "in the future" (nothing recorded); it went again, once corrected.
     expect(seen.sent.length).toBeGreaterThanOrEqual(2);
@@ -76,10 +74,7 @@ describe("a device whose clock is wrong", () => {
     await page.goto(pageUrl("tag"));
     await snippetLoaded(page);
 
-    await page.evaluate((email) => {
-      relay("identify", { email });
-      relay("track", "logged-in", { "int::v": 1 });
-    }, email);
+    await logIn(page, email);
     const [first] = await activitiesOf(email, 1);
     // Before any answer, the device's own time is all there is: never later than the relay's receipt.
     expect(Date.parse(first?.created as string)).toBeLessThanOrEqual(Date.now());
@@ -113,10 +108,7 @@ describe("the relay's clock, learnt from its Date header", () => {
     const email = emailFor("clock-40d");
     await page.goto(pageUrl("tag"));
     await snippetLoaded(page);
-    await page.evaluate((email) => {
-      relay("identify", { email });
-      relay("track", "logged-in", { "int::v": 1 });
-    }, email);
+    await logIn(page, email);
     await activitiesOf(email, 1);
     // The answer taught the offset (40 days).
     await sleep(300);

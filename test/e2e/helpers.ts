@@ -219,6 +219,14 @@ export async function stored(page: Page): Promise<{
 }
 
 /** Waits until the page has loaded relay.js (the stub is replaced by the client, marked `l`). */
+/** The visitor logs in on the page: `identify` by email, then one `logged-in` event (`int::v` 1). */
+export function logIn(page: Page, email: string) {
+  return page.evaluate((email) => {
+    relay("identify", { email });
+    relay("track", "logged-in", { "int::v": 1 });
+  }, email);
+}
+
 export async function snippetLoaded(page: Page) {
   await page.waitForFunction(() => (window as unknown as { relay?: { l?: 1 } }).relay?.l === 1);
 }

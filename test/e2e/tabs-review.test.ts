@@ -11,6 +11,7 @@ import {
   clockShift,
   emailFor,
   emulator,
+  logIn,
   moveClock,
   newVisitor,
   pageUrl,
@@ -270,10 +271,7 @@ describe("tabs (review): the back/forward cache and what changed meanwhile in an
     const email = emailFor("bf-optout");
     await page.goto(pageUrl("tag", { bfcache: "" }));
     await snippetLoaded(page);
-    await page.evaluate((email) => {
-      relay("identify", { email });
-      relay("track", "logged-in", { "int::v": 1 });
-    }, email);
+    await logIn(page, email);
     await activitiesOf(email, 1);
     await sleep(300);
     await elsewhereThenBack(page, () => relay("consent", false));
@@ -297,10 +295,7 @@ describe("tabs (review): the back/forward cache and what changed meanwhile in an
     const email = emailFor("bf-reset");
     await page.goto(pageUrl("tag", { bfcache: "" }));
     await snippetLoaded(page);
-    await page.evaluate((email) => {
-      relay("identify", { email });
-      relay("track", "logged-in", { "int::v": 1 });
-    }, email);
+    await logIn(page, email);
     await activitiesOf(email, 1);
     await sleep(300);
     await elsewhereThenBack(page, () => relay("reset"));
