@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
 import { signIdentity } from "../../worker/identity.ts";
-import { flushSoon, forgetCounters, UNSYNCED_MAX } from "../../worker/limits/ledger.ts";
+import { admit, flushSoon, forgetCounters, REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/ledger.ts";
 import { emulator, loggedIn, postWith } from "./helpers.ts";
 import { open, person, SERVER_TOKEN, unique } from "./people.ts";
 
@@ -241,5 +241,32 @@ describe("SERVER_TOKEN: a trusted backend's batches", () => {
       200,
     );
     expect((await postWith(signed, { activities: [person(unique("c"))] })).status).toBe(401);
+  });
+});
+
+describe("reports to the ledger", () => {
+  it("sends a counter's members in groups of REPORT_AT, not one call per event once it has been reported", async () => {
+    forgetCounters();
+    // A recording stand-in for the shard objects: this test is about how often the isolate calls them.
+    const calls: number[] = [];
+    const recording = {
+      LIMIT_LEDGER: {
+        idFromName: (name: string) => name,
+        get: () => ({
+          sync: async (entries: { add: unknown[] }[]) => {
+            calls.push(entries.reduce((n, e) => n + e.add.length, 0));
+            return entries.map(() => ({ count: 0, known: [], freesAt: 0, seq: calls.length }));
+          },
+        }),
+      },
+    } as unknown as Parameters<typeof admit>[0];
+    const key = `c:${unique("cadence")}|act:cm:logged-in`;
+    for (let i = 0; i < 3 * REPORT_AT + 2; i++) {
+      const verdict = await admit(recording, [{ key, limit: 50, window: 86_400_000, members: [`event-${i}`] }]);
+      expect(verdict.ok).toBe(true);
+      if (verdict.ok && verdict.report) await flushSoon(recording);
+    }
+    expect(calls).toEqual([REPORT_AT, REPORT_AT, REPORT_AT]);
+    forgetCounters();
   });
 });
