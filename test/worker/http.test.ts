@@ -45,6 +45,19 @@ describe("CORS", () => {
   });
 });
 
+describe("the relay's clock", () => {
+  it("dates every /v1 answer once, errors included, for the snippet to correct a wrong device clock", async () => {
+    for (const res of [await post({ activities: [loggedIn()] }), await post("not json")]) {
+      const date = res.headers.get("Date") ?? "";
+      // One value (two would be joined with a comma): an HTTP date.
+      expect(date).toMatch(/^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/);
+      expect(Math.abs(Date.parse(date) - Date.now())).toBeLessThan(5_000);
+      expect(res.headers.get("Access-Control-Expose-Headers")).toContain("Date");
+      expect(res.headers.get("Vary")).toBe("Origin");
+    }
+  });
+});
+
 describe("every response", () => {
   it.each([
     ["GET", "/healthz"],
