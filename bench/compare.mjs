@@ -39,6 +39,12 @@ const CONNECTIONS = 16;
 const SECRET = "bench-identity-secret";
 const SERVER_TOKEN = "bench-server-token";
 const ORIGIN = "https://shop.example";
+/**
+ * BENCH_CEILING=1: the ceiling-relay (bench/ceiling-relay.js, the least a relay that reads what it
+ * forwards must do) is measured too, alternated with the other two: the ratio no relay of this kind
+ * can pass on this machine.
+ */
+const CEILING = process.env.BENCH_CEILING === "1";
 
 // The relay exactly as deployed: `wrangler deploy --dry-run` bundles (and minifies) it.
 const out = mkdtempSync(join(tmpdir(), "relay-bench-"));
@@ -84,6 +90,19 @@ const mf = new Miniflare({
       outboundService: "ortto",
       unsafeDirectSockets: [{ port: 0 }],
     },
+    ...(CEILING
+      ? [
+          {
+            name: "ceiling",
+            modules: [{ type: "ESModule", path: "ceiling-relay.js", contents: readFileSync(join(root, "bench/ceiling-relay.js"), "utf8") }],
+            compatibilityDate: workerOptions.compatibilityDate,
+            ratelimits: workerOptions.ratelimits,
+            bindings: { ...upstream, ALLOWED_ORIGINS: ORIGIN, SERVER_TOKEN },
+            outboundService: "ortto",
+            unsafeDirectSockets: [{ port: 0 }],
+          },
+        ]
+      : []),
     {
       name: "ortto",
       modules: [{ type: "ESModule", path: "instant-ortto.js", contents: readFileSync(join(root, "bench/instant-ortto.js"), "utf8") }],
@@ -93,6 +112,7 @@ const mf = new Miniflare({
 });
 await mf.ready;
 const targets = { relay: await mf.unsafeGetDirectURL("relay"), pass: await mf.unsafeGetDirectURL("pass-through") };
+if (CEILING) targets.ceiling = await mf.unsafeGetDirectURL("ceiling");
 
 const activity = (email, i) => placedOrder(email, `bench-${i}-${Math.random().toString(36).slice(2)}`);
 
@@ -162,21 +182,18 @@ function summary(results, ms) {
 }
 
 async function compare(name, make) {
-  await phase(targets.relay, make, 1000); // warm-up: JIT, once-per-isolate work, object creation
-  await phase(targets.pass, make, 1000);
-  const all = { relay: [], pass: [] };
+  const names = Object.keys(targets);
+  for (const target of names) await phase(targets[target], make, 1000); // warm-up: JIT, once-per-isolate work, object creation
+  const all = Object.fromEntries(names.map((target) => [target, []]));
   let ms = 0;
-  for (const order of [
-    ["relay", "pass"],
-    ["pass", "relay"],
-    ["relay", "pass"],
-  ]) {
+  for (const order of [names, [...names].reverse(), names]) {
     for (const target of order) all[target].push(...(await phase(targets[target], make, PHASE_MS)));
     ms += PHASE_MS;
   }
   const relay = summary(all.relay, ms);
   const pass = summary(all.pass, ms);
-  return { name, relay, pass, ratio: relay.okPerSecond / pass.okPerSecond };
+  const ceiling = all.ceiling && summary(all.ceiling, ms);
+  return { name, relay, pass, ratio: relay.okPerSecond / pass.okPerSecond, ceiling: ceiling && ceiling.okPerSecond / pass.okPerSecond };
 }
 
 const only = process.env.BENCH_ONLY; // "single" or "batch": one comparison, when investigating
@@ -195,6 +212,7 @@ for (const { name, relay, pass, ratio } of rows) {
     `  ${name.padEnd(30)} ${f(relay.okPerSecond).padStart(9)}  ${`${f(relay.p50, 1)} / ${f(relay.p99, 1)}`.padEnd(16)} ${f(pass.okPerSecond).padStart(9)}  ${`${f(pass.p50, 1)} / ${f(pass.p99, 1)}`.padEnd(16)} ${f(ratio, 2).padStart(6)}`,
   );
 }
+if (CEILING) for (const { name, ceiling } of rows) console.log(`  ${name}: ceiling-relay ratio ${f(ceiling, 2)}`);
 const problems = [];
 const one = rows.find((r) => r.name.startsWith("1 "));
 const hundred = rows.find((r) => r.name.startsWith("100 "));
