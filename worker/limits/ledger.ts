@@ -141,6 +141,13 @@ class Counter {
 const counters = new Map<string, Counter>();
 /** Keys of counters dropped from memory after the ledger had counted them: made again, they ask it first. */
 const forgotten = new Set<string>();
+/**
+ * Counters dropped from memory with members the ledger has not heard of (fewer than REPORT_AT):
+ * sent with the next flush, and taken back if their key comes first, so that dropping a counter
+ * never loses a count. At most MAX_COUNTERS (while the ledger is unreachable); past that the
+ * oldest go, each losing at most REPORT_AT − 1 members' count.
+ */
+const orphans = new Map<string, Counter>();
 
 /**
  * Counters this isolate has seen with a single member, which is most of them (a server batch's
@@ -178,6 +185,10 @@ function counter(key: string, window: number, now: number): Counter {
   let c = counters.get(key);
   if (c) {
     counters.delete(key);
+  } else if ((c = orphans.get(key))) {
+    orphans.delete(key);
+    forgotten.delete(key);
+    if (counters.size >= MAX_COUNTERS) evict();
   } else {
     c = new Counter(key, window);
     const first = firstOf(key, window, now);
@@ -196,9 +207,9 @@ function counter(key: string, window: number, now: number): Counter {
 
 /**
  * Drops the least recently used tenth of the counters, whatever they hold: memory stays bounded
- * whatever an attacker sends. Unreported members of a dropped counter are counted again if they
- * come back (within the bound); a dropped counter the ledger had counted asks it again before it
- * admits anything (`forgotten`). Only counters with a call in flight stay.
+ * whatever an attacker sends. A dropped counter's unreported members go to the ledger with the next
+ * flush (`orphans`), and a dropped counter the ledger knows of asks it again before it admits
+ * anything (`forgotten`). Only counters with a call in flight stay.
  */
 function evict() {
   let n = MAX_COUNTERS / 10;
@@ -206,7 +217,11 @@ function evict() {
     if (n <= 0) break;
     if (c.inflight || c.waiting) continue;
     counters.delete(key);
-    if (c.reported || c.snap) {
+    if (c.unreported) {
+      if (orphans.size >= MAX_COUNTERS) orphans.delete(orphans.keys().next().value as string);
+      orphans.set(key, c);
+    }
+    if (c.reported || c.snap || c.unreported) {
       if (forgotten.size >= MAX_COUNTERS) forgotten.delete(forgotten.values().next().value as string);
       forgotten.add(key);
     }
@@ -319,10 +334,17 @@ export function flushSoon(env: RelayEnv): Promise<void> {
 async function flush(env: RelayEnv): Promise<void> {
   const items: Item[] = [];
   for (const c of counters.values()) if (due(c)) items.push({ counter: c, probe: [] });
+  for (const c of orphans.values()) if (c.unreported && !c.inflight) items.push({ counter: c, probe: [] });
   if (!items.length) return;
-  await sync(env, items).catch((err) => {
-    console.log(JSON.stringify({ event: "ledger_unreachable", counters: items.length, error: String(err).slice(0, 200) }));
-  });
+  await sync(env, items).then(
+    () => {
+      // Delivered: the ledger counts them now (a key that comes back asks it: `forgotten`).
+      for (const { counter: c } of items) if (orphans.get(c.key) === c && !c.unreported) orphans.delete(c.key);
+    },
+    (err) => {
+      console.log(JSON.stringify({ event: "ledger_unreachable", counters: items.length, error: String(err).slice(0, 200) }));
+    },
+  );
 }
 
 /** What one ask would add to its counter, as this isolate knows it, without making a counter. */
@@ -336,7 +358,7 @@ interface Look {
   forgotten: boolean;
 }
 function look(ask: Ask, now: number): Look {
-  const c = counters.get(ask.key);
+  const c = counters.get(ask.key) ?? orphans.get(ask.key);
   if (c) {
     c.prune(now);
     return { c, fresh: c.fresh(ask.members), view: c.view(), unsynced: c.unreported + c.inflight, forgotten: false };
@@ -362,7 +384,7 @@ function commit(asks: Ask[], now: number): { ok: true; report: boolean } {
     counted.add(fresh, now);
     report ||= due(counted);
   }
-  return { ok: true, report };
+  return { ok: true, report: report || orphans.size > 0 };
 }
 
 const refusal = (ask: Ask, now: number): Verdict => {
@@ -451,6 +473,7 @@ export async function admit(env: RelayEnv, asks: Ask[], now = Date.now()): Promi
 /** Forgets every counter of this isolate (tests: a request reaching a new isolate, which knows only the ledger). */
 export function forgetCounters() {
   counters.clear();
+  orphans.clear();
   firsts.clear();
   forgotten.clear();
 }
