@@ -1,5 +1,7 @@
+import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { emulator, loggedIn, ORIGIN, post, postWith } from "./helpers.ts";
+import { app } from "../../worker/index.ts";
+import { emulator, loggedIn, ORIGIN, post, postWith, RELAY } from "./helpers.ts";
 
 beforeEach(async () => {
   await emulator.reset();
@@ -144,6 +146,20 @@ describe("POST /v1/activities/create when Ortto refuses or the relay is not conf
 });
 
 describe("logs", () => {
+  it("writes one Analytics Engine point per POST, plain successes included, and none for other methods", async () => {
+    // A recording dataset: Miniflare's Analytics Engine keeps no points to read back.
+    const points: AnalyticsEngineDataPoint[] = [];
+    const RELAY_EVENTS = { writeDataPoint: (point: AnalyticsEngineDataPoint) => void points.push(point) };
+    const problems = { LOG_REQUESTS: "problems", RELAY_EVENTS };
+    expect((await postWith(problems, { activities: [loggedIn()] })).status).toBe(200);
+    expect((await postWith(problems, { activities: [{ ...loggedIn(), activity_id: "act:cm:no-such" }] })).status).toBe(400);
+    await app.request(`${RELAY}/healthz`, undefined, { ...env, RELAY_EVENTS });
+    expect(points.map((p) => [p.blobs?.[0], p.blobs?.[2], p.doubles])).toEqual([
+      ["forwarded", "200", [1, 1, 0]],
+      ["rejected", "400", [0, 0, 0]],
+    ]);
+  });
+
   it("by default (LOG_REQUESTS=problems) writes no line for a plain success, and one for every other answer", async () => {
     const lines: string[] = [];
     const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
