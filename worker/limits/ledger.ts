@@ -183,9 +183,12 @@ function rememberFirst(key: string, member: string, now: number) {
 /** The counter of `key`, made (from its first sighting, if any) when this isolate has none yet; most recently used last. */
 function counter(key: string, window: number, now: number): Counter {
   let c = counters.get(key);
+  const orphan = c ? undefined : orphans.get(key);
   if (c) {
     counters.delete(key);
-  } else if ((c = orphans.get(key))) {
+  } else if (orphan) {
+    // Dropped with members not yet reported, and back before they were: taken back whole.
+    c = orphan;
     orphans.delete(key);
     forgotten.delete(key);
     if (counters.size >= MAX_COUNTERS) evict();
