@@ -12,16 +12,22 @@
  * (a 202 would mean activities spilled to the queue although the upstream was healthy).
  * `BENCH_SECONDS` sets the length of a phase (default 2; the README's figures come from runs of 3).
  */
-import { execFileSync } from "node:child_process";
-import { createHmac } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { Agent, request } from "node:http";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
-import { unstable_getMiniflareWorkerOptions } from "wrangler";
-import { placedOrder } from "./workload.mjs";
+import {
+  benchWorker,
+  bundleRelay,
+  CONNECTIONS,
+  client,
+  inFrontOfOrtto,
+  ORIGIN,
+  orttoWorker,
+  quiet,
+  relayWorker,
+  SERVER_TOKEN,
+  upstream,
+  workerOptions,
+  workloads,
+} from "./harness.mjs";
 
 /**
  * Regression guards a noisy 2-core machine cannot trip by chance, set under what the relay reaches
@@ -33,12 +39,7 @@ export const TARGET = { single: 0.9, batch: 0.75 };
 /** The 100-activity request's p99, as a multiple of the pass-through's: target 3, guard 5. */
 const P99_FACTOR = 5;
 
-const root = fileURLToPath(new URL("..", import.meta.url));
 const PHASE_MS = Number(process.env.BENCH_SECONDS ?? 2) * 1000;
-const CONNECTIONS = 16;
-const SECRET = "bench-identity-secret";
-const SERVER_TOKEN = "bench-server-token";
-const ORIGIN = "https://shop.example";
 /**
  * BENCH_CEILING=1: the ceiling-relay (bench/ceiling-relay.js, the least a relay that reads what it
  * forwards must do) is measured too, alternated with the other two: the ratio no relay of this kind
@@ -46,115 +47,29 @@ const ORIGIN = "https://shop.example";
  */
 const CEILING = process.env.BENCH_CEILING === "1";
 
-// The relay exactly as deployed: `wrangler deploy --dry-run` bundles (and minifies) it.
-const out = mkdtempSync(join(tmpdir(), "relay-bench-"));
-execFileSync(join(root, "node_modules", ".bin", "wrangler"), ["deploy", "--dry-run", "--outdir", out], {
-  cwd: root,
-  stdio: "pipe",
-  env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
-});
-const relayScript = readFileSync(join(out, "index.js"), "utf8");
-rmSync(out, { recursive: true, force: true });
-
-const { workerOptions } = unstable_getMiniflareWorkerOptions(join(root, "wrangler.toml"));
-const upstream = { ORTTO_API_BASE: "http://ortto.bench", ORTTO_API_KEY: "bench-key" };
 const mf = new Miniflare({
-  // The relay's log lines are produced (their cost is measured) but not printed.
-  handleRuntimeStdio(stdout, stderr) {
-    stdout.resume();
-    stderr.resume();
-  },
+  handleRuntimeStdio: quiet,
   workers: [
-    {
-      ...workerOptions,
-      name: "relay",
-      modules: [{ type: "ESModule", path: "index.js", contents: relayScript }],
-      bindings: {
-        ...workerOptions.bindings,
-        ...upstream,
-        ALLOWED_ORIGINS: ORIGIN,
-        IDENTITY_SECRET: SECRET,
-        SERVER_TOKEN,
-        // The instant upstream has no request budget, unlike Ortto (10 a second): with the default, the
-        // relay would rightly coalesce this load through the queue (test/budget/ measures that).
-        ORTTO_MAX_RPS: "1000000",
-      },
-      outboundService: "ortto",
-      unsafeDirectSockets: [{ port: 0 }],
-    },
-    {
-      name: "pass-through",
-      modules: [{ type: "ESModule", path: "pass-through.js", contents: readFileSync(join(root, "bench/pass-through.js"), "utf8") }],
-      compatibilityDate: workerOptions.compatibilityDate,
-      bindings: upstream,
-      outboundService: "ortto",
-      unsafeDirectSockets: [{ port: 0 }],
-    },
+    relayWorker("relay", bundleRelay()),
+    benchWorker("pass-through", "pass-through.js", { bindings: upstream, ...inFrontOfOrtto }),
     ...(CEILING
       ? [
-          {
-            name: "ceiling",
-            modules: [{ type: "ESModule", path: "ceiling-relay.js", contents: readFileSync(join(root, "bench/ceiling-relay.js"), "utf8") }],
-            compatibilityDate: workerOptions.compatibilityDate,
+          benchWorker("ceiling", "ceiling-relay.js", {
             ratelimits: workerOptions.ratelimits,
             bindings: { ...upstream, ALLOWED_ORIGINS: ORIGIN, SERVER_TOKEN },
-            outboundService: "ortto",
-            unsafeDirectSockets: [{ port: 0 }],
-          },
+            ...inFrontOfOrtto,
+          }),
         ]
       : []),
-    {
-      name: "ortto",
-      modules: [{ type: "ESModule", path: "instant-ortto.js", contents: readFileSync(join(root, "bench/instant-ortto.js"), "utf8") }],
-      compatibilityDate: workerOptions.compatibilityDate,
-    },
+    orttoWorker(),
   ],
 });
 await mf.ready;
 const targets = { relay: await mf.unsafeGetDirectURL("relay"), pass: await mf.unsafeGetDirectURL("pass-through") };
 if (CEILING) targets.ceiling = await mf.unsafeGetDirectURL("ceiling");
 
-const activity = (email, i) => placedOrder(email, `bench-${i}-${Math.random().toString(36).slice(2)}`);
-
-// One visitor's event as the snippet sends it: signed, from a browser, one of 2,000 visitors
-// (few enough that each comes back, so the per-contact limit does real work; many enough that
-// none nears 50 events a day in a run).
-const visitors = Array.from({ length: 2000 }, (_, i) => {
-  const email = `visitor${i}@example.com`;
-  return { email, token: createHmac("sha256", SECRET).update(email).digest("hex") };
-});
-let sent = 0;
-const ip = () => `198.18.${(sent >> 8) & 255}.${sent & 255}`;
-const single = () => {
-  const v = visitors[sent % visitors.length];
-  return {
-    headers: { Origin: ORIGIN, "Content-Type": "text/plain", "CF-Connecting-IP": ip(), "User-Agent": "Mozilla/5.0 (bench)" },
-    body: JSON.stringify({ identity_token: v.token, activities: [activity(v.email, sent)] }),
-  };
-};
-// A server's full batch: 100 activities of 100 new people, with the server token (the workload it stands for).
-let people = 0;
-const batch = () => ({
-  headers: { Authorization: `Bearer ${SERVER_TOKEN}`, "Content-Type": "application/json", "CF-Connecting-IP": "203.0.113.9" },
-  body: JSON.stringify({ activities: Array.from({ length: 100 }, (_, i) => activity(`person${people++}@example.com`, i)) }),
-});
-
-const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
-function post(url, { headers, body }) {
-  return new Promise((resolve) => {
-    const started = performance.now();
-    const req = request(
-      new URL("/v1/activities/create", url),
-      { method: "POST", agent, headers: { ...headers, "Content-Length": Buffer.byteLength(body) } },
-      (res) => {
-        res.resume();
-        res.on("end", () => resolve({ status: res.statusCode, ms: performance.now() - started }));
-      },
-    );
-    req.on("error", () => resolve({ status: 0, ms: performance.now() - started }));
-    req.end(body);
-  });
-}
+const { single, batch } = workloads();
+const { post, close } = client();
 
 /** `CONNECTIONS` closed loops against one target for `ms`; what came back. */
 async function phase(url, make, ms) {
@@ -163,9 +78,7 @@ async function phase(url, make, ms) {
   await Promise.all(
     Array.from({ length: CONNECTIONS }, async () => {
       while (performance.now() < end) {
-        const r = await post(url, make());
-        sent++;
-        results.push(r);
+        results.push(await post(url, make()));
       }
     }),
   );
@@ -202,7 +115,7 @@ const rows = [
   only === "single" ? undefined : await compare("100 activities of 100 people", batch),
 ].filter(Boolean);
 await mf.dispose();
-agent.destroy();
+close();
 
 const f = (n, d = 0) => n.toLocaleString("en-US", { maximumFractionDigits: d, minimumFractionDigits: d });
 console.log("\nRelay vs pass-through worker (same workerd, same upstream, 16 connections, alternated, 3 rounds)");
