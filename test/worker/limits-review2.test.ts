@@ -6,27 +6,13 @@ import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { DAY_MS } from "../../worker/limits/index.ts";
 import { type Ask, admit, flushSoon, forgetCounters, LEDGER_TIMEOUT_MS, UNSYNCED_MAX } from "../../worker/limits/ledger.ts";
-import type { LedgerEntry } from "../../worker/limits/ledger-object.ts";
 import { emulator, postWith } from "./helpers.ts";
-import { open, person, unique } from "./people.ts";
+import { open, person, unique, wrapLedger } from "./people.ts";
 
 let n = 0;
 const ipv4 = () => `203.0.113.${100 + ++n}`;
 /** The snippet's MAX_RETRY_AFTER: a 429 asking for longer is dropped for good (snippet/src/core.ts). */
 const SNIPPET_MAX_RETRY_AFTER = 3600;
-
-type Sync = (entries: LedgerEntry[]) => Promise<unknown>;
-/** A LIMIT_LEDGER binding whose stubs' sync is `wrap(realSync)`. */
-const wrapLedger = (wrap: (real: Sync) => Sync) => {
-  const real = env.LIMIT_LEDGER;
-  return {
-    idFromName: (name: string) => real.idFromName(name),
-    get: (id: DurableObjectId) => {
-      const stub = real.get(id) as unknown as { sync: Sync };
-      return { sync: wrap((entries) => stub.sync(entries)) };
-    },
-  } as unknown as typeof env.LIMIT_LEDGER;
-};
 
 beforeEach(async () => {
   await emulator.reset();

@@ -3,7 +3,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { signIdentity } from "../../worker/identity.ts";
 import { admit, flushSoon, forgetCounters, REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/ledger.ts";
 import { emulator, loggedIn, postWith } from "./helpers.ts";
-import { open, person, SERVER_TOKEN, unique } from "./people.ts";
+import { open, person, SERVER_TOKEN, unique, wrapLedger } from "./people.ts";
 
 const stored = async () => (await emulator.activities()).activities.length;
 const bearer = (token = SERVER_TOKEN) => ({ headers: { Authorization: `Bearer ${token}` } });
@@ -247,24 +247,20 @@ describe("SERVER_TOKEN: a trusted backend's batches", () => {
 describe("reports to the ledger", () => {
   it("sends a counter's members in groups of REPORT_AT, not one call per event once it has been reported", async () => {
     forgetCounters();
-    // A recording stand-in for the shard objects: this test is about how often the isolate calls them.
+    // The real ledger, watched: this test is about how often the isolate calls it.
     const calls: number[] = [];
-    const recording = {
-      LIMIT_LEDGER: {
-        idFromName: (name: string) => name,
-        get: () => ({
-          sync: async (entries: { add: unknown[] }[]) => {
-            calls.push(entries.reduce((n, e) => n + e.add.length, 0));
-            return entries.map(() => ({ count: 0, known: [], freesAt: 0, seq: calls.length }));
-          },
-        }),
-      },
-    } as unknown as Parameters<typeof admit>[0];
+    const watched = {
+      ...env,
+      LIMIT_LEDGER: wrapLedger((real) => (entries) => {
+        calls.push(entries.reduce((n, e) => n + e.add.length, 0));
+        return real(entries);
+      }),
+    };
     const key = `c:${unique("cadence")}|act:cm:logged-in`;
     for (let i = 0; i < 3 * REPORT_AT + 2; i++) {
-      const verdict = await admit(recording, [{ key, limit: 50, window: 86_400_000, members: [`event-${i}`] }]);
+      const verdict = await admit(watched, [{ key, limit: 50, window: 86_400_000, members: [`event-${i}`] }]);
       expect(verdict.ok).toBe(true);
-      if (verdict.ok && verdict.report) await flushSoon(recording);
+      if (verdict.ok && verdict.report) await flushSoon(watched);
     }
     expect(calls).toEqual([REPORT_AT, REPORT_AT, REPORT_AT]);
     forgetCounters();

@@ -1,3 +1,5 @@
+import { env } from "cloudflare:workers";
+import type { LedgerEntry } from "../../worker/limits/ledger-object.ts";
 import { loggedIn } from "./helpers.ts";
 
 /** The limits tests' server token, and their bindings: open mode, with the account's request budget
@@ -16,3 +18,16 @@ export const person = (email: string, extra: Record<string, unknown> = {}) =>
 
 /** An email no other test uses. */
 export const unique = (name: string) => `${name}-${crypto.randomUUID()}@example.com`;
+
+type Sync = (entries: LedgerEntry[]) => Promise<unknown>;
+/** The real LIMIT_LEDGER binding, with each shard's `sync` passed through `wrap` (to slow, fail or watch it). */
+export const wrapLedger = (wrap: (real: Sync) => Sync) => {
+  const real = env.LIMIT_LEDGER;
+  return {
+    idFromName: (name: string) => real.idFromName(name),
+    get: (id: DurableObjectId) => {
+      const stub = real.get(id) as unknown as { sync: Sync };
+      return { sync: wrap((entries) => stub.sync(entries)) };
+    },
+  } as unknown as typeof env.LIMIT_LEDGER;
+};

@@ -9,9 +9,8 @@
 import { env, exports } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type Ask, admit, flushSoon, forgetCounters, REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/ledger.ts";
-import type { LedgerEntry } from "../../worker/limits/ledger-object.ts";
 import { emulator, loggedIn, ORIGIN, post, postInit, postWith, RELAY } from "./helpers.ts";
-import { open, person, SERVER_TOKEN, unique } from "./people.ts";
+import { open, person, SERVER_TOKEN, unique, wrapLedger } from "./people.ts";
 
 const DAY = 86_400_000;
 const EXPOSED = "X-Request-Id,Retry-After,X-Relay-Outcome,Date";
@@ -162,19 +161,6 @@ describe("CORS, Vary and Date on every /v1 answer (199d5c7)", () => {
     expect(Math.abs(skew)).toBeLessThan(1000);
   });
 });
-
-/** A LIMIT_LEDGER binding whose stubs' sync is `wrap(realSync)`. */
-type Sync = (entries: LedgerEntry[]) => Promise<unknown>;
-const wrapLedger = (wrap: (real: Sync) => Sync) => {
-  const real = env.LIMIT_LEDGER;
-  return {
-    idFromName: (name: string) => real.idFromName(name),
-    get: (id: DurableObjectId) => {
-      const stub = real.get(id) as unknown as { sync: Sync };
-      return { sync: wrap((entries) => stub.sync(entries)) };
-    },
-  } as unknown as typeof env.LIMIT_LEDGER;
-};
 
 /** One new member of `key`, admitted or not; a due report is flushed before the next, as waitUntil would. */
 async function one(key: string, limit = 50): Promise<boolean> {
