@@ -4,12 +4,13 @@ import { forwardPaced } from "../budget/paced.ts";
 import { DEFAULT_SITE, relayConfig, siteKey } from "../config.ts";
 import type { RelayEnv } from "../env.ts";
 import type { Failure } from "../upstream.ts";
+import { ConfigError } from "../vars.ts";
 import { type DeliveryMessage, retryDelaySeconds, sendMessages, toMessages } from "./messages.ts";
 import { deliveryStats } from "./stats.ts";
 
-/** The dead-letter queue's name, as in wrangler.toml; a batch from it is a replay. */
-export const DEAD_LETTER_QUEUE = "ortto-relay-dead-letters";
 const MAX_ACTIVITIES_PER_REQUEST = 100;
+/** How long a batch waits while the vars are invalid: 30 tries then span hours for an operator to notice. */
+const CONFIG_RETRY_SECONDS = 600;
 /** Ortto's error text is not ours to bound; a dead letter must stay under the 128 KB message limit. */
 const MAX_REASON = 500;
 
@@ -32,7 +33,10 @@ const asDeadLetter = (body: unknown): DeliveryMessage =>
   isMessageShape(body) ? body : ({ v: 1, request_id: "unknown", activities: [], raw: body } as DeliveryMessage);
 
 /** The queue backoff's settings (RETRY_BASE_SECONDS, RETRY_MAX_SECONDS). */
-const backoff = (env: RelayEnv) => ({ base: Number(env.RETRY_BASE_SECONDS) || 5, max: Number(env.RETRY_MAX_SECONDS) || 3600 });
+const backoff = (env: RelayEnv) => {
+  const config = relayConfig(env);
+  return { base: config.retryBaseSeconds, max: config.retryMaxSeconds };
+};
 
 function log(event: string, fields: Record<string, unknown>) {
   console.log(JSON.stringify({ event, ...fields }));
@@ -127,7 +131,17 @@ async function deliver(env: RelayEnv, messages: Msg[]): Promise<void> {
  * the delivery queue.
  */
 export async function consumeQueue(batch: MessageBatch<unknown>, env: RelayEnv): Promise<void> {
-  if (batch.queue === DEAD_LETTER_QUEUE) return replayDeadLetters(batch, env);
+  let deadLetterQueue: string;
+  try {
+    // DEAD_LETTER_QUEUE names the queue wrangler.toml dead-letters into, per environment.
+    deadLetterQueue = relayConfig(env).deadLetterQueue;
+  } catch (err) {
+    // Invalid vars (logged by relayConfig): nothing is sent with a wrong default; the batch waits for the fix.
+    if (!(err instanceof ConfigError)) throw err;
+    batch.retryAll({ delaySeconds: CONFIG_RETRY_SECONDS });
+    return;
+  }
+  if (batch.queue === deadLetterQueue) return replayDeadLetters(batch, env);
   const valid: Msg[] = [];
   for (const m of batch.messages) {
     if (isDeliveryMessage(m.body)) valid.push(m as Msg);

@@ -1,0 +1,109 @@
+/** What a production deployment depends on: a first-party path prefix, and vars checked at start. */
+import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
+import { env, exports } from "cloudflare:workers";
+import { beforeEach, describe, expect, it } from "vitest";
+import { RELAY_JS } from "../../snippet/dist/relay-asset.ts";
+import { consumeQueue } from "../../worker/delivery/consumer.ts";
+import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
+import { app } from "../../worker/index.ts";
+import { emulator, loggedIn, ORIGIN, postInit, RELAY } from "./helpers.ts";
+
+const relay = (path: string, init?: RequestInit) => exports.default.fetch(`${RELAY}${path}`, init);
+
+beforeEach(async () => {
+  await emulator.reset();
+});
+
+describe("the relay under a path prefix (a route such as shop.example/r/*)", () => {
+  for (const prefix of ["/r", "/t/relay"]) {
+    it(`serves ${prefix}/relay.js as /relay.js`, async () => {
+      const res = await relay(`${prefix}/relay.js`, { headers: { "Accept-Encoding": "identity" } });
+      expect(res.status).toBe(200);
+      expect(res.headers.get("access-control-allow-origin")).toBe("*");
+      expect(await res.text()).toBe(RELAY_JS);
+    });
+
+    it(`forwards POST ${prefix}/v1/activities/create with the allowed origin's CORS headers`, async () => {
+      const res = await relay(`${prefix}/v1/activities/create`, postInit({ activities: [loggedIn()] }));
+      expect(res.status).toBe(200);
+      expect(res.headers.get("access-control-allow-origin")).toBe(ORIGIN);
+      expect(res.headers.get("access-control-expose-headers")).toContain("Date");
+      expect((await emulator.activities()).activities).toHaveLength(1);
+    });
+
+    it(`answers the preflight of ${prefix}/v1/activities/create for an allowed origin only`, async () => {
+      const preflight = (origin: string) =>
+        relay(`${prefix}/v1/activities/create`, {
+          method: "OPTIONS",
+          headers: { Origin: origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type" },
+        });
+      const allowed = await preflight(ORIGIN);
+      expect(allowed.status).toBe(204);
+      expect(allowed.headers.get("access-control-allow-origin")).toBe(ORIGIN);
+      expect(allowed.headers.get("access-control-allow-methods")).toContain("POST");
+      expect((await preflight("https://evil.example")).headers.get("access-control-allow-origin")).toBeNull();
+    });
+
+    it(`serves ${prefix}/healthz`, async () => {
+      const res = await relay(`${prefix}/healthz`);
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ status: "ok" });
+    });
+
+    it(`refuses under ${prefix} as at the root: a foreign origin is a 403 naming headers.origin`, async () => {
+      const res = await relay(`${prefix}/v1/activities/create`, postInit({ activities: [loggedIn()] }, { origin: "https://evil.example" }));
+      expect(res.status).toBe(403);
+      expect(((await res.json()) as { details: unknown[] }).details).toEqual([{ path: "headers.origin", message: expect.any(String) }]);
+    });
+  }
+
+  it("answers 404 in the relay's envelope for a path that ends in none of its endpoints", async () => {
+    for (const path of ["/r/v1/other", "/r/relay.js/x", "/r/", "/relay.jsx"]) {
+      const res = await relay(path);
+      expect(res.status).toBe(404);
+      expect(await res.json()).toMatchObject({ code: 404 });
+    }
+  });
+});
+
+describe("vars checked at start", () => {
+  const withVars = (vars: Record<string, string>, path = "/v1/activities/create", init = postInit({ activities: [loggedIn()] })) =>
+    app.request(new Request(`${RELAY}${path}`, init), undefined, { ...env, ...vars });
+
+  it("answers 503 naming ORTTO_REGION and its accepted values, and forwards nothing, when the region is misspelt", async () => {
+    const res = await withVars({ ORTTO_REGION: "europe" });
+    expect(res.status).toBe(503);
+    const body = (await res.json()) as { error: string; details: unknown[] };
+    expect(body.error).toBe("The relay's configuration is invalid: ORTTO_REGION must be one of us, au, eu");
+    expect(body.details).toEqual([{ path: "ORTTO_REGION", message: "must be one of us, au, eu" }]);
+    expect((await emulator.requests()).length).toBe(0);
+  });
+
+  it("names every wrong var at once, on every route, never the key", async () => {
+    for (const path of ["/healthz", "/relay.js", "/r/v1/activities/create"]) {
+      const res = await withVars(
+        { GEO_MODE: "edges", DELIVERY: "queued", ORTTO_MAX_RPS: "ten" },
+        path,
+        path.endsWith("create") ? postInit({ activities: [loggedIn()] }) : undefined,
+      );
+      expect(res.status).toBe(503);
+      const text = await res.text();
+      expect(text).not.toContain(env.ORTTO_API_KEY as string);
+      expect(JSON.parse(text).details.map((d: { path: string }) => d.path)).toEqual(["GEO_MODE", "DELIVERY", "ORTTO_MAX_RPS"]);
+    }
+    expect((await emulator.requests()).length).toBe(0);
+  });
+
+  it("keeps a queue batch waiting, unsent, while the vars are invalid", async () => {
+    const message: DeliveryMessage = { v: 1, request_id: "r1", activities: [loggedIn()] } as DeliveryMessage;
+    const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [
+      { id: "m1", timestamp: new Date(), attempts: 1, body: message },
+    ]);
+    const ctx = createExecutionContext();
+    await consumeQueue(batch, { ...env, ORTTO_REGION: "europe" });
+    const result = await getQueueResult(batch, ctx);
+    expect(result.retryBatch).toMatchObject({ retry: true });
+    expect(result.explicitAcks).toEqual([]);
+    expect((await emulator.requests()).length).toBe(0);
+  });
+});
