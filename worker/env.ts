@@ -48,6 +48,8 @@ export interface RequestLog {
   /** The request's contacts (normalised identifiers): memory only; the log line shows the first 12 hex of their SHA-256, never a raw address. */
   contacts?: string[];
   reason?: string;
+  /** The refused fields, as the answer's `details` name them (`activities.0.attributes.accountOwner`): paths, never values. */
+  paths?: string[];
 }
 
 /** Hono's typing of this app: bindings, and the variables middleware sets. */

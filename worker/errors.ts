@@ -29,6 +29,9 @@ export function errorResponse(
   headers?: Record<string, string>,
 ) {
   const body: ErrorBody = { request_id: c.get("requestId"), code: status, error, ...(details?.length ? { details } : {}) };
+  // The request's log line names what was refused (the paths its answer names, never the values).
+  const log = c.get("log");
+  if (log && details?.length) log.paths = details.slice(0, 10).map((d) => d.path.slice(0, 100));
   c.set("outcome", c.get("outcome") ?? (status >= 500 ? "error" : "rejected"));
   return c.json(body, status, headers);
 }

@@ -1,7 +1,7 @@
 /** What a production deployment depends on: a first-party path prefix, and vars checked at start. */
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
-import { beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it, vi } from "vitest";
 import { RELAY_JS } from "../../snippet/dist/relay-asset.ts";
 import { consumeQueue } from "../../worker/delivery/consumer.ts";
 import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
@@ -105,5 +105,55 @@ describe("vars checked at start", () => {
     expect(result.retryBatch).toMatchObject({ retry: true });
     expect(result.explicitAcks).toEqual([]);
     expect((await emulator.requests()).length).toBe(0);
+  });
+});
+
+describe("observability", () => {
+  it("logs a refused request's paths, never its values, and counts them by field in Analytics Engine", async () => {
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
+    const points: AnalyticsEngineDataPoint[] = [];
+    const RELAY_EVENTS = { writeDataPoint: (point: AnalyticsEngineDataPoint) => void points.push(point) };
+    try {
+      const wrong = { ...loggedIn(), attributes: { accountOwner: "yes-secret-value", paymentPlan: 7 } };
+      const res = await app.request(
+        new Request(`${RELAY}/r/v1/activities/create`, postInit({ activities: [loggedIn(), wrong] })),
+        undefined,
+        { ...env, RELAY_EVENTS },
+      );
+      expect(res.status).toBe(400);
+      const id = res.headers.get("x-request-id");
+      // The line is written after the answer.
+      const line = await vi.waitFor(() => {
+        const found = lines.find((l) => l.includes(`"request_id":"${id}"`));
+        if (!found) throw new Error("no log line yet");
+        return JSON.parse(found) as { reason: string; paths: string[] };
+      });
+      expect(line.reason).toBe("schema");
+      expect(line.paths).toEqual(expect.arrayContaining(["activities.1.attributes.accountOwner"]));
+      expect(JSON.stringify(line)).not.toContain("yes-secret-value");
+      await vi.waitFor(() => expect(points).toHaveLength(1));
+      expect(points[0]?.blobs?.[3]).toContain("activities.*.attributes.accountOwner");
+      expect(points[0]?.blobs?.[3]).not.toContain("activities.1.");
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it("counts activities the queue consumer delivers, per site, beside the request path's points", async () => {
+    const points: AnalyticsEngineDataPoint[] = [];
+    const RELAY_EVENTS = { writeDataPoint: (point: AnalyticsEngineDataPoint) => void points.push(point) };
+    const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [
+      {
+        id: "d1",
+        timestamp: new Date(),
+        attempts: 1,
+        body: { v: 1, request_id: "d1", activities: [loggedIn(), loggedIn()] } as DeliveryMessage,
+      },
+    ]);
+    const ctx = createExecutionContext();
+    await consumeQueue(batch, { ...env, RELAY_EVENTS });
+    expect((await getQueueResult(batch, ctx)).explicitAcks).toEqual(["d1"]);
+    expect(points.map((p) => [p.indexes?.[0], p.blobs?.[0], p.doubles])).toEqual([["default", "delivered", [2, 2, 0]]]);
   });
 });

@@ -43,6 +43,19 @@ function log(event: string, fields: Record<string, unknown>) {
 }
 
 /**
+ * The consumer's Analytics Engine points, beside the request path's (worker/log.ts): activities
+ * delivered from the queue (double2, as "forwarded") and dead-lettered (double1), per site, so that
+ * one query shows delivered against queued and another alerts on dead letters before they expire.
+ */
+function count(env: RelayEnv, site: string | undefined, outcome: "delivered" | "dead_lettered", activities: number) {
+  env.RELAY_EVENTS?.writeDataPoint({
+    indexes: [site ?? DEFAULT_SITE],
+    blobs: [outcome, "", ""],
+    doubles: [activities, outcome === "delivered" ? activities : 0, 0],
+  });
+}
+
+/**
  * Packs first-time messages with the same options into Ortto requests of at most 100
  * activities, never splitting a message. A message that failed before travels alone, so a
  * message that Ortto cannot take (a poison message) does not hold back the rest of its batch.
@@ -73,6 +86,7 @@ async function deadLetter(env: RelayEnv, message: Msg, reason: string) {
   await sendMessages(env.DEAD_LETTERS, [{ ...body, dead_reason: reason.slice(0, MAX_REASON) }]);
   message.ack();
   deliveryStats.dead_lettered++;
+  count(env, body.site, "dead_lettered", body.activities.length);
   log("dead_lettered", { request_id: body.request_id, activities: body.activities.length, reason, attempts: message.attempts });
 }
 
@@ -106,6 +120,7 @@ async function deliver(env: RelayEnv, messages: Msg[]): Promise<void> {
     for (const m of messages) m.ack();
     deliveryStats.delivered_from_queue += activities.length - failed;
     deliveryStats.last_queue_delivery_at = new Date().toISOString();
+    count(env, first.body.site, "delivered", activities.length - failed);
     log("delivered", {
       messages: messages.length,
       activities: activities.length,
@@ -198,6 +213,7 @@ async function setAsideExpired(env: RelayEnv, messages: Msg[]): Promise<Msg[]> {
     if (rest.length) await sendMessages(env.DELIVERY_QUEUE, [{ ...m.body, activities: rest }]);
     m.ack();
     deliveryStats.dead_lettered++;
+    count(env, m.body.site, "dead_lettered", expired.length);
     log("dead_lettered", { request_id: m.body.request_id, activities: expired.length, reason: EXPIRED, attempts: m.attempts });
   }
   return live;
@@ -272,6 +288,7 @@ export async function deadLetterFailed(
     messages.map((m) => ({ ...m, ...(from.replays ? { replays: from.replays } : {}), dead_reason: reason })),
   );
   deliveryStats.dead_lettered += messages.length;
+  count(env, from.site, "dead_lettered", failed.length);
   log("dead_lettered", { request_id: from.request_id, activities: failed.length, reason });
   return failed.length;
 }
