@@ -57,7 +57,7 @@ export interface AppEnv {
   Bindings: RelayEnv;
   Variables: {
     requestId: string;
-    outcome?: "forwarded" | "queued" | "rejected" | "throttled" | "bot" | "identity_failed" | "upstream_error" | "error";
+    outcome?: "forwarded" | "queued" | "rejected" | "throttled" | "bot" | "identity_failed" | "upstream_error" | "error" | "dry_run";
     /** The site the request's origin belongs to. */
     site: RelaySite;
     /** Set when the request carries a valid SERVER_TOKEN: a trusted server, not a page. */

@@ -6,7 +6,7 @@ import { RELAY_JS } from "../../snippet/dist/relay-asset.ts";
 import { consumeQueue } from "../../worker/delivery/consumer.ts";
 import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
 import { app } from "../../worker/index.ts";
-import { emulator, loggedIn, ORIGIN, postInit, RELAY } from "./helpers.ts";
+import { emulator, loggedIn, ORIGIN, postInit, postWith, RELAY } from "./helpers.ts";
 
 const relay = (path: string, init?: RequestInit) => exports.default.fetch(`${RELAY}${path}`, init);
 
@@ -155,5 +155,41 @@ describe("observability", () => {
     await consumeQueue(batch, { ...env, RELAY_EVENTS });
     expect((await getQueueResult(batch, ctx)).explicitAcks).toEqual(["d1"]);
     expect(points.map((p) => [p.indexes?.[0], p.blobs?.[0], p.doubles])).toEqual([["default", "delivered", [2, 2, 0]]]);
+  });
+});
+
+describe("X-Relay-Dry-Run: 1 (npm run smoke)", () => {
+  const server = { SERVER_TOKEN: "dry-run-token" };
+  const dry = { Authorization: "Bearer dry-run-token", "X-Relay-Dry-Run": "1" };
+
+  it("answers a trusted server with what would be sent, validated and enriched, and sends nothing", async () => {
+    const res = await postWith(server, { activities: [loggedIn()] }, { origin: null, contentType: "application/json", headers: dry });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { dry_run: boolean; upstream: string; activities: { key?: string; created?: string }[] };
+    expect(body).toMatchObject({ dry_run: true, upstream: "ortto.test", delivery: "inline", site: "default" });
+    expect(body.activities[0]).toMatchObject({ activity_id: "act:cm:logged-in", key: expect.any(String), created: expect.any(String) });
+    expect(JSON.stringify(body)).not.toContain(env.ORTTO_API_KEY as string);
+    expect(await emulator.requests()).toHaveLength(0);
+  });
+
+  it("refuses an invalid activity in a dry run as for real: 400 naming the field", async () => {
+    const wrong = { ...loggedIn(), attributes: { accountOwner: "yes" } };
+    const res = await postWith(server, { activities: [wrong] }, { origin: null, contentType: "application/json", headers: dry });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { details: { path: string }[] }).details[0]?.path).toBe("activities.0.attributes.accountOwner");
+  });
+
+  it("refuses a dry run without a server token, or with another value: 400 naming the header, nothing sent", async () => {
+    for (const [headers, options] of [
+      [{ "X-Relay-Dry-Run": "1" }, {}],
+      [{ ...dry, "X-Relay-Dry-Run": "true" }, { origin: null }],
+    ] as const) {
+      const res = await postWith(server, { activities: [loggedIn()] }, { ...options, headers });
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { details: unknown[] }).details).toEqual([
+        { path: "headers.x-relay-dry-run", message: "expected 1, with a server token" },
+      ]);
+    }
+    expect(await emulator.requests()).toHaveLength(0);
   });
 });
