@@ -61,7 +61,7 @@ describe("wrangler.toml", () => {
       });
 
       it("builds the snippet before bundling and keeps its logs (observability)", () => {
-        expect(config.build.command).toBe("npm run build");
+        expect(config.build.command).toBe("node scripts/build-if-stale.mjs");
         expect(config.observability?.enabled).toBe(true);
       });
     });
