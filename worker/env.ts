@@ -8,6 +8,9 @@
  * - `GEO_MODE` — `ip` (send the client IP for Ortto to geolocate), `edge` (send the city and
  *   country Cloudflare derived, so the IP never leaves the edge) or `off`.
  * - `UPSTREAM_TIMEOUT_MS` — how long to wait for Ortto before giving up (default 5000).
+ * - `DEAD_LETTER_QUEUE` — the environment's dead-letter queue (its consumer's `dead_letter_queue`).
+ *
+ * Every var is checked at start by `worker/vars.ts`: a value it does not know is an error naming it.
  */
 declare global {
   namespace Cloudflare {
