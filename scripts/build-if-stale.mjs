@@ -2,9 +2,9 @@
 /**
  * wrangler.toml's [build] command: `npm run build` unless snippet/dist was built from exactly the
  * files it is built from now (a hash of their contents, which `npm run build` writes to
- * snippet/dist/.inputs). So a deploy
- * after a `git pull` always ships the relay.js of the tree, while `wrangler dev` under `npm start` or
- * the e2e tests (which have just built) does not rewrite snippet/dist under a running test.
+ * snippet/dist/.inputs). So a deploy after a `git pull` always ships the relay.js of the tree, while
+ * `wrangler dev` under `npm start` or the e2e tests (which have just built) does not rewrite
+ * snippet/dist under a running test.
  */
 import { execSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -12,13 +12,12 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
-const dist = join(root, "snippet", "dist");
-const stamp = join(dist, ".inputs");
 const OUTPUTS = ["relay.js", "relay.mjs", "relay-asset.ts", "relay.d.ts"];
+const stampOf = (root) => join(root, "snippet", "dist", ".inputs");
 
 /** Everything the build reads: the snippet's sources and config, shared/, the catalogue, the build scripts, the locked toolchain. */
-function inputsHash() {
+export function inputsHash(root) {
+  const dist = join(root, "snippet", "dist");
   const files = [];
   const walk = (dir) => {
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
@@ -35,15 +34,19 @@ function inputsHash() {
   return hash.digest("hex");
 }
 
-// `npm run build` ends here: it records what it built from.
-if (process.argv.includes("--stamp")) {
-  writeFileSync(stamp, inputsHash());
-  process.exit(0);
+/** Records that snippet/dist was built from the current sources (the end of `npm run build`). */
+export const stamp = (root) => writeFileSync(stampOf(root), inputsHash(root));
+
+/** Was snippet/dist built, whole, from exactly the current sources? */
+export function isCurrent(root) {
+  const dist = join(root, "snippet", "dist");
+  const recorded = existsSync(stampOf(root)) ? readFileSync(stampOf(root), "utf8") : "";
+  return recorded === inputsHash(root) && OUTPUTS.every((f) => existsSync(join(dist, f)));
 }
-const before = inputsHash();
-const fresh = existsSync(stamp) && readFileSync(stamp, "utf8") === before && OUTPUTS.every((f) => existsSync(join(dist, f)));
-if (fresh) {
-  console.log("snippet/dist is current (built from these sources)");
-} else {
-  execSync("npm run build", { cwd: root, stdio: "inherit" });
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const root = fileURLToPath(new URL("..", import.meta.url));
+  if (process.argv.includes("--stamp")) stamp(root);
+  else if (isCurrent(root)) console.log("snippet/dist is current (built from these sources)");
+  else execSync("npm run build", { cwd: root, stdio: "inherit" });
 }
