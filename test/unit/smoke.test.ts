@@ -66,4 +66,17 @@ describe("npm run smoke", () => {
     expect(output).toMatch(/FAIL {2}POST .*SERVER_TOKEN is not set/);
     expect(code).toBe(1);
   }, 60_000);
+
+  it("fails /healthz of a relay whose vars are wrong, naming the var and the accepted values", async () => {
+    const misconfigured = await startLocalRelay({ ORTTO_API_KEY: KEY, SERVER_TOKEN: TOKEN, ORTTO_REGION: "europe" });
+    try {
+      const { code, output } = await smoke([misconfigured.url], { SERVER_TOKEN: TOKEN });
+      expect(output).toMatch(/FAIL {2}GET \/healthz +503: The relay's configuration is invalid: ORTTO_REGION must be one of us, au, eu/);
+      expect(output).toMatch(/FAIL {2}POST .* 503: The relay's configuration is invalid/);
+      expect(code).toBe(1);
+      expect(output).not.toContain(KEY);
+    } finally {
+      await misconfigured.dispose();
+    }
+  }, 60_000);
 });
