@@ -1,7 +1,7 @@
 import catalogue from "../relay.config.ts";
 import type { RelayEnv } from "./env.ts";
 import { type OriginMatcher, originMatcher } from "./origins.ts";
-import { ConfigError, parseVars, type RawVars, type Vars } from "./vars.ts";
+import { ConfigError, parseVars, type Vars } from "./vars.ts";
 
 /** Ortto's API host per instance region (Ortto's docs: "Australia or Europe will need to use specific service endpoints"). */
 export const REGION_BASES = {
@@ -46,7 +46,7 @@ export function relayConfig(env: RelayEnv): RelayConfig {
   let config = cache.get(env);
   if (!config) {
     try {
-      const vars = parseVars(env as unknown as RawVars);
+      const vars = parseVars({ ...env });
       config = {
         ...vars,
         base: (vars.apiBase ?? REGION_BASES[vars.region]).replace(/\/+$/, ""),

@@ -25,7 +25,7 @@ const ENDPOINT = /\/(?:relay\.js|healthz|v1\/activities\/create)$/;
  * that one deployment serves its workers.dev host and any number of first-party routes, and no
  * BASE_PATH has to be kept in step with the routes; the route itself decides what reaches the worker.
  */
-export function relayPath(request: Request): string {
+function relayPath(request: Request): string {
   const path = getPath(request);
   const m = ENDPOINT.exec(path);
   return m ? path.slice(m.index) : path;
