@@ -94,7 +94,15 @@ function offered() {
   const file = values["secrets-file"];
   if (!file) return process.env;
   const text = readFileSync(file, "utf8");
-  if (text.trim().startsWith("{")) return JSON.parse(text);
+  if (text.trim().startsWith("{")) {
+    try {
+      return JSON.parse(text);
+    } catch {
+      // Not JSON.parse's error: it (and Node's report of it) quotes the file's text, secrets and all.
+      console.error(`--secrets-file ${file} is not valid JSON (its text is not shown: it holds secrets); nothing was set`);
+      process.exit(1);
+    }
+  }
   return Object.fromEntries(
     text
       .split("\n")

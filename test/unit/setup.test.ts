@@ -143,4 +143,15 @@ describe("npm run setup -- --env production", { timeout: 60_000 }, () => {
     expect(given.code).toBe(0);
     expect(state().secrets.production).toEqual({ ORTTO_API_KEY: SECRETS.ORTTO_API_KEY, SERVER_TOKEN: SECRETS.SERVER_TOKEN });
   });
+
+  it("refuses a --secrets-file that is not valid JSON without printing any of its text, and sets nothing", async () => {
+    const file = join(dir, "secrets.json");
+    // A value left unquoted: Node's JSON.parse error quotes the text around the mistake.
+    writeFileSync(file, `{"ORTTO_API_KEY": ${SECRETS.ORTTO_API_KEY}, "SERVER_TOKEN": "${SECRETS.SERVER_TOKEN}"}`);
+    const { code, output } = await setup(["--env", "production", "--secrets-file", file]);
+    expect(code).not.toBe(0);
+    expect(output).toContain("is not valid JSON");
+    for (const part of [SECRETS.ORTTO_API_KEY, "never-printed", "4e1f", SECRETS.SERVER_TOKEN]) expect(output).not.toContain(part);
+    expect(state().secrets).toEqual({});
+  });
 });
