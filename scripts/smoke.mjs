@@ -10,7 +10,8 @@
  *   same bytes whether served plain or brotli-compressed, so a page's `integrity="…"` holds;
  * - with `--origin`, the preflight of `/v1/activities/create` allows that origin;
  * - one server-token event (SERVER_TOKEN from the environment) as a dry run (`X-Relay-Dry-Run: 1`):
- *   validated and enriched exactly as a real one, answered with what would be sent, never forwarded.
+ *   validated and enriched exactly as a real one, answered with what would be sent, never forwarded;
+ *   to a relay that does not take dry runs (asked first, with no activity) none is sent.
  *
  * The token is read from the environment only and never printed.
  */
@@ -109,16 +110,24 @@ if (values.origin) {
 await check("POST /v1/activities/create (server token, dry run)", async () => {
   assert(token, "SERVER_TOKEN is not set in the environment (the deployment's secret, e.g. from your password manager)");
   const activity = await smokeActivity();
-  const res = await fetchOk("/v1/activities/create", {
-    method: "POST",
-    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json", "X-Relay-Dry-Run": "1" },
-    body: JSON.stringify({ activities: [activity] }),
-  });
-  const body = await res.json().catch(() => ({}));
+  const post = (dryRun, activities) =>
+    fetchOk("/v1/activities/create", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json", "X-Relay-Dry-Run": dryRun },
+      body: JSON.stringify({ activities }),
+    });
+  // First a question no relay forwards (no activity): one that takes dry runs refuses the header's
+  // value by name; one from before dry runs would ignore the header and send the event for real.
+  const probe = await post("probe", []);
+  const refused = await probe.json().catch(() => ({}));
+  assert(probe.status === 400, `${probe.status}: ${refused.error ?? JSON.stringify(refused).slice(0, 200)}`);
   assert(
-    res.status === 200 && body.dry_run === true,
-    `${res.status}: ${body.error ?? JSON.stringify(body).slice(0, 200)}${res.status === 200 ? " (a relay without dry runs: nothing checked)" : ""}`,
+    refused.details?.some((d) => d.path === "headers.x-relay-dry-run"),
+    "this relay does not take dry runs (X-Relay-Dry-Run): it would forward the event for real, so none was sent; deploy this version first",
   );
+  const res = await post("1", [activity]);
+  const body = await res.json().catch(() => ({}));
+  assert(res.status === 200 && body.dry_run === true, `${res.status}: ${body.error ?? JSON.stringify(body).slice(0, 200)}`);
   const sent = body.activities?.[0];
   assert(sent?.key && sent?.created, "the answer has no keyed, dated activity");
   return `${sent.activity_id} would go to ${body.upstream} (${body.delivery}), key ${sent.key}`;

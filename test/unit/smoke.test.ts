@@ -1,4 +1,6 @@
 import { execFile } from "node:child_process";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -77,6 +79,41 @@ describe("npm run smoke", () => {
       expect(output).not.toContain(KEY);
     } finally {
       await misconfigured.dispose();
+    }
+  }, 60_000);
+
+  it("sends no event to a relay that ignores X-Relay-Dry-Run (one from before dry runs would forward it for real)", async () => {
+    // A relay without dry runs: healthy, and it forwards every valid POST it is given.
+    const posted: { activities?: unknown[] }[] = [];
+    const old = createServer((req, res) => {
+      let text = "";
+      req.on("data", (chunk) => {
+        text += chunk;
+      });
+      req.on("end", () => {
+        res.setHeader("Content-Type", "application/json");
+        if (req.url === "/healthz") return res.end(JSON.stringify({ status: "ok", upstream: "api.ap3api.com", sites: {} }));
+        if (req.method !== "POST") return res.writeHead(404).end("{}");
+        const body = JSON.parse(text) as { activities?: unknown[] };
+        posted.push(body);
+        if (!body.activities?.length) {
+          return res
+            .writeHead(400)
+            .end(
+              JSON.stringify({ error: "Invalid request", details: [{ path: "activities", message: "expected at least one activity" }] }),
+            );
+        }
+        res.end(JSON.stringify({ activities: body.activities.map(() => ({ status: "ingested" })) }));
+      });
+    });
+    await new Promise<void>((resolve) => old.listen(0, "127.0.0.1", resolve));
+    try {
+      const { code, output } = await smoke([`http://127.0.0.1:${(old.address() as AddressInfo).port}`], { SERVER_TOKEN: TOKEN });
+      expect(posted.filter((b) => b.activities?.length)).toEqual([]);
+      expect(output).toMatch(/FAIL {2}POST .*does not take dry runs/);
+      expect(code).toBe(1);
+    } finally {
+      await new Promise((resolve) => old.close(resolve));
     }
   }, 60_000);
 });
