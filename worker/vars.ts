@@ -49,6 +49,17 @@ export interface Vars {
 
 const ORIGIN = /^https?:\/\/(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/;
 
+/** A URL the relay can put `/v1/activities/create` after: http(s), a host, no space, query or fragment. */
+function isBaseUrl(value: string): boolean {
+  if (/[\s?#]/.test(value)) return false;
+  try {
+    const url = new URL(value);
+    return (url.protocol === "https:" || url.protocol === "http:") && url.host !== "";
+  } catch {
+    return false;
+  }
+}
+
 /** Reads and checks every var; throws a ConfigError listing every problem at once. */
 export function parseVars(env: RawVars): Vars {
   const problems: VarProblem[] = [];
@@ -71,7 +82,7 @@ export function parseVars(env: RawVars): Vars {
     return n;
   }
   const apiBase = text("ORTTO_API_BASE");
-  if (apiBase !== undefined && !/^https?:\/\/[^/\s]+/.test(apiBase)) {
+  if (apiBase !== undefined && !isBaseUrl(apiBase)) {
     problems.push({ path: "ORTTO_API_BASE", message: "must be an http(s) URL such as https://api.ap3api.com" });
   }
   for (const entry of (text("ALLOWED_ORIGINS") ?? "").split(",")) {

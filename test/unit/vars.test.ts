@@ -63,6 +63,24 @@ describe("the relay's vars (worker/vars.ts)", () => {
     expect(problems({ [name]: value })).toEqual([{ path: name, message }]);
   });
 
+  it.each([
+    "https://a b",
+    "https://api.ap3api.com/ v1",
+    "https://api.ap3api.com?region=eu",
+    "https://api.ap3api.com#x",
+    "https://api.ap3api.com?",
+    "ftp://api.ap3api.com",
+    "https://",
+  ])("refuses ORTTO_API_BASE=%s, which no request could be sent to, rather than fail later", (value) => {
+    expect(problems({ ORTTO_API_BASE: value })).toEqual([
+      { path: "ORTTO_API_BASE", message: "must be an http(s) URL such as https://api.ap3api.com" },
+    ]);
+  });
+
+  it("takes an ORTTO_API_BASE with a path (a proxy in front of Ortto)", () => {
+    expect(parseVars({ ...base, ORTTO_API_BASE: "http://ortto.test/proxy/" }).apiBase).toBe("http://ortto.test/proxy/");
+  });
+
   it("requires DEAD_LETTER_QUEUE, the name a replay batch comes from", () => {
     expect(() => parseVars({})).toThrow(/DEAD_LETTER_QUEUE must name/);
   });
