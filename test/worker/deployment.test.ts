@@ -94,16 +94,68 @@ describe("vars checked at start", () => {
     expect((await emulator.requests()).length).toBe(0);
   });
 
-  it("keeps a queue batch waiting, unsent, while the vars are invalid", async () => {
-    const message: DeliveryMessage = { v: 1, request_id: "r1", activities: [loggedIn()] } as DeliveryMessage;
+  /** A queue binding that records what is sent to it, and with what delay. */
+  function recordingQueue() {
+    const sent: { bodies: unknown[]; delaySeconds?: number }[] = [];
+    const queue = {
+      send: async () => {},
+      sendBatch: async (messages: Iterable<MessageSendRequest>, options?: QueueSendBatchOptions) =>
+        void sent.push({ bodies: [...messages].map((m) => m.body), delaySeconds: options?.delaySeconds }),
+    } as unknown as Queue;
+    return { queue, sent };
+  }
+
+  it("holds a delivery batch while the vars are invalid as a new message, unsent, never spending its retries toward the dead-letter queue", async () => {
+    const message = { v: 1, request_id: "r1", activities: [loggedIn()] } as DeliveryMessage;
+    // Its last try: a retry now would dead-letter it.
     const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [
-      { id: "m1", timestamp: new Date(), attempts: 1, body: message },
+      { id: "m1", timestamp: new Date(), attempts: 30, body: message },
     ]);
+    const delivery = recordingQueue();
+    const deadLetters = recordingQueue();
     const ctx = createExecutionContext();
-    await consumeQueue(batch, { ...env, ORTTO_REGION: "europe" });
+    await consumeQueue(batch, { ...env, ORTTO_REGION: "europe", DELIVERY_QUEUE: delivery.queue, DEAD_LETTERS: deadLetters.queue });
     const result = await getQueueResult(batch, ctx);
-    expect(result.retryBatch).toMatchObject({ retry: true });
+    expect(result.retryBatch.retry).toBe(false);
+    expect(result.retryMessages).toEqual([]);
+    expect(result.explicitAcks).toEqual(["m1"]);
+    expect(delivery.sent).toEqual([{ bodies: [message], delaySeconds: 600 }]);
+    expect(deadLetters.sent).toEqual([]);
+    expect((await emulator.requests()).length).toBe(0);
+  });
+
+  it("retries a held message, rather than acknowledge it, when the queue cannot take it back", async () => {
+    const message = { v: 1, request_id: "r3", activities: [loggedIn()] } as DeliveryMessage;
+    const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [
+      { id: "m3", timestamp: new Date(), attempts: 1, body: message },
+    ]);
+    const failing = {
+      sendBatch: async () => {
+        throw new Error("Queue sendBatch failed");
+      },
+    } as unknown as Queue;
+    const ctx = createExecutionContext();
+    await consumeQueue(batch, { ...env, ORTTO_REGION: "europe", DELIVERY_QUEUE: failing });
+    const result = await getQueueResult(batch, ctx);
     expect(result.explicitAcks).toEqual([]);
+    expect(result.retryMessages.map((m) => m.msgId)).toEqual(["m3"]);
+  });
+
+  it("keeps dead letters in the dead-letter queue while the vars are invalid during a replay, rather than let the replay consumer's retries delete them", async () => {
+    const letter = { v: 1, request_id: "r2", activities: [loggedIn()], dead_reason: "Ortto refused" } as DeliveryMessage;
+    const batch = createMessageBatch<DeliveryMessage>(env.DEAD_LETTER_QUEUE, [
+      { id: "d1", timestamp: new Date(), attempts: 3, body: letter },
+    ]);
+    const delivery = recordingQueue();
+    const deadLetters = recordingQueue();
+    const ctx = createExecutionContext();
+    await consumeQueue(batch, { ...env, GEO_MODE: "edges", DELIVERY_QUEUE: delivery.queue, DEAD_LETTERS: deadLetters.queue });
+    const result = await getQueueResult(batch, ctx);
+    expect(result.retryBatch.retry).toBe(false);
+    expect(result.retryMessages).toEqual([]);
+    expect(result.explicitAcks).toEqual(["d1"]);
+    expect(deadLetters.sent).toEqual([{ bodies: [letter], delaySeconds: 600 }]);
+    expect(delivery.sent).toEqual([]);
     expect((await emulator.requests()).length).toBe(0);
   });
 });

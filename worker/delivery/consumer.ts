@@ -5,11 +5,11 @@ import { DEFAULT_SITE, relayConfig, siteKey } from "../config.ts";
 import type { RelayEnv } from "../env.ts";
 import type { Failure } from "../upstream.ts";
 import { ConfigError } from "../vars.ts";
-import { type DeliveryMessage, retryDelaySeconds, sendMessages, toMessages } from "./messages.ts";
+import { type DeliveryMessage, PartialSendError, retryDelaySeconds, sendMessages, toMessages } from "./messages.ts";
 import { deliveryStats } from "./stats.ts";
 
 const MAX_ACTIVITIES_PER_REQUEST = 100;
-/** How long a batch waits while the vars are invalid: 30 tries then span hours for an operator to notice. */
+/** How long a batch waits between looks while the vars are invalid (holdWhileInvalid). */
 const CONFIG_RETRY_SECONDS = 600;
 /** Ortto's error text is not ours to bound; a dead letter must stay under the 128 KB message limit. */
 const MAX_REASON = 500;
@@ -153,8 +153,7 @@ export async function consumeQueue(batch: MessageBatch<unknown>, env: RelayEnv):
   } catch (err) {
     // Invalid vars (logged by relayConfig): nothing is sent with a wrong default; the batch waits for the fix.
     if (!(err instanceof ConfigError)) throw err;
-    batch.retryAll({ delaySeconds: CONFIG_RETRY_SECONDS });
-    return;
+    return holdWhileInvalid(batch, env);
   }
   if (batch.queue === deadLetterQueue) return replayDeadLetters(batch, env);
   const valid: Msg[] = [];
@@ -164,6 +163,31 @@ export async function consumeQueue(batch: MessageBatch<unknown>, env: RelayEnv):
   }
   noteBatch(batch.messages);
   for (const group of pack(await setAsideExpired(env, valid))) await deliver(env, group);
+}
+
+/**
+ * While the vars are invalid, each message goes back on the queue it came from as a new message,
+ * looked at again in CONFIG_RETRY_SECONDS, for as long as it takes an operator to fix them. A retry
+ * would spend max_retries: the delivery queue's 30 would dead-letter the batch after five hours, a
+ * replay consumer's 3 (its default) would delete dead letters after half an hour. The dead-letter
+ * queue is told apart by the DEAD_LETTER_QUEUE var as set; where that var is the one missing, a
+ * dead letter goes to the delivery queue, which is what the replay was for, and waits there too.
+ */
+async function holdWhileInvalid(batch: MessageBatch<unknown>, env: RelayEnv) {
+  const named = typeof env.DEAD_LETTER_QUEUE === "string" ? env.DEAD_LETTER_QUEUE.trim() : "";
+  const queue = named !== "" && batch.queue === named ? env.DEAD_LETTERS : env.DELIVERY_QUEUE;
+  let sent = batch.messages.length;
+  try {
+    await sendMessages(
+      queue,
+      batch.messages.map((m) => m.body as DeliveryMessage),
+      CONFIG_RETRY_SECONDS,
+    );
+  } catch (err) {
+    sent = err instanceof PartialSendError ? err.sent : 0;
+  }
+  for (const [i, m] of batch.messages.entries()) i < sent ? m.ack() : m.retry({ delaySeconds: CONFIG_RETRY_SECONDS });
+  log("delivery_held", { queue: batch.queue, messages: batch.messages.length, reason: "config_invalid" });
 }
 
 /**
