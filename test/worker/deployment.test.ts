@@ -192,6 +192,41 @@ describe("observability", () => {
     }
   });
 
+  it("shows a refused key that is no identifier (an address typed as a key) as ? in the log line and Analytics Engine, never the key", async () => {
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
+    try {
+      for (const [key, logged] of [
+        ["jane.doe@example.com", 'activities.0.attributes."?"'],
+        ["jo@localhost", "activities.0.attributes.?"],
+        ["first name", 'activities.0.attributes."?"'],
+      ] as const) {
+        const points: AnalyticsEngineDataPoint[] = [];
+        const RELAY_EVENTS = { writeDataPoint: (point: AnalyticsEngineDataPoint) => void points.push(point) };
+        const wrong = { ...loggedIn(), attributes: { [key]: true } };
+        const res = await app.request(new Request(`${RELAY}/v1/activities/create`, postInit({ activities: [wrong] })), undefined, {
+          ...env,
+          RELAY_EVENTS,
+        });
+        expect(res.status).toBe(400);
+        // The sender's own answer still names what it sent.
+        expect(await res.text()).toContain(key);
+        const id = res.headers.get("x-request-id");
+        const line = await vi.waitFor(() => {
+          const found = lines.find((l) => l.includes(`"request_id":"${id}"`));
+          if (!found) throw new Error("no log line yet");
+          return found;
+        });
+        await vi.waitFor(() => expect(points).toHaveLength(1));
+        expect(line).not.toContain(key);
+        expect(JSON.stringify(points[0])).not.toContain(key);
+        expect(JSON.parse(line).paths).toEqual([logged]);
+      }
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it("counts activities the queue consumer delivers, per site, beside the request path's points", async () => {
     const points: AnalyticsEngineDataPoint[] = [];
     const RELAY_EVENTS = { writeDataPoint: (point: AnalyticsEngineDataPoint) => void points.push(point) };
