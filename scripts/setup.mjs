@@ -40,7 +40,7 @@ function wrangler(args, { allowFailure = false } = {}) {
   const run = spawnSync("wrangler", args, { cwd: root, encoding: "utf8", env: { ...process.env, WRANGLER_SEND_METRICS: "false" } });
   if (run.error) throw new Error(`could not run wrangler: ${run.error.message}`);
   if (run.status !== 0 && !allowFailure) throw new Error(`wrangler ${args[0]} ${args[1]} failed:\n${run.stdout}${run.stderr}`);
-  return { ok: run.status === 0, output: `${run.stdout}${run.stderr}` };
+  return { ok: run.status === 0, output: `${run.stdout}${run.stderr}`, stdout: run.stdout };
 }
 
 const done = [];
@@ -115,7 +115,8 @@ function offered() {
 // Before the first deploy the Worker does not exist: it has no secrets yet.
 const listed = wrangler(["secret", "list", ...envArgs, "--format", "json"], { allowFailure: true });
 if (!listed.ok && !/not found/i.test(listed.output)) throw new Error(`wrangler secret list failed:\n${listed.output}`);
-const existing = new Set(listed.ok ? JSON.parse(listed.output.slice(listed.output.indexOf("["))).map((s) => s.name) : []);
+// The JSON is on stdout; warnings (with their own brackets) go to stderr.
+const existing = new Set(listed.ok ? JSON.parse(listed.stdout.slice(listed.stdout.indexOf("["))).map((s) => s.name) : []);
 
 const given = offered();
 const upload = {};

@@ -34,6 +34,7 @@ if (group === "queues" && command === "list") {
 } else if (group === "secret" && command === "list") {
   if (!state.secrets[env]) { console.error('Worker "x" not found.\\nIf this is a new Worker, run \`wrangler deploy\` first to create it.'); process.exit(1); }
   console.log(JSON.stringify(Object.keys(state.secrets[env]).map((name) => ({ name, type: "secret_text" }))));
+  if (state.warn) console.error("▲ [WARNING] " + state.warn);
 } else if (group === "secret" && command === "bulk") {
   state.secrets[env] = { ...state.secrets[env], ...JSON.parse(fs.readFileSync(args[2], "utf8")) }; save();
   console.log("Finished processing secrets file");
@@ -118,6 +119,14 @@ describe("npm run setup -- --env production", { timeout: 60_000 }, () => {
     ]);
     expect(output).toMatch(/queue ortto-relay-production-dead-letters +exists/);
     expect(output).toMatch(/secret ORTTO_API_KEY +exists, unchanged/);
+  });
+
+  it("reads the secret list from wrangler's JSON on stdout when wrangler also warns on stderr", async () => {
+    await setup(["--env", "production"], SECRETS);
+    writeFileSync(join(dir, "state.json"), JSON.stringify({ ...state(), warn: "Processing wrangler.toml configuration: [some warning]" }));
+    const { code, output } = await setup(["--env", "production"], SECRETS);
+    expect(output).toMatch(/secret ORTTO_API_KEY +exists, unchanged/);
+    expect(code).toBe(0);
   });
 
   it("creates staging's own queues, apart from production's", async () => {
