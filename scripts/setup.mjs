@@ -114,7 +114,10 @@ function offered() {
 
 // Before the first deploy the Worker does not exist: it has no secrets yet.
 const listed = wrangler(["secret", "list", ...envArgs, "--format", "json"], { allowFailure: true });
-if (!listed.ok && !/not found/i.test(listed.output)) throw new Error(`wrangler secret list failed:\n${listed.output}`);
+// Only wrangler's own words for that (any other failure, "Route not found" included, stops the run:
+// taken for "no secrets yet", it would overwrite every secret given).
+const notDeployed = /Worker "[^"]+"(?: \(env: [^)]*\))? not found\./;
+if (!listed.ok && !notDeployed.test(listed.output)) throw new Error(`wrangler secret list failed:\n${listed.output}`);
 // The JSON is on stdout; warnings (with their own brackets) go to stderr.
 const existing = new Set(listed.ok ? JSON.parse(listed.stdout.slice(listed.stdout.indexOf("["))).map((s) => s.name) : []);
 

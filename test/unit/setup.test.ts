@@ -32,6 +32,7 @@ if (group === "queues" && command === "list") {
   state.queues.push(args[2]); save();
   console.log("Created queue " + args[2]);
 } else if (group === "secret" && command === "list") {
+  if (state.listError) { console.error(state.listError); process.exit(1); }
   if (!state.secrets[env]) { console.error('Worker "x" not found.\\nIf this is a new Worker, run \`wrangler deploy\` first to create it.'); process.exit(1); }
   console.log(JSON.stringify(Object.keys(state.secrets[env]).map((name) => ({ name, type: "secret_text" }))));
   if (state.warn) console.error("▲ [WARNING] " + state.warn);
@@ -127,6 +128,23 @@ describe("npm run setup -- --env production", { timeout: 60_000 }, () => {
     const { code, output } = await setup(["--env", "production"], SECRETS);
     expect(output).toMatch(/secret ORTTO_API_KEY +exists, unchanged/);
     expect(code).toBe(0);
+  });
+
+  it("stops, overwriting nothing, when listing the secrets fails for any reason but a Worker not yet deployed", async () => {
+    await setup(["--env", "production"], SECRETS);
+    const listError =
+      "✘ [ERROR] A request to the Cloudflare API (/accounts/x/workers/scripts/ortto-relay-production/secrets) failed.\n  Route not found [code: 7003]";
+    writeFileSync(join(dir, "state.json"), JSON.stringify({ ...state(), listError }));
+    const before = calls().length;
+    const { code, output } = await setup(["--env", "production"], { ...SECRETS, ORTTO_API_KEY: "a-new-key-never-sent" });
+    expect(code).not.toBe(0);
+    expect(output).toContain("wrangler secret list failed");
+    expect(
+      calls()
+        .slice(before)
+        .filter((c) => c[1] === "bulk"),
+    ).toEqual([]);
+    expect(state().secrets.production?.ORTTO_API_KEY).toBe(SECRETS.ORTTO_API_KEY);
   });
 
   it("creates staging's own queues, apart from production's", async () => {
