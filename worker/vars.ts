@@ -65,7 +65,13 @@ export function parseVars(env: RawVars): Vars {
   const problems: VarProblem[] = [];
   const text = (name: string) => {
     const v = env[name];
-    return typeof v === "string" && v.trim() ? v.trim() : undefined;
+    if (v === undefined || v === null) return undefined;
+    // An unquoted number or boolean in wrangler.toml reaches the worker as a JSON value, not a string.
+    if (typeof v !== "string" && typeof v !== "number" && typeof v !== "boolean") {
+      problems.push({ path: name, message: "must be a string (a quoted value in wrangler.toml), not a table or an array" });
+      return undefined;
+    }
+    return String(v).trim() || undefined;
   };
   function oneOf<T extends string>(name: string, accepted: readonly T[], fallback: T, lower = true): T {
     const v = text(name);

@@ -81,6 +81,27 @@ describe("the relay's vars (worker/vars.ts)", () => {
     expect(parseVars({ ...base, ORTTO_API_BASE: "http://ortto.test/proxy/" }).apiBase).toBe("http://ortto.test/proxy/");
   });
 
+  it("reads a var written as a TOML number or boolean (ORTTO_MAX_RPS = 30, ALLOW_HEADLESS = true), never defaulting it", () => {
+    // wrangler.toml's unquoted values reach the worker as JSON values, not strings.
+    expect(parseVars({ ...base, ORTTO_MAX_RPS: 30, CONTACT_ACTIVITY_LIMIT: 20, ALLOW_HEADLESS: true })).toMatchObject({
+      maxRps: 30,
+      contactActivityLimit: 20,
+      allowHeadless: true,
+    });
+    expect(() => parseVars({ ...base, UPSTREAM_TIMEOUT_MS: 1.5 })).toThrow(/UPSTREAM_TIMEOUT_MS must be a whole number/);
+  });
+
+  it("refuses a var written as a TOML table or array, naming it", () => {
+    const err = (() => {
+      try {
+        parseVars({ ...base, ORTTO_REGION: { name: "eu" }, GEO_MODE: ["ip"] });
+      } catch (e) {
+        return e as ConfigError;
+      }
+    })();
+    expect(err?.problems.map((p) => p.path)).toEqual(["ORTTO_REGION", "GEO_MODE"]);
+  });
+
   it("requires DEAD_LETTER_QUEUE, the name a replay batch comes from", () => {
     expect(() => parseVars({})).toThrow(/DEAD_LETTER_QUEUE must name/);
   });

@@ -94,6 +94,12 @@ describe("vars checked at start", () => {
     expect((await emulator.requests()).length).toBe(0);
   });
 
+  it("uses a var written unquoted in wrangler.toml (a JSON number), rather than its default", async () => {
+    const res = await app.request(new Request(`${RELAY}/healthz`), undefined, { ...env, ORTTO_MAX_RPS: 30, CONTACT_ACTIVITY_LIMIT: 20 });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ limits: { contact_activity_per_day: 20 }, budget: { max_rps: 30 } });
+  });
+
   /** A queue binding that records what is sent to it, and with what delay. */
   function recordingQueue() {
     const sent: { bodies: unknown[]; delaySeconds?: number }[] = [];
@@ -138,7 +144,7 @@ describe("vars checked at start", () => {
     await consumeQueue(batch, { ...env, ORTTO_REGION: "europe", DELIVERY_QUEUE: failing });
     const result = await getQueueResult(batch, ctx);
     expect(result.explicitAcks).toEqual([]);
-    expect(result.retryMessages.map((m) => m.msgId)).toEqual(["m3"]);
+    expect(result.retryMessages.map((m: { msgId: string }) => m.msgId)).toEqual(["m3"]);
   });
 
   it("keeps dead letters in the dead-letter queue while the vars are invalid during a replay, rather than let the replay consumer's retries delete them", async () => {
