@@ -73,16 +73,28 @@ export function parseVars(env: RawVars): Vars {
     }
     return String(v).trim() || undefined;
   };
+  /** Set, but to nothing: a CI variable never defined (`--var ORTTO_REGION:`) must not pass for "use the default". */
+  const empty = (name: string, accepts: string, fallback: unknown) => {
+    const v = env[name];
+    if (typeof v === "string" && v.trim() === "")
+      problems.push({ path: name, message: `${accepts} (it is set but empty: remove it for the default, ${fallback})` });
+  };
   function oneOf<T extends string>(name: string, accepted: readonly T[], fallback: T, lower = true): T {
     const v = text(name);
-    if (v === undefined) return fallback;
+    if (v === undefined) {
+      empty(name, `must be one of ${accepted.join(", ")}`, fallback);
+      return fallback;
+    }
     const found = accepted.find((a) => a === (lower ? v.toLowerCase() : v));
     if (!found) problems.push({ path: name, message: `must be one of ${accepted.join(", ")}` });
     return found ?? fallback;
   }
   function whole(name: string, fallback: number, min: number, max: number): number {
     const v = text(name);
-    if (v === undefined) return fallback;
+    if (v === undefined) {
+      empty(name, `must be a whole number from ${min} to ${max}`, fallback);
+      return fallback;
+    }
     const n = /^\d{1,15}$/.test(v) ? Number(v) : Number.NaN;
     if (!(n >= min && n <= max)) problems.push({ path: name, message: `must be a whole number from ${min} to ${max}` });
     return n;

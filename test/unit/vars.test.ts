@@ -102,6 +102,13 @@ describe("the relay's vars (worker/vars.ts)", () => {
     expect(err?.problems.map((p) => p.path)).toEqual(["ORTTO_REGION", "GEO_MODE"]);
   });
 
+  it("refuses a var set but empty (a CI variable never defined: --var ORTTO_REGION:) rather than default it", () => {
+    expect(problems({ ORTTO_REGION: "", ORTTO_MAX_RPS: " " })).toEqual([
+      { path: "ORTTO_REGION", message: "must be one of us, au, eu (it is set but empty: remove it for the default, us)" },
+      { path: "ORTTO_MAX_RPS", message: "must be a whole number from 1 to 1000000 (it is set but empty: remove it for the default, 10)" },
+    ]);
+  });
+
   it("requires DEAD_LETTER_QUEUE, the name a replay batch comes from", () => {
     expect(() => parseVars({})).toThrow(/DEAD_LETTER_QUEUE must name/);
   });
