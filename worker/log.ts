@@ -26,7 +26,7 @@ export const requestLog = createMiddleware<AppEnv>(async (c, next) => {
   // a forwarded request's, measured in workerd) and, on Workers Logs, money: not even built unwritten.
   const plain = status < 300 && (outcome === "forwarded" || outcome === "ok") && !log.reason;
   const line =
-    !plain || relayConfig(env).logRequests === "all"
+    !plain || logsAll(env)
       ? {
           request_id: c.get("requestId"),
           method: c.req.method,
@@ -67,3 +67,12 @@ export const requestLog = createMiddleware<AppEnv>(async (c, next) => {
 /** The refused paths for Analytics Engine: each activity's index as `*`, each path once, within 200 characters. */
 const refusedPaths = (paths: string[] | undefined) =>
   paths ? [...new Set(paths.map((p) => p.replace(/^activities\.\d+\./, "activities.*.")))].join(",").slice(0, 200) : "";
+
+/** LOG_REQUESTS=all; with invalid vars (relay.js is served regardless) the default, problems only. */
+function logsAll(env: AppEnv["Bindings"]): boolean {
+  try {
+    return relayConfig(env).logRequests === "all";
+  } catch {
+    return false;
+  }
+}

@@ -79,8 +79,8 @@ describe("vars checked at start", () => {
     expect((await emulator.requests()).length).toBe(0);
   });
 
-  it("names every wrong var at once, on every route, never the key", async () => {
-    for (const path of ["/healthz", "/relay.js", "/r/v1/activities/create"]) {
+  it("names every wrong var at once, on every route that reads them, never the key", async () => {
+    for (const path of ["/healthz", "/r/healthz", "/r/v1/activities/create", "/r/nowhere"]) {
       const res = await withVars(
         { GEO_MODE: "edges", DELIVERY: "queued", ORTTO_MAX_RPS: "ten" },
         path,
@@ -92,6 +92,14 @@ describe("vars checked at start", () => {
       expect(JSON.parse(text).details.map((d: { path: string }) => d.path)).toEqual(["GEO_MODE", "DELIVERY", "ORTTO_MAX_RPS"]);
     }
     expect((await emulator.requests()).length).toBe(0);
+  });
+
+  it("serves relay.js while the vars are invalid, so that pages load it and keep their events until the relay is fixed", async () => {
+    for (const path of ["/relay.js", "/r/relay.js"]) {
+      const res = await withVars({ ORTTO_REGION: "europe" }, path, { headers: { "Accept-Encoding": "identity" } });
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe(RELAY_JS);
+    }
   });
 
   it("uses a var written unquoted in wrangler.toml (a JSON number), rather than its default", async () => {
