@@ -32,6 +32,12 @@ const { values } = parseArgs({
   },
 });
 const env = values.env;
+if (!env) {
+  // The top level is local development and the tests: run by mistake, this would create its queues
+  // and a placeholder Worker holding the key in the account.
+  console.error("usage: npm run setup -- --env <staging|production> [--secrets-file file]: name the environment to set up");
+  process.exit(2);
+}
 const config = unstable_readConfig({ config: join(root, "wrangler.toml"), env }, { hideWarnings: true });
 const envArgs = env ? ["--env", env] : [];
 

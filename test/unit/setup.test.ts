@@ -147,6 +147,13 @@ describe("npm run setup -- --env production", { timeout: 60_000 }, () => {
     expect(state().secrets.production?.ORTTO_API_KEY).toBe(SECRETS.ORTTO_API_KEY);
   });
 
+  it("refuses to run without --env, touching nothing: the top level is local development, not an account's Worker", async () => {
+    const { code, output } = await setup([], SECRETS);
+    expect(code).toBe(2);
+    expect(output).toContain("--env");
+    expect(calls()).toEqual([]);
+  });
+
   it("creates staging's own queues, apart from production's", async () => {
     await setup(["--env", "staging"], SECRETS);
     expect(state().queues).toEqual(["someone-elses-queue", "ortto-relay-staging-delivery", "ortto-relay-staging-dead-letters"]);
