@@ -112,6 +112,13 @@ export function parseVars(env: RawVars): Vars {
       });
       break;
     }
+    if (/^https:\/\/.*:443$|^http:\/\/.*:80$/.test(e)) {
+      problems.push({
+        path: "ALLOWED_ORIGINS",
+        message: "must not name the scheme's default port (:443 for https, :80 for http): an Origin never does",
+      });
+      break;
+    }
   }
   const deadLetterQueue = text("DEAD_LETTER_QUEUE");
   if (!deadLetterQueue)

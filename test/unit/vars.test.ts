@@ -109,6 +109,18 @@ describe("the relay's vars (worker/vars.ts)", () => {
     ]);
   });
 
+  it.each(["https://shop.example:443", "http://localhost:80", "https://*.shop.example:443/"])(
+    "refuses ALLOWED_ORIGINS=%s: a browser's Origin never names the scheme's default port, so it would never match",
+    (value) => {
+      expect(problems({ ALLOWED_ORIGINS: `https://other.example,${value}` })).toEqual([
+        {
+          path: "ALLOWED_ORIGINS",
+          message: "must not name the scheme's default port (:443 for https, :80 for http): an Origin never does",
+        },
+      ]);
+    },
+  );
+
   it("requires DEAD_LETTER_QUEUE, the name a replay batch comes from", () => {
     expect(() => parseVars({})).toThrow(/DEAD_LETTER_QUEUE must name/);
   });
