@@ -53,6 +53,7 @@ const env = {
   IDENTITY_SECRET: secret,
   DELIVERY_QUEUE: { sendBatch: async () => {} },
   DEAD_LETTERS: { sendBatch: async () => {} },
+  DEAD_LETTER_QUEUE: "ortto-relay-dead-letters",
   SERVER_TOKEN: "bench-server-token",
   LIMIT_LEDGER: { idFromName: (n) => n, get: () => ({ sync: async (entries) => entries.map(() => ({ count: 0, known: 0, freesAt: 0 })) }) },
   IP_RATE_LIMITER: { limit: async () => ({ success: true }) },

@@ -108,7 +108,7 @@ export const isCrawler = (request: Request, allowHeadless = false) => crawlerVer
  */
 export const crawlerFilter = createMiddleware<AppEnv>(async (c, next) => {
   if (c.get("server")) return next();
-  const reason = crawlerVerdict(c.req.raw, c.env.ALLOW_HEADLESS?.trim().toLowerCase() === "true");
+  const reason = crawlerVerdict(c.req.raw, relayConfig(c.env).allowHeadless);
   if (!reason) return next();
   c.set("outcome", "bot");
   c.get("log").reason = "crawler";

@@ -1,7 +1,7 @@
 import catalogue from "../relay.config.ts";
 import type { RelayEnv } from "./env.ts";
-import { SIGNABLE_KINDS, type SignableKind } from "./identity.ts";
 import { type OriginMatcher, originMatcher } from "./origins.ts";
+import { ConfigError, parseVars, type Vars } from "./vars.ts";
 
 /** Ortto's API host per instance region (Ortto's docs: "Australia or Europe will need to use specific service endpoints"). */
 export const REGION_BASES = {
@@ -10,7 +10,7 @@ export const REGION_BASES = {
   eu: "https://api.eu.ap3api.com",
 } as const;
 
-export type GeoMode = "ip" | "edge" | "off";
+export type GeoMode = Vars["geoMode"];
 
 /** A site the relay serves: its origins, the secret that holds its Ortto key, and what it may send. */
 export interface RelaySite {
@@ -21,76 +21,59 @@ export interface RelaySite {
   activities?: ReadonlySet<string>;
 }
 
-export interface RelayConfig {
+/** The vars (worker/vars.ts) and what the relay makes of them and of its secrets. */
+export interface RelayConfig extends Vars {
   /** Upstream base URL, without a trailing slash. */
   base: string;
   /** Catalogue sites first, then the default site (ALLOWED_ORIGINS with ORTTO_API_KEY). */
   sites: RelaySite[];
-  geoMode: GeoMode;
-  timeoutMs: number;
-  /** `inline`: try Ortto first and queue on failure; `queue`: always queue. */
-  delivery: "inline" | "queue";
-  /** Ortto's 50 events per activity per contact per 24 h, or lower. */
-  contactActivityLimit: number;
   /** Set when identities must be signed (IDENTITY_SECRET); open mode otherwise. */
   identitySecret: string | undefined;
   /** Bearer tokens of trusted senders (SERVER_TOKEN, comma-separated for rotation). */
   serverTokens: string[];
-  /** Distinct people a client network may name per hour in open mode (PEOPLE_PER_NETWORK). */
-  peoplePerNetwork: number;
-  /** The one kind of identifier a signed token names (IDENTITY_FIELD): `str::email` by default. */
-  identityField: SignableKind;
-  /** The account's Ortto request budget, requests per second (ORTTO_MAX_RPS; Professional 10, Business 30). */
-  maxRps: number;
-  /** LOG_REQUESTS: `problems` (default) logs every request but a plain success (each still has its Analytics Engine point); `all` logs every one. */
-  logRequests: "all" | "problems";
 }
 
 export const DEFAULT_SITE = "default";
-const cache = new WeakMap<object, RelayConfig>();
-
-function int(value: string | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
-  const n = Number.parseInt(value ?? "", 10);
-  return Number.isFinite(n) && n > 0 ? Math.min(n, max) : fallback;
-}
+const cache = new WeakMap<object, RelayConfig | ConfigError>();
 
 /**
  * The relay's settings, read from its bindings once per isolate (the env object is stable
- * for an isolate's life, so origin lists are parsed once, not per request). Unknown values
- * fall back to the safe default rather than failing requests.
+ * for an isolate's life, so origin lists are parsed once, not per request). A var that is set
+ * but not understood throws a ConfigError naming it (worker/vars.ts): the relay serves nothing
+ * and delivers nothing with a wrong default.
  */
 export function relayConfig(env: RelayEnv): RelayConfig {
   let config = cache.get(env);
   if (!config) {
-    const region = (env.ORTTO_REGION ?? "us").trim().toLowerCase();
-    const geo = (env.GEO_MODE ?? "ip").trim().toLowerCase();
-    config = {
-      base: (env.ORTTO_API_BASE?.trim() || REGION_BASES[region as keyof typeof REGION_BASES] || REGION_BASES.us).replace(/\/+$/, ""),
-      sites: [
-        ...(catalogue.sites ?? []).map((s) => ({
-          name: s.name,
-          matches: originMatcher(s.origins.join(",")),
-          keySecret: s.keySecret,
-          activities: s.activities ? new Set(s.activities) : undefined,
-        })),
-        { name: DEFAULT_SITE, matches: originMatcher(env.ALLOWED_ORIGINS), keySecret: "ORTTO_API_KEY" },
-      ],
-      geoMode: geo === "edge" || geo === "off" ? geo : "ip",
-      timeoutMs: int(env.UPSTREAM_TIMEOUT_MS, 5000),
-      delivery: env.DELIVERY?.trim().toLowerCase() === "queue" ? "queue" : "inline",
-      contactActivityLimit: int(env.CONTACT_ACTIVITY_LIMIT, 50, 50),
-      identitySecret: env.IDENTITY_SECRET?.trim() || undefined,
-      serverTokens: (env.SERVER_TOKEN ?? "")
-        .split(",")
-        .map((t) => t.trim())
-        .filter(Boolean),
-      peoplePerNetwork: int(env.PEOPLE_PER_NETWORK, 50),
-      identityField: SIGNABLE_KINDS.find((k) => k === env.IDENTITY_FIELD?.trim()) ?? "str::email",
-      maxRps: int((env as { ORTTO_MAX_RPS?: string }).ORTTO_MAX_RPS, 10),
-      logRequests: env.LOG_REQUESTS?.trim().toLowerCase() === "all" ? "all" : "problems",
-    };
+    try {
+      const vars = parseVars({ ...env });
+      config = {
+        ...vars,
+        base: (vars.apiBase ?? REGION_BASES[vars.region]).replace(/\/+$/, ""),
+        sites: [
+          ...(catalogue.sites ?? []).map((s) => ({
+            name: s.name,
+            matches: originMatcher(s.origins.join(",")),
+            keySecret: s.keySecret,
+            activities: s.activities ? new Set(s.activities) : undefined,
+          })),
+          { name: DEFAULT_SITE, matches: originMatcher(env.ALLOWED_ORIGINS), keySecret: "ORTTO_API_KEY" },
+        ],
+        identitySecret: env.IDENTITY_SECRET?.trim() || undefined,
+        serverTokens: (env.SERVER_TOKEN ?? "")
+          .split(",")
+          .map((t) => t.trim())
+          .filter(Boolean),
+      };
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      config = err;
+      // Once per isolate: names the vars and what they accept, never their values.
+      console.error(JSON.stringify({ event: "config_invalid", problems: err.problems }));
+    }
     cache.set(env, config);
   }
+  if (config instanceof ConfigError) throw config;
   return config;
 }
 

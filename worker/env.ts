@@ -8,6 +8,9 @@
  * - `GEO_MODE` — `ip` (send the client IP for Ortto to geolocate), `edge` (send the city and
  *   country Cloudflare derived, so the IP never leaves the edge) or `off`.
  * - `UPSTREAM_TIMEOUT_MS` — how long to wait for Ortto before giving up (default 5000).
+ * - `DEAD_LETTER_QUEUE` — the environment's dead-letter queue (its consumer's `dead_letter_queue`).
+ *
+ * Every var is checked at start by `worker/vars.ts`: a value it does not know is an error naming it.
  */
 declare global {
   namespace Cloudflare {
@@ -48,6 +51,8 @@ export interface RequestLog {
   /** The request's contacts (normalised identifiers): memory only; the log line shows the first 12 hex of their SHA-256, never a raw address. */
   contacts?: string[];
   reason?: string;
+  /** The refused fields, as the answer's `details` name them (`activities.0.attributes.accountOwner`): paths, never values. */
+  paths?: string[];
 }
 
 /** Hono's typing of this app: bindings, and the variables middleware sets. */
@@ -55,7 +60,7 @@ export interface AppEnv {
   Bindings: RelayEnv;
   Variables: {
     requestId: string;
-    outcome?: "forwarded" | "queued" | "rejected" | "throttled" | "bot" | "identity_failed" | "upstream_error" | "error";
+    outcome?: "forwarded" | "queued" | "rejected" | "throttled" | "bot" | "identity_failed" | "upstream_error" | "error" | "dry_run";
     /** The site the request's origin belongs to. */
     site: RelaySite;
     /** Set when the request carries a valid SERVER_TOKEN: a trusted server, not a page. */

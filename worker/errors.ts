@@ -20,6 +20,20 @@ export class RelayError extends HTTPException {
   }
 }
 
+/**
+ * A refused path as the log line and Analytics Engine keep it: a key that is no identifier (quoted
+ * in the path: it has dots or spaces; or one with an `@`) may be a value typed as a key, an
+ * address above all, and shows as `?`. The sender's answer still names it.
+ */
+function loggablePath(path: string): string {
+  return path
+    .replace(/"(?:[^"\\]|\\.)*"/g, '"?"')
+    .split(".")
+    .map((segment) => (segment.includes("@") ? "?" : segment))
+    .join(".")
+    .slice(0, 100);
+}
+
 /** Builds the envelope response; the request id comes from Hono's requestId middleware. */
 export function errorResponse(
   c: Context,
@@ -29,6 +43,9 @@ export function errorResponse(
   headers?: Record<string, string>,
 ) {
   const body: ErrorBody = { request_id: c.get("requestId"), code: status, error, ...(details?.length ? { details } : {}) };
+  // The request's log line names what was refused (the paths its answer names, never the values).
+  const log = c.get("log");
+  if (log && details?.length) log.paths = details.slice(0, 10).map((d) => loggablePath(d.path));
   c.set("outcome", c.get("outcome") ?? (status >= 500 ? "error" : "rejected"));
   return c.json(body, status, headers);
 }

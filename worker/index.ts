@@ -5,6 +5,7 @@
 import { type Context, Hono } from "hono";
 import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
+import { getPath } from "hono/utils/url";
 import { activities } from "./activities/index.ts";
 import { relayConfig, siteFor } from "./config.ts";
 import { consumeQueue } from "./delivery/consumer.ts";
@@ -13,11 +14,42 @@ import { errorResponse, onError } from "./errors.ts";
 import { health } from "./health/index.ts";
 import { requestLog } from "./log.ts";
 import { snippet } from "./snippet/index.ts";
+import { ConfigError } from "./vars.ts";
 
-const app = new Hono<AppEnv>();
+/** The relay's endpoints, matched at the end of the path: whatever comes before is the route's prefix. */
+const ENDPOINT = /\/(?:relay\.js|healthz|v1\/activities\/create)$/;
+
+/**
+ * The path the routes see: the request's, without the prefix a Cloudflare route put before an
+ * endpoint (`shop.example/r/*` → `/r/relay.js` is `/relay.js`). Derived rather than configured, so
+ * that one deployment serves its workers.dev host and any number of first-party routes, and no
+ * BASE_PATH has to be kept in step with the routes; the route itself decides what reaches the worker.
+ */
+function relayPath(request: Request): string {
+  const path = getPath(request);
+  const m = ENDPOINT.exec(path);
+  return m ? path.slice(m.index) : path;
+}
+
+const app = new Hono<AppEnv>({ getPath: relayPath });
 
 app.use(requestId());
 app.use(requestLog);
+// The vars are checked on the first request of an isolate: a wrong one answers 503 naming it (and
+// what it accepts) to every request, rather than forwarding with a default nobody chose. Except
+// relay.js, which reads none: a page that loads it keeps its events and sends them again (a 503 is
+// retried) once the vars are fixed; without it, the calls the loader line queued die with the page.
+app.use(async (c, next) => {
+  if (c.req.path === "/relay.js") return next();
+  try {
+    relayConfig(c.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    c.get("log").reason = "config";
+    return errorResponse(c, 503, err.message, err.problems);
+  }
+  await next();
+});
 // CORS headers only for allowed origins (never `*`); a text/plain POST needs no preflight,
 // but servers and JSON posts do. Hono's `cors` answers the preflights.
 const allowedOrigin = (origin: string | undefined, c: Context<AppEnv>) => (siteFor(relayConfig(c.env), origin) ? origin : null);

@@ -26,7 +26,7 @@ export const requestLog = createMiddleware<AppEnv>(async (c, next) => {
   // a forwarded request's, measured in workerd) and, on Workers Logs, money: not even built unwritten.
   const plain = status < 300 && (outcome === "forwarded" || outcome === "ok") && !log.reason;
   const line =
-    !plain || relayConfig(env).logRequests === "all"
+    !plain || logsAll(env)
       ? {
           request_id: c.get("requestId"),
           method: c.req.method,
@@ -50,14 +50,29 @@ export const requestLog = createMiddleware<AppEnv>(async (c, next) => {
         const people = contacts?.length ? await Promise.all(contacts.slice(0, 10).map((contact) => sha256Hex(contact, 6))) : undefined;
         console.log(JSON.stringify(people ? { ...line, people } : line));
       }
-      // One data point per activities request: counters per outcome and reason, queryable with SQL
-      // (`SELECT blob1 AS outcome, SUM(_sample_interval) … GROUP BY outcome`).
+      // One data point per activities request, queryable with SQL (docs/deploy.md, "Watching it"):
+      // index1 site; blob1 outcome, blob2 reason, blob3 status, blob4 the refused paths with their
+      // activity's index as `*` (so that refusals group by field); double1 activities, double2
+      // forwarded, double3 queued. The queue consumer adds `delivered` and `dead_lettered` points.
       if (post)
         env.RELAY_EVENTS?.writeDataPoint({
           indexes: [site ?? "none"],
-          blobs: [outcome, log.reason ?? "", String(status)],
+          blobs: [outcome, log.reason ?? "", String(status), refusedPaths(log.paths)],
           doubles: [log.activities ?? 0, log.forwarded ?? 0, log.queued ?? 0],
         });
     })(),
   );
 });
+
+/** The refused paths for Analytics Engine: each activity's index as `*`, each path once, within 200 characters. */
+const refusedPaths = (paths: string[] | undefined) =>
+  paths ? [...new Set(paths.map((p) => p.replace(/^activities\.\d+\./, "activities.*.")))].join(",").slice(0, 200) : "";
+
+/** LOG_REQUESTS=all; with invalid vars (relay.js is served regardless) the default, problems only. */
+function logsAll(env: AppEnv["Bindings"]): boolean {
+  try {
+    return relayConfig(env).logRequests === "all";
+  } catch {
+    return false;
+  }
+}

@@ -14,7 +14,7 @@ export function boot() {
     if (!stub?.l) {
       const script = document.currentScript as HTMLScriptElement;
       const data = script.dataset;
-      const relay: Stub = createRelay({ ...data, endpoint: data.endpoint || new URL(script.src).origin, debug: data.debug != null });
+      const relay: Stub = createRelay({ ...data, endpoint: data.endpoint || new URL(".", script.src).href, debug: data.debug != null });
       relay.l = 1;
       window.relay = relay;
       for (const args of stub?.q || []) (relay as (...args: unknown[]) => void).apply(0, args as unknown[]);

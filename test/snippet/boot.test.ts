@@ -96,6 +96,23 @@ describe("the loader line and the script tag (source)", () => {
     warn.mockRestore();
   });
 
+  it("posts under the path relay.js was loaded from (a route such as shop.example/r/*) without data-endpoint", async () => {
+    for (const [src, url] of [
+      ["https://shop.example/r/relay.js", "https://shop.example/r/v1/activities/create"],
+      ["https://shop.example/t/relay/relay.js?v=2", "https://shop.example/t/relay/v1/activities/create"],
+      ["https://relay.example/relay.js", "https://relay.example/v1/activities/create"],
+    ]) {
+      // (Not `delete`: TypeScript would take the property for undefined after it.)
+      Reflect.deleteProperty(globals, "relay");
+      fetch.mockClear();
+      fromTag(src as string, {}, boot);
+      globals.relay?.("identify", { email: "chris@example.com" });
+      globals.relay?.("track", "logged-in");
+      await vi.advanceTimersByTimeAsync(FLUSH_MS);
+      expect(fetch.mock.calls[0]?.[0]).toBe(url);
+    }
+  });
+
   it("does nothing, and throws nothing, without a script tag to read", () => {
     new Function(LOADER_JS)();
     const stub = globals.relay;

@@ -1,7 +1,7 @@
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { consumeQueue, DEAD_LETTER_QUEUE, MAX_REPLAYS } from "../../worker/delivery/consumer.ts";
+import { consumeQueue, MAX_REPLAYS } from "../../worker/delivery/consumer.ts";
 import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
 import worker from "../../worker/index.ts";
 import { emulator, loggedIn, post, postWith } from "./helpers.ts";
@@ -175,7 +175,7 @@ describe("the queue consumer", () => {
 
   it("replays dead letters onto the delivery queue when the dead-letter consumer is attached", { timeout: 30_000 }, async () => {
     const now = new Date().toISOString();
-    const batch = createMessageBatch<DeliveryMessage>(DEAD_LETTER_QUEUE, [
+    const batch = createMessageBatch<DeliveryMessage>(env.DEAD_LETTER_QUEUE, [
       {
         ...message("d1", [loggedIn({ key: "d1", created: now })]),
         body: {
@@ -195,7 +195,7 @@ describe("the queue consumer", () => {
   it(`keeps a message in the dead-letter queue after ${MAX_REPLAYS} replays instead of looping`, async () => {
     const lines: string[] = [];
     const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
-    const batch = createMessageBatch<DeliveryMessage>(DEAD_LETTER_QUEUE, [
+    const batch = createMessageBatch<DeliveryMessage>(env.DEAD_LETTER_QUEUE, [
       { ...message("d2", []), body: { v: 1, request_id: "d2", activities: [loggedIn()], replays: MAX_REPLAYS } as DeliveryMessage },
     ]);
     const ctx = createExecutionContext();

@@ -1,7 +1,7 @@
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { consumeQueue, DEAD_LETTER_QUEUE } from "../../worker/delivery/consumer.ts";
+import { consumeQueue } from "../../worker/delivery/consumer.ts";
 import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
 import { emulator, loggedIn, postWith } from "./helpers.ts";
 
@@ -105,7 +105,7 @@ describe("dead letters", () => {
     const [dead] = await eventually(deadLetters, (d) => d.length === 1);
     expect(dead).toMatchObject({ dead_reason: "not a delivery message", raw: "not an activity" });
 
-    const replay = createMessageBatch<DeliveryMessage>(DEAD_LETTER_QUEUE, [
+    const replay = createMessageBatch<DeliveryMessage>(env.DEAD_LETTER_QUEUE, [
       { id: "d", timestamp: new Date(), attempts: 1, body: dead as DeliveryMessage },
     ]);
     const ctx = createExecutionContext();

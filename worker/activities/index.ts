@@ -224,6 +224,14 @@ export const activities = new Hono<AppEnv>().post(
     const config = relayConfig(c.env);
     const site = c.get("site");
     const log = c.get("log");
+    const dryRun = c.req.header("x-relay-dry-run");
+    // A dry run (npm run smoke) validates and enriches as for real and answers what would be sent,
+    // forwarding, queueing and counting nothing; only a trusted server may ask for one.
+    if (dryRun !== undefined && (dryRun !== "1" || c.get("server") !== true)) {
+      throw new RelayError(400, "X-Relay-Dry-Run is for a trusted server: send 1 with Authorization: Bearer <SERVER_TOKEN>", [
+        { path: "headers.x-relay-dry-run", message: "expected 1, with a server token" },
+      ]);
+    }
 
     let body: ActivitiesRequest;
     try {
@@ -294,6 +302,17 @@ export const activities = new Hono<AppEnv>().post(
     // The activities the relay dates itself, which a re-send cannot merge (see enqueue).
     const relayDated = new Set(valid.filter((a) => a.created === undefined));
     const enriched = await enrichActivities(valid, locationFor(c.req.raw, config.geoMode), new Date(), apiKey);
+    if (dryRun) {
+      c.set("outcome", "dry_run");
+      return c.json({
+        dry_run: true,
+        upstream: new URL(config.base).host,
+        delivery: config.delivery,
+        site: site.name,
+        ...request,
+        activities: enriched,
+      });
+    }
 
     // Counted once the activities are keyed, so that a re-send is not counted twice. In open mode a
     // page's request also spends its network's budget of people; a trusted server's does not.

@@ -12,13 +12,8 @@ export interface BatchNote {
   at: number;
 }
 
-/** The bindings this module adds (declared in wrangler.toml; typed here so `cf-typegen` stays the other files' business). */
-export interface BudgetBindings {
-  UPSTREAM_PACER?: DurableObjectNamespace<UpstreamPacer>;
-}
-
 /** The account's pacer, or undefined where the binding is absent (a benchmark's stub environment). */
 export function pacerOf(env: RelayEnv): DurableObjectStub<UpstreamPacer> | undefined {
-  const namespace = (env as RelayEnv & BudgetBindings).UPSTREAM_PACER;
+  const namespace: RelayEnv["UPSTREAM_PACER"] | undefined = env.UPSTREAM_PACER;
   return namespace?.get(namespace.idFromName("account"));
 }

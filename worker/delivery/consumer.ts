@@ -4,12 +4,13 @@ import { forwardPaced } from "../budget/paced.ts";
 import { DEFAULT_SITE, relayConfig, siteKey } from "../config.ts";
 import type { RelayEnv } from "../env.ts";
 import type { Failure } from "../upstream.ts";
-import { type DeliveryMessage, retryDelaySeconds, sendMessages, toMessages } from "./messages.ts";
+import { ConfigError } from "../vars.ts";
+import { type DeliveryMessage, PartialSendError, retryDelaySeconds, sendMessages, toMessages } from "./messages.ts";
 import { deliveryStats } from "./stats.ts";
 
-/** The dead-letter queue's name, as in wrangler.toml; a batch from it is a replay. */
-export const DEAD_LETTER_QUEUE = "ortto-relay-dead-letters";
 const MAX_ACTIVITIES_PER_REQUEST = 100;
+/** How long a batch waits between looks while the vars are invalid (holdWhileInvalid). */
+const CONFIG_RETRY_SECONDS = 600;
 /** Ortto's error text is not ours to bound; a dead letter must stay under the 128 KB message limit. */
 const MAX_REASON = 500;
 
@@ -32,10 +33,26 @@ const asDeadLetter = (body: unknown): DeliveryMessage =>
   isMessageShape(body) ? body : ({ v: 1, request_id: "unknown", activities: [], raw: body } as DeliveryMessage);
 
 /** The queue backoff's settings (RETRY_BASE_SECONDS, RETRY_MAX_SECONDS). */
-const backoff = (env: RelayEnv) => ({ base: Number(env.RETRY_BASE_SECONDS) || 5, max: Number(env.RETRY_MAX_SECONDS) || 3600 });
+const backoff = (env: RelayEnv) => {
+  const config = relayConfig(env);
+  return { base: config.retryBaseSeconds, max: config.retryMaxSeconds };
+};
 
 function log(event: string, fields: Record<string, unknown>) {
   console.log(JSON.stringify({ event, ...fields }));
+}
+
+/**
+ * The consumer's Analytics Engine points, beside the request path's (worker/log.ts): activities
+ * delivered from the queue (double2, as "forwarded") and dead-lettered (double1), per site, so that
+ * one query shows delivered against queued and another alerts on dead letters before they expire.
+ */
+function count(env: RelayEnv, site: string | undefined, outcome: "delivered" | "dead_lettered", activities: number) {
+  env.RELAY_EVENTS?.writeDataPoint({
+    indexes: [site ?? DEFAULT_SITE],
+    blobs: [outcome, "", ""],
+    doubles: [activities, outcome === "delivered" ? activities : 0, 0],
+  });
 }
 
 /**
@@ -69,6 +86,7 @@ async function deadLetter(env: RelayEnv, message: Msg, reason: string) {
   await sendMessages(env.DEAD_LETTERS, [{ ...body, dead_reason: reason.slice(0, MAX_REASON) }]);
   message.ack();
   deliveryStats.dead_lettered++;
+  count(env, body.site, "dead_lettered", body.activities.length);
   log("dead_lettered", { request_id: body.request_id, activities: body.activities.length, reason, attempts: message.attempts });
 }
 
@@ -102,6 +120,7 @@ async function deliver(env: RelayEnv, messages: Msg[]): Promise<void> {
     for (const m of messages) m.ack();
     deliveryStats.delivered_from_queue += activities.length - failed;
     deliveryStats.last_queue_delivery_at = new Date().toISOString();
+    count(env, first.body.site, "delivered", activities.length - failed);
     log("delivered", {
       messages: messages.length,
       activities: activities.length,
@@ -127,7 +146,16 @@ async function deliver(env: RelayEnv, messages: Msg[]): Promise<void> {
  * the delivery queue.
  */
 export async function consumeQueue(batch: MessageBatch<unknown>, env: RelayEnv): Promise<void> {
-  if (batch.queue === DEAD_LETTER_QUEUE) return replayDeadLetters(batch, env);
+  let deadLetterQueue: string;
+  try {
+    // DEAD_LETTER_QUEUE names the queue wrangler.toml dead-letters into, per environment.
+    deadLetterQueue = relayConfig(env).deadLetterQueue;
+  } catch (err) {
+    // Invalid vars (logged by relayConfig): nothing is sent with a wrong default; the batch waits for the fix.
+    if (!(err instanceof ConfigError)) throw err;
+    return holdWhileInvalid(batch, env);
+  }
+  if (batch.queue === deadLetterQueue) return replayDeadLetters(batch, env);
   const valid: Msg[] = [];
   for (const m of batch.messages) {
     if (isDeliveryMessage(m.body)) valid.push(m as Msg);
@@ -135,6 +163,31 @@ export async function consumeQueue(batch: MessageBatch<unknown>, env: RelayEnv):
   }
   noteBatch(batch.messages);
   for (const group of pack(await setAsideExpired(env, valid))) await deliver(env, group);
+}
+
+/**
+ * While the vars are invalid, each message goes back on the queue it came from as a new message,
+ * looked at again in CONFIG_RETRY_SECONDS, for as long as it takes an operator to fix them. A retry
+ * would spend max_retries: the delivery queue's 30 would dead-letter the batch after five hours, a
+ * replay consumer's 3 (its default) would delete dead letters after half an hour. The dead-letter
+ * queue is told apart by the DEAD_LETTER_QUEUE var as set; where that var is the one missing, a
+ * dead letter goes to the delivery queue, which is what the replay was for, and waits there too.
+ */
+async function holdWhileInvalid(batch: MessageBatch<unknown>, env: RelayEnv) {
+  const named = typeof env.DEAD_LETTER_QUEUE === "string" ? env.DEAD_LETTER_QUEUE.trim() : "";
+  const queue = named !== "" && batch.queue === named ? env.DEAD_LETTERS : env.DELIVERY_QUEUE;
+  let sent = batch.messages.length;
+  try {
+    await sendMessages(
+      queue,
+      batch.messages.map((m) => m.body as DeliveryMessage),
+      CONFIG_RETRY_SECONDS,
+    );
+  } catch (err) {
+    sent = err instanceof PartialSendError ? err.sent : 0;
+  }
+  for (const [i, m] of batch.messages.entries()) i < sent ? m.ack() : m.retry({ delaySeconds: CONFIG_RETRY_SECONDS });
+  log("delivery_held", { queue: batch.queue, messages: batch.messages.length, reason: "config_invalid" });
 }
 
 /**
@@ -184,6 +237,7 @@ async function setAsideExpired(env: RelayEnv, messages: Msg[]): Promise<Msg[]> {
     if (rest.length) await sendMessages(env.DELIVERY_QUEUE, [{ ...m.body, activities: rest }]);
     m.ack();
     deliveryStats.dead_lettered++;
+    count(env, m.body.site, "dead_lettered", expired.length);
     log("dead_lettered", { request_id: m.body.request_id, activities: expired.length, reason: EXPIRED, attempts: m.attempts });
   }
   return live;
@@ -258,6 +312,7 @@ export async function deadLetterFailed(
     messages.map((m) => ({ ...m, ...(from.replays ? { replays: from.replays } : {}), dead_reason: reason })),
   );
   deliveryStats.dead_lettered += messages.length;
+  count(env, from.site, "dead_lettered", failed.length);
   log("dead_lettered", { request_id: from.request_id, activities: failed.length, reason });
   return failed.length;
 }
