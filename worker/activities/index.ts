@@ -128,10 +128,10 @@ const siteOfOrigin = createMiddleware<AppEnv>(async (c, next) => {
 /**
  * Puts keyed activities on the delivery queue; if that fails, the page is told to send again.
  * A request over ~250 kB takes several sendBatch calls, and one can fail after others went
- * through. The re-send of the same body merges in Ortto what was queued: the relay's keys are
- * derived from the body and the page's `created` is kept. Activities the relay dated at
- * receipt would get a new `created` on the re-send, so they are queued last (in the final
- * sendBatch call while they fit in one): a failure before it has queued none of them.
+ * through. The re-send of the same body merges in Ortto what was queued when the sender gave
+ * `key` and `created`. Activities the relay keyed or dated at receipt would get a new key or
+ * `created` on the re-send, so they are queued last (in the final sendBatch call while they fit
+ * in one): a failure before it has queued none of them.
  */
 async function enqueue(
   env: AppEnv["Bindings"],
@@ -150,12 +150,17 @@ async function enqueue(
     const sent = err instanceof PartialSendError ? err.sent : 0;
     const queued = messages.slice(0, sent).reduce((n, m) => n + m.activities.length, 0);
     deliveryStats.queued += queued;
+    const taken = new Set(ordered.slice(0, queued));
+    // Those the relay keyed cannot merge with a re-send: the answer names them, not to be sent again.
+    const keyedHere = activities.flatMap((a, i) => (taken.has(a) && relayDated.has(a) ? [i] : []));
     throw new RelayError(
       503,
-      queued
-        ? `The delivery queue took ${queued} of ${activities.length} activities, then failed; send the same body again: what it took merges in Ortto`
-        : "Ortto is unavailable and the delivery queue could not take the activities; nothing was recorded, send again later",
-      undefined,
+      !queued
+        ? "Ortto is unavailable and the delivery queue could not take the activities; nothing was recorded, send again later"
+        : keyedHere.length
+          ? `The delivery queue took ${queued} of ${activities.length} activities, then failed; send again all but those named in details (they have no key and created of yours, so a re-send would be a new activity)`
+          : `The delivery queue took ${queued} of ${activities.length} activities, then failed; send the same body again: what it took merges in Ortto`,
+      keyedHere.length ? keyedHere.map((i) => ({ path: `activities.${i}`, message: "queued: do not send again" })) : undefined,
       { "Retry-After": "30" },
     );
   }
@@ -291,9 +296,9 @@ export const activities = new Hono<AppEnv>().post(
       ]);
     }
 
-    // The activities the relay dates itself, which a re-send cannot merge (see enqueue).
-    const relayDated = new Set(valid.filter((a) => a.created === undefined));
-    const enriched = await enrichActivities(valid, locationFor(c.req.raw, config.geoMode), new Date(), apiKey);
+    // The activities the relay keys or dates itself, which a re-send cannot merge (see enqueue).
+    const relayDated = new Set(valid.filter((a) => a.created === undefined || a.key === undefined));
+    const enriched = enrichActivities(valid, locationFor(c.req.raw, config.geoMode), new Date());
 
     // Counted once the activities are keyed, so that a re-send is not counted twice. In open mode a
     // page's request also spends its network's budget of people; a trusted server's does not.
