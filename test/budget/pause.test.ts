@@ -2,20 +2,17 @@
  * Ortto's 429 pauses every sender, not one message; light traffic stays inline; /healthz shows
  * the budget. The relay on a budget of 10 requests a second (vitest.config.ts, project "budget").
  */
-import { exports } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { emulator, loggedIn, post, RELAY } from "../worker/helpers.ts";
+import { emulator, healthDetails, loggedIn, pacerStats, post } from "../worker/helpers.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const person = (i: number) =>
   loggedIn({ key: `p-${i}`, created: new Date().toISOString(), fields: { "str::first": `P${i}`, "str::email": `pause${i}@example.com` } });
 
 async function healthz() {
-  const res = await exports.default.fetch(`${RELAY}/healthz`);
-  return (await res.json()) as {
+  const details = await healthDetails<{
     budget: {
       max_rps: number;
-      account: { max_rps: number; rate_limited: number; paused_until: string | null; short_until: string | null };
       isolate: {
         rate_limited: number;
         paused_until: string | null;
@@ -24,7 +21,8 @@ async function healthz() {
         page_batches_coalesced: number;
       };
     };
-  };
+  }>();
+  return { budget: { ...details.budget, account: await pacerStats() } };
 }
 
 beforeEach(async () => {

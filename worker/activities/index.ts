@@ -17,7 +17,7 @@ import { keyAsSent, pathAsSent, type Renamed, translateRequest, visitorZone } fr
 import { trackingPlan } from "../../shared/plan.ts";
 import { crawlerFilter, ipRateLimit, trustedSender } from "../abuse.ts";
 import { afterAnswer } from "../after.ts";
-import { coalescing, reportPause } from "../budget/gate.ts";
+import { coalescing, KEY_REFUSED_REASON, reportPause, reportRefusal } from "../budget/gate.ts";
 import { DEFAULT_SITE, relayConfig, siteFor, siteKey } from "../config.ts";
 import { deadLetterFailed } from "../delivery/consumer.ts";
 import { PartialSendError, QUEUED, sendMessages, toMessages } from "../delivery/messages.ts";
@@ -204,6 +204,7 @@ async function keepFailed(
 }
 
 let openModeLogged = false;
+const QUEUED_HEADER = { "X-Relay-Outcome": "queued" };
 
 /**
  * `POST /v1/activities/create`: the same path and body as Ortto's own endpoint, minus the key.
@@ -322,13 +323,18 @@ export const activities = new Hono<AppEnv>().post(
       await enqueue(c.env, c.get("requestId"), site.name, request, enriched, relayDated);
       c.set("outcome", "queued");
       log.queued = enriched.length;
-      return c.json({ activities: enriched.map(() => QUEUED) }, 202);
+      // "queued", in the body and the header: nothing was forwarded yet.
+      return c.json({ activities: enriched.map(() => QUEUED) }, 202, QUEUED_HEADER);
     }
 
     const started = Date.now();
     const outcome = await forwardActivities(config, apiKey, request, enriched);
     // Ortto asked to pause: every sender (the queue consumer above all) hears it now, after the answer.
     if (outcome.failure?.status === 429) reportPause(c);
+    // Ortto answered 4xx: every sender asks the pacer before its requests for 15 s; a refused key opens the site's circuit.
+    else if (outcome.failure?.status && outcome.failure.status >= 400 && outcome.failure.status < 500) {
+      reportRefusal(c, outcome.failure.status, site.name);
+    }
     log.upstream_ms = Date.now() - started;
     log.upstream_status = outcome.status;
     log.forwarded = outcome.results.length;
@@ -346,7 +352,7 @@ export const activities = new Hono<AppEnv>().post(
       c.set("outcome", "upstream_error");
       log.reason = "ortto_refused";
       const details = Array.isArray(failure.details)
-        ? failure.details.map((d) => ({
+        ? failure.details.slice(0, 10).map((d) => ({
             path: "body",
             message: String((d as { error?: unknown })?.error ?? JSON.stringify(d)).slice(0, 300),
           }))
@@ -355,10 +361,10 @@ export const activities = new Hono<AppEnv>().post(
     }
     // Ortto is slow, failing or rate-limiting: what it has not taken waits in the queue and is
     // retried until it is delivered. The browser's part is done.
-    log.reason = failure.error;
+    log.reason = failure.keyRefused ? KEY_REFUSED_REASON : failure.error;
     await enqueue(c.env, c.get("requestId"), site.name, request, outcome.remaining, relayDated);
     c.set("outcome", "queued");
     log.queued = outcome.remaining.length;
-    return c.json({ activities: [...outcome.results, ...outcome.remaining.map(() => QUEUED)] }, 202);
+    return c.json({ activities: [...outcome.results, ...outcome.remaining.map(() => QUEUED)] }, 202, QUEUED_HEADER);
   },
 );
