@@ -111,6 +111,23 @@ describe("durable delivery through the queue", () => {
     expect(await eventually(stored, (a) => a.length === 1)).toHaveLength(1);
   });
 
+  it("retries a pack Ortto answered 503 with one delay for all its messages, so they come back packed", async () => {
+    await emulator.faults({ failNext: 1, statuses: [503] });
+    const now = new Date().toISOString();
+    const batch = createMessageBatch<DeliveryMessage>(
+      "ortto-relay-delivery",
+      ["r1", "r2", "r3"].map((id) => message(id, [loggedIn({ key: id, created: now })], 2)),
+    );
+    const delays = retryDelays(batch);
+    const ctx = createExecutionContext();
+    await worker.queue(batch, env);
+    expect((await getQueueResult(batch, ctx)).retryMessages.map((m) => m.msgId).sort()).toEqual(["r1", "r2", "r3"]);
+    expect(new Set(Object.values(delays)).size).toBe(1);
+    // The three went in one request, though each had failed before.
+    expect(await emulator.requests()).toHaveLength(1);
+    expect((await emulator.requests())[0]?.body.activities).toHaveLength(3);
+  });
+
   it("with DELIVERY=queue answers 202 at once and delivers through the queue", { timeout: 30_000 }, async () => {
     const res = await postWith({ DELIVERY: "queue" }, { activities: [loggedIn(), loggedIn()] });
     expect(res.status).toBe(202);
