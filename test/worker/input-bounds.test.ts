@@ -57,6 +57,23 @@ describe("deep and large input", () => {
     expect(body.details?.[0]?.message).toMatch(/levels of nesting/);
   });
 
+  it.each([
+    ["beside the activities", (deep: string) => `{"activities":[${JSON.stringify(loggedIn())}],"extra":${deep}}`],
+    ["as the activities", (deep: string) => `{"activities":${deep}}`],
+    ["as an activity", (deep: string) => `{"activities":[${deep}]}`],
+    ["as merge_by", (deep: string) => `{"merge_by":${deep},"activities":[${JSON.stringify(loggedIn())}]}`],
+    ["as a person field", (deep: string) => JSON.stringify({ activities: [loggedIn()] }).replace('"Chris"', deep)],
+    [
+      "as a friendly attribute",
+      (deep: string) => `{"activities":[{"activity_id":"placed-order","fields":{"email":"d@example.com"},"attributes":{"items":${deep}}}]}`,
+    ],
+  ])("answers a value nested 50,000 deep %s with a 4xx, never a 5xx", async (_where, body) => {
+    const res = await post(body(nestedText(50_000)));
+    expect(res.status).toBeGreaterThanOrEqual(400);
+    expect(res.status).toBeLessThan(500);
+    expect(((await res.json()) as Refusal).details?.length).toBeGreaterThan(0);
+  });
+
   it("forwards a json attribute nested 30 deep as written", async () => {
     expect((await post(order({ "obj:cm:items": nested(30) }))).status).toBe(200);
     expect((await emulator.requests())[0]?.body.activities?.[0]?.attributes?.["obj:cm:items"]).toEqual(nested(30));
