@@ -121,7 +121,7 @@ describe("durable delivery through the queue", () => {
     const delays = retryDelays(batch);
     const ctx = createExecutionContext();
     await worker.queue(batch, env);
-    expect((await getQueueResult(batch, ctx)).retryMessages.map((m) => m.msgId).sort()).toEqual(["r1", "r2", "r3"]);
+    expect((await getQueueResult(batch, ctx)).retryMessages.map((m: { msgId: string }) => m.msgId).sort()).toEqual(["r1", "r2", "r3"]);
     expect(new Set(Object.values(delays)).size).toBe(1);
     // The three went in one request, though each had failed before.
     expect(await emulator.requests()).toHaveLength(1);
