@@ -17,7 +17,7 @@ import { keyAsSent, pathAsSent, type Renamed, translateRequest, visitorZone } fr
 import { trackingPlan } from "../../shared/plan.ts";
 import { crawlerFilter, ipRateLimit, trustedSender } from "../abuse.ts";
 import { afterAnswer } from "../after.ts";
-import { coalescing, KEY_REFUSED_REASON, reportPause, reportRefusal } from "../budget/gate.ts";
+import { admitInline, coalescing, KEY_REFUSED_REASON, reportPause, reportRefusal, reportSettled } from "../budget/gate.ts";
 import { DEFAULT_SITE, relayConfig, siteFor, siteKey } from "../config.ts";
 import { deadLetterFailed } from "../delivery/consumer.ts";
 import { PartialSendError, QUEUED, sendMessages, toMessages } from "../delivery/messages.ts";
@@ -319,7 +319,9 @@ export const activities = new Hono<AppEnv>().post(
 
     // DELIVERY=queue: the lowest latency, no per-activity results. Under load (the account's
     // request budget is short, worker/budget/gate.ts) the same: no inline try, full requests later.
-    if (config.delivery === "queue" || coalescing(c)) {
+    // While Ortto's recent 4xx answers hold a window open, an inline send needs the pacer's permit too.
+    const permit = config.delivery === "queue" || coalescing(c) ? false : await admitInline(c);
+    if (permit === false) {
       await enqueue(c.env, c.get("requestId"), site.name, request, enriched, relayDated);
       c.set("outcome", "queued");
       log.queued = enriched.length;
@@ -332,9 +334,10 @@ export const activities = new Hono<AppEnv>().post(
     // Ortto asked to pause: every sender (the queue consumer above all) hears it now, after the answer.
     if (outcome.failure?.status === 429) reportPause(c);
     // Ortto answered 4xx: every sender asks the pacer before its requests for 15 s; a refused key opens the site's circuit.
-    else if (outcome.failure?.status && outcome.failure.status >= 400 && outcome.failure.status < 500) {
-      reportRefusal(c, outcome.failure.status, site.name);
-    }
+    const refused = outcome.failure?.status !== undefined && outcome.failure.status >= 400 && outcome.failure.status < 500;
+    if (refused && outcome.failure?.status !== 429) {
+      reportRefusal(c, outcome.failure?.status as number, site.name, typeof permit === "string" ? permit : undefined);
+    } else if (typeof permit === "string") reportSettled(c, permit);
     log.upstream_ms = Date.now() - started;
     log.upstream_status = outcome.status;
     log.forwarded = outcome.results.length;

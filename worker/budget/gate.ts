@@ -77,18 +77,17 @@ export function coalescing(c: Context<AppEnv>): boolean {
   // A cold isolate (no lease yet) may send a tenth of the budget inline until it hears from the pacer.
   const allowance = leased ? local.lease.perSecond : inlineGrace(maxRps);
   const demand = Math.max(local.arrivals.previous, local.arrivals.count);
-  // A refused key or a window of 4xx answers: the queue's consumer asks the pacer before each request; a page never waits on it.
+  // A refused key: the queue's consumer probes for it; a page never waits on the circuit.
   const keyRefused = local.circuits.has(c.get("site").name);
   const queue =
     keyRefused ||
-    now < local.refusedUntil ||
     now < local.pausedUntil ||
     now < local.shortUntil ||
     demand > Math.max(1, maxRps * NEAR_BUDGET) ||
     local.inline.sends >= allowance;
   if (queue) {
     local.coalesced++;
-    c.get("log").reason = keyRefused ? KEY_REFUSED_REASON : now < local.refusedUntil ? "refusals" : "budget";
+    c.get("log").reason = keyRefused ? KEY_REFUSED_REASON : "budget";
   } else {
     local.inlineDecisions++;
     local.inline.sends++;
@@ -170,14 +169,44 @@ export function noteKeyWorks(site: string) {
   local.circuits.delete(site);
 }
 
+/** How long a page's request waits for the pacer's permit while a 4xx window is open; beyond it the batch is queued. */
+const ADMIT_TIMEOUT_MS = 500;
+
+/**
+ * While a window of 4xx answers is open (and only then: a healthy request never calls the pacer),
+ * an inline send needs the pacer's permit, as the queue's requests do. Answers the permit, `true`
+ * when no window is open, or `false` (refused, or the pacer slow): the batch goes to the queue.
+ */
+export async function admitInline(c: Context<AppEnv>): Promise<string | boolean> {
+  if (!refusalWindowOpen()) return true;
+  const pacer = pacerOf(c.env);
+  if (!pacer) return true;
+  const timeout = new Promise<undefined>((resolve) => setTimeout(resolve, ADMIT_TIMEOUT_MS));
+  const answer = await Promise.race([pacer.admit(relayConfig(c.env).timeoutMs + 1000).catch(() => undefined), timeout]);
+  if (answer && "permit" in answer) return answer.permit;
+  c.get("log").reason = "refusals";
+  return false;
+}
+
+/** An inline send with a permit that Ortto did not refuse: the permit goes back (after the answer). */
+export function reportSettled(c: Context<AppEnv>, permit: string) {
+  const pacer = pacerOf(c.env);
+  if (!pacer) return;
+  try {
+    c.executionCtx.waitUntil(pacer.succeeded({ permit }).then(applyRefusal, () => undefined));
+  } catch {
+    // no execution context (a test calling the app directly)
+  }
+}
+
 /** An inline send answered 4xx: the pacer counts it (after the answer) and, for a refused key, opens the site's circuit. */
-export function reportRefusal(c: Context<AppEnv>, status: number, site: string) {
+export function reportRefusal(c: Context<AppEnv>, status: number, site: string, permit?: string) {
   if (KEY_REFUSED.has(status)) noteKeyRefused(site, status);
   const pacer = pacerOf(c.env);
   if (!pacer) return;
   try {
     c.executionCtx.waitUntil(
-      pacer.refused({ status, site }).then(
+      pacer.refused({ status, site, ...(permit ? { permit } : {}) }).then(
         (answer) => {
           applyRefusal(answer);
           if (answer.nextProbeAt) noteKeyRefused(site, status, answer.nextProbeAt);
