@@ -18,8 +18,9 @@ import { gzipSync } from "node:zlib";
 // bundle in V8: no change beyond the noise of a shared machine; the first parse of a user agent
 // costs ~5 ms once per isolate, each new one ~60 µs (then cached). 60 KiB since the plan's review:
 // stricter phones, errors in the page's own names, the snippet's integer-ms and surrogate rules
-// (~1.2 kB) took it to 59.6 kB.
-const BUDGET_GZIP = 60 * 1024;
+// (~1.2 kB) took it to 59.6 kB. 62 KiB since the relay acts on Ortto's answers (issue 19: the 4xx
+// window, the key circuits, narrowing refused packs, bounded nesting; ~2.1 kB): 62.1 kB.
+const BUDGET_GZIP = 62 * 1024;
 const out = mkdtempSync(join(tmpdir(), "relay-bundle-"));
 try {
   execFileSync(join("node_modules", ".bin", "wrangler"), ["deploy", "--dry-run", "--outdir", out], {
