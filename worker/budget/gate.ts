@@ -173,12 +173,11 @@ export function noteKeyWorks(site: string) {
 const ADMIT_TIMEOUT_MS = 500;
 
 /**
- * While a window of 4xx answers is open (and only then: a healthy request never calls the pacer),
- * an inline send needs the pacer's permit, as the queue's requests do. Answers the permit, `true`
- * when no window is open, or `false` (refused, or the pacer slow): the batch goes to the queue.
+ * While a window of 4xx answers is open (`refusalWindowOpen`; only then is this called, so a healthy
+ * request never calls the pacer), an inline send needs the pacer's permit, as the queue's requests
+ * do. Answers the permit, `true` without a pacer, or `false` (refused, or the pacer slow): queued.
  */
 export async function admitInline(c: Context<AppEnv>): Promise<string | boolean> {
-  if (!refusalWindowOpen()) return true;
   const pacer = pacerOf(c.env);
   if (!pacer) return true;
   const timeout = new Promise<undefined>((resolve) => setTimeout(resolve, ADMIT_TIMEOUT_MS));
