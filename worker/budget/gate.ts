@@ -10,7 +10,7 @@ import type { AppEnv } from "../env.ts";
 import { type BatchNote, pacerOf } from "./binding.ts";
 import { inlineGrace, RECENT_429_MS, type SyncAnswer, type SyncReport } from "./ledger.ts";
 import type { RefusalAnswer } from "./pacer.ts";
-import { type CircuitView, KEY_REFUSED, REFUSAL_WINDOW_MS } from "./refusals.ts";
+import { type CircuitView, KEY_REFUSED, type Permit, REFUSAL_WINDOW_MS, RefusalWindow } from "./refusals.ts";
 
 /** Page batches a second in this isolate beyond which it coalesces, as a share of ORTTO_MAX_RPS. */
 const NEAR_BUDGET = 0.5;
@@ -45,7 +45,28 @@ const local = {
   refusedUntil: 0,
   /** Sites whose key Ortto refuses (401/403/404): their page batches wait in the queue for the circuit's probe. */
   circuits: new Map<string, { status: number; since: number; nextProbeAt: number }>(),
+  /**
+   * This isolate's own window of 4xx answers: the cap on its requests when the pacer cannot be
+   * asked (no binding, or the Durable Object unreachable), so that it never storms Ortto alone.
+   */
+  refusals: new RefusalWindow(),
 };
+
+/** Marks a permit of this isolate's own window (`admitLocally`), not the pacer's. */
+const LOCAL_PERMIT = "local:";
+
+/** A permit from this isolate's own window of 4xx answers, for when the pacer cannot be asked. */
+export function admitLocally(ttlMs: number): Permit {
+  const answer = local.refusals.admit(Date.now(), ttlMs);
+  return "permit" in answer ? { permit: LOCAL_PERMIT + answer.permit } : answer;
+}
+
+/** A local permit's request was answered (its 4xx, if any, is counted by noteUpstream): the permit goes back. */
+export function settleLocally(permit: string) {
+  local.refusals.settle(permit.slice(LOCAL_PERMIT.length), false, Date.now());
+}
+
+const isLocalPermit = (permit: string | undefined) => permit?.startsWith(LOCAL_PERMIT) ?? false;
 
 /** What the operator reads in the log line and /healthz when a site's circuit is open. */
 export const KEY_REFUSED_REASON = "Ortto refuses this site's key";
@@ -179,9 +200,14 @@ const ADMIT_TIMEOUT_MS = 500;
  */
 export async function admitInline(c: Context<AppEnv>): Promise<string | boolean> {
   const pacer = pacerOf(c.env);
-  if (!pacer) return true;
-  const timeout = new Promise<undefined>((resolve) => setTimeout(resolve, ADMIT_TIMEOUT_MS));
-  const answer = await Promise.race([pacer.admit(relayConfig(c.env).timeoutMs + 1000).catch(() => undefined), timeout]);
+  const ttlMs = relayConfig(c.env).timeoutMs + 1000;
+  // No pacer binding: this isolate's own window caps its requests.
+  const answer = pacer
+    ? await Promise.race([
+        pacer.admit(ttlMs).catch(() => undefined),
+        new Promise<undefined>((resolve) => setTimeout(resolve, ADMIT_TIMEOUT_MS)),
+      ])
+    : admitLocally(ttlMs);
   if (answer && "permit" in answer) return answer.permit;
   c.get("log").reason = "refusals";
   return false;
@@ -189,6 +215,7 @@ export async function admitInline(c: Context<AppEnv>): Promise<string | boolean>
 
 /** An inline send with a permit that Ortto did not refuse: the permit goes back (after the answer). */
 export function reportSettled(c: Context<AppEnv>, permit: string) {
+  if (isLocalPermit(permit)) return settleLocally(permit);
   const pacer = pacerOf(c.env);
   if (!pacer) return;
   try {
@@ -201,6 +228,10 @@ export function reportSettled(c: Context<AppEnv>, permit: string) {
 /** An inline send answered 4xx: the pacer counts it (after the answer) and, for a refused key, opens the site's circuit. */
 export function reportRefusal(c: Context<AppEnv>, status: number, site: string, permit?: string) {
   if (KEY_REFUSED.has(status)) noteKeyRefused(site, status);
+  if (permit && isLocalPermit(permit)) {
+    settleLocally(permit);
+    permit = undefined;
+  }
   const pacer = pacerOf(c.env);
   if (!pacer) return;
   try {
@@ -237,6 +268,7 @@ export function noteUpstream(status: number | undefined, retryAfterSeconds?: num
   count.requests++;
   if (status !== undefined && status >= 400 && status < 500 && status !== 429) {
     local.refusedUntil = Math.max(local.refusedUntil, now + REFUSAL_WINDOW_MS);
+    local.refusals.record(now);
     return;
   }
   if (status !== 429) return;
@@ -315,6 +347,7 @@ export function resetIsolateBudget() {
     lastBatch: null,
     refusedUntil: 0,
     circuits: new Map(),
+    refusals: new RefusalWindow(),
   });
 }
 

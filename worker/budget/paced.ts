@@ -12,6 +12,7 @@ import type { RelayEnv } from "../env.ts";
 import { type Failure, type ForwardOutcome, forwardActivities, type UpstreamResult } from "../upstream.ts";
 import { type BatchNote, pacerOf } from "./binding.ts";
 import {
+  admitLocally,
   applyRefusal,
   circuitOpen,
   circuitProbeAt,
@@ -22,6 +23,7 @@ import {
   pausedUntil,
   pauseReported,
   refusalWindowOpen,
+  settleLocally,
 } from "./gate.ts";
 import type { UpstreamPacer } from "./pacer.ts";
 
@@ -101,6 +103,8 @@ export async function forwardPaced(
   // A permit or a probe lasts as long as a request can.
   const ttlMs = config.timeoutMs + 1000;
   let permit: string | undefined;
+  /** A permit of this isolate's own window, when the pacer could not be asked. */
+  let localPermit: string | undefined;
 
   const before = async (): Promise<Failure | undefined> => {
     if (circuitOpen(site)) {
@@ -112,16 +116,21 @@ export async function forwardPaced(
     }
     const slotFailure = await takeSlot(pacer, config.maxRps, batch);
     if (slotFailure) return slotFailure;
-    if (refusalWindowOpen() && pacer) {
-      const answer = await pacer.admit(ttlMs).catch(() => undefined);
-      if (answer && "retryAtMs" in answer)
+    if (refusalWindowOpen()) {
+      const fromPacer = await pacer?.admit(ttlMs).catch(() => undefined);
+      // No pacer to ask (no binding, unreachable): this isolate's own window caps its requests.
+      const answer = fromPacer ?? admitLocally(ttlMs);
+      if ("retryAtMs" in answer)
         return held(answer.retryAtMs, "Ortto answered 4xx to the relay's requests recently: waiting out its window");
-      permit = answer?.permit;
+      if (fromPacer) permit = answer.permit;
+      else localPermit = answer.permit;
     }
     return undefined;
   };
 
   const after = async (result: UpstreamResult) => {
+    if (localPermit) settleLocally(localPermit);
+    localPermit = undefined;
     const given = permit;
     permit = undefined;
     if (isRefusal(result)) {
