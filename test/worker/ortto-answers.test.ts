@@ -85,6 +85,37 @@ describe("after a transient failure the queue sends full requests", () => {
     expect(log.length).toBeLessThanOrEqual(12);
     expect(log.filter((r) => r.status === 200).every((r) => (r.body.activities?.length ?? 0) > 1)).toBe(true);
   });
+
+  it("re-packs a 100-message backlog after an outage longer than three tries: one message probes alone, the rest goes packed", {
+    timeout: 60_000,
+  }, async () => {
+    // Down for more tries than a message may fail before it travels alone (retries every ~1 s here).
+    await emulator.faults({ downUntil: Date.now() + 7000 });
+    await queueBacklog("longdown", 100);
+    // Wait until the backlog has failed more than three times.
+    await eventually(requests, (log) => log.filter((r) => r.status === 503).length >= 4);
+    const delivered = await eventually(stored, (a) => a.length >= 100);
+    expect(new Set(delivered.map((a) => a.key)).size).toBe(100);
+    const log = await requests();
+    const accepted = log.filter((r) => r.status === 200);
+    console.info(`a long outage on a 100-message backlog: ${log.length} upstream requests, ${accepted.length} answered 200`);
+    // At most the probe travels alone; while Ortto was down each try cost one request.
+    expect(accepted.filter((r) => (r.body.activities?.length ?? 0) === 1).length).toBeLessThanOrEqual(1);
+    expect(accepted.length).toBeLessThanOrEqual(4);
+    expect(log.length).toBeLessThanOrEqual(20);
+  });
+  it("finds a message Ortto answers 500 to among 100 by halves after three tries: its 99 pack-mates are delivered in a few requests", {
+    timeout: 60_000,
+  }, async () => {
+    await emulator.faults({ failKeys: ["choke-42"], statuses: [500] });
+    await queueBacklog("choke", 100);
+    const delivered = await eventually(stored, (a) => a.length >= 99);
+    expect(new Set(delivered.map((a) => a.key)).size).toBe(99);
+    const log = await requests();
+    const accepted = log.filter((r) => r.status === 200);
+    console.info(`a 500-poison among 100: ${accepted.length} requests answered 200, ${log.length} in all`);
+    expect(accepted.length).toBeLessThanOrEqual(10);
+  });
 });
 
 describe("a refused pack is narrowed in few requests", () => {

@@ -38,26 +38,32 @@ function log(event: string, fields: Record<string, unknown>) {
   console.log(JSON.stringify({ event, ...fields }));
 }
 
-/** After this many transient failures in a row a message travels alone: it may be what Ortto chokes on. */
+/**
+ * After this many transient failures in a row a message may be what Ortto chokes on (or Ortto is
+ * down): its pack is probed with one message first (`deliverProbing`), and split if it fails alone.
+ */
 const ALONE_AFTER_ATTEMPTS = 3;
+
+const tired = (m: Msg) => m.attempts > ALONE_AFTER_ATTEMPTS;
 
 /**
  * Packs messages with the same options into Ortto requests of at most 100 activities, never
  * splitting a message. A message held for a pause or a circuit, or retried after a 5xx or a
  * timeout, is packed as fully as a first try: a failure of Ortto's is no reason to send one
- * message a request. Apart travel replays (their count stays their own), messages that failed
- * ALONE_AFTER_ATTEMPTS times, and the parts of a refused pack still being narrowed (each part one request).
+ * message a request. Apart travel replays (their count stays their own), and the parts of a
+ * refused pack still being narrowed (each part one request). Messages that failed
+ * ALONE_AFTER_ATTEMPTS times are packed among themselves, for `deliverProbing`.
  */
 function pack(messages: Msg[]): Msg[][] {
   const byOptions = new Map<string, Msg[][]>();
   const alone: Msg[][] = [];
   for (const message of messages) {
-    if (message.attempts > ALONE_AFTER_ATTEMPTS || message.body.replays) {
+    if (message.body.replays) {
       alone.push([message]);
       continue;
     }
     const b = message.body;
-    const key = JSON.stringify([b.site ?? null, b.async ?? false, b.merge_by ?? null, b.narrow ?? null]);
+    const key = JSON.stringify([b.site ?? null, b.async ?? false, b.merge_by ?? null, b.narrow ?? null, tired(message)]);
     const packs = byOptions.get(key) ?? [];
     const last = packs.at(-1);
     const count = last?.reduce((n, m) => n + m.body.activities.length, 0) ?? 0;
@@ -66,6 +72,35 @@ function pack(messages: Msg[]): Msg[][] {
     byOptions.set(key, packs);
   }
   return [...[...byOptions.values()].flat(), ...alone];
+}
+
+/**
+ * A pack of messages that failed ALONE_AFTER_ATTEMPTS times: Ortto is down, or one of them is
+ * what it chokes on. One message, chosen at random, goes first, alone. If Ortto does not take it,
+ * the rest waits as the probe does, at no further request: an outage costs one request a pack per
+ * try, however long it lasts. If Ortto takes it, the rest goes as one request, split in halves
+ * while a part fails (`split`), so a poison message is found in about 2·log₂(n) requests and the
+ * others are delivered, never one request each.
+ */
+async function deliverProbing(env: RelayEnv, messages: Msg[]): Promise<void> {
+  const i = Math.floor(Math.random() * messages.length);
+  const rest = messages.filter((_, j) => j !== i);
+  const failure = await deliver(env, [messages[i] as Msg]);
+  if (failure && !failure.permanent) {
+    if (failure.holdUntil !== undefined) await hold(env, rest, failure, rest[0]?.body.narrow);
+    else retry(env, rest, failure);
+    return;
+  }
+  await split(env, rest);
+}
+
+/** Delivers a pack; a part that fails transiently (Ortto took the probe just now) is split in halves, down to single messages, which are retried. */
+async function split(env: RelayEnv, messages: Msg[]): Promise<void> {
+  if (!messages.length) return;
+  const failure = await deliver(env, messages, false, messages.length > 1);
+  if (!failure || failure.permanent || failure.holdUntil !== undefined || messages.length === 1) return;
+  const half = Math.ceil(messages.length / 2);
+  for (const part of [messages.slice(0, half), messages.slice(half)]) await split(env, part);
 }
 
 async function deadLetter(env: RelayEnv, message: Msg, reason: string) {
@@ -180,11 +215,15 @@ async function narrow(env: RelayEnv, messages: Msg[], activities: ActivityInput[
   await deadLetter(env, messages[0] as Msg, reason);
 }
 
-async function deliver(env: RelayEnv, messages: Msg[], narrowing = false): Promise<void> {
+/**
+ * Delivers one pack; answers Ortto's failure, if any, once the messages are taken care of (with
+ * `keepTransient`, a transient failure is left to the caller: the messages are neither acked nor retried).
+ */
+async function deliver(env: RelayEnv, messages: Msg[], narrowing = false, keepTransient = false): Promise<Failure | undefined> {
   const first = messages[0];
   if (!first) return;
   const { key: apiKey, secret } = siteKey(env, first.body.site);
-  if (!apiKey) return waitForKey(env, messages, secret);
+  if (!apiKey) return void (await waitForKey(env, messages, secret));
   const activities = messages.flatMap((m) => m.body.activities);
   // Paced by the account's request budget (worker/budget/): one slot per request, 429s pause every sender.
   const outcome = await forwardPaced(
@@ -210,9 +249,10 @@ async function deliver(env: RelayEnv, messages: Msg[], narrowing = false): Promi
     return;
   }
   const failure = outcome.failure;
-  if (failure.permanent) return narrow(env, messages, activities, failure);
-  if (failure.holdUntil !== undefined) return hold(env, messages, failure, narrowing ? crypto.randomUUID() : first.body.narrow);
-  return retry(env, messages, failure);
+  if (failure.permanent) await narrow(env, messages, activities, failure);
+  else if (failure.holdUntil !== undefined) await hold(env, messages, failure, narrowing ? crypto.randomUUID() : first.body.narrow);
+  else if (!keepTransient) retry(env, messages, failure);
+  return failure;
 }
 
 /**
@@ -229,7 +269,10 @@ export async function consumeQueue(batch: MessageBatch<unknown>, env: RelayEnv):
     else await deadLetter(env, m as Msg, "not a delivery message");
   }
   noteBatch(batch.messages);
-  for (const group of pack(await setAsideExpired(env, valid))) await deliver(env, group);
+  for (const group of pack(await setAsideExpired(env, valid))) {
+    if (group.length > 1 && group.every(tired)) await deliverProbing(env, group);
+    else await deliver(env, group);
+  }
 }
 
 /**
