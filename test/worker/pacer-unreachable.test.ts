@@ -104,3 +104,40 @@ describe("without the account pacer, requests Ortto answers 4xx stay under its b
     expect(statuses.filter((s) => s === 202).length).toBe(delivery.sent.flatMap((m) => m.activities).length);
   });
 });
+
+const pacer = () => {
+  const ns = (env as unknown as { UPSTREAM_PACER: DurableObjectNamespace<import("../../worker/budget/pacer.ts").UpstreamPacer> })
+    .UPSTREAM_PACER;
+  return ns.get(ns.idFromName("account"));
+};
+
+describe("a consumer in an isolate that has heard nothing yet keeps the account's window and circuits", () => {
+  it("holds a pack, without a request, while the account's window of 4xx answers is full", async () => {
+    await emulator.faults({ failRate: 1, statuses: [400] });
+    // Ten requests of other isolates were answered 4xx just now: the window is full.
+    for (let i = 0; i < 10; i++) await pacer().refused({ status: 400 });
+    const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [
+      { id: "w1", timestamp: new Date(), attempts: 1, body: { v: 1, request_id: "w1", activities: [keyed("window-1")] } },
+    ]);
+    const delivery = recordingQueue();
+    await consumeQueue(batch, { ...env, DELIVERY_QUEUE: delivery.queue } as unknown as typeof env);
+    expect(await requests()).toHaveLength(0);
+    expect(delivery.sent.flatMap((m) => m.activities.map((a) => a.key))).toEqual(["window-1"]);
+  });
+
+  it("holds a site's pack, without a request, while the pacer's circuit for its key is open", async () => {
+    await emulator.faults({ refuseKey: 401 });
+    await pacer().refused({ status: 401, site: "default" });
+    try {
+      const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [
+        { id: "c1", timestamp: new Date(), attempts: 1, body: { v: 1, request_id: "c1", activities: [keyed("circuit-1")] } },
+      ]);
+      const delivery = recordingQueue();
+      await consumeQueue(batch, { ...env, DELIVERY_QUEUE: delivery.queue } as unknown as typeof env);
+      expect(await requests()).toHaveLength(0);
+      expect(delivery.sent.flatMap((m) => m.activities.map((a) => a.key))).toEqual(["circuit-1"]);
+    } finally {
+      await pacer().succeeded({ site: "default" });
+    }
+  });
+});

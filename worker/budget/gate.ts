@@ -161,9 +161,14 @@ export function applySync(answer: SyncAnswer & { refusedUntil?: number; keyRefus
   local.lease = { perSecond: answer.perSecond, until: answer.until };
   local.pausedUntil = Math.max(local.pausedUntil, answer.pausedUntil);
   local.shortUntil = Math.max(local.shortUntil, answer.shortUntil);
-  if (answer.refusedUntil !== undefined) local.refusedUntil = Math.max(local.refusedUntil, answer.refusedUntil);
-  if (answer.keyRefused) {
-    local.circuits = new Map(answer.keyRefused.map((v) => [v.site, { status: v.status, since: v.since, nextProbeAt: v.next_probe_at }]));
+  applyAccountView(answer);
+}
+
+/** The pacer's 4xx window and refused keys (with a sync, or a consumer's slot): this isolate heeds them from now on. */
+export function applyAccountView(view: { refusedUntil?: number; keyRefused?: CircuitView[] }) {
+  if (view.refusedUntil !== undefined) local.refusedUntil = Math.max(local.refusedUntil, view.refusedUntil);
+  if (view.keyRefused) {
+    local.circuits = new Map(view.keyRefused.map((v) => [v.site, { status: v.status, since: v.since, nextProbeAt: v.next_probe_at }]));
   }
 }
 

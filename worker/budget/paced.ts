@@ -13,6 +13,7 @@ import { type Failure, type ForwardOutcome, forwardActivities, type UpstreamResu
 import { type BatchNote, pacerOf } from "./binding.ts";
 import {
   admitLocally,
+  applyAccountView,
   applyRefusal,
   circuitOpen,
   circuitProbeAt,
@@ -79,6 +80,8 @@ async function takeSlot(
     } catch {
       return localSlot(maxRps);
     }
+    // What other senders learnt (a 4xx window, a refused key) is heeded before this request, below.
+    applyAccountView(slot);
     if ("retryAfterMs" in slot) return held(Date.now() + slot.retryAfterMs, PAUSED);
     await sleep(slot.at - Date.now());
     // Woken too late to arrive within the slot's second (a busy isolate): take another, a few times.
@@ -107,6 +110,9 @@ export async function forwardPaced(
   let localPermit: string | undefined;
 
   const before = async (): Promise<Failure | undefined> => {
+    // The slot first: its answer says which windows and circuits are open, even to an isolate that never synced.
+    const slotFailure = await takeSlot(pacer, config.maxRps, batch);
+    if (slotFailure) return slotFailure;
     if (circuitOpen(site)) {
       const probe = await pacer?.probe(site, ttlMs).catch(() => undefined);
       if (probe && "retryAtMs" in probe) return held(probe.retryAtMs, KEY_REFUSED_REASON, { keyRefused: true });
@@ -114,8 +120,6 @@ export async function forwardPaced(
       // No pacer to ask: this isolate's own backoff decides.
       else if (!probe && Date.now() < circuitProbeAt(site)) return held(circuitProbeAt(site), KEY_REFUSED_REASON, { keyRefused: true });
     }
-    const slotFailure = await takeSlot(pacer, config.maxRps, batch);
-    if (slotFailure) return slotFailure;
     if (refusalWindowOpen()) {
       const fromPacer = await pacer?.admit(ttlMs).catch(() => undefined);
       // No pacer to ask (no binding, unreachable): this isolate's own window caps its requests.

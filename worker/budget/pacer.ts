@@ -11,6 +11,12 @@ export interface PacerStats extends LedgerStats {
   key_refused: CircuitView[];
 }
 
+/** The account's refusals as every sender must heed them: until when the 4xx window is open, and the sites whose key Ortto refuses. */
+export interface AccountView {
+  refusedUntil: number;
+  keyRefused: CircuitView[];
+}
+
 /** What the pacer tells a sender after a 4xx or a success: the window, and the site's circuit. */
 export interface RefusalAnswer {
   refusedUntil: number;
@@ -36,12 +42,17 @@ export class UpstreamPacer extends DurableObject<RelayEnv> {
     return this.#ledger;
   }
 
-  slot(maxWaitMs: number, batch?: BatchNote): Slot {
+  /**
+   * A request's slot, with what every sender must know before it sends: the 4xx window and the
+   * refused keys (a consumer's isolate may never have synced: the slot is the round trip it makes).
+   */
+  slot(maxWaitMs: number, batch?: BatchNote): Slot & AccountView {
     if (batch) this.#batch = batch;
-    return this.#budget.slot(Date.now(), maxWaitMs);
+    const now = Date.now();
+    return { ...this.#budget.slot(now, maxWaitMs), refusedUntil: this.#refusals.openUntil(now), keyRefused: this.#circuits.list() };
   }
 
-  sync(report: SyncReport): SyncAnswer & { refusedUntil: number; keyRefused: CircuitView[] } {
+  sync(report: SyncReport): SyncAnswer & AccountView {
     const now = Date.now();
     return { ...this.#budget.sync(report, now), refusedUntil: this.#refusals.openUntil(now), keyRefused: this.#circuits.list() };
   }
