@@ -74,6 +74,27 @@ describe("deep and large input", () => {
     expect(((await res.json()) as Refusal).details?.length).toBeGreaterThan(0);
   });
 
+  it.each([
+    ["one unknown attribute named with 200,000 characters", () => JSON.stringify(order({ [`str:cm:${"a".repeat(200_000)}`]: "v" }))],
+    [
+      "40 unknown attributes named with 20,000 characters each",
+      () => JSON.stringify(order(Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`str:cm:${i}${"a".repeat(20_000)}`, "v"])))),
+    ],
+    [
+      "5,000 unknown attributes",
+      () => JSON.stringify(order(Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`str:cm:k${i}`, "v"])))),
+    ],
+  ])("refuses %s with a 400 smaller than the request, never echoing it whole", async (_name, body) => {
+    const raw = body();
+    const res = await post(raw);
+    expect(res.status).toBe(400);
+    const text = await res.text();
+    expect(text.length).toBeLessThan(Math.min(raw.length, 40_000));
+    const refusal = JSON.parse(text) as Refusal;
+    expect(refusal.details?.[0]?.path).toMatch(/^activities\.0\.attributes\.str:cm:/);
+    expect(await emulator.requests()).toHaveLength(0);
+  });
+
   it("forwards a json attribute nested 30 deep as written", async () => {
     expect((await post(order({ "obj:cm:items": nested(30) }))).status).toBe(200);
     expect((await emulator.requests())[0]?.body.activities?.[0]?.attributes?.["obj:cm:items"]).toEqual(nested(30));
