@@ -58,14 +58,21 @@ export function isTimeZone(zone: string): boolean {
   return canonicalTimeZone(zone) !== undefined;
 }
 
+/** The shape of a tz database name's case: each part starts with a capital (`Asia/Kolkata`, `US/Eastern`, `Etc/GMT+5`, `EST`). */
+const TZ_CASE = /^[A-Z][^/]*(\/[A-Z][^/]*)*$/;
+
 /**
  * The spelling a zone reaches Ortto in: as written (`Asia/Kolkata` stays `Asia/Kolkata`, not ICU's
  * `Asia/Calcutta`), except that a name differing from ICU's only by case takes ICU's case
- * (`australia/sydney` → `Australia/Sydney`), as the tz database's names are case-sensitive.
+ * (`australia/sydney` → `Australia/Sydney`), as the tz database's names are case-sensitive. An
+ * alias in a case the database cannot have (`asia/kolkata`, `US/EASTERN`), whose right case ICU
+ * does not know, becomes ICU's name for it (`Asia/Calcutta`), also a name of the database.
  */
 export function zoneAsForwarded(zone: string): string {
   const canonical = canonicalTimeZone(zone);
-  return canonical !== undefined && canonical.toLowerCase() === zone.toLowerCase() ? canonical : zone;
+  if (canonical === undefined) return zone;
+  if (canonical.toLowerCase() === zone.toLowerCase()) return canonical;
+  return TZ_CASE.test(zone) && !(zone.includes("/") && zone === zone.toUpperCase()) ? zone : canonical;
 }
 
 export function isRealDate(d: { year: number; month: number; day: number }): boolean {

@@ -153,6 +153,21 @@ describe("time zones", () => {
     });
   });
 
+  it("never forwards an alias in a case the tz database does not have (asia/kolkata, us/eastern, EUROPE/KYIV)", async () => {
+    for (const timezone of ["asia/kolkata", "us/eastern", "EUROPE/KYIV"]) {
+      await emulator.reset();
+      expect((await post(order({ "dtz:cm:delivery-date": { year: 2026, month: 3, day: 4, timezone } }))).status).toBe(200);
+      const date = (await emulator.requests())[0]?.body.activities?.[0]?.attributes?.["dtz:cm:delivery-date"] as
+        | { timezone: string }
+        | undefined;
+      const forwarded = date?.timezone ?? "";
+      // The same zone, in a spelling of the database: each part starts with a capital.
+      expect(canonicalTimeZone(forwarded)).toBe(canonicalTimeZone(timezone));
+      expect(forwarded).toMatch(/^[A-Z][^/]*(\/[A-Z][^/]*)*$/);
+      expect(forwarded).not.toBe(timezone);
+    }
+  });
+
   it("refuses a 1 MB timezone with a 400 without resolving or caching it", async () => {
     const spy = vi.spyOn(Intl, "DateTimeFormat");
     const res = await post(order({ "dtz:cm:delivery-date": { year: 2026, month: 3, day: 4, timezone: `A${"x".repeat(1_000_000)}` } }));
