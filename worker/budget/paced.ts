@@ -140,6 +140,8 @@ export async function forwardPaced(
     if (isRefusal(result)) {
       const status = result.status as number;
       if (!result.ok && !result.permanent && result.keyRefused) noteKeyRefused(site, status);
+      // Refused for its activities (a 400), not its key: the key works.
+      else noteKeyWorks(site);
       const answer = await pacer?.refused({ status, site, ...(given ? { permit: given } : {}) }).catch(() => undefined);
       if (answer) {
         applyRefusal(answer);

@@ -63,6 +63,8 @@ export class UpstreamPacer extends DurableObject<RelayEnv> {
     if (report.permit) this.#refusals.settle(report.permit, true, now);
     else this.#refusals.record(now);
     const nextProbeAt = report.site && KEY_REFUSED.has(report.status) ? this.#circuits.refused(report.site, report.status, now) : undefined;
+    // Any other 4xx (a 400 for the activities): Ortto took the key, so its circuit closes.
+    if (report.site && !KEY_REFUSED.has(report.status)) this.#circuits.works(report.site);
     return { refusedUntil: this.#refusals.openUntil(now), ...(nextProbeAt ? { nextProbeAt } : {}) };
   }
 

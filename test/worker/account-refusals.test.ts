@@ -1,7 +1,8 @@
 /**
- * The account pacer is what caps requests Ortto answers 4xx across isolates. When it cannot be
- * asked (no binding, or the Durable Object unreachable), each isolate must still keep its own
- * requests under Ortto's ban (15 bad requests in 15 s): it falls back on its own count.
+ * The account's 4xx window and per-site circuits as every sender must keep them: when the pacer
+ * cannot be asked (no binding, or the Durable Object unreachable) each isolate still keeps its
+ * own requests under Ortto's ban (15 bad requests in 15 s); an isolate that never synced learns
+ * them from its slot; a circuit closes when Ortto shows it took the key.
  */
 import { createMessageBatch } from "cloudflare:test";
 import { env } from "cloudflare:workers";
@@ -139,5 +140,14 @@ describe("a consumer in an isolate that has heard nothing yet keeps the account'
     } finally {
       await pacer().succeeded({ site: "default" });
     }
+  });
+});
+
+describe("a site's circuit", () => {
+  it("closes when Ortto answers a request of the site 400: it took the key, and refused only the activities", async () => {
+    await pacer().refused({ status: 401, site: "default" });
+    expect((await pacer().stats()).key_refused.map((c) => c.site)).toEqual(["default"]);
+    await pacer().refused({ status: 400, site: "default" });
+    expect((await pacer().stats()).key_refused).toEqual([]);
   });
 });
