@@ -109,17 +109,26 @@ export async function forwardPaced(
   /** A permit of this isolate's own window, when the pacer could not be asked. */
   let localPermit: string | undefined;
 
+  /** A site whose circuit is open sends only the circuit's probe. */
+  const probeCircuit = async (): Promise<Failure | undefined> => {
+    const probe = await pacer?.probe(site, ttlMs).catch(() => undefined);
+    if (probe && "retryAtMs" in probe) return held(probe.retryAtMs, KEY_REFUSED_REASON, { keyRefused: true });
+    if (probe && "closed" in probe) noteKeyWorks(site);
+    // No pacer to ask: this isolate's own backoff decides.
+    else if (!probe && Date.now() < circuitProbeAt(site)) return held(circuitProbeAt(site), KEY_REFUSED_REASON, { keyRefused: true });
+    return undefined;
+  };
+
   const before = async (): Promise<Failure | undefined> => {
-    // The slot first: its answer says which windows and circuits are open, even to an isolate that never synced.
+    // A circuit this isolate knows of holds the pack before it takes a slot of the budget.
+    const known = circuitOpen(site);
+    const circuitFailure = known ? await probeCircuit() : undefined;
+    if (circuitFailure) return circuitFailure;
+    // The slot's answer says which windows and circuits are open, even to an isolate that never synced.
     const slotFailure = await takeSlot(pacer, config.maxRps, batch);
     if (slotFailure) return slotFailure;
-    if (circuitOpen(site)) {
-      const probe = await pacer?.probe(site, ttlMs).catch(() => undefined);
-      if (probe && "retryAtMs" in probe) return held(probe.retryAtMs, KEY_REFUSED_REASON, { keyRefused: true });
-      if (probe && "closed" in probe) noteKeyWorks(site);
-      // No pacer to ask: this isolate's own backoff decides.
-      else if (!probe && Date.now() < circuitProbeAt(site)) return held(circuitProbeAt(site), KEY_REFUSED_REASON, { keyRefused: true });
-    }
+    const learnt = !known && circuitOpen(site) ? await probeCircuit() : undefined;
+    if (learnt) return learnt;
     if (refusalWindowOpen()) {
       const fromPacer = await pacer?.admit(ttlMs).catch(() => undefined);
       // No pacer to ask (no binding, unreachable): this isolate's own window caps its requests.
