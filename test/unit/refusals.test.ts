@@ -58,11 +58,22 @@ describe("a site's circuit for a refused key", () => {
     const second = circuits.refused("shop", 401, first + 100);
     expect(second).toBe(first + 100 + 2 * PROBE_FIRST_MS);
     let now = second;
-    for (let i = 0; i < 20; i++) now = circuits.refused("shop", 401, now);
+    for (let i = 0; i < 20; i++) {
+      expect(circuits.probe("shop", now, 6000)).toEqual({ probe: true });
+      now = circuits.refused("shop", 401, now);
+    }
     expect(circuits.list()[0]?.next_probe_at).toBe(now);
     expect(now - (circuits.list()[0]?.since ?? 0)).toBeGreaterThan(PROBE_MAX_MS);
     circuits.works("shop");
     expect(circuits.probe("shop", now, 6000)).toEqual({ closed: true });
     expect(circuits.list()).toEqual([]);
+  });
+
+  it("backs off only after a refused probe: requests in flight when the key was refused keep the first probe a second away", () => {
+    const circuits = new KeyCircuits();
+    // Ten requests of the site were under way when Ortto refused the key: all ten come back 401.
+    for (let i = 0; i < 10; i++) circuits.refused("shop", 401, T0 + i);
+    expect(circuits.list()[0]?.next_probe_at).toBe(T0 + PROBE_FIRST_MS);
+    expect(circuits.probe("shop", T0 + PROBE_FIRST_MS, 6000)).toEqual({ probe: true });
   });
 });

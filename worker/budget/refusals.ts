@@ -86,7 +86,7 @@ export class RefusalWindow {
 export class KeyCircuits {
   #open = new Map<string, { status: number; since: number; nextProbeAt: number; backoffMs: number; probing: number; refused: number }>();
 
-  /** A request of this site's was answered 401/403/404: open the circuit, or back off the next probe. */
+  /** A request of this site's was answered 401/403/404: open the circuit, or (a refused probe) back off the next one. */
   refused(site: string, status: number, now: number): number {
     const c = this.#open.get(site);
     if (!c) {
@@ -94,6 +94,9 @@ export class KeyCircuits {
       return now + PROBE_FIRST_MS;
     }
     c.status = status;
+    // A request refused while no probe was out (under way before the circuit opened, or from an
+    // isolate that had not heard of it) says nothing new: only a refused probe backs off.
+    if (!c.probing) return c.nextProbeAt;
     c.refused++;
     c.probing = 0;
     c.backoffMs = Math.min(PROBE_MAX_MS, c.backoffMs * 2);
