@@ -7,7 +7,8 @@
  *   GET  /_emulator/requests    the last 200 create requests: { received_at, headers, body, status, response, failures? }
  *   POST /_emulator/reset       forgets people, activities, requests, faults and counters
  *   GET  /_emulator/faults      the current fault settings
- *   POST /_emulator/faults      { failRate 0–1, statuses [400–599], hangMs, downUntil (epoch ms), tryInSeconds, failKeys, maxRps, seed? }
+ *   POST /_emulator/faults      { failRate 0–1, statuses [400–599], hangMs, downUntil (epoch ms), tryInSeconds, failKeys, maxRps,
+ *                                 failNext, refuseKey (401/403/404), detailsPerActivity, seed? }
  *   GET  /_emulator/rate        create requests per calendar second: { max_rps, rate_limited, seconds: [{ second, requests, rate_limited }] }
  *   GET  /                      the activity feed (HTML)
  */
@@ -39,12 +40,30 @@ function carriesKey(body: unknown, keys: string[]): boolean {
   return Array.isArray(activities) && activities.some((a) => keys.includes((a as { key?: unknown } | null)?.key as string));
 }
 
+/** A poison request's answer: with `detailsPerActivity`, Ortto's `details` say which activity it refused. */
+function poisonAnswer(body: unknown, keys: string[]): Answer {
+  const status = state.faults.statuses[0] ?? 500;
+  if (status !== 400 || !state.faults.detailsPerActivity) return faultAnswer(status);
+  const activities = (body as { activities: unknown[] }).activities;
+  const details = activities.map((a) =>
+    keys.includes((a as { key?: unknown } | null)?.key as string)
+      ? { status: "invalid", error: "Activity refused (injected by the emulator)" }
+      : { status: "ok", error: "" },
+  );
+  return { status: 400, body: envelope(400, "Request failed (injected by the emulator)", details) };
+}
+
 function answerCreate(apiKey: string, tooLarge: boolean, text: string, now: number, overBudget: boolean): Answer {
   const { faults } = state;
   // The account's request budget is checked before anything else, as Ortto's gateway does.
   if (overBudget) return faultAnswer(429);
   // Injected failures come first: an outage or a failing Ortto answers before looking at the request.
   if (now < faults.downUntil) return { status: 503, body: envelope(503, "Service unavailable (emulated outage)") };
+  if (faults.failNext > 0) {
+    faults.failNext--;
+    return faultAnswer(faults.statuses[0] ?? 500);
+  }
+  if (faults.refuseKey) return { status: faults.refuseKey as ContentfulStatusCode, body: envelope(faults.refuseKey, "Invalid API key") };
   if (faults.failRate > 0 && state.random() < faults.failRate) {
     return faultAnswer(faults.statuses[Math.floor(state.random() * faults.statuses.length)] ?? 500);
   }
@@ -56,7 +75,7 @@ function answerCreate(apiKey: string, tooLarge: boolean, text: string, now: numb
   } catch {
     return { status: 400, body: envelope(400, "Request body is not valid JSON") };
   }
-  if (faults.failKeys.length && carriesKey(body, faults.failKeys)) return faultAnswer(faults.statuses[0] ?? 500);
+  if (faults.failKeys.length && carriesKey(body, faults.failKeys)) return poisonAnswer(body, faults.failKeys);
   try {
     const { response, failures } = ingest(body, apiKey, now);
     return { status: 200, body: response, failures };
@@ -131,6 +150,9 @@ const FaultsInput = z.strictObject({
   tryInSeconds: z.optional(z.int().check(z.gte(0), z.lte(3600))),
   failKeys: z.optional(z.array(z.string()).check(z.maxLength(1000))),
   maxRps: z.optional(z.int().check(z.gte(0), z.lte(10_000))),
+  failNext: z.optional(z.int().check(z.gte(0), z.lte(10_000))),
+  refuseKey: z.optional(z.union([z.literal(0), z.literal(401), z.literal(403), z.literal(404)])),
+  detailsPerActivity: z.optional(z.boolean()),
   seed: z.optional(z.int()),
 });
 

@@ -62,6 +62,15 @@ export interface Faults {
    * beyond this are answered 429 with `try-in-seconds` (Professional 10, Business 30). 0 = none.
    */
   maxRps: number;
+  /** The next this-many create requests fail with `statuses[0]` (one 429, one outage), then none. */
+  failNext: number;
+  /** Every create request is answered this status, as Ortto answers a revoked or wrong key (401, 403, 404); 0 = none. */
+  refuseKey: number;
+  /**
+   * A 400 for `failKeys` lists `details` one per activity, in order (`invalid` for the refused
+   * ones, `ok` for the rest), as some of Ortto's answers do; otherwise it names none.
+   */
+  detailsPerActivity: boolean;
   seed?: number;
 }
 
@@ -73,6 +82,9 @@ export const DEFAULT_FAULTS: Faults = {
   tryInSeconds: 10,
   failKeys: [],
   maxRps: 0,
+  failNext: 0,
+  refuseKey: 0,
+  detailsPerActivity: false,
 };
 /** How many seconds of per-second request counts are kept (ten minutes). */
 export const MAX_SECONDS_KEPT = 600;

@@ -5,7 +5,7 @@
  * and prints a pass/fail table (exit 1 on any failure). The URL may carry the route's prefix
  * (`https://shop.example/r`).
  *
- * - `/healthz` answers ok, and every site has its Ortto key;
+ * - `/healthz` answers ok and, with the server token, every site has its Ortto key and Ortto takes it;
  * - `/relay.js` is the script this checkout built (the hash of snippet/dist, or `--integrity`), the
  *   same bytes whether served plain or brotli-compressed, so a page's `integrity="…"` holds;
  * - with `--origin`, the preflight of `/v1/activities/create` allows that origin;
@@ -71,13 +71,19 @@ async function smokeActivity() {
 }
 
 await check("GET /healthz", async () => {
-  const res = await fetchOk("/healthz");
+  // The details (sites, keys, mode) are answered only to the server token; anyone gets status and version.
+  const res = await fetchOk("/healthz", token ? { headers: { Authorization: `Bearer ${token}` } } : {});
   const body = await res.json().catch(() => ({}));
   assert(res.status === 200 && body.status === "ok", `${res.status}: ${body.error ?? JSON.stringify(body).slice(0, 200)}`);
-  const missing = Object.entries(body.sites ?? {})
+  if (!body.sites) return `up, version ${body.version} (SERVER_TOKEN not set: no details)`;
+  const missing = Object.entries(body.sites)
     .filter(([, s]) => !s.key_configured)
     .map(([name]) => name);
   assert(!missing.length, `no Ortto key for site ${missing.join(", ")}`);
+  const refused = Object.entries(body.sites)
+    .filter(([, s]) => s.key_refused)
+    .map(([name]) => name);
+  assert(!refused.length, `Ortto refuses the key of site ${refused.join(", ")}`);
   return `upstream ${body.upstream}, identity ${body.identity}, delivery ${body.delivery}`;
 });
 

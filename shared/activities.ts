@@ -84,6 +84,27 @@ const key = z
   .check(z.minLength(1, "expected a non-empty string"), z.maxLength(MAX_TEXT, `expected at most ${MAX_TEXT} characters`));
 const personId = z.string({ error: "expected a string" }).check(z.regex(/^[0-9a-f]{1,64}$/, "expected an Ortto person id (hex)"));
 
+/** How deep a value may nest (a `json` attribute, a location): deeper would overflow recursive walks such as JSON.stringify. */
+export const MAX_DEPTH = 32;
+
+/**
+ * The field (`["attributes", "obj:cm:items"]`, `["location"]`) holding a value nested deeper than
+ * MAX_DEPTH, or undefined. Iterative, so that no depth of input can overflow the stack here.
+ */
+export function tooDeep(activity: unknown): (string | number)[] | undefined {
+  if (typeof activity !== "object" || activity === null) return undefined;
+  const stack: [value: unknown, depth: number, field: (string | number)[]][] = [];
+  for (const [key, value] of Object.entries(activity)) stack.push([value, 1, [key]]);
+  while (stack.length) {
+    const [value, depth, field] = stack.pop() as [unknown, number, (string | number)[]];
+    if (typeof value !== "object" || value === null) continue;
+    if (depth > MAX_DEPTH) return field;
+    const top = field.length === 1 && (field[0] === "attributes" || field[0] === "fields");
+    for (const [key, item] of Object.entries(value)) stack.push([item, depth + 1, top ? [...field, key] : field]);
+  }
+  return undefined;
+}
+
 const encoder = new TextEncoder();
 /** Bytes of an activity's JSON; a UTF-16 length under a third of the limit cannot exceed it, so most need no encoding. */
 function withinActivityLimit(value: unknown): boolean {
@@ -96,19 +117,21 @@ function withinActivityLimit(value: unknown): boolean {
  * most 6 bytes in JSON (an escape), a number at most 24 characters. Under the limit, the exact
  * size is too, so only the rare large activity pays for JSON.stringify.
  */
-function jsonBytesAtMost(value: unknown, budget: number): number {
+function jsonBytesAtMost(value: unknown, budget: number, depth = 0): number {
   if (typeof value === "string") return value.length * 6 + 2;
   if (typeof value !== "object" || value === null) return 24;
+  // Too deep for the hot path: the schema names the field (`tooDeep`).
+  if (depth > MAX_DEPTH) return Number.POSITIVE_INFINITY;
   let n = 2;
   if (Array.isArray(value)) {
     for (const item of value) {
-      n += jsonBytesAtMost(item, budget) + 1;
+      n += jsonBytesAtMost(item, budget, depth + 1) + 1;
       if (n > budget) return n;
     }
     return n;
   }
   for (const key in value) {
-    n += key.length * 6 + 3 + jsonBytesAtMost((value as Record<string, unknown>)[key], budget) + 1;
+    n += key.length * 6 + 3 + jsonBytesAtMost((value as Record<string, unknown>)[key], budget, depth + 1) + 1;
     if (n > budget) return n;
   }
   return n;
@@ -290,6 +313,12 @@ export function activitiesRequestSchema(catalogue: ResolvedCatalogue) {
         message: `unknown activity ${id}: the catalogue has ${known}`,
       });
       return;
+    }
+    // Before the schema, whose size check would overflow the stack on a deep value.
+    const deep = tooDeep(input);
+    if (deep) {
+      ctx.issues.push({ code: "custom", input: undefined, path: deep, message: `expected at most ${MAX_DEPTH} levels of nesting` });
+      return input;
     }
     const result = schema.safeParse(input);
     if (!result.success) {

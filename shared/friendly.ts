@@ -8,7 +8,7 @@
  * strictly (`int::v: 15.3` is refused, not rounded); an attribute given both ways is refused.
  */
 import type { FieldKind } from "./field-ids.ts";
-import { canonicalTimeZone, isDateTime, isRealDate } from "./ortto-types.ts";
+import { isDateTime, isRealDate, isTimeZone, zoneAsForwarded } from "./ortto-types.ts";
 import type { PlannedActivity, PlannedField, TrackingPlan } from "./plan.ts";
 
 /** A conversion's refusal: the rule, in the words of a 400's message. */
@@ -134,8 +134,8 @@ export function convert(field: PlannedField, value: unknown, visitorZone: string
     case "currency":
       return thousandths(value);
     case "date":
-      // The catalogue's zone in the tz database's spelling (checked by the build; resolved here, on first use, not at start).
-      return orttoDate(value, (field.timezone && canonicalTimeZone(field.timezone)) || visitorZone || "UTC");
+      // The catalogue's zone as written (checked by the build; resolved here, on first use, not at start).
+      return orttoDate(value, (field.timezone && isTimeZone(field.timezone) && zoneAsForwarded(field.timezone)) || visitorZone || "UTC");
     case "datetime":
       return orttoDateTime(value);
     case "phone":
@@ -309,5 +309,5 @@ export function keyAsSent(path: readonly PropertyKey[], key: string, renamed: Re
 
 /** The zone a plain date is in when the catalogue names none: the visitor's, when Cloudflare knows it. */
 export function visitorZone(zone: unknown): string | undefined {
-  return typeof zone === "string" && zone.length <= 64 ? canonicalTimeZone(zone) : undefined;
+  return typeof zone === "string" && isTimeZone(zone) ? zoneAsForwarded(zone) : undefined;
 }

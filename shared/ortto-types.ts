@@ -22,8 +22,10 @@ const integer = z
   .int({ error: "expected an integer" })
   .check(z.refine(Number.isSafeInteger, "expected a safe integer (decimals and currency are sent × 1000)"));
 
-/** Zones already resolved: building an Intl.DateTimeFormat costs ~100 µs, a lookup nothing. Bounded, so junk zones cannot grow it. */
+/** Zones already resolved: building an Intl.DateTimeFormat costs ~100 µs, a lookup nothing. Bounded in entries and key length, so junk zones cannot grow it. */
 const zones = new Map<string, string | null>();
+/** The longest zone name the relay takes (the tz database's longest is 32 characters). */
+export const MAX_ZONE_LENGTH = 64;
 
 /**
  * The IANA name of a time zone in the spelling of the tz database (`australia/sydney` →
@@ -32,6 +34,8 @@ const zones = new Map<string, string | null>();
  * UTC offsets (`+05:30`), which are not zone names and which Ortto need not take.
  */
 export function canonicalTimeZone(zone: string): string | undefined {
+  // Never resolved nor cached: no zone name is this long, and a refused request must not grow the heap.
+  if (zone.length > MAX_ZONE_LENGTH) return undefined;
   let canonical = zones.get(zone);
   if (canonical === undefined) {
     canonical = null;
@@ -54,6 +58,23 @@ export function isTimeZone(zone: string): boolean {
   return canonicalTimeZone(zone) !== undefined;
 }
 
+/** The shape of a tz database name's case: each part starts with a capital (`Asia/Kolkata`, `US/Eastern`, `Etc/GMT+5`, `EST`). */
+const TZ_CASE = /^[A-Z][^/]*(\/[A-Z][^/]*)*$/;
+
+/**
+ * The spelling a zone reaches Ortto in: as written (`Asia/Kolkata` stays `Asia/Kolkata`, not ICU's
+ * `Asia/Calcutta`), except that a name differing from ICU's only by case takes ICU's case
+ * (`australia/sydney` → `Australia/Sydney`), as the tz database's names are case-sensitive. An
+ * alias in a case the database cannot have (`asia/kolkata`, `US/EASTERN`), whose right case ICU
+ * does not know, becomes ICU's name for it (`Asia/Calcutta`), also a name of the database.
+ */
+export function zoneAsForwarded(zone: string): string {
+  const canonical = canonicalTimeZone(zone);
+  if (canonical === undefined) return zone;
+  if (canonical.toLowerCase() === zone.toLowerCase()) return canonical;
+  return TZ_CASE.test(zone) && !(zone.includes("/") && zone === zone.toUpperCase()) ? zone : canonical;
+}
+
 export function isRealDate(d: { year: number; month: number; day: number }): boolean {
   const { year, month, day } = d;
   if (!(month >= 1 && month <= 12 && day >= 1 && Number.isInteger(year) && Number.isInteger(month) && Number.isInteger(day))) return false;
@@ -68,18 +89,17 @@ const date = z.pipe(
         year: z.int({ error: "expected an integer year" }).check(z.gte(1, "expected a year ≥ 1"), z.lte(9999, "expected a year ≤ 9999")),
         month: z.int({ error: "expected an integer month" }).check(z.gte(1, "expected a month 1–12"), z.lte(12, "expected a month 1–12")),
         day: z.int({ error: "expected an integer day" }).check(z.gte(1, "expected a day 1–31"), z.lte(31, "expected a day 1–31")),
-        timezone: z
-          .string({ error: "expected an IANA time zone such as Australia/Sydney" })
-          .check(
-            z.maxLength(64, "expected an IANA time zone such as Australia/Sydney"),
-            z.refine(isTimeZone, "expected an IANA time zone such as Australia/Sydney (not a UTC offset)"),
-          ),
+        timezone: z.string({ error: "expected an IANA time zone such as Australia/Sydney" }).check(
+          z.maxLength(MAX_ZONE_LENGTH, "expected an IANA time zone such as Australia/Sydney"),
+          // isTimeZone also bounds the length: zod runs this refinement even after maxLength failed.
+          z.refine(isTimeZone, "expected an IANA time zone such as Australia/Sydney (not a UTC offset)"),
+        ),
       },
       { error: "expected a date {year, month, day, timezone}" },
     )
     .check(z.refine(isRealDate, "expected a real calendar date")),
-  // Forwarded in the tz database's spelling, whatever case the page used.
-  z.transform((d) => ({ ...d, timezone: canonicalTimeZone(d.timezone) ?? d.timezone })),
+  // Forwarded as written (an alias stays the alias), in the tz database's case.
+  z.transform((d) => ({ ...d, timezone: zoneAsForwarded(d.timezone) })),
 );
 
 /** ISO 8601 with a time and a zone offset (`2026-11-27T06:56:33Z`, `…+11:00`). */
@@ -108,7 +128,11 @@ const list = z
   .array(text(MAX_TEXT), { error: "expected an array of strings" })
   .check(z.maxLength(MAX_LIST_ITEMS, `expected at most ${MAX_LIST_ITEMS} values`));
 
-const json = z.union([z.record(z.string(), z.unknown()), z.array(z.unknown())], { error: "expected a JSON object or array" });
+/** Checked, never rebuilt: a record would rebuild the object by assignment and drop an own `__proto__` key, which is forwarded as written. */
+const json = z.custom<Record<string, unknown> | unknown[]>(
+  (v) => typeof v === "object" && v !== null && (Array.isArray(v) || Object.getPrototypeOf(v) === Object.prototype),
+  { error: "expected a JSON object or array" },
+);
 
 const url = z
   .string({ error: "expected a URL string" })
@@ -206,9 +230,10 @@ const isDate = (v: unknown) => {
     day >= 1 &&
     day <= 31 &&
     typeof timezone === "string" &&
-    timezone.length <= 64 &&
-    // Already in its canonical spelling, so the schema would forward it unchanged.
-    canonicalTimeZone(timezone) === timezone &&
+    timezone.length <= MAX_ZONE_LENGTH &&
+    // A known zone in the spelling the schema would forward unchanged.
+    zoneAsForwarded(timezone) === timezone &&
+    isTimeZone(timezone) &&
     isRealDate({ year, month, day })
   );
 };
@@ -245,11 +270,8 @@ export function valueCheck(kind: FieldKind, options?: readonly string[]): (value
     case "multi_select":
       return (v) => isList(v) && (!allowed || v.every((x) => allowed.has(x)));
     case "json":
-      // (An own `__proto__` key, which JSON.parse can make, is left to the schema: its record drops it.)
-      return (v) =>
-        typeof v === "object" &&
-        v !== null &&
-        (Array.isArray(v) || (Object.getPrototypeOf(v) === Object.prototype && !Object.hasOwn(v, "__proto__")));
+      // An own `__proto__` key (JSON.parse makes one) is data here, forwarded as written.
+      return (v) => typeof v === "object" && v !== null && (Array.isArray(v) || Object.getPrototypeOf(v) === Object.prototype);
     case "datetime":
       return isDateTime;
     case "url":

@@ -34,6 +34,17 @@ function loggablePath(path: string): string {
     .slice(0, 100);
 }
 
+/**
+ * What an error answer may echo of the request: refusals name the page's keys and values, which
+ * can be any length (a 200 kB attribute name was answered in 800 kB). Bounded, so a refused
+ * request's answer is never larger than a few tens of kB.
+ */
+const MAX_ERROR_TEXT = 1000;
+const MAX_DETAILS = 100;
+const MAX_PATH = 200;
+const MAX_MESSAGE = 300;
+const clip = (text: string, max: number) => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
+
 /** Builds the envelope response; the request id comes from Hono's requestId middleware. */
 export function errorResponse(
   c: Context,
@@ -42,7 +53,15 @@ export function errorResponse(
   details?: Detail[],
   headers?: Record<string, string>,
 ) {
-  const body: ErrorBody = { request_id: c.get("requestId"), code: status, error, ...(details?.length ? { details } : {}) };
+  const bounded = details
+    ?.slice(0, MAX_DETAILS)
+    .map((d) => ({ ...d, path: clip(d.path, MAX_PATH), message: clip(d.message, MAX_MESSAGE) }));
+  const body: ErrorBody = {
+    request_id: c.get("requestId"),
+    code: status,
+    error: clip(error, MAX_ERROR_TEXT),
+    ...(bounded?.length ? { details: bounded } : {}),
+  };
   // The request's log line names what was refused (the paths its answer names, never the values).
   const log = c.get("log");
   if (log && details?.length) log.paths = details.slice(0, 10).map((d) => loggablePath(d.path));

@@ -7,8 +7,12 @@ export type UpstreamResult =
   | { ok: true; status: number; body: ActivitiesResponse }
   /** Ortto refused the request (4xx other than 429): re-sending would fail the same way. */
   | { ok: false; permanent: true; status: number; error: string; details?: unknown }
-  /** Ortto was slow, down, rate-limiting or failing: the same request may succeed later. */
-  | { ok: false; permanent: false; status?: number; error: string; retryAfterSeconds?: number };
+  /**
+   * Ortto was slow, down, rate-limiting or failing, or refused the relay's key: the same request
+   * may succeed later. `holdUntil` (epoch ms): not a failure of these activities but a wait every
+   * sender keeps (Ortto's pause, the refusals window, a site's circuit), so no retry is spent on it.
+   */
+  | { ok: false; permanent: false; status?: number; error: string; retryAfterSeconds?: number; holdUntil?: number; keyRefused?: boolean };
 
 /** Splits activities into requests Ortto accepts: ≤ 100 activities and ≤ 2 MB each. */
 export function chunkActivities(activities: ActivityInput[], maxBytes = MAX_BODY_BYTES - 1024): ActivityInput[][] {
@@ -60,7 +64,7 @@ function rateLimitWait(res: Response, json: unknown): number {
   return waits.length ? Math.min(3600, Math.ceil(Math.max(...waits))) : 10;
 }
 
-const RELAY_FAULTS = new Set([401, 403, 404, 408]);
+const KEY_FAULTS = new Set([401, 403, 404]);
 const utf8 = new TextEncoder();
 /** Ortto's error text is echoed to pages and logs; bounded, as everything else there is. */
 const MAX_ORTTO_TEXT = 300;
@@ -105,11 +109,18 @@ async function post(config: RelayConfig, apiKey: string, body: string): Promise<
   if (res.status >= 500 || (res.status >= 300 && res.status < 400)) {
     return { ok: false, permanent: false, status: res.status, error: `Ortto answered ${res.status}` };
   }
-  // The relay's own fault, not the page's: a revoked key, a wrong region or base URL. Queued and
-  // retried (so nothing is lost while an operator fixes it), and logged with the status.
-  if (RELAY_FAULTS.has(res.status)) {
-    return { ok: false, permanent: false, status: res.status, error: `Ortto answered ${res.status}: check ORTTO_API_KEY and ORTTO_REGION` };
+  // The relay's own fault, not the page's: a revoked key, a wrong region or base URL. Queued (so
+  // nothing is lost while an operator fixes it) behind the site's circuit, and logged with the status.
+  if (KEY_FAULTS.has(res.status)) {
+    return {
+      ok: false,
+      permanent: false,
+      status: res.status,
+      keyRefused: true,
+      error: `Ortto refuses this site's key (${res.status}): check the site's key secret and ORTTO_REGION`,
+    };
   }
+  if (res.status === 408) return { ok: false, permanent: false, status: 408, error: "Ortto answered 408" };
   const details = (json as { details?: unknown } | undefined)?.details;
   const message = (orttoMessage(json) ?? `Ortto answered ${res.status}`).slice(0, MAX_ORTTO_TEXT);
   return {
@@ -117,7 +128,8 @@ async function post(config: RelayConfig, apiKey: string, body: string): Promise<
     permanent: true,
     status: res.status,
     error: message,
-    details: Array.isArray(details) ? details.slice(0, 10) : undefined,
+    // One per activity at most: the consumer reads which activities Ortto refused from them.
+    details: Array.isArray(details) ? details.slice(0, MAX_ACTIVITIES) : undefined,
   };
 }
 
@@ -135,7 +147,8 @@ export interface ForwardOutcome {
 /**
  * Forwards validated activities to Ortto, split into requests it accepts, and joins the
  * per-activity results in the original order. Stops at the first failure and says what is left.
- * `beforeEach` (the queue consumer's pacing) runs before each request and may stop it with a failure.
+ * `beforeEach` (the queue consumer's pacing) runs before each request and may stop it with a failure;
+ * `afterEach` sees each answer.
  */
 export async function forwardActivities(
   config: RelayConfig,
@@ -143,6 +156,7 @@ export async function forwardActivities(
   request: Omit<ActivitiesRequest, "activities">,
   activities: ActivityInput[],
   beforeEach?: () => Promise<Failure | undefined>,
+  afterEach?: (result: UpstreamResult) => Promise<void>,
 ): Promise<ForwardOutcome> {
   const results: ActivitiesResponse["activities"] = [];
   // The common case is one request: serialised once, and split only if it turns out too large.
@@ -151,8 +165,9 @@ export async function forwardActivities(
   const chunks = fits ? [activities] : chunkActivities(activities);
   let status: number | undefined;
   for (const [i, chunk] of chunks.entries()) {
-    const result =
-      (await beforeEach?.()) ?? (await post(config, apiKey, fits ? (whole as string) : JSON.stringify({ ...request, activities: chunk })));
+    const held = await beforeEach?.();
+    const result = held ?? (await post(config, apiKey, fits ? (whole as string) : JSON.stringify({ ...request, activities: chunk })));
+    if (!held) await afterEach?.(result);
     status = result.status;
     if (!result.ok) return { results, remaining: chunks.slice(i).flat(), failure: result, status };
     results.push(...result.body.activities);

@@ -2,9 +2,8 @@
  * Review findings on the account's request budget (ORTTO_MAX_RPS 10, vitest project "budget").
  * Turned into regression tests: each runs the attack as the reviewer did and asserts the promise.
  */
-import { exports } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { emulator, loggedIn, post, RELAY } from "../worker/helpers.ts";
+import { emulator, loggedIn, pacerStats, post } from "../worker/helpers.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const person = (i: number) =>
@@ -14,10 +13,8 @@ const person = (i: number) =>
     fields: { "str::first": `R${i}`, "str::email": `review${i}@example.com` },
   });
 
-async function account() {
-  const res = await exports.default.fetch(`${RELAY}/healthz`);
-  return ((await res.json()) as { budget: { account: { paused_until: string | null; rate_limited: number } } }).budget.account;
-}
+/** The account pacer's view. */
+const account = () => pacerStats();
 
 beforeEach(async () => {
   vi.spyOn(console, "log").mockImplementation(() => {});

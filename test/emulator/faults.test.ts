@@ -67,6 +67,9 @@ describe("fault injection (/_emulator/faults)", () => {
       tryInSeconds: 10,
       failKeys: [],
       maxRps: 0,
+      failNext: 0,
+      refuseKey: 0,
+      detailsPerActivity: false,
       seed: 7,
     });
     await setFaults({ statuses: [500] });
@@ -78,6 +81,9 @@ describe("fault injection (/_emulator/faults)", () => {
       tryInSeconds: 10,
       failKeys: [],
       maxRps: 0,
+      failNext: 0,
+      refuseKey: 0,
+      detailsPerActivity: false,
     });
   });
 
@@ -94,6 +100,28 @@ describe("fault injection (/_emulator/faults)", () => {
     const res = await createJson({ activities: [loggedIn()] });
     expect(res.status).toBe(429);
     expect(res.body).toEqual({ error: { code: "rate-limit", message: "rate limit", "try-in-seconds": 2 } });
+  });
+
+  it("fails only the next failNext requests, then answers normally", async () => {
+    await setFaults({ failNext: 1, statuses: [429], tryInSeconds: 3 });
+    const limited = await createJson({ activities: [loggedIn({ key: "n1" })] });
+    expect(limited.status).toBe(429);
+    expect(limited.body).toEqual({ error: { code: "rate-limit", message: "rate limit", "try-in-seconds": 3 } });
+    expect((await createJson({ activities: [loggedIn({ key: "n2" })] })).status).toBe(200);
+  });
+
+  it("answers every request with refuseKey's status, as Ortto answers a wrong key", async () => {
+    await setFaults({ refuseKey: 401 });
+    const res = await createJson({ activities: [loggedIn()] });
+    expect(res.status).toBe(401);
+    expect(res.body).toMatchObject({ code: 401, error: "Invalid API key" });
+  });
+
+  it("names the refused activity in details, one entry per activity, with detailsPerActivity", async () => {
+    await setFaults({ failKeys: ["bad"], statuses: [400], detailsPerActivity: true });
+    const res = await createJson({ activities: [loggedIn({ key: "ok" }), loggedIn({ key: "bad" })] });
+    expect(res.status).toBe(400);
+    expect((res.body as unknown as { details: { status: string }[] }).details.map((d) => d.status)).toEqual(["ok", "invalid"]);
   });
 
   it("always fails a request that carries a poison key, and only that one", async () => {

@@ -4,7 +4,7 @@ import { beforeEach, describe, expect, it, vi } from "vitest";
 import { consumeQueue, MAX_REPLAYS } from "../../worker/delivery/consumer.ts";
 import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
 import worker from "../../worker/index.ts";
-import { emulator, loggedIn, post, postWith } from "./helpers.ts";
+import { emulator, loggedIn, pacerStats, post, postWith } from "./helpers.ts";
 
 /** What landed in the dead-letter queue (test/fixtures/test-network.js consumes it in tests). */
 const deadLetters = async () => (await (await fetch("http://dead-letters.test/")).json()) as DeliveryMessage[];
@@ -79,21 +79,53 @@ describe("durable delivery through the queue", () => {
     expect(state.duplicates).toBe(1);
   });
 
-  it("queues when Ortto rate-limits, and waits at least Ortto's try-in-seconds before the next try", { timeout: 30_000 }, async () => {
-    await emulator.faults({ failRate: 1, statuses: [429] });
+  it("holds messages for Ortto's whole 10 s try-in-seconds without spending a retry, and pauses every sender for it", {
+    timeout: 30_000,
+  }, async () => {
+    await emulator.faults({ failNext: 1, statuses: [429], tryInSeconds: 10 });
     const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [
       message("m1", [loggedIn({ key: "a", created: new Date().toISOString() })]),
     ]);
-    const delays = retryDelays(batch);
+    // The held messages are recorded rather than delivered (their 10 s would outlive this test).
+    const held: { delaySeconds?: number; keys: unknown[] }[] = [];
+    const queue = {
+      sendBatch: async (messages: MessageSendRequest<DeliveryMessage>[], options?: QueueSendBatchOptions) =>
+        void held.push({ delaySeconds: options?.delaySeconds, keys: messages.map((m) => m.body.activities[0]?.key) }),
+    };
     const ctx = createExecutionContext();
-    await worker.queue(batch, env);
-    expect((await getQueueResult(batch, ctx)).retryMessages).toEqual([{ msgId: "m1" }]);
-    expect(delays).toEqual({ m1: 10 });
+    const before = Date.now();
+    await worker.queue(batch, { ...env, DELIVERY_QUEUE: queue as unknown as Queue<DeliveryMessage> });
+    const result = await getQueueResult(batch, ctx);
+    expect(result.retryMessages).toEqual([]);
+    expect(result.explicitAcks).toEqual(["m1"]);
+    expect(held).toHaveLength(1);
+    expect(held[0]?.keys).toEqual(["a"]);
+    expect(held[0]?.delaySeconds).toBeGreaterThanOrEqual(10);
+    expect(held[0]?.delaySeconds).toBeLessThanOrEqual(11);
+    expect(Date.parse((await pacerStats()).paused_until ?? "")).toBeGreaterThanOrEqual(before + 10_000);
+    expect(await emulator.requests()).toHaveLength(1);
 
     await emulator.faults({ failRate: 1, statuses: [429], tryInSeconds: 1 });
     expect((await post({ activities: [loggedIn()] })).status).toBe(202);
     await emulator.faults({ failRate: 0 });
     expect(await eventually(stored, (a) => a.length === 1)).toHaveLength(1);
+  });
+
+  it("retries a pack Ortto answered 503 with one delay for all its messages, so they come back packed", async () => {
+    await emulator.faults({ failNext: 1, statuses: [503] });
+    const now = new Date().toISOString();
+    const batch = createMessageBatch<DeliveryMessage>(
+      "ortto-relay-delivery",
+      ["r1", "r2", "r3"].map((id) => message(id, [loggedIn({ key: id, created: now })], 2)),
+    );
+    const delays = retryDelays(batch);
+    const ctx = createExecutionContext();
+    await worker.queue(batch, env);
+    expect((await getQueueResult(batch, ctx)).retryMessages.map((m: { msgId: string }) => m.msgId).sort()).toEqual(["r1", "r2", "r3"]);
+    expect(new Set(Object.values(delays)).size).toBe(1);
+    // The three went in one request, though each had failed before.
+    expect(await emulator.requests()).toHaveLength(1);
+    expect((await emulator.requests())[0]?.body.activities).toHaveLength(3);
   });
 
   it("with DELIVERY=queue answers 202 at once and delivers through the queue", { timeout: 30_000 }, async () => {

@@ -74,3 +74,22 @@ export const emulator = {
     },
   requests: async () => (await (await fetch(`${EMULATOR}/_emulator/requests`)).json()) as EmulatorRequest[],
 };
+
+/** The server token the health helpers use (set on the env of each call, as a deploy sets the secret). */
+export const HEALTH_TOKEN = "health-token-for-tests";
+
+/** `/healthz` with the server token: the details an operator reads (this isolate's memory, no Durable Object). */
+export async function healthDetails<T = Record<string, unknown>>(): Promise<T> {
+  const res = await app.request(
+    `${RELAY}/healthz`,
+    { headers: { Authorization: `Bearer ${HEALTH_TOKEN}` } },
+    { ...env, SERVER_TOKEN: HEALTH_TOKEN },
+  );
+  return (await res.json()) as T;
+}
+
+/** The account pacer's own view (the Durable Object every sender shares), read directly as an operator's tool would. */
+export function pacerStats() {
+  const ns = env.UPSTREAM_PACER;
+  return ns.get(ns.idFromName("account")).stats();
+}

@@ -1,6 +1,7 @@
-import { exports } from "cloudflare:workers";
-import { beforeEach, describe, expect, it } from "vitest";
-import { emulator, loggedIn, ORIGIN, post, RELAY } from "./helpers.ts";
+import { env, exports } from "cloudflare:workers";
+import { beforeEach, describe, expect, it, vi } from "vitest";
+import { app } from "../../worker/index.ts";
+import { emulator, HEALTH_TOKEN, healthDetails, loggedIn, ORIGIN, post, RELAY } from "./helpers.ts";
 
 beforeEach(async () => {
   await emulator.reset();
@@ -78,8 +79,18 @@ describe("every response", () => {
 });
 
 describe("GET /healthz", () => {
-  it("reports liveness and settings without any secret", async () => {
+  it("tells anyone only that the relay is up and its version", async () => {
     const res = await exports.default.fetch(`${RELAY}/healthz`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: "ok", version: expect.stringMatching(/^\d+\.\d+\.\d+/) });
+  });
+
+  it("reports settings and delivery signals to the server token, without any secret", async () => {
+    const res = await app.request(
+      `${RELAY}/healthz`,
+      { headers: { Authorization: `Bearer ${HEALTH_TOKEN}` } },
+      { ...env, SERVER_TOKEN: HEALTH_TOKEN },
+    );
     expect(res.status).toBe(200);
     const text = await res.text();
     expect(JSON.parse(text)).toMatchObject({
@@ -90,7 +101,37 @@ describe("GET /healthz", () => {
       geo_mode: "ip",
       delivery: "inline",
       queue: expect.objectContaining({ queued: expect.any(Number), dead_lettered: expect.any(Number) }),
+      circuits: {},
+      budget: expect.objectContaining({ isolate: expect.any(Object) }),
     });
     expect(text).not.toContain("test-key-7f3a");
+    expect(text).not.toContain(HEALTH_TOKEN);
+  });
+
+  it("refuses a wrong server token with a 401", async () => {
+    const res = await app.request(
+      `${RELAY}/healthz`,
+      { headers: { Authorization: "Bearer nope" } },
+      { ...env, SERVER_TOKEN: HEALTH_TOKEN },
+    );
+    expect(res.status).toBe(401);
+  });
+
+  it("answers from isolate memory: no call to the account pacer", async () => {
+    const ns = env.UPSTREAM_PACER;
+    const get = vi.spyOn(ns, "get");
+    await exports.default.fetch(`${RELAY}/healthz`);
+    await healthDetails();
+    expect(get).not.toHaveBeenCalled();
+    get.mockRestore();
+  });
+
+  it("is rate-limited per network like the API", async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 110; i++) {
+      statuses.push((await exports.default.fetch(`${RELAY}/healthz`, { headers: { "CF-Connecting-IP": "198.51.100.77" } })).status);
+    }
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(0);
+    expect(statuses.every((s) => s === 200 || s === 429)).toBe(true);
   });
 });

@@ -269,6 +269,8 @@ describe("the report cadence (3f958a9)", () => {
   it("holds UNSYNCED_MAX per isolate while the ledger is down (reports fail and come back as unreported)", {
     timeout: 60_000,
   }, async () => {
+    // A flush an earlier file left pending would carry its env (the working ledger) into this test's reports.
+    await flushSoon(env);
     const down = { ...env, LIMIT_LEDGER: wrapLedger(() => () => Promise.reject(new Error("overloaded"))) } as typeof env;
     const key = `c:${unique("down")}|act:cm:logged-in`;
     const isolates = 3;

@@ -1,7 +1,6 @@
-import { exports } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import { signIdentity } from "../../worker/identity.ts";
-import { emulator, loggedIn, ORIGIN, post, postWith, RELAY } from "./helpers.ts";
+import { emulator, healthDetails, loggedIn, ORIGIN, post, postWith } from "./helpers.ts";
 
 const SECRET = "identity-secret-for-tests";
 const signed = { IDENTITY_SECRET: SECRET };
@@ -105,7 +104,7 @@ describe("signed identity (IDENTITY_SECRET)", () => {
 
   it("runs in open mode without IDENTITY_SECRET and says so in /healthz", async () => {
     expect((await post({ activities: [person("chris@example.com")] })).status).toBe(200);
-    expect(await (await exports.default.fetch(`${RELAY}/healthz`)).json()).toMatchObject({ identity: "open" });
+    expect(await healthDetails()).toMatchObject({ identity: "open" });
   });
 });
 
@@ -246,7 +245,7 @@ describe("secrets stay in the worker", () => {
         const res = await postWith(bindings, body, options);
         bodies.push(`${[...res.headers].join(" ")} ${await res.text()}`);
       }
-      bodies.push(await (await exports.default.fetch(`${RELAY}/healthz`)).text());
+      bodies.push(JSON.stringify(await healthDetails()));
     } finally {
       spy.mockRestore();
     }

@@ -27,39 +27,17 @@ export function locationFor(request: Request, mode: GeoMode): Location | undefin
   return undefined;
 }
 
-const hmacKeys = new Map<string, Promise<CryptoKey>>();
-function hmacKey(secret: string): Promise<CryptoKey> {
-  let key = hmacKeys.get(secret);
-  if (!key) {
-    key = crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-    hmacKeys.set(secret, key);
-  }
-  return key;
-}
-
 /**
- * The relay's keys for the activities sent without one: an HMAC, under the site's Ortto key,
- * of the activity as validated (with the page's `created`, when it sent one) and of how many
- * identical activities came before it in the request. A re-send of the same body gets the same
- * keys, so activities the page dated merge in Ortto however often the body is sent; two
- * identical events of one request stay two; and no one without the Ortto key can compute the
- * key of someone else's activity to pre-empt it.
+ * The relay's key for an activity sent without one: random, so that two events are two activities
+ * however alike they are and however still workerd's clock stands (only a sender's own `key` +
+ * `created` marks two sends as one event). Re-sends by the relay merge because the key travels
+ * with the queue message; nobody can guess it to pre-empt someone else's activity.
  */
-async function relayKeys(secret: string, activities: ActivityInput[]): Promise<(string | undefined)[]> {
-  // The snippet keys every activity: nothing to derive.
-  if (activities.every((a) => a.key !== undefined)) return [];
-  const seen = new Map<string, number>();
-  const key = await hmacKey(secret);
-  return Promise.all(
-    activities.map(async ({ location: _location, ...activity }) => {
-      if (activity.key !== undefined) return undefined;
-      const content = JSON.stringify(activity);
-      const occurrence = seen.get(content) ?? 0;
-      seen.set(content, occurrence + 1);
-      const mac = await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(`${content}\n${occurrence}`));
-      return `relay:${[...new Uint8Array(mac, 0, 20)].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
-    }),
-  );
+function relayKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(20));
+  let hex = "relay:";
+  for (const b of bytes) hex += b.toString(16).padStart(2, "0");
+  return hex;
 }
 
 /**
@@ -69,19 +47,12 @@ async function relayKeys(secret: string, activities: ActivityInput[]): Promise<(
  * (parsed from this request's body), so they are completed in place rather than copied: a
  * server's batch of 100 is 100 objects fewer to build.
  */
-export async function enrichActivities(
-  activities: ActivityInput[],
-  location: Location | undefined,
-  now: Date,
-  /** The site's Ortto key: the relay's keys are HMACs under it. */
-  secret: string,
-): Promise<ActivityInput[]> {
+export function enrichActivities(activities: ActivityInput[], location: Location | undefined, now: Date): ActivityInput[] {
   const receivedAt = now.toISOString();
-  const keys = await relayKeys(secret, activities);
-  for (const [i, activity] of activities.entries()) {
+  for (const activity of activities) {
     const email = activity.fields?.["str::email"];
     if (typeof email === "string" && activity.fields) activity.fields["str::email"] = email.trim();
-    activity.key ??= keys[i] as string;
+    activity.key ??= relayKey();
     activity.created ??= receivedAt;
     // Replaced, never merged: a page's location is not trusted (undefined is left out of the JSON).
     activity.location = location;

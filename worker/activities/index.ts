@@ -17,7 +17,15 @@ import { keyAsSent, pathAsSent, type Renamed, translateRequest, visitorZone } fr
 import { trackingPlan } from "../../shared/plan.ts";
 import { crawlerFilter, ipRateLimit, trustedSender } from "../abuse.ts";
 import { afterAnswer } from "../after.ts";
-import { coalescing, reportPause } from "../budget/gate.ts";
+import {
+  admitInline,
+  coalescing,
+  KEY_REFUSED_REASON,
+  refusalWindowOpen,
+  reportPause,
+  reportRefusal,
+  reportSettled,
+} from "../budget/gate.ts";
 import { DEFAULT_SITE, relayConfig, siteFor, siteKey } from "../config.ts";
 import { deadLetterFailed } from "../delivery/consumer.ts";
 import { PartialSendError, QUEUED, sendMessages, toMessages } from "../delivery/messages.ts";
@@ -128,10 +136,10 @@ const siteOfOrigin = createMiddleware<AppEnv>(async (c, next) => {
 /**
  * Puts keyed activities on the delivery queue; if that fails, the page is told to send again.
  * A request over ~250 kB takes several sendBatch calls, and one can fail after others went
- * through. The re-send of the same body merges in Ortto what was queued: the relay's keys are
- * derived from the body and the page's `created` is kept. Activities the relay dated at
- * receipt would get a new `created` on the re-send, so they are queued last (in the final
- * sendBatch call while they fit in one): a failure before it has queued none of them.
+ * through. The re-send of the same body merges in Ortto what was queued when the sender gave
+ * `key` and `created`. Activities the relay keyed or dated at receipt would get a new key or
+ * `created` on the re-send, so they are queued last (in the final sendBatch call while they fit
+ * in one): a failure before it has queued none of them.
  */
 async function enqueue(
   env: AppEnv["Bindings"],
@@ -150,12 +158,17 @@ async function enqueue(
     const sent = err instanceof PartialSendError ? err.sent : 0;
     const queued = messages.slice(0, sent).reduce((n, m) => n + m.activities.length, 0);
     deliveryStats.queued += queued;
+    const taken = new Set(ordered.slice(0, queued));
+    // Those the relay keyed cannot merge with a re-send: the answer names them, not to be sent again.
+    const keyedHere = activities.flatMap((a, i) => (taken.has(a) && relayDated.has(a) ? [i] : []));
     throw new RelayError(
       503,
-      queued
-        ? `The delivery queue took ${queued} of ${activities.length} activities, then failed; send the same body again: what it took merges in Ortto`
-        : "Ortto is unavailable and the delivery queue could not take the activities; nothing was recorded, send again later",
-      undefined,
+      !queued
+        ? "Ortto is unavailable and the delivery queue could not take the activities; nothing was recorded, send again later"
+        : keyedHere.length
+          ? `The delivery queue took ${queued} of ${activities.length} activities, then failed; send again all but those named in details (they have no key and created of yours, so a re-send would be a new activity)`
+          : `The delivery queue took ${queued} of ${activities.length} activities, then failed; send the same body again: what it took merges in Ortto`,
+      keyedHere.length ? keyedHere.map((i) => ({ path: `activities.${i}`, message: "queued: do not send again" })) : undefined,
       { "Retry-After": "30" },
     );
   }
@@ -199,6 +212,7 @@ async function keepFailed(
 }
 
 let openModeLogged = false;
+const QUEUED_HEADER = { "X-Relay-Outcome": "queued" };
 
 /**
  * `POST /v1/activities/create`: the same path and body as Ortto's own endpoint, minus the key.
@@ -299,9 +313,9 @@ export const activities = new Hono<AppEnv>().post(
       ]);
     }
 
-    // The activities the relay dates itself, which a re-send cannot merge (see enqueue).
-    const relayDated = new Set(valid.filter((a) => a.created === undefined));
-    const enriched = await enrichActivities(valid, locationFor(c.req.raw, config.geoMode), new Date(), apiKey);
+    // The activities the relay keys or dates itself, which a re-send cannot merge (see enqueue).
+    const relayDated = new Set(valid.filter((a) => a.created === undefined || a.key === undefined));
+    const enriched = enrichActivities(valid, locationFor(c.req.raw, config.geoMode), new Date());
     if (dryRun) {
       c.set("outcome", "dry_run");
       return c.json({
@@ -332,17 +346,25 @@ export const activities = new Hono<AppEnv>().post(
 
     // DELIVERY=queue: the lowest latency, no per-activity results. Under load (the account's
     // request budget is short, worker/budget/gate.ts) the same: no inline try, full requests later.
-    if (config.delivery === "queue" || coalescing(c)) {
+    // While Ortto's recent 4xx answers hold a window open, an inline send needs the pacer's permit too.
+    const permit = config.delivery === "queue" || coalescing(c) ? false : refusalWindowOpen() ? await admitInline(c) : true;
+    if (permit === false) {
       await enqueue(c.env, c.get("requestId"), site.name, request, enriched, relayDated);
       c.set("outcome", "queued");
       log.queued = enriched.length;
-      return c.json({ activities: enriched.map(() => QUEUED) }, 202);
+      // "queued", in the body and the header: nothing was forwarded yet.
+      return c.json({ activities: enriched.map(() => QUEUED) }, 202, QUEUED_HEADER);
     }
 
     const started = Date.now();
     const outcome = await forwardActivities(config, apiKey, request, enriched);
     // Ortto asked to pause: every sender (the queue consumer above all) hears it now, after the answer.
     if (outcome.failure?.status === 429) reportPause(c);
+    // Ortto answered 4xx: every sender asks the pacer before its requests for 15 s; a refused key opens the site's circuit.
+    const refused = outcome.failure?.status !== undefined && outcome.failure.status >= 400 && outcome.failure.status < 500;
+    if (refused && outcome.failure?.status !== 429) {
+      reportRefusal(c, outcome.failure?.status as number, site.name, typeof permit === "string" ? permit : undefined);
+    } else if (typeof permit === "string") reportSettled(c, permit);
     log.upstream_ms = Date.now() - started;
     log.upstream_status = outcome.status;
     log.forwarded = outcome.results.length;
@@ -360,7 +382,7 @@ export const activities = new Hono<AppEnv>().post(
       c.set("outcome", "upstream_error");
       log.reason = "ortto_refused";
       const details = Array.isArray(failure.details)
-        ? failure.details.map((d) => ({
+        ? failure.details.slice(0, 10).map((d) => ({
             path: "body",
             message: String((d as { error?: unknown })?.error ?? JSON.stringify(d)).slice(0, 300),
           }))
@@ -369,10 +391,10 @@ export const activities = new Hono<AppEnv>().post(
     }
     // Ortto is slow, failing or rate-limiting: what it has not taken waits in the queue and is
     // retried until it is delivered. The browser's part is done.
-    log.reason = failure.error;
+    log.reason = failure.keyRefused ? KEY_REFUSED_REASON : failure.error;
     await enqueue(c.env, c.get("requestId"), site.name, request, outcome.remaining, relayDated);
     c.set("outcome", "queued");
     log.queued = outcome.remaining.length;
-    return c.json({ activities: [...outcome.results, ...outcome.remaining.map(() => QUEUED)] }, 202);
+    return c.json({ activities: [...outcome.results, ...outcome.remaining.map(() => QUEUED)] }, 202, QUEUED_HEADER);
   },
 );

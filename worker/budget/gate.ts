@@ -9,6 +9,8 @@ import { relayConfig } from "../config.ts";
 import type { AppEnv } from "../env.ts";
 import { type BatchNote, pacerOf } from "./binding.ts";
 import { inlineGrace, RECENT_429_MS, type SyncAnswer, type SyncReport } from "./ledger.ts";
+import type { RefusalAnswer } from "./pacer.ts";
+import { type CircuitView, KEY_REFUSED, type Permit, REFUSAL_WINDOW_MS, RefusalWindow } from "./refusals.ts";
 
 /** Page batches a second in this isolate beyond which it coalesces, as a share of ORTTO_MAX_RPS. */
 const NEAR_BUDGET = 0.5;
@@ -39,7 +41,35 @@ const local = {
   inlineDecisions: 0,
   coalesced: 0,
   lastBatch: null as BatchNote | null,
+  /** Until when a request Ortto answered 4xx (here or, learnt at sync, anywhere) keeps senders asking the pacer first. */
+  refusedUntil: 0,
+  /** Sites whose key Ortto refuses (401/403/404): their page batches wait in the queue for the circuit's probe. */
+  circuits: new Map<string, { status: number; since: number; nextProbeAt: number }>(),
+  /**
+   * This isolate's own window of 4xx answers: the cap on its requests when the pacer cannot be
+   * asked (no binding, or the Durable Object unreachable), so that it never storms Ortto alone.
+   */
+  refusals: new RefusalWindow(),
 };
+
+/** Marks a permit of this isolate's own window (`admitLocally`), not the pacer's. */
+const LOCAL_PERMIT = "local:";
+
+/** A permit from this isolate's own window of 4xx answers, for when the pacer cannot be asked. */
+export function admitLocally(ttlMs: number): Permit {
+  const answer = local.refusals.admit(Date.now(), ttlMs);
+  return "permit" in answer ? { permit: LOCAL_PERMIT + answer.permit } : answer;
+}
+
+/** A local permit's request was answered (its 4xx, if any, is counted by noteUpstream): the permit goes back. */
+export function settleLocally(permit: string) {
+  local.refusals.settle(permit.slice(LOCAL_PERMIT.length), false, Date.now());
+}
+
+const isLocalPermit = (permit: string | undefined) => permit?.startsWith(LOCAL_PERMIT) ?? false;
+
+/** What the operator reads in the log line and /healthz when a site's circuit is open. */
+export const KEY_REFUSED_REASON = "Ortto refuses this site's key";
 
 function tickArrivals(second: number) {
   const a = local.arrivals;
@@ -68,11 +98,17 @@ export function coalescing(c: Context<AppEnv>): boolean {
   // A cold isolate (no lease yet) may send a tenth of the budget inline until it hears from the pacer.
   const allowance = leased ? local.lease.perSecond : inlineGrace(maxRps);
   const demand = Math.max(local.arrivals.previous, local.arrivals.count);
+  // A refused key: the queue's consumer probes for it; a page never waits on the circuit.
+  const keyRefused = local.circuits.has(c.get("site").name);
   const queue =
-    now < local.pausedUntil || now < local.shortUntil || demand > Math.max(1, maxRps * NEAR_BUDGET) || local.inline.sends >= allowance;
+    keyRefused ||
+    now < local.pausedUntil ||
+    now < local.shortUntil ||
+    demand > Math.max(1, maxRps * NEAR_BUDGET) ||
+    local.inline.sends >= allowance;
   if (queue) {
     local.coalesced++;
-    c.get("log").reason = "budget";
+    c.get("log").reason = keyRefused ? KEY_REFUSED_REASON : "budget";
   } else {
     local.inlineDecisions++;
     local.inline.sends++;
@@ -121,10 +157,101 @@ function sync(c: Context<AppEnv>, now: number) {
   );
 }
 
-export function applySync(answer: SyncAnswer) {
+export function applySync(answer: SyncAnswer & { refusedUntil?: number; keyRefused?: CircuitView[] }) {
   local.lease = { perSecond: answer.perSecond, until: answer.until };
   local.pausedUntil = Math.max(local.pausedUntil, answer.pausedUntil);
   local.shortUntil = Math.max(local.shortUntil, answer.shortUntil);
+  applyAccountView(answer);
+}
+
+/** The pacer's 4xx window and refused keys (with a sync, or a consumer's slot): this isolate heeds them from now on. */
+export function applyAccountView(view: { refusedUntil?: number; keyRefused?: CircuitView[] }) {
+  if (view.refusedUntil !== undefined) local.refusedUntil = Math.max(local.refusedUntil, view.refusedUntil);
+  if (view.keyRefused) {
+    local.circuits = new Map(view.keyRefused.map((v) => [v.site, { status: v.status, since: v.since, nextProbeAt: v.next_probe_at }]));
+  }
+}
+
+/** Whether a request must ask the pacer for a permit first: a 4xx answer is at most 15 s old. */
+export const refusalWindowOpen = () => Date.now() < local.refusedUntil;
+
+/** The pacer's answer after a 4xx or a success. */
+export function applyRefusal(answer: RefusalAnswer) {
+  local.refusedUntil = Math.max(local.refusedUntil, answer.refusedUntil);
+}
+
+export const circuitOpen = (site: string) => local.circuits.has(site);
+
+/** Ortto refused this site's key: its sending pauses here at once (the pacer's circuit decides the probes). */
+export function noteKeyRefused(site: string, status: number, nextProbeAt = Date.now() + 1000) {
+  const since = local.circuits.get(site)?.since ?? Date.now();
+  local.circuits.set(site, { status, since, nextProbeAt });
+}
+
+/** When this site's circuit lets the next probe through, as far as this isolate knows. */
+export const circuitProbeAt = (site: string) => local.circuits.get(site)?.nextProbeAt ?? 0;
+
+export function noteKeyWorks(site: string) {
+  local.circuits.delete(site);
+}
+
+/** How long a page's request waits for the pacer's permit while a 4xx window is open; beyond it the batch is queued. */
+const ADMIT_TIMEOUT_MS = 500;
+
+/**
+ * While a window of 4xx answers is open (`refusalWindowOpen`; only then is this called, so a healthy
+ * request never calls the pacer), an inline send needs the pacer's permit, as the queue's requests
+ * do. Answers the permit, `true` without a pacer, or `false` (refused, or the pacer slow): queued.
+ */
+export async function admitInline(c: Context<AppEnv>): Promise<string | boolean> {
+  const pacer = pacerOf(c.env);
+  const ttlMs = relayConfig(c.env).timeoutMs + 1000;
+  // No pacer binding: this isolate's own window caps its requests.
+  const answer = pacer
+    ? await Promise.race([
+        pacer.admit(ttlMs).catch(() => undefined),
+        new Promise<undefined>((resolve) => setTimeout(resolve, ADMIT_TIMEOUT_MS)),
+      ])
+    : admitLocally(ttlMs);
+  if (answer && "permit" in answer) return answer.permit;
+  c.get("log").reason = "refusals";
+  return false;
+}
+
+/** An inline send with a permit that Ortto did not refuse: the permit goes back (after the answer). */
+export function reportSettled(c: Context<AppEnv>, permit: string) {
+  if (isLocalPermit(permit)) return settleLocally(permit);
+  const pacer = pacerOf(c.env);
+  if (!pacer) return;
+  try {
+    c.executionCtx.waitUntil(pacer.succeeded({ permit }).then(applyRefusal, () => undefined));
+  } catch {
+    // no execution context (a test calling the app directly)
+  }
+}
+
+/** An inline send answered 4xx: the pacer counts it (after the answer) and, for a refused key, opens the site's circuit. */
+export function reportRefusal(c: Context<AppEnv>, status: number, site: string, permit?: string) {
+  if (KEY_REFUSED.has(status)) noteKeyRefused(site, status);
+  if (permit && isLocalPermit(permit)) {
+    settleLocally(permit);
+    permit = undefined;
+  }
+  const pacer = pacerOf(c.env);
+  if (!pacer) return;
+  try {
+    c.executionCtx.waitUntil(
+      pacer.refused({ status, site, ...(permit ? { permit } : {}) }).then(
+        (answer) => {
+          applyRefusal(answer);
+          if (answer.nextProbeAt) noteKeyRefused(site, status, answer.nextProbeAt);
+        },
+        () => undefined,
+      ),
+    );
+  } catch {
+    // no execution context (a test calling the app directly)
+  }
 }
 
 /**
@@ -144,6 +271,11 @@ export function noteUpstream(status: number | undefined, retryAfterSeconds?: num
     }
   }
   count.requests++;
+  if (status !== undefined && status >= 400 && status < 500 && status !== 429) {
+    local.refusedUntil = Math.max(local.refusedUntil, now + REFUSAL_WINDOW_MS);
+    local.refusals.record(now);
+    return;
+  }
   if (status !== 429) return;
   count.rate_limited++;
   local.rateLimited++;
@@ -186,6 +318,7 @@ export function isolateBudget(now = Date.now()) {
     rate_limited: local.rateLimited,
     last_rate_limited_at: iso(local.lastRateLimitedAt),
     paused_until: now < local.pausedUntil ? iso(local.pausedUntil) : null,
+    refusals_window_until: now < local.refusedUntil ? iso(local.refusedUntil) : null,
     coalescing_until: now < local.shortUntil ? iso(local.shortUntil) : null,
     inline_lease: now < local.lease.until ? { per_second: local.lease.perSecond, until: iso(local.lease.until) } : null,
     page_batches_inline: local.inlineDecisions,
@@ -217,5 +350,24 @@ export function resetIsolateBudget() {
     inlineDecisions: 0,
     coalesced: 0,
     lastBatch: null,
+    refusedUntil: 0,
+    circuits: new Map(),
+    refusals: new RefusalWindow(),
   });
+}
+
+/** Sites whose key Ortto refuses, as this isolate knows them (for /healthz). */
+export function keyCircuits(now = Date.now()) {
+  return Object.fromEntries(
+    [...local.circuits].map(([site, c]) => [
+      site,
+      {
+        state: "open",
+        reason: KEY_REFUSED_REASON,
+        upstream_status: c.status,
+        since: iso(c.since),
+        next_probe_at: iso(Math.max(now, c.nextProbeAt)),
+      },
+    ]),
+  );
 }

@@ -56,29 +56,68 @@ function count(env: RelayEnv, site: string | undefined, outcome: "delivered" | "
 }
 
 /**
- * Packs first-time messages with the same options into Ortto requests of at most 100
- * activities, never splitting a message. A message that failed before travels alone, so a
- * message that Ortto cannot take (a poison message) does not hold back the rest of its batch.
+ * After this many transient failures in a row a message may be what Ortto chokes on (or Ortto is
+ * down): its pack is probed with one message first (`deliverProbing`), and split if it fails alone.
+ */
+const ALONE_AFTER_ATTEMPTS = 3;
+
+const tired = (m: Msg) => m.attempts > ALONE_AFTER_ATTEMPTS;
+
+/**
+ * Packs messages with the same options into Ortto requests of at most 100 activities, never
+ * splitting a message. A message held for a pause or a circuit, or retried after a 5xx or a
+ * timeout, is packed as fully as a first try: a failure of Ortto's is no reason to send one
+ * message a request. Apart travel replays (their count stays their own), and the parts of a
+ * refused pack still being narrowed (each part one request). Messages that failed
+ * ALONE_AFTER_ATTEMPTS times are packed among themselves, for `deliverProbing`.
  */
 function pack(messages: Msg[]): Msg[][] {
   const byOptions = new Map<string, Msg[][]>();
   const alone: Msg[][] = [];
   for (const message of messages) {
-    // Retried and replayed messages travel alone: a poison message holds nothing back, and a replay's
-    // count stays its own (its failed activities are dead-lettered with it).
-    if (message.attempts > 1 || message.body.replays) {
+    if (message.body.replays) {
       alone.push([message]);
       continue;
     }
-    const key = JSON.stringify([message.body.site ?? null, message.body.async ?? false, message.body.merge_by ?? null]);
+    const b = message.body;
+    const key = JSON.stringify([b.site ?? null, b.async ?? false, b.merge_by ?? null, b.narrow ?? null, tired(message)]);
     const packs = byOptions.get(key) ?? [];
     const last = packs.at(-1);
     const count = last?.reduce((n, m) => n + m.body.activities.length, 0) ?? 0;
-    if (last && count + message.body.activities.length <= MAX_ACTIVITIES_PER_REQUEST) last.push(message);
+    if (last && count + b.activities.length <= MAX_ACTIVITIES_PER_REQUEST) last.push(message);
     else packs.push([message]);
     byOptions.set(key, packs);
   }
   return [...[...byOptions.values()].flat(), ...alone];
+}
+
+/**
+ * A pack of messages that failed ALONE_AFTER_ATTEMPTS times: Ortto is down, or one of them is
+ * what it chokes on. One message, chosen at random, goes first, alone. If Ortto does not take it,
+ * the rest waits as the probe does, at no further request: an outage costs one request a pack per
+ * try, however long it lasts. If Ortto takes it, the rest goes as one request, split in halves
+ * while a part fails (`split`), so a poison message is found in about 2·log₂(n) requests and the
+ * others are delivered, never one request each.
+ */
+async function deliverProbing(env: RelayEnv, messages: Msg[]): Promise<void> {
+  const i = Math.floor(Math.random() * messages.length);
+  const rest = messages.filter((_, j) => j !== i);
+  const failure = await deliver(env, [messages[i] as Msg]);
+  if (failure && !failure.permanent) {
+    if (failure.holdUntil !== undefined) await hold(env, rest, failure, rest[0]?.body.narrow);
+    else retry(env, rest, failure);
+    return;
+  }
+  await split(env, rest);
+}
+
+/** Delivers a pack; a part that fails transiently (Ortto took the probe just now) is split in halves, down to single messages, which are retried. */
+async function split(env: RelayEnv, messages: Msg[]): Promise<void> {
+  if (!messages.length) return;
+  const failure = await deliver(env, messages, false, messages.length > 1);
+  if (!failure || failure.permanent || failure.holdUntil !== undefined || messages.length === 1) return;
+  const half = Math.ceil(messages.length / 2);
+  for (const part of [messages.slice(0, half), messages.slice(half)]) await split(env, part);
 }
 
 async function deadLetter(env: RelayEnv, message: Msg, reason: string) {
@@ -90,10 +129,12 @@ async function deadLetter(env: RelayEnv, message: Msg, reason: string) {
   log("dead_lettered", { request_id: body.request_id, activities: body.activities.length, reason, attempts: message.attempts });
 }
 
+/** A transient failure (5xx, timeout, outage): the messages are retried together, with one delay, so they come back packed. */
 function retry(env: RelayEnv, messages: Msg[], failure: Failure) {
   const { base, max } = backoff(env);
+  const attempts = Math.max(...messages.map((m) => m.attempts));
+  const delaySeconds = retryDelaySeconds(attempts, base, failure.permanent ? 0 : failure.retryAfterSeconds, max);
   for (const message of messages) {
-    const delaySeconds = retryDelaySeconds(message.attempts, base, failure.permanent ? 0 : failure.retryAfterSeconds, max);
     message.retry({ delaySeconds });
     deliveryStats.retried++;
   }
@@ -102,18 +143,116 @@ function retry(env: RelayEnv, messages: Msg[], failure: Failure) {
     messages: messages.length,
     upstream_status: failure.status ?? null,
     error: failure.error,
-    attempts: Math.max(...messages.map((m) => m.attempts)),
+    attempts,
+    delay_s: delaySeconds,
   });
 }
 
-async function deliver(env: RelayEnv, messages: Msg[]): Promise<void> {
+/**
+ * A wait every sender keeps (Ortto's pause, the refusals window, a site's refused key), not a
+ * failure of these messages: they go back on the queue as they are, delayed until it ends, so no
+ * retry is spent and they come back to be packed in full requests. `narrow`: the part of a refused
+ * pack being narrowed, kept together as one request when it comes back.
+ */
+async function hold(env: RelayEnv, messages: Msg[], failure: Failure, narrow?: string) {
+  const untilMs = failure.permanent ? Date.now() : (failure.holdUntil ?? Date.now());
+  // At least until the wait ends (whole seconds, rounded up), at most the queue's 12 hours.
+  const delaySeconds = Math.min(43_200, Math.max(1, Math.ceil((untilMs - Date.now()) / 1000)));
+  try {
+    await sendMessages(
+      env.DELIVERY_QUEUE,
+      messages.map((m) => ({ ...m.body, ...(narrow ? { narrow } : {}) })),
+      delaySeconds,
+    );
+    for (const m of messages) m.ack();
+  } catch {
+    for (const m of messages) m.retry({ delaySeconds });
+  }
+  deliveryStats.held += messages.length;
+  log("delivery_held", {
+    messages: messages.length,
+    upstream_status: failure.status ?? null,
+    reason: failure.error,
+    delay_s: delaySeconds,
+  });
+}
+
+const OK_DETAIL = new Set(["ok", "valid", "ingested", "queued", "success"]);
+
+/**
+ * Which activities a refused request's `details` name: Ortto's `details` one per activity, in
+ * order, each with a status (`invalid`, `failed`, …, or `ok`). Undefined when they name none.
+ */
+function refusedByDetails(details: unknown, count: number): Set<number> | undefined {
+  if (!Array.isArray(details) || details.length !== count) return undefined;
+  const refused = new Set<number>();
+  for (const [i, d] of details.entries()) {
+    const status = (d as { status?: unknown } | null)?.status;
+    if (typeof status !== "string") return undefined;
+    if (!OK_DETAIL.has(status)) refused.add(i);
+  }
+  return refused.size ? refused : undefined;
+}
+
+/**
+ * Ortto refused a pack (400): find what it refuses in few requests. Where its answer names the
+ * activities, those go to the dead-letter queue and the rest is sent again at once; otherwise the
+ * pack is split in halves, each sent as one request, until the refused messages stand alone and
+ * are dead-lettered. Each request is behind the refusals window (paced.ts), so narrowing never
+ * takes the relay near Ortto's ban; a part that has to wait keeps together (`narrow`).
+ */
+async function narrow(env: RelayEnv, messages: Msg[], activities: ActivityInput[], failure: Extract<Failure, { permanent: true }>) {
+  const reason = `Ortto answered ${failure.status}: ${failure.error}`;
+  const refused = refusedByDetails(failure.details, activities.length);
+  if (refused) {
+    const rest: Msg[] = [];
+    let offset = 0;
+    for (const m of messages) {
+      const first = offset;
+      offset += m.body.activities.length;
+      const bad = m.body.activities.filter((_, j) => refused.has(first + j));
+      if (!bad.length) {
+        rest.push(m);
+        continue;
+      }
+      const good = m.body.activities.filter((_, j) => !refused.has(first + j));
+      await sendMessages(env.DEAD_LETTERS, [{ ...m.body, activities: bad, dead_reason: reason.slice(0, MAX_REASON) }]);
+      if (good.length) await sendMessages(env.DELIVERY_QUEUE, [{ ...m.body, activities: good }]);
+      m.ack();
+      deliveryStats.dead_lettered++;
+      count(env, m.body.site, "dead_lettered", bad.length);
+      log("dead_lettered", { request_id: m.body.request_id, activities: bad.length, reason, attempts: m.attempts });
+    }
+    if (rest.length) await deliver(env, rest, true);
+    return;
+  }
+  if (messages.length > 1) {
+    const half = Math.ceil(messages.length / 2);
+    for (const part of [messages.slice(0, half), messages.slice(half)]) await deliver(env, part, true);
+    return;
+  }
+  await deadLetter(env, messages[0] as Msg, reason);
+}
+
+/**
+ * Delivers one pack; answers Ortto's failure, if any, once the messages are taken care of (with
+ * `keepTransient`, a transient failure is left to the caller: the messages are neither acked nor retried).
+ */
+async function deliver(env: RelayEnv, messages: Msg[], narrowing = false, keepTransient = false): Promise<Failure | undefined> {
   const first = messages[0];
   if (!first) return;
   const { key: apiKey, secret } = siteKey(env, first.body.site);
-  if (!apiKey) return waitForKey(env, messages, secret);
+  if (!apiKey) return void (await waitForKey(env, messages, secret));
   const activities = messages.flatMap((m) => m.body.activities);
   // Paced by the account's request budget (worker/budget/): one slot per request, 429s pause every sender.
-  const outcome = await forwardPaced(env, relayConfig(env), apiKey, { async: first.body.async, merge_by: first.body.merge_by }, activities);
+  const outcome = await forwardPaced(
+    env,
+    relayConfig(env),
+    apiKey,
+    { async: first.body.async, merge_by: first.body.merge_by },
+    activities,
+    first.body.site ?? DEFAULT_SITE,
+  );
   if (!outcome.failure) {
     // Activities Ortto answered "failed" for are kept, with its answer, before the batch is acked.
     const failed = await deadLetterFailed(env, first.body, activities, outcome.results);
@@ -129,14 +268,11 @@ async function deliver(env: RelayEnv, messages: Msg[]): Promise<void> {
     });
     return;
   }
-  if (!outcome.failure.permanent) return retry(env, messages, outcome.failure);
-  // Ortto refused the request. With several messages in it, find the one it refuses by
-  // sending each alone; a message refused on its own is kept in the dead-letter queue.
-  if (messages.length > 1) {
-    for (const m of messages) await deliver(env, [m]);
-    return;
-  }
-  await deadLetter(env, first, `Ortto answered ${outcome.failure.status}: ${outcome.failure.error}`);
+  const failure = outcome.failure;
+  if (failure.permanent) await narrow(env, messages, activities, failure);
+  else if (failure.holdUntil !== undefined) await hold(env, messages, failure, narrowing ? crypto.randomUUID() : first.body.narrow);
+  else if (!keepTransient) retry(env, messages, failure);
+  return failure;
 }
 
 /**
@@ -162,7 +298,10 @@ export async function consumeQueue(batch: MessageBatch<unknown>, env: RelayEnv):
     else await deadLetter(env, m as Msg, "not a delivery message");
   }
   noteBatch(batch.messages);
-  for (const group of pack(await setAsideExpired(env, valid))) await deliver(env, group);
+  for (const group of pack(await setAsideExpired(env, valid))) {
+    if (group.length > 1 && group.every(tired)) await deliverProbing(env, group);
+    else await deliver(env, group);
+  }
 }
 
 /**

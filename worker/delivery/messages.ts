@@ -19,6 +19,8 @@ export interface DeliveryMessage {
   replays?: number;
   /** How many times it was put back on the queue to wait for its site's key (never dead-lettered for that). */
   key_waits?: number;
+  /** Set on the part of a refused pack being narrowed down (consumer.ts `narrow`): packed only with its own part. */
+  narrow?: string;
 }
 
 /** A sendMessages that failed part-way: the first `sent` messages are on the queue, the rest are not. */

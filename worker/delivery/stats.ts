@@ -8,6 +8,8 @@ export const deliveryStats = {
   queued: 0,
   delivered_from_queue: 0,
   retried: 0,
+  /** Messages put back on the queue to wait out a pause, the refusals window or a refused key (no retry spent). */
+  held: 0,
   dead_lettered: 0,
   replayed: 0,
   last_upstream_failure_at: null as string | null,

@@ -1,20 +1,33 @@
 import { Hono } from "hono";
+import { version } from "../../package.json";
 import catalogue from "../../relay.config.ts";
-import { pacerOf } from "../budget/binding.ts";
-import { isolateBudget } from "../budget/gate.ts";
-import type { PacerStats } from "../budget/pacer.ts";
+import { ipRateLimit, trustedSender } from "../abuse.ts";
+import { isolateBudget, KEY_REFUSED_REASON, keyCircuits } from "../budget/gate.ts";
 import { relayConfig, siteKey } from "../config.ts";
 import { deliveryStats } from "../delivery/stats.ts";
 import type { AppEnv } from "../env.ts";
 
-/** `GET /healthz`: liveness, the settings an operator checks first, and delivery signals; never a secret. */
-export const health = new Hono<AppEnv>().get("/healthz", async (c) => {
+/**
+ * `GET /healthz`: answered from this isolate's memory (no Durable Object: a probe must not cost
+ * the account's pacer anything), within the per-network rate limit as the API is. Anyone learns
+ * that the relay is up and its version; the settings and delivery signals need the server token
+ * (`Authorization: Bearer <SERVER_TOKEN>`). Never a secret either way.
+ */
+export const health = new Hono<AppEnv>().get("/healthz", trustedSender, ipRateLimit, (c) => {
+  if (!c.get("server")) return c.json({ status: "ok", version });
   const config = relayConfig(c.env);
+  const circuits = keyCircuits();
   return c.json({
     status: "ok",
+    version,
     upstream: new URL(config.base).host,
-    // Which sites have their key set (names of secrets only, never values).
-    sites: Object.fromEntries(config.sites.map((s) => [s.name, { key_configured: Boolean(siteKey(c.env, s.name).key) }])),
+    // Which sites have their key set (names of secrets only, never values), and whether Ortto takes it.
+    sites: Object.fromEntries(
+      config.sites.map((s) => [
+        s.name,
+        { key_configured: Boolean(siteKey(c.env, s.name).key), ...(circuits[s.name] ? { key_refused: KEY_REFUSED_REASON } : {}) },
+      ]),
+    ),
     identity: config.identitySecret ? "signed" : "open",
     ...(config.identitySecret ? { identity_field: config.identityField } : {}),
     // The budgets in force: what a stranger can still do in open mode is bounded by these.
@@ -29,21 +42,9 @@ export const health = new Hono<AppEnv>().get("/healthz", async (c) => {
     activities: Object.keys(catalogue.activities).length,
     // Per-isolate counters (see delivery/stats.ts): cheap hints of upstream trouble, not the queue's depth.
     queue: { ...deliveryStats },
-    // The account's request budget: the pacer's ledger (every sender) and this isolate's own signals.
-    budget: {
-      max_rps: config.maxRps,
-      account: await accountBudget(c.env),
-      isolate: isolateBudget(),
-    },
+    // Sites whose key Ortto refuses (401/403/404): their activities wait in the queue behind a probing circuit.
+    circuits,
+    // This isolate's view of the account's request budget (the pacer's, as of its last sync).
+    budget: { max_rps: config.maxRps, isolate: isolateBudget() },
   });
 });
-
-/** The pacer's view (one round trip; /healthz is not on any page's path), or why it is missing. */
-async function accountBudget(env: AppEnv["Bindings"]): Promise<PacerStats | { error: string }> {
-  const pacer = pacerOf(env);
-  if (!pacer) return { error: "no UPSTREAM_PACER binding" };
-  const timeout = new Promise<{ error: string }>((resolve) =>
-    setTimeout(() => resolve({ error: "the pacer did not answer within 2 s" }), 2000),
-  );
-  return Promise.race([pacer.stats().catch(() => ({ error: "the pacer could not be reached" })), timeout]);
-}
