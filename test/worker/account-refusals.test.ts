@@ -129,6 +129,10 @@ describe("a consumer in an isolate that has heard nothing yet keeps the account'
   it("holds a site's pack, without a request, while the pacer's circuit for its key is open", async () => {
     await emulator.faults({ refuseKey: 401 });
     await pacer().refused({ status: 401, site: "default" });
+    // Another sender holds the circuit's probe (for a minute): this consumer may not send one.
+    for (let probe = await pacer().probe("default", 60_000); !("probe" in probe); probe = await pacer().probe("default", 60_000)) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
     try {
       const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [
         { id: "c1", timestamp: new Date(), attempts: 1, body: { v: 1, request_id: "c1", activities: [keyed("circuit-1")] } },

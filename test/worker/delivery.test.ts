@@ -190,6 +190,27 @@ describe("the queue consumer", () => {
     expect(dead[0]).toMatchObject({ request_id: "poison", dead_reason: expect.stringContaining("Created date is more than 90 days ago") });
   });
 
+  it("stops splitting a tired pack after a few failed parts when Ortto fails again after the probe: each message delivered or retried, never one request each", async () => {
+    const now = new Date().toISOString();
+    const keys = Array.from({ length: 64 }, (_, i) => `again-${i}`);
+    // Ortto takes the probe (the first message), then fails every other request.
+    await emulator.faults({ failKeys: keys.slice(1), statuses: [503] });
+    vi.spyOn(Math, "random").mockReturnValue(0);
+    const batch = createMessageBatch<DeliveryMessage>(
+      "ortto-relay-delivery",
+      keys.map((key) => message(key, [loggedIn({ key, created: now })], 4)),
+    );
+    const ctx = createExecutionContext();
+    await worker.queue(batch, env);
+    const result = await getQueueResult(batch, ctx);
+    const requests = await emulator.requests();
+    console.info(`Ortto down again after the probe: ${requests.length} requests for 64 tired messages`);
+    expect(requests.length).toBeLessThanOrEqual(20);
+    const retried = result.retryMessages.map((m: { msgId: string }) => m.msgId);
+    expect([...result.explicitAcks, ...retried].sort()).toEqual([...keys].sort());
+    expect(result.explicitAcks).toEqual(["again-0"]);
+  });
+
   it("moves a message that keeps failing to the dead-letter queue after its retries, and delivers the rest of its batch", async () => {
     await emulator.faults({ failKeys: ["poison"], statuses: [500] });
     const now = new Date().toISOString();

@@ -111,13 +111,25 @@ async function deliverProbing(env: RelayEnv, messages: Msg[]): Promise<void> {
   await split(env, rest);
 }
 
-/** Delivers a pack; a part that fails transiently (Ortto took the probe just now) is split in halves, down to single messages, which are retried. */
-async function split(env: RelayEnv, messages: Msg[]): Promise<void> {
+/** How many parts of a split may fail transiently before the rest waits for the next try: one message Ortto chokes on costs about 2·log₂(n). */
+const splitBudget = (n: number) => ({ failures: 2 * Math.ceil(Math.log2(n + 1)) + 2, last: undefined as Failure | undefined });
+
+/**
+ * Delivers a pack; a part that fails transiently (Ortto took the probe just now) is split in
+ * halves, down to single messages, which are retried. Once the parts' failures exceed the budget
+ * (Ortto failing again, or several messages it chokes on), what is left is retried at no further
+ * request, to be probed again on its next try: a split never costs one request a message.
+ */
+async function split(env: RelayEnv, messages: Msg[], budget = splitBudget(messages.length)): Promise<void> {
   if (!messages.length) return;
+  if (budget.failures <= 0 && budget.last) return retry(env, messages, budget.last);
   const failure = await deliver(env, messages, false, messages.length > 1);
-  if (!failure || failure.permanent || failure.holdUntil !== undefined || messages.length === 1) return;
+  if (!failure || failure.permanent || failure.holdUntil !== undefined) return;
+  budget.failures--;
+  budget.last = failure;
+  if (messages.length === 1) return;
   const half = Math.ceil(messages.length / 2);
-  for (const part of [messages.slice(0, half), messages.slice(half)]) await split(env, part);
+  for (const part of [messages.slice(0, half), messages.slice(half)]) await split(env, part, budget);
 }
 
 async function deadLetter(env: RelayEnv, message: Msg, reason: string) {
