@@ -155,3 +155,22 @@ describe("a site's circuit", () => {
     expect((await pacer().stats()).key_refused).toEqual([]);
   });
 });
+
+describe("fresh isolates and a key Ortto refuses", () => {
+  it("keeps 20 fresh isolates to at most 10 requests answered 401 in 15 s: each asks the pacer before its first inline send", async () => {
+    await emulator.faults({ refuseKey: 401 });
+    try {
+      for (let i = 0; i < 20; i++) {
+        // A fresh isolate: it has heard nothing of the account's window or circuits.
+        resetIsolateBudget();
+        const res = await postWith({}, { activities: [keyed(`fresh-${i}`)] });
+        // Never a silent 2xx: the page is told nothing was forwarded yet.
+        expect(res.status).toBe(202);
+        expect(res.headers.get("X-Relay-Outcome")).toBe("queued");
+      }
+      expect(mostRefusedInWindow(await requests())).toBeLessThanOrEqual(10);
+    } finally {
+      await pacer().succeeded({ site: "default" });
+    }
+  });
+});

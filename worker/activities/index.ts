@@ -17,15 +17,7 @@ import { keyAsSent, pathAsSent, type Renamed, translateRequest, visitorZone } fr
 import { trackingPlan } from "../../shared/plan.ts";
 import { crawlerFilter, ipRateLimit, trustedSender } from "../abuse.ts";
 import { afterAnswer } from "../after.ts";
-import {
-  admitInline,
-  coalescing,
-  KEY_REFUSED_REASON,
-  refusalWindowOpen,
-  reportPause,
-  reportRefusal,
-  reportSettled,
-} from "../budget/gate.ts";
+import { admitInline, coalescing, KEY_REFUSED_REASON, mustAskPacer, reportPause, reportRefusal, reportSettled } from "../budget/gate.ts";
 import { DEFAULT_SITE, relayConfig, siteFor, siteKey } from "../config.ts";
 import { deadLetterFailed } from "../delivery/consumer.ts";
 import { PartialSendError, QUEUED, sendMessages, toMessages } from "../delivery/messages.ts";
@@ -346,8 +338,9 @@ export const activities = new Hono<AppEnv>().post(
 
     // DELIVERY=queue: the lowest latency, no per-activity results. Under load (the account's
     // request budget is short, worker/budget/gate.ts) the same: no inline try, full requests later.
-    // While Ortto's recent 4xx answers hold a window open, an inline send needs the pacer's permit too.
-    const permit = config.delivery === "queue" || coalescing(c) ? false : refusalWindowOpen() ? await admitInline(c) : true;
+    // While Ortto's recent 4xx answers hold a window open, or before this isolate has heard from the
+    // pacer, an inline send needs the pacer's permit too.
+    const permit = config.delivery === "queue" || coalescing(c) ? false : mustAskPacer(c) ? await admitInline(c) : true;
     if (permit === false) {
       await enqueue(c.env, c.get("requestId"), site.name, request, enriched, relayDated);
       c.set("outcome", "queued");

@@ -34,6 +34,8 @@ const local = {
   /** A 429 not yet reported to the pacer: until when, and how many. */
   pauseReport: { until: 0, count: 0 },
   lastSync: 0,
+  /** Whether the pacer has told this isolate the account's 4xx window and refused keys (an admit, a sync or a slot). */
+  heard: false,
   /** Epoch second → upstream requests this isolate made, and how many were answered 429. */
   upstream: new Map<number, { requests: number; rate_limited: number }>(),
   rateLimited: 0,
@@ -166,14 +168,23 @@ export function applySync(answer: SyncAnswer & { refusedUntil?: number; keyRefus
 
 /** The pacer's 4xx window and refused keys (with a sync, or a consumer's slot): this isolate heeds them from now on. */
 export function applyAccountView(view: { refusedUntil?: number; keyRefused?: CircuitView[] }) {
+  local.heard = true;
   if (view.refusedUntil !== undefined) local.refusedUntil = Math.max(local.refusedUntil, view.refusedUntil);
   if (view.keyRefused) {
     local.circuits = new Map(view.keyRefused.map((v) => [v.site, { status: v.status, since: v.since, nextProbeAt: v.next_probe_at }]));
   }
 }
 
-/** Whether a request must ask the pacer for a permit first: a 4xx answer is at most 15 s old. */
+/** Whether a 4xx answer this isolate knows of is at most 15 s old. */
 export const refusalWindowOpen = () => Date.now() < local.refusedUntil;
+
+/**
+ * Whether an inline send must ask the pacer for a permit first: while a 4xx window is open, and in
+ * an isolate that has not heard from the pacer yet. Such an isolate cannot know of a window or a
+ * circuit opened elsewhere, so a revoked key would otherwise cost one 401 per fresh isolate, past
+ * Ortto's ban at 15. One Durable Object call per fresh isolate; none for healthy traffic after that.
+ */
+export const mustAskPacer = (c: Context<AppEnv>) => refusalWindowOpen() || (!local.heard && pacerOf(c.env) !== undefined);
 
 /** The pacer's answer after a 4xx or a success. */
 export function applyRefusal(answer: RefusalAnswer) {
@@ -199,9 +210,9 @@ export function noteKeyWorks(site: string) {
 const ADMIT_TIMEOUT_MS = 500;
 
 /**
- * While a window of 4xx answers is open (`refusalWindowOpen`; only then is this called, so a healthy
- * request never calls the pacer), an inline send needs the pacer's permit, as the queue's requests
- * do. Answers the permit, `true` without a pacer, or `false` (refused, or the pacer slow): queued.
+ * While a window of 4xx answers is open, or before this isolate has heard from the pacer
+ * (`mustAskPacer`; only then is this called, so a healthy request of a warm isolate never calls the
+ * pacer), an inline send needs the pacer's permit, as the queue's requests do. Answers the permit, `true` without a pacer, or `false` (refused, or the pacer slow): queued.
  */
 export async function admitInline(c: Context<AppEnv>): Promise<string | boolean> {
   const pacer = pacerOf(c.env);
@@ -213,9 +224,25 @@ export async function admitInline(c: Context<AppEnv>): Promise<string | boolean>
         new Promise<undefined>((resolve) => setTimeout(resolve, ADMIT_TIMEOUT_MS)),
       ])
     : admitLocally(ttlMs);
-  if (answer && "permit" in answer) return answer.permit;
+  if (answer && "refusedUntil" in answer) applyAccountView(answer as { refusedUntil: number; keyRefused?: CircuitView[] });
+  if (answer && "permit" in answer) {
+    // A fresh isolate learns here that its site's key is refused: the permit goes back, the batch waits.
+    if (!local.circuits.has(c.get("site").name)) return answer.permit;
+    reportSettled(c, answer.permit);
+    c.get("log").reason = KEY_REFUSED_REASON;
+    return false;
+  }
   c.get("log").reason = "refusals";
   return false;
+}
+
+/** After the answer: in waitUntil, or (a test calling the app directly, with no execution context) left to run. */
+function afterAnswer(c: Context<AppEnv>, work: Promise<unknown>) {
+  try {
+    c.executionCtx.waitUntil(work);
+  } catch {
+    void work;
+  }
 }
 
 /** An inline send with a permit that Ortto did not refuse: the permit goes back (after the answer). */
@@ -223,11 +250,10 @@ export function reportSettled(c: Context<AppEnv>, permit: string) {
   if (isLocalPermit(permit)) return settleLocally(permit);
   const pacer = pacerOf(c.env);
   if (!pacer) return;
-  try {
-    c.executionCtx.waitUntil(pacer.succeeded({ permit }).then(applyRefusal, () => undefined));
-  } catch {
-    // no execution context (a test calling the app directly)
-  }
+  afterAnswer(
+    c,
+    pacer.succeeded({ permit }).then(applyRefusal, () => undefined),
+  );
 }
 
 /** An inline send answered 4xx: the pacer counts it (after the answer) and, for a refused key, opens the site's circuit. */
@@ -239,19 +265,16 @@ export function reportRefusal(c: Context<AppEnv>, status: number, site: string, 
   }
   const pacer = pacerOf(c.env);
   if (!pacer) return;
-  try {
-    c.executionCtx.waitUntil(
-      pacer.refused({ status, site, ...(permit ? { permit } : {}) }).then(
-        (answer) => {
-          applyRefusal(answer);
-          if (answer.nextProbeAt) noteKeyRefused(site, status, answer.nextProbeAt);
-        },
-        () => undefined,
-      ),
-    );
-  } catch {
-    // no execution context (a test calling the app directly)
-  }
+  afterAnswer(
+    c,
+    pacer.refused({ status, site, ...(permit ? { permit } : {}) }).then(
+      (answer) => {
+        applyRefusal(answer);
+        if (answer.nextProbeAt) noteKeyRefused(site, status, answer.nextProbeAt);
+      },
+      () => undefined,
+    ),
+  );
 }
 
 /**
@@ -344,6 +367,7 @@ export function resetIsolateBudget() {
     unleased: [],
     pauseReport: { until: 0, count: 0 },
     lastSync: 0,
+    heard: false,
     upstream: new Map(),
     rateLimited: 0,
     lastRateLimitedAt: 0,

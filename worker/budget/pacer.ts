@@ -76,9 +76,14 @@ export class UpstreamPacer extends DurableObject<RelayEnv> {
     return { refusedUntil: this.#refusals.openUntil(now) };
   }
 
-  /** Asked before each request while a window of 4xx answers is open. */
-  admit(ttlMs: number): Permit {
-    return this.#refusals.admit(Date.now(), ttlMs);
+  /**
+   * Asked before each inline request while a window of 4xx answers is open, and by a fresh isolate
+   * before its first: the permit, with the account's window and refused keys for it to heed.
+   */
+  admit(ttlMs: number): Permit & AccountView {
+    const now = Date.now();
+    const permit = this.#refusals.admit(now, ttlMs);
+    return { ...permit, refusedUntil: this.#refusals.openUntil(now), keyRefused: this.#circuits.list() };
   }
 
   /** Asked before a request of a site whose circuit is open: one probe at a time. */
