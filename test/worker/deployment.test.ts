@@ -103,7 +103,13 @@ describe("vars checked at start", () => {
   });
 
   it("uses a var written unquoted in wrangler.toml (a JSON number), rather than its default", async () => {
-    const res = await app.request(new Request(`${RELAY}/healthz`), undefined, { ...env, ORTTO_MAX_RPS: 30, CONTACT_ACTIVITY_LIMIT: 20 });
+    // The settings in force are /healthz's details, the server token's to read.
+    const res = await app.request(new Request(`${RELAY}/healthz`, { headers: { Authorization: "Bearer vars-token" } }), undefined, {
+      ...env,
+      SERVER_TOKEN: "vars-token",
+      ORTTO_MAX_RPS: 30,
+      CONTACT_ACTIVITY_LIMIT: 20,
+    });
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ limits: { contact_activity_per_day: 20 }, budget: { max_rps: 30 } });
   });
