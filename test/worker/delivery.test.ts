@@ -203,7 +203,8 @@ describe("the queue consumer", () => {
     const ctx = createExecutionContext();
     await worker.queue(batch, env);
     const result = await getQueueResult(batch, ctx);
-    const requests = await emulator.requests();
+    // This batch's requests only: a message an earlier test left on the real queue may arrive meanwhile.
+    const requests = (await emulator.requests()).filter((r) => JSON.stringify(r.body).includes('"again-'));
     console.info(`Ortto down again after the probe: ${requests.length} requests for 64 tired messages`);
     expect(requests.length).toBeLessThanOrEqual(20);
     const retried = result.retryMessages.map((m: { msgId: string }) => m.msgId);
