@@ -9,9 +9,12 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { brotliCompressSync, constants, gzipSync } from "node:zlib";
 
-// 2,048 B until the queue that every tab shares safely (issue 14) and the clock correction and
-// leases at page hide (issue 9) needed 2,399 B; 2,400 B is those issues' hard cap.
-const BUDGET = { script: 2400, loader: 100 };
+// The cap is 2,400 B; correctness may take the script to 2,600 B, each byte over 2,400 with its
+// reason in snippet/README.md's size table. The budget sits at the script as it is, so that any
+// growth is a decision: 34 B over the cap for the right person (identity read from the shared state
+// at each call and after a back/forward-cache restore, the first page view after the loader's
+// calls, held events expiring after HOLD_MS).
+const BUDGET = { script: 2434, loader: 100 };
 const root = new URL("../snippet/", import.meta.url);
 
 let script;

@@ -96,6 +96,12 @@ export const IN_FLIGHT_MS = 60000;
  */
 export const STALE_MS = 120000;
 /**
+ * How long an event may wait for an identity: an anonymous page view held for days would be
+ * credited to whoever identifies next (on a shared computer, someone else), dated days earlier.
+ * Older held events are given up on: counted and, with debug, explained ("expired").
+ */
+export const HOLD_MS = 216e5;
+/**
  * A 429 whose Retry-After (seconds) is longer than this is a refusal: Ortto's daily limit per
  * contact and activity, which waiting for would hold the queue for up to a day.
  */
@@ -281,6 +287,12 @@ export function createRelay(options: RelayOptions): Relay {
           // Held since before a reset: the person who was here then is not the one identified now.
           // (Reset counts are small integers or unset: `^` is non-zero exactly when they differ, in fewer bytes than `!==`.)
           if ((i.n as number) ^ (n as number)) return save();
+          // Held too long: not the next person's.
+          if (now() - (i.w as number) > HOLD_MS) {
+            warn("expired", i.a);
+            dropped++;
+            return save();
+          }
           // Held events (no identifying field yet) take the identity as it now is.
           if (id) {
             i.a.fields = id.f;
@@ -420,7 +432,11 @@ export function createRelay(options: RelayOptions): Relay {
     const track = (id: string, attributes?: Record<string, unknown>) => {
       // This page's key and a count: unique among every page's events (Ortto merges on key and created together).
       const key = own + ++count;
-      const { i } = mem;
+      // The identity and reset count as stored now: another tab (or a page this one was frozen in
+      // the back/forward cache behind) may have logged out and in since this tab last read them.
+      // (Nothing stored, before consent, or storage broken: this tab's own, in memory.)
+      const stored = get(STORAGE_KEY);
+      const { i } = stored || mem;
       const t = now();
       q.push({
         a: {
@@ -434,11 +450,9 @@ export function createRelay(options: RelayOptions): Relay {
         },
         t: i?.t,
         w: t,
-        // The reset count as stored now, so that a reset in another tab that this one has not heard
-        // of yet is before this event. (Nothing stored, before consent: a reset then was this tab's,
-        // and `reset()` forgets this tab's held events itself.)
-        // (Storage broken: this tab's own count, as `reset()` set it in memory.)
-        n: (get(STORAGE_KEY) ?? mem).n,
+        // (Nothing stored, before consent: a reset then was this tab's, and `reset()` forgets this
+        // tab's held events itself.)
+        n: (stored ?? mem).n,
       });
       save();
       kick();
@@ -560,6 +574,11 @@ export function createRelay(options: RelayOptions): Relay {
       "pageshow",
       safe((e: PageTransitionEvent) => {
         if (e.persisted) {
+          // Frozen, this page heard no storage event: what other pages changed meanwhile (a logout).
+          const was = allowed();
+          const { i } = mem;
+          read();
+          joined(was, i);
           gone = 0;
           if (kept && !get(own)) q = [];
           last = "";
@@ -582,7 +601,9 @@ export function createRelay(options: RelayOptions): Relay {
         seen = href;
       }, 300);
     }
-    view();
+    // After the loader's queued calls (boot replays them as this returns): a logout page's reset or a
+    // login page's identify comes before its page view.
+    queueMicrotask(view);
   } catch {}
   return api;
 }

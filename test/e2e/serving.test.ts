@@ -50,8 +50,8 @@ describe("GET /relay.js", () => {
     expect(gzip.status).toBe(200);
     expect(gzip.headers["content-encoding"]).toBe("gzip");
     expect(gzip.headers.etag).toMatch(/^"[^"]+"$/);
-    // scripts/size.mjs holds the budget; this is its hard cap.
-    expect(gzip.body.length).toBeLessThanOrEqual(2_400);
+    // scripts/size.mjs holds the budget; this is its hard cap (2,600 B with correctness).
+    expect(gzip.body.length).toBeLessThanOrEqual(2_600);
     expect(gunzipSync(gzip.body).equals(built)).toBe(true);
 
     // What a browser sends: compressed either way, and the same script.

@@ -201,7 +201,7 @@ describe("the built relay.js in a page", () => {
     expect(brotliDecompressSync(Buffer.from(asset.RELAY_JS_BR, "base64")).toString()).toBe(code);
     expect(asset.RELAY_JS_ETAG).toMatch(/^"[\w-]{20,}"$/);
     expect(asset.RELAY_JS_INTEGRITY).toBe(`sha384-${createHash("sha384").update(code).digest("base64")}`);
-    // The hard cap of scripts/size.mjs (its BUDGET is the one to watch); the worker gzips relay.js itself.
-    expect(gzipSync(Buffer.from(asset.RELAY_JS), { level: 9 }).length).toBeLessThanOrEqual(2400);
+    // The hard cap (2,600 B with correctness; scripts/size.mjs's BUDGET is the one to watch); the worker gzips relay.js itself.
+    expect(gzipSync(Buffer.from(asset.RELAY_JS), { level: 9 }).length).toBeLessThanOrEqual(2600);
   });
 });
