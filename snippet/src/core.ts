@@ -574,11 +574,7 @@ export function createRelay(options: RelayOptions): Relay {
       "pageshow",
       safe((e: PageTransitionEvent) => {
         if (e.persisted) {
-          // Frozen, this page heard no storage event: what other pages changed meanwhile (a logout).
-          const was = allowed();
-          const { i } = mem;
-          read();
-          joined(was, i);
+          // (Frozen, this page heard no storage event: its page view takes the identity as stored now, see track.)
           gone = 0;
           if (kept && !get(own)) q = [];
           last = "";

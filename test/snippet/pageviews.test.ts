@@ -8,10 +8,15 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-/** An identified page with page views on; returns the page views sent so far, as [url, title, referrer]. */
-function spa(url = "https://shop.example/") {
+/**
+ * An identified page with page views on, once its script has run (the start-up page view comes at
+ * the end of the script's task, after the loader's queued calls); returns the page views sent so
+ * far, as [url, title, referrer].
+ */
+async function spa(url = "https://shop.example/") {
   const page = openPage({ url, title: "Home", referrer: "https://search.example/?q=shoes", pageviews: "act:cm:viewed-page" });
   page.relay("identify", { email: "chris@example.com" });
+  await Promise.resolve();
   const views = async () => {
     await settle();
     return page
@@ -24,12 +29,12 @@ function spa(url = "https://shop.example/") {
 
 describe('data-pageviews="act:cm:viewed-page"', () => {
   it("records a page view on start, with the catalogue's url, title and referrer attributes", async () => {
-    const { views } = spa();
+    const { views } = await spa();
     expect(await views()).toEqual([["https://shop.example/", "Home", "https://search.example/?q=shoes"]]);
   });
 
   it("records one on pushState, with the previous URL as referrer and the title the router sets after it", async () => {
-    const { views, history, doc } = spa();
+    const { views, history, doc } = await spa();
     history.pushState({}, "", "/products/42?colour=red");
     // The router renders, then sets the title: a page view is recorded once its URL has stayed for one look (300 ms).
     await wait(250);
@@ -41,7 +46,7 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
   });
 
   it("records a route whose URL is very long (a SPA's state), and the route after it, cutting what it sends to 2,000 characters", async () => {
-    const { page, views, history, doc } = spa();
+    const { page, views, history, doc } = await spa();
     const long = `/search?state=${"s".repeat(25_000)}`;
     doc.title = "t".repeat(25_000);
     history.pushState({}, "", long);
@@ -65,7 +70,7 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
   });
 
   it("records one on replaceState to a new URL, none when only the state or the hash changes", async () => {
-    const { views, history } = spa();
+    const { views, history } = await spa();
     history.replaceState({ scroll: 10 }, "");
     history.pushState({}, "", "#reviews");
     history.replaceState({}, "", "/cart");
@@ -73,7 +78,7 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
   });
 
   it("records one on popstate (back and forward)", async () => {
-    const { views, history } = spa();
+    const { views, history } = await spa();
     history.pushState({}, "", "/a");
     await settle();
     history.back();
@@ -89,7 +94,7 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
   });
 
   it("records a navigation made just before the page is hidden, before its next look at the URL", async () => {
-    const { page, views, history } = spa();
+    const { page, views, history } = await spa();
     await settle();
     history.pushState({}, "", "/checkout");
     page.hide();
@@ -99,7 +104,7 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
 
   it("cuts attributes to Ortto's 255 characters and leaves the hash out", async () => {
     const long = `https://shop.example/search?q=${"a".repeat(300)}#token=secret`;
-    const { views } = spa(long);
+    const { views } = await spa(long);
     const [[url]] = (await views()) as [[string]];
     expect(url).toHaveLength(255);
     expect(url).not.toContain("#");
