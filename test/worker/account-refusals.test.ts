@@ -10,29 +10,13 @@ import { beforeEach, describe, expect, it, vi } from "vitest";
 import { resetIsolateBudget } from "../../worker/budget/gate.ts";
 import { consumeQueue } from "../../worker/delivery/consumer.ts";
 import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
-import { emulator, loggedIn, postWith } from "./helpers.ts";
+import { emulator, isClientError, loggedIn, mostInWindow, postWith } from "./helpers.ts";
 
 interface LoggedRequest {
   received_at: string;
   status: number;
 }
 const requests = async () => (await (await fetch("http://ortto.test/_emulator/requests")).json()) as LoggedRequest[];
-const isClientError = (s: number) => s >= 400 && s < 500 && s !== 429;
-
-/** The most requests answered 4xx (not 429) within any 15 s window. */
-function mostRefusedInWindow(log: LoggedRequest[], windowMs = 15_000): number {
-  const times = log
-    .filter((r) => isClientError(r.status))
-    .map((r) => Date.parse(r.received_at))
-    .sort((a, b) => a - b);
-  let most = 0;
-  for (let i = 0, j = 0; j < times.length; j++) {
-    while ((times[j] as number) - (times[i] as number) >= windowMs) i++;
-    most = Math.max(most, j - i + 1);
-  }
-  return most;
-}
-
 /** A pacer binding whose object never answers (every call rejects), as when the Durable Object is unavailable. */
 const unreachablePacer = {
   idFromName: () => ({}),
@@ -84,7 +68,7 @@ describe("without the account pacer, requests Ortto answers 4xx stay under its b
     console.info(
       `a pack refused whole, pacer unreachable: ${log.length} requests, ${log.filter((r) => isClientError(r.status)).length} 4xx`,
     );
-    expect(mostRefusedInWindow(log)).toBeLessThanOrEqual(10);
+    expect(mostInWindow(log)).toBeLessThanOrEqual(10);
     // Every message is held (back on the queue) or dead-lettered: none lost.
     const accounted = [...delivery.sent, ...dead.sent].flatMap((m) => m.activities.map((a) => a.key));
     expect(new Set(accounted)).toEqual(new Set(keys));
@@ -99,7 +83,7 @@ describe("without the account pacer, requests Ortto answers 4xx stay under its b
       statuses.push(res.status);
     }
     const log = await requests();
-    expect(mostRefusedInWindow(log)).toBeLessThanOrEqual(10);
+    expect(mostInWindow(log)).toBeLessThanOrEqual(10);
     // Each batch was answered Ortto's 400 or queued (202): never a 5xx, never dropped.
     expect(statuses.every((s) => s === 400 || s === 202)).toBe(true);
     expect(statuses.filter((s) => s === 202).length).toBe(delivery.sent.flatMap((m) => m.activities).length);
@@ -168,7 +152,7 @@ describe("fresh isolates and a key Ortto refuses", () => {
         expect(res.status).toBe(202);
         expect(res.headers.get("X-Relay-Outcome")).toBe("queued");
       }
-      expect(mostRefusedInWindow(await requests())).toBeLessThanOrEqual(10);
+      expect(mostInWindow(await requests())).toBeLessThanOrEqual(10);
     } finally {
       await pacer().succeeded({ site: "default" });
     }

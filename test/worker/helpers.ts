@@ -75,6 +75,23 @@ export const emulator = {
   requests: async () => (await (await fetch(`${EMULATOR}/_emulator/requests`)).json()) as EmulatorRequest[],
 };
 
+/** A status Ortto counts towards its ban (15 bad requests in 15 s): a 4xx but 429. */
+export const isClientError = (s: number) => s >= 400 && s < 500 && s !== 429;
+
+/** The most requests answered with a status `counted` within any 15 s window (Ortto's ban window). */
+export function mostInWindow(log: { received_at: string; status: number }[], counted = isClientError, windowMs = 15_000): number {
+  const times = log
+    .filter((r) => counted(r.status))
+    .map((r) => Date.parse(r.received_at))
+    .sort((a, b) => a - b);
+  let most = 0;
+  for (let i = 0, j = 0; j < times.length; j++) {
+    while ((times[j] as number) - (times[i] as number) >= windowMs) i++;
+    most = Math.max(most, j - i + 1);
+  }
+  return most;
+}
+
 /** The server token the health helpers use (set on the env of each call, as a deploy sets the secret). */
 export const HEALTH_TOKEN = "health-token-for-tests";
 

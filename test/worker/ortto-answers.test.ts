@@ -5,7 +5,7 @@
  */
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
-import { emulator, healthDetails, loggedIn, postWith } from "./helpers.ts";
+import { emulator, healthDetails, isClientError, loggedIn, mostInWindow, postWith } from "./helpers.ts";
 
 interface LoggedRequest {
   received_at: string;
@@ -26,21 +26,6 @@ async function eventually<T>(read: () => Promise<T>, check: (value: T) => boolea
   }
 }
 
-/** The most requests answered with a status in `statuses` within any 15 s window. */
-function mostInWindow(log: LoggedRequest[], statuses: (s: number) => boolean, windowMs = 15_000): number {
-  const times = log
-    .filter((r) => statuses(r.status))
-    .map((r) => Date.parse(r.received_at))
-    .sort((a, b) => a - b);
-  let most = 0;
-  for (let i = 0, j = 0; j < times.length; j++) {
-    while ((times[j] as number) - (times[i] as number) >= windowMs) i++;
-    most = Math.max(most, j - i + 1);
-  }
-  return most;
-}
-
-const isClientError = (s: number) => s >= 400 && s < 500 && s !== 429;
 const event = (tag: string, i: number) =>
   loggedIn({ key: `${tag}-${i}`, created: new Date().toISOString(), fields: { "str::email": `${tag}${i}@example.com` } });
 
