@@ -12,8 +12,10 @@ import { brotliCompressSync, constants, gzipSync } from "node:zlib";
 // The cap is 2,400 B; correctness may take the script to 2,600 B, each byte over 2,400 with its
 // reason in snippet/README.md's size table. The budget sits at the script as it is, so that any
 // growth is a decision: 30 B over the cap for the right person (identity read from the shared state
-// at each call, the first page view after the loader's calls, held events expiring after HOLD_MS).
-const BUDGET = { script: 2430, loader: 100 };
+// at each call, the first page view after the loader's calls, held events expiring after HOLD_MS),
+// 116 B for losing no event (every exit event at page hide, a hung request aborted after 15 s, a
+// refused keepalive request sent again in halves, gone pages' queues adopted whole).
+const BUDGET = { script: 2546, loader: 100 };
 const root = new URL("../snippet/", import.meta.url);
 
 let script;

@@ -87,7 +87,7 @@ export const MAX_BATCH_BYTES = 60000;
  * with the same key and created, and Ortto merges a second arrival.
  */
 export const LEASE_MS = 10000;
-/** A request unanswered this long is given up for lost and its batch sent again. */
+/** A request unanswered this long is given up for lost and its batch sent again (a backstop: `send` aborts it after 15 s). */
 export const IN_FLIGHT_MS = 60000;
 /**
  * A tab's queue not written for this long is adopted by the next page that looks: its tab died
@@ -170,6 +170,8 @@ export function createRelay(options: RelayOptions): Relay {
     let due = 0;
     /** The page is hidden for good (pagehide): its queue is for the next page, and late answers are ignored. */
     let gone: boolean | 0 = 0;
+    /** Set by page hide until the end of its task: what the site tracks in its own hide handlers goes at once. */
+    let hiding: unknown;
     /**
      * This tab's key holds its queue as last written (what a page restored from the back/forward
      * cache finds missing then was adopted by another page; not so after a failed write, a full quota).
@@ -227,7 +229,6 @@ export function createRelay(options: RelayOptions): Relay {
     /** Writes this tab's queue now (or removes its key when empty), with the time (`h`), or 0 once the page is gone. */
     const persist = () => {
       due = 0;
-      dropped += q.splice(0, q.length - MAX_QUEUE).length;
       if (dropped) {
         change(() => {
           mem.d = ~~(mem.d as number) + dropped;
@@ -269,7 +270,7 @@ export function createRelay(options: RelayOptions): Relay {
       timer = setTimeout(flush, ms);
     };
     /** After a new event: send soon (at once at MAX_BATCH), but never before a pending backoff. */
-    const kick = () => (!f && q[MAX_BATCH - 1] ? later(0) : timer || later(f ? backoff(f) : FLUSH_MS));
+    const kick = () => (gone || hiding ? out() : !f && q[MAX_BATCH - 1] ? later(0) : timer || later(f ? backoff(f) : FLUSH_MS));
 
     /**
      * The next batch from the queue: identified events not leased, of one identity token, at most
@@ -331,6 +332,9 @@ export function createRelay(options: RelayOptions): Relay {
         w.fetch(url, {
           method: "POST",
           keepalive: true,
+          // A request unanswered this long is given up (a hung relay): its batch is kept and retried.
+          // (Browsers without AbortSignal.timeout, Safari before 16, wait as long as the browser does.)
+          signal: (w as unknown as typeof globalThis).AbortSignal.timeout?.(15e3),
           body: stringify({ activities: batch.map((i) => i.a), identity_token: batch[0]?.t }),
         }))()
         .then((r) =>
@@ -340,7 +344,8 @@ export function createRelay(options: RelayOptions): Relay {
               done(batch, r.status, text, +(r.headers.get("retry-after") as string), Date.parse(r.headers.get("date") as string)),
             ),
         )
-        .catch(() => done(batch, 0));
+        // Refused at page hide (keepalive's 64 KiB is shared with the site's own beacons and fetches): sent again in halves.
+        .catch(() => ((gone || hiding) && batch[1] ? [batch.splice(batch.length / 2), batch].map(send) : done(batch, 0)));
     };
 
     const flush = safe(() => {
@@ -415,15 +420,31 @@ export function createRelay(options: RelayOptions): Relay {
     });
 
     /**
-     * Page hidden (maybe for good): send what is ready, within keepalive's 64 KiB, and leave the
-     * rest stored. On pagehide the queue is marked abandoned, for the next page to adopt.
+     * Page hidden: every ready batch goes now, whatever is in flight or failed before, in as many
+     * requests as keepalive's 64 KiB holds (the string's length: its bytes when ASCII); what is
+     * leased (in flight) is not sent again. Offline, the events stay for the next page.
+     */
+    const out = () => {
+      let room = 64e3;
+      if (allowed() && nav.onLine)
+        for (read(); ; ) {
+          const b = take();
+          room -= stringify(b.map((i) => i.a)).length;
+          if (!b[0] || room < 0) break;
+          send(b);
+        }
+    };
+
+    /**
+     * Page hidden (maybe for good): send what is ready, and leave the rest stored. On pagehide the
+     * queue is marked abandoned, for the next page to adopt.
      */
     const hide = safe((e: Event) => {
       if (!allowed() || gone) return;
+      hiding = setTimeout(() => (hiding = 0));
       // A navigation the page-view look has not seen yet is one still.
       view();
-      // Offline, or the relay failing: keep the events for the next page instead.
-      nav.onLine && !f && flush();
+      out();
       // Gone for good at pagehide, not at visibilitychange (of the two, only "pagehide" sorts before "q").
       gone = e.type < "q";
       persist();
@@ -438,6 +459,11 @@ export function createRelay(options: RelayOptions): Relay {
       const stored = get(STORAGE_KEY);
       const { i } = stored || mem;
       const t = now();
+      // At the cap, the oldest goes (adopted queues may take it over: they are not cut, only not added to).
+      if (q[MAX_QUEUE - 1]) {
+        q.shift();
+        dropped++;
+      }
       q.push({
         a: {
           // `logged-in` is `act:cm:logged-in` to the relay.

@@ -184,7 +184,10 @@ describe("delivery from a real page", () => {
     const { key, created } = before.q[0]?.a ?? {};
 
     // Reload while still unreachable: the new page finds the event in storage and tries it at once.
+    // (Page hide sends every ready event, even after a failure, and the route does not see a request
+    // made while the page unloads: the page reports itself offline, so that its hide sends nothing.)
     const triedBeforeReload = attempts;
+    await page.evaluate(() => Object.defineProperty(navigator, "onLine", { value: false, configurable: true }));
     await page.reload();
     await snippetLoaded(page);
     await until("the reloaded page to try the stored event", async () => attempts > triedBeforeReload);

@@ -237,6 +237,20 @@ describe("retries", () => {
     }
   });
 
+  it("gives up a request unanswered for 15 s (a hung relay) and sends its batch again, same key", async () => {
+    const page = identifiedPage();
+    page.answers.push("silent");
+    page.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    expect(page.sent).toHaveLength(1);
+    await wait(15_000);
+    expect(page.storage.state()?.f).toBe(1);
+    await wait(backoff(1, 1));
+    expect(page.sent).toHaveLength(2);
+    expect(page.sent[1]?.body.activities[0]?.key).toBe(page.sent[0]?.body.activities[0]?.key);
+    expect(page.storage.state()?.q).toEqual([]);
+  });
+
   it("treats a fetch that throws synchronously as a failure to retry", async () => {
     const page = identifiedPage();
     page.fetch.mockImplementationOnce(() => {
@@ -281,7 +295,8 @@ describe("retries", () => {
     await wait(FLUSH_MS);
     expect(first.storage.state()?.q).toHaveLength(1);
     expect(first.storage.state()?.f).toBe(1);
-    // The visitor navigates before the backoff runs out; the next page retries at once.
+    // The visitor navigates, offline, before the backoff runs out; the next page retries at once.
+    Object.defineProperty(first.w.navigator, "onLine", { value: false, configurable: true });
     first.hide();
     expect(first.beacons).toHaveLength(0);
     const second = openPage({ storage });
@@ -386,6 +401,20 @@ describe("storage", () => {
     expect(warn).toHaveBeenLastCalledWith("relay:", "dropped", 5);
   });
 
+  it("adopts every event of several gone pages' queues, over the per-tab cap together: 120 of 120 sent", async () => {
+    const storage = new MemoryStorage();
+    // Three tabs open together, each holding 40 anonymous events, then closed.
+    const tabs = [0, 1, 2].map(() => openPage({ storage }));
+    for (const [t, tab] of tabs.entries()) for (let n = 0; n < 40; n++) tab.relay("track", "logged-in", { "int::v": t * 100 + n });
+    await wait(0);
+    for (const tab of tabs) tab.leave();
+    const next = openPage({ storage });
+    next.relay("identify", { email: "chris@example.com" });
+    await settle();
+    expect(new Set(next.activities().map((a) => a.key)).size).toBe(3 * 40);
+    expect(storage.state()?.d).toBeUndefined();
+  });
+
   it("stores each event at the end of the call's task (one write for any number of calls), before any request", async () => {
     const page = identifiedPage();
     const writes = page.storage.writes;
@@ -468,20 +497,65 @@ describe("page hide", () => {
     } else expect(page.storage.state()?.q).toEqual([]);
   });
 
-  it("keeps the events for the next page when offline, or when the relay is failing", async () => {
+  it("keeps the events for the next page when offline", async () => {
     const offline = identifiedPage({ onLine: false });
     offline.relay("track", "logged-in");
     offline.hide();
     expect(offline.sent).toHaveLength(0);
     expect(offline.storage.state()?.q).toHaveLength(1);
+  });
 
-    const failing = identifiedPage();
-    failing.answers.push(503);
-    failing.relay("track", "logged-in");
+  it("sends at page hide after a transient failure, leaving within the backoff", async () => {
+    const page = identifiedPage();
+    page.answers.push(503);
+    page.relay("track", "logged-in");
     await wait(FLUSH_MS);
-    failing.hide();
-    expect(failing.sent).toHaveLength(1);
-    expect(failing.storage.state()?.q.map((i) => i.l)).toEqual([undefined]);
+    expect(page.sent).toHaveLength(1);
+    page.relay("track", "placed-order");
+    page.hide();
+    expect(page.sent).toHaveLength(2);
+    expect(page.sent[1]?.body.activities.map((a) => a.activity_id)).toEqual(["act:cm:logged-in", "act:cm:placed-order"]);
+  });
+
+  it("sends at page hide every event, 16 of 16, with a batch in flight and 15 tracked just before leaving", async () => {
+    const page = identifiedPage();
+    page.answers.push("hang");
+    page.relay("track", "logged-in");
+    await wait(FLUSH_MS);
+    expect(page.sent).toHaveLength(1);
+    for (let n = 0; n < 15; n++) page.relay("track", "placed-order", { "int:cm:item-count": n });
+    page.hide();
+    const keys = page.activities().map((a) => a.key);
+    expect(keys).toHaveLength(16);
+    expect(new Set(keys).size).toBe(16);
+  });
+
+  it.each(["pagehide", "visibilitychange"] as const)(
+    "sends at once the exit event a site tracks in its own %s handler (after the snippet's)",
+    (how) => {
+      const page = identifiedPage();
+      const target = how === "pagehide" ? page.w : page.w.document;
+      target.addEventListener(how, () => page.relay("track", "logged-in", { "int::v": 1 }));
+      page.hide(how);
+      expect(page.activities().map((a) => a.attributes?.["int::v"])).toEqual([1]);
+    },
+  );
+
+  it("sends again in halves a batch the browser refuses at page hide (keepalive's 64 KiB shared with the site's own beacon)", async () => {
+    const page = identifiedPage();
+    page.fetch.mockImplementationOnce(() => Promise.reject(new TypeError("Failed to fetch")));
+    for (let n = 0; n < 10; n++) page.relay("track", "placed-order", { "int:cm:item-count": n });
+    page.hide();
+    await wait(0);
+    expect(page.sent.map((s) => s.body.activities.length)).toEqual([5, 5]);
+    expect(new Set(page.activities().map((a) => a.key)).size).toBe(10);
+  });
+
+  it("sends at once an event tracked after pagehide (the page is gone: no timer will run)", () => {
+    const page = identifiedPage();
+    page.hide();
+    page.relay("track", "logged-in");
+    expect(page.sent).toHaveLength(1);
   });
 
   it("does not send a batch already in flight again", async () => {
@@ -520,13 +594,14 @@ describe("page hide", () => {
     expect(warn).toHaveBeenCalledWith("relay:", "dropped", 1);
   });
 
-  it("sends at page hide within keepalive's 64 KiB, leaving the rest for the next page", () => {
+  it("sends at page hide as many requests as keepalive's 64 KiB holds, leaving the rest for the next page", () => {
     const page = identifiedPage();
     for (let n = 0; n < 8; n++) page.relay("track", "placed-order", { "txt:cm:gift-message": "x".repeat(15000) });
     page.hide();
-    expect(page.sent).toHaveLength(1);
-    expect(new Blob([page.sent[0]?.raw as string]).size).toBeLessThanOrEqual(MAX_BATCH_BYTES + 200);
+    expect(page.sent.length).toBeGreaterThan(1);
+    expect(page.sent.reduce((n, s) => n + new Blob([s.raw]).size, 0)).toBeLessThanOrEqual(64 * 1024);
     expect(page.storage.state()?.q).toHaveLength(8);
+    expect(page.storage.state()?.q.filter((i) => i.l)).toHaveLength(page.sent.length);
   });
 });
 

@@ -98,9 +98,10 @@ export interface Sent {
 
 /**
  * What the fake relay answers: a status, a status with a `Retry-After` header (seconds, as the
- * relay sends it), a thrown error (network failure), or a promise never settled.
+ * relay sends it), a thrown error (network failure), a promise never settled ("hang"), or no answer
+ * ("silent": the request fails when its `signal` aborts, as a browser's does).
  */
-export type Answer = number | { status: number; retryAfter?: string; text?: string } | "network" | "hang";
+export type Answer = number | { status: number; retryAfter?: string; text?: string } | "network" | "hang" | "silent";
 
 export interface Page {
   w: Window;
@@ -184,6 +185,7 @@ export function openPage(options: PageOptions = {}): Page {
     page.sent.push({ url: target, raw, body: expandShorthands(JSON.parse(raw)) as ActivitiesRequest, init });
     const answer = page.answers.shift() ?? 200;
     if (answer === "hang") return new Promise(() => {});
+    if (answer === "silent") return new Promise((_, reject) => init.signal?.addEventListener("abort", () => reject(init.signal?.reason)));
     if (answer === "network") return Promise.reject(new TypeError("Failed to fetch"));
     const { status, retryAfter, text = `{"status":${status}}` } = typeof answer === "number" ? { status: answer } : answer;
     // The relay exposes Retry-After and Date to CORS (Access-Control-Expose-Headers), so a page can read them.
@@ -196,6 +198,15 @@ export function openPage(options: PageOptions = {}): Page {
     return page.beaconAccepts;
   });
   Object.defineProperty(w, "fetch", { value: page.fetch, configurable: true });
+  // happy-dom's AbortSignal.timeout runs on the real clock: this one runs on the test's (fake) timers.
+  Object.defineProperty(w.AbortSignal, "timeout", {
+    value: (ms: number) => {
+      const controller = new w.AbortController();
+      setTimeout(() => controller.abort(new w.DOMException("signal timed out", "TimeoutError")), ms);
+      return controller.signal;
+    },
+    configurable: true,
+  });
   Object.defineProperty(w.navigator, "sendBeacon", { value: page.beacon, configurable: true });
   beforeStart?.(w);
   page.relay = createRelay({ endpoint: ENDPOINT, ...relayOptions, window: w as unknown as globalThis.Window });
