@@ -422,12 +422,14 @@ export function createRelay(options: RelayOptions): Relay {
     /**
      * Page hidden: every ready batch goes now, whatever is in flight or failed before, in as many
      * requests as keepalive's 64 KiB holds (the string's length: its bytes when ASCII); what is
-     * leased (in flight) is not sent again. Offline, the events stay for the next page.
+     * leased (in flight) is not sent again. Offline or during the relay's pause, the events stay for the next page.
      */
     const out = () => {
       let room = 64e3;
+      // Not during a pause the relay asked for (Retry-After): a visitor moving quickly between
+      // pages would send at every page hide (the events stay stored for the next page).
       if (allowed() && nav.onLine)
-        for (read(); ; ) {
+        for (read(); (mem.r || 0) < now(); ) {
           const b = take();
           room -= stringify(b.map((i) => i.a)).length;
           if (!b[0] || room < 0) break;

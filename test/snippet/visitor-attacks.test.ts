@@ -1,0 +1,52 @@
+/**
+ * An unlucky visitor against today's changes (issue 20): a relay that asked for a pause while the
+ * visitor moves quickly between pages, and re-sends that must stay one activity in Ortto.
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { LEASE_MS } from "../../snippet/src/core.ts";
+import { MemoryStorage, openPage, wait } from "./helpers.ts";
+
+const NOW = Date.parse("2026-12-06T09:00:00.000Z");
+
+beforeEach(() => {
+  vi.useFakeTimers({ now: NOW });
+});
+afterEach(() => {
+  vi.useRealTimers();
+  vi.restoreAllMocks();
+});
+
+describe("a visitor against the relay's pause", () => {
+  it.each([429, 503])(
+    "sends nothing during a %s's Retry-After while the visitor goes through 20 pages a second apart, then every page view once",
+    async (status) => {
+      const storage = new MemoryStorage();
+      const pages = [];
+      const first = openPage({ storage, pageviews: "page-view" });
+      first.relay("identify", { email: "chris@example.com" });
+      first.answers.push({ status, retryAfter: "60" });
+      await wait(1000);
+      expect(first.sent).toHaveLength(1);
+      pages.push(first);
+      first.leave();
+      await wait(0);
+      for (let n = 1; n <= 20; n++) {
+        const page = openPage({ storage, pageviews: "page-view", url: `https://shop.example/p${n}` });
+        pages.push(page);
+        await wait(1000);
+        page.leave();
+        // The next page starts in a task of its own.
+        await wait(0);
+      }
+      // 21 s into a 60 s pause: the one request that was answered with the pause, and no other.
+      const during = pages.reduce((n, p) => n + p.sent.length, 0);
+      expect(during).toBe(1);
+      // After the pause, the next page sends them all.
+      await wait(60_000);
+      const last = openPage({ storage, pageviews: "page-view", url: "https://shop.example/last" });
+      await wait(LEASE_MS * 3);
+      const keys = last.activities().map((a) => a.key);
+      expect(new Set(keys).size).toBe(22);
+    },
+  );
+});
