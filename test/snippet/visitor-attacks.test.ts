@@ -50,3 +50,26 @@ describe("a visitor against the relay's pause", () => {
     },
   );
 });
+
+describe("a visitor against a relay that is down", () => {
+  // A 503 without Retry-After (the relay's own 503s carry one): page hide ignores the backoff, by
+  // design (issue 20, item 4), so the visitor costs the relay at most the page's flush and its page hide.
+  it("sends at most two requests a page while the visitor goes through 20 pages a second apart against a relay answering 503 without Retry-After", async () => {
+    const storage = new MemoryStorage();
+    const pages = [];
+    const first = openPage({ storage, pageviews: "page-view" });
+    first.answers.push(...Array(50).fill(503));
+    first.relay("identify", { email: "chris@example.com" });
+    pages.push(first);
+    for (let n = 1; n <= 20; n++) {
+      const page = openPage({ storage, pageviews: "page-view", url: `https://shop.example/p${n}` });
+      pages.push(page);
+      page.answers.push(...Array(50).fill(503));
+      await wait(1000);
+      page.leave();
+      await wait(0);
+    }
+    const requests = pages.reduce((n, p) => n + p.sent.length, 0);
+    expect(requests).toBeLessThanOrEqual(pages.length * 2);
+  });
+});
