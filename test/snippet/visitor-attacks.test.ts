@@ -61,6 +61,9 @@ describe("a visitor against a relay that is down", () => {
     first.answers.push(...Array(50).fill(503));
     first.relay("identify", { email: "chris@example.com" });
     pages.push(first);
+    await wait(1000);
+    first.leave();
+    await wait(0);
     for (let n = 1; n <= 20; n++) {
       const page = openPage({ storage, pageviews: "page-view", url: `https://shop.example/p${n}` });
       pages.push(page);
