@@ -97,4 +97,34 @@ describe("a visitor's re-sends, in a real browser", () => {
       await proxy.close();
     }
   }, 120_000);
+
+  it("sends nothing during the relay's 429 Retry-After while the visitor goes through 10 pages, then every page view once", async () => {
+    const proxy = await startProxy();
+    try {
+      const context = await newVisitor(browser());
+      const page = await context.newPage();
+      const email = emailFor("attack-storm");
+      let until429 = 0;
+      // The first request is answered 429 with Retry-After 30; every request during those 30 s too.
+      proxy.rule = (request) => {
+        if (!until429) until429 = request.at + 30_000;
+        return request.at < until429 ? { status: 429, headers: { "Retry-After": "30" } } : undefined;
+      };
+      const query = { "data-endpoint": proxy.url, "data-pageviews": "act:cm:viewed-page" };
+      await open(page, query);
+      await page.evaluate((email) => relay("identify", { email }), email);
+      await until("the first request, answered 429", async () => proxy.requests.length === 1);
+      // The visitor goes through 10 pages of the site, quickly (each page loaded, then the next).
+      for (let n = 1; n <= 10; n++) await open(page, { ...query, n: String(n) });
+      const during = proxy.requests.filter((r) => r.at < until429).length;
+      expect(Date.now()).toBeLessThan(until429);
+      expect(during).toBe(1);
+      // After the pause, the last page sends the 11 page views, each stored once.
+      const got = await activitiesOf(email, 11, 60_000);
+      expect(new Set(got.map((a) => a.key)).size).toBe(got.length);
+      await context.close();
+    } finally {
+      await proxy.close();
+    }
+  }, 120_000);
 });
