@@ -269,8 +269,12 @@ export function createRelay(options: RelayOptions): Relay {
       clearTimeout(timer);
       timer = setTimeout(flush, ms);
     };
-    /** After a new event: send soon (at once at MAX_BATCH), but never before a pending backoff. */
-    const kick = () => (gone || hiding ? out() : !f && q[MAX_BATCH - 1] ? later(0) : timer || later(f ? backoff(f) : FLUSH_MS));
+    /**
+     * After a new event: send soon (at once at MAX_BATCH), but never before a pending backoff. In or
+     * after page hide, at the end of the task: a site's hide handler tracking 20 events sent 20 requests.
+     */
+    const kick = () =>
+      gone || hiding ? queueMicrotask(safe(out)) : !f && q[MAX_BATCH - 1] ? later(0) : timer || later(f ? backoff(f) : FLUSH_MS);
 
     /**
      * The next batch from the queue: identified events not leased, of one identity token, at most

@@ -127,4 +127,27 @@ describe("a visitor's re-sends, in a real browser", () => {
       await proxy.close();
     }
   }, 120_000);
+
+  it("delivers 20 events a site tracks in its own pagehide handler in at most 2 requests", async () => {
+    const proxy = await startProxy();
+    try {
+      const context = await newVisitor(browser());
+      const page = await context.newPage();
+      const email = emailFor("attack-exit-burst");
+      await open(page, { "data-endpoint": proxy.url });
+      await page.evaluate((email) => {
+        relay("identify", { email });
+        addEventListener("pagehide", () => {
+          for (let n = 0; n < 20; n++) relay("track", "placed-order", { "int:cm:item-count": n });
+        });
+      }, email);
+      await page.goto(pageUrl("bye"));
+      const got = await activitiesOf(email, 20, 30_000);
+      expect(new Set(got.map((a) => a.key)).size).toBe(20);
+      expect(proxy.requests.length).toBeLessThanOrEqual(2);
+      await context.close();
+    } finally {
+      await proxy.close();
+    }
+  }, 90_000);
 });

@@ -76,3 +76,20 @@ describe("a visitor against a relay that is down", () => {
     expect(requests).toBeLessThanOrEqual(pages.length * 2);
   });
 });
+
+describe("a site's own exit events", () => {
+  it("batches 20 events a site tracks in its own pagehide handler into at most 2 requests", async () => {
+    const page = openPage();
+    page.relay("identify", { email: "chris@example.com" });
+    await wait(1000);
+    const before = page.sent.length;
+    page.w.addEventListener("pagehide", () => {
+      for (let n = 0; n < 20; n++) page.relay("track", "placed-order", { "int:cm:item-count": n });
+    });
+    page.hide();
+    await Promise.resolve();
+    const exit = page.sent.slice(before);
+    expect(exit.flatMap((s) => s.body.activities)).toHaveLength(20);
+    expect(exit.length).toBeLessThanOrEqual(2);
+  });
+});
