@@ -1,12 +1,12 @@
 /// <reference types="node" />
 /**
  * The right person in Chromium: a page restored from the back/forward cache after a logout on
- * another page, and a login page whose inline calls the loader queued. Each waits for what the
+ * another page, and logout and login pages whose inline calls the loader queued. Each waits for what the
  * emulator stored, never for a time.
  */
 import type { Page } from "playwright-core";
 import { describe, expect, it } from "vitest";
-import { activitiesOf, emailFor, newVisitor, pageUrl, snippetLoaded, useBrowser } from "./helpers.ts";
+import { activitiesOf, emailFor, emulator, newVisitor, pageUrl, snippetLoaded, stored, until, useBrowser, watch } from "./helpers.ts";
 
 const browser = useBrowser({ backForwardCache: true });
 
@@ -44,6 +44,33 @@ describe("the right person, in a real browser", () => {
     const ys = await activitiesOf(y, 2);
     expect(ys.map((a) => a.activity_id).sort()).toEqual(["act:cm:logged-in", "act:cm:viewed-page"]);
     expect(await activitiesOf(x, 2)).toHaveLength(2);
+    await context.close();
+  });
+
+  it("never credits a logout page's view (inline reset before load) to the person who logged out, and credits a login page's view (inline identify) to the one who logged in", async () => {
+    const context = await newVisitor(browser());
+    const [x, y] = [emailFor("logout-x"), emailFor("login-y")];
+    const views = { "data-pageviews": "act:cm:viewed-page" };
+    const page = await context.newPage();
+    const seen = watch(page);
+    await open(page, views);
+    await page.evaluate((x) => relay("identify", { email: x }), x);
+    await activitiesOf(x, 1);
+    await page.goto(pageUrl("logout", views));
+    await snippetLoaded(page);
+    const login = pageUrl("login", { ...views, email: y });
+    await page.goto(login);
+    await snippetLoaded(page);
+    // Y: the login page's view and logged-in (the logout page's anonymous view, held, goes to whoever identifies next: Y).
+    const ys = await activitiesOf(y, 2);
+    await until("the queue drained", async () => ((await stored(page))?.q.length ?? 0) === 0);
+    const mine = async (email: string) => (await emulator()).activities.filter((a) => a.fields["str::email"] === email);
+    const urlsOfY = (await mine(y)).filter((a) => a.activity_id === "act:cm:viewed-page").map((a) => a.attributes["str:cm:page-url"]);
+    expect(urlsOfY).toContain(login);
+    expect(ys.some((a) => a.activity_id === "act:cm:logged-in")).toBe(true);
+    // X: only the first page's view.
+    expect((await mine(x)).map((a) => a.attributes["str:cm:page-url"])).toEqual([pageUrl("tag", views)]);
+    expect(seen.errors).toEqual([]);
     await context.close();
   });
 });
