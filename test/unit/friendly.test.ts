@@ -348,3 +348,14 @@ describe("phoneObject", () => {
     ]);
   });
 });
+
+describe("orttoDate and year 0", () => {
+  it.each([
+    ["0000-06-15T00:00:00Z", "UTC"],
+    ["0000-12-31T23:59:59Z", "UTC"],
+    ["0001-01-01T00:00:00Z", "America/Los_Angeles"],
+    ["0001-01-01T03:00:00+05:00", "UTC"],
+  ])("%s in %s is refused (year 0 is outside Ortto's 1–9999)", (value, zone) => {
+    expect(() => orttoDate(value, zone)).toThrow(/years 1–9999/);
+  });
+});

@@ -1,4 +1,5 @@
 import { env, exports } from "cloudflare:workers";
+import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
 import { app } from "../../worker/index.ts";
 
 export const RELAY = "https://relay.test";
@@ -109,4 +110,22 @@ export async function healthDetails<T = Record<string, unknown>>(): Promise<T> {
 export function pacerStats() {
   const ns = env.UPSTREAM_PACER;
   return ns.get(ns.idFromName("account")).stats();
+}
+
+/** What landed in the dead-letter queue (test/fixtures/test-network.js consumes it in tests). */
+export const deadLetters = async () => (await (await fetch("http://dead-letters.test/")).json()) as DeliveryMessage[];
+/** Empties the dead-letter list (before each test that reads it). */
+export const clearDeadLetters = () => fetch("http://dead-letters.test/", { method: "DELETE" });
+
+/**
+ * Reads until `check` holds or `timeoutMs` passes, and returns the last value read (the test asserts
+ * on it): queue deliveries happen in the background, after retry delays.
+ */
+export async function eventually<T>(read: () => Promise<T>, check: (value: T) => boolean, timeoutMs = 20_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (check(value) || Date.now() > until) return value;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }

@@ -266,3 +266,25 @@ describe("reports to the ledger", () => {
     forgetCounters();
   });
 });
+
+describe("one contact, however its identifiers are written", () => {
+  it("counts case and padding of an email, and every phone notation of the same digits, as one person", async () => {
+    const limited = { ...open, CONTACT_ACTIVITY_LIMIT: "2" };
+    const local = `Mixed.${crypto.randomUUID()}`;
+    const variants = [`${local}@Example.COM`, ` ${local.toLowerCase()}@example.com\u00a0`];
+    for (const e of variants) expect((await postWith(limited, { activities: [person(e)] })).status).toBe(200);
+    expect((await postWith(limited, { activities: [person(`\t${local.toUpperCase()}@EXAMPLE.com`)] })).status).toBe(429);
+    const phones = [{ c: "61", n: "401234567" }, { phone: "+61401234567" }, { phone: "61401234567", parse_with_country_code: true }];
+    const tail = String(Date.now()).slice(-6);
+    const phoneActs = phones.map((p) => {
+      const withTail = "c" in p ? { ...p, n: `4${tail}67` } : { ...p, phone: p.phone.replace("401234567", `4${tail}67`) };
+      return loggedIn({
+        fields: { "str::first": "P", "phn::phone": withTail },
+        key: crypto.randomUUID(),
+        created: new Date().toISOString(),
+      });
+    });
+    expect((await postWith(limited, { activities: phoneActs.slice(0, 2) })).status).toBe(200);
+    expect((await postWith(limited, { activities: [phoneActs[2]] })).status).toBe(429);
+  });
+});
