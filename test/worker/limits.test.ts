@@ -129,11 +129,22 @@ describe("open mode: people per client network", () => {
     expect(await emulator.requests()).toHaveLength(0);
   });
 
-  it("serves 30 visitors behind one shared address, each coming back", async () => {
+  it("serves 30 visitors behind one shared address, each coming back", { timeout: 60_000 }, async () => {
     const ip = "192.0.2.153";
     const office = Array.from({ length: 30 }, () => unique("office"));
     for (let round = 0; round < 2; round++) {
-      for (const email of office) expect((await postWith(open, { activities: [person(email)] }, { ip })).status).toBe(200);
+      for (const email of office) {
+        const activity = person(email);
+        let res = await postWith(open, { activities: [activity] }, { ip });
+        // On a loaded machine the ledger may not answer within LEDGER_TIMEOUT_MS: a refusal "to send
+        // again in a moment", which the snippet sends again after its Retry-After. Never the budget's.
+        for (let tries = 0; res.status === 429 && tries < 5; tries++) {
+          expect(((await res.json()) as { error: string }).error).toContain("could not confirm");
+          await new Promise((r) => setTimeout(r, Number(res.headers.get("Retry-After")) * 1000));
+          res = await postWith(open, { activities: [activity] }, { ip });
+        }
+        expect(res.status).toBe(200);
+      }
     }
     expect(await stored()).toBe(60);
   });
