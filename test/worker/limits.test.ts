@@ -3,7 +3,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { signIdentity } from "../../worker/identity.ts";
 import { admit, flushSoon, forgetCounters, REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/ledger.ts";
 import { emulator, loggedIn, postWith } from "./helpers.ts";
-import { open, person, SERVER_TOKEN, unique, wrapLedger } from "./people.ts";
+import { open, person, postServed, SERVER_TOKEN, unique, wrapLedger } from "./people.ts";
 
 const stored = async () => (await emulator.activities()).activities.length;
 const bearer = (token = SERVER_TOKEN) => ({ headers: { Authorization: `Bearer ${token}` } });
@@ -112,8 +112,9 @@ describe("open mode: people per client network", () => {
 
   it("names the rule in its 429", async () => {
     const ip = "192.0.2.151";
-    for (let r = 0; r < 5; r++) await postWith(open, { activities: Array.from({ length: 10 }, () => person(unique("p"))) }, { ip });
-    const res = await postWith(open, { activities: [person(unique("one-more"))] }, { ip });
+    for (let r = 0; r < 5; r++)
+      expect((await postServed(open, { activities: Array.from({ length: 10 }, () => person(unique("p"))) }, { ip })).status).toBe(200);
+    const res = await postServed(open, { activities: [person(unique("one-more"))] }, { ip });
     expect(res.status).toBe(429);
     expect(Number(res.headers.get("Retry-After"))).toBeGreaterThan(0);
     expect(await res.json()).toMatchObject({
@@ -134,16 +135,7 @@ describe("open mode: people per client network", () => {
     const office = Array.from({ length: 30 }, () => unique("office"));
     for (let round = 0; round < 2; round++) {
       for (const email of office) {
-        const activity = person(email);
-        let res = await postWith(open, { activities: [activity] }, { ip });
-        // On a loaded machine the ledger may not answer within LEDGER_TIMEOUT_MS: a refusal "to send
-        // again in a moment", which the snippet sends again after its Retry-After. Never the budget's.
-        for (let tries = 0; res.status === 429 && tries < 5; tries++) {
-          expect(((await res.json()) as { error: string }).error).toContain("could not confirm");
-          await new Promise((r) => setTimeout(r, Number(res.headers.get("Retry-After")) * 1000));
-          res = await postWith(open, { activities: [activity] }, { ip });
-        }
-        expect(res.status).toBe(200);
+        expect((await postServed(open, { activities: [person(email)] }, { ip })).status).toBe(200);
       }
     }
     expect(await stored()).toBe(60);
