@@ -12,8 +12,11 @@
  *
  * An attribute written as an object may also have: `name` (its friendly name; default the
  * camelCase of the id's last part), `description`, `required`, `source` (the relay fills it:
- * browser, os, device, page_url, country, region, city) and, for dates, `timezone`. An activity
- * may have a `description` and Ortto's `display` template.
+ * browser, os, device, page_url, country, region, city), for dates `timezone`, `orttoName` (its
+ * name in Ortto, default the id's last part in words) and `mapTo` (Ortto's "map value to CDP"
+ * person field). An activity may have a `description`, Ortto's `display` template, an `icon` and
+ * `touch`. Ortto derives every id from a name and a kind: `npm run plan` checks them, and
+ * `npm run plan -- push` creates the activities in the account (docs/plan.md).
  */
 import { defineCatalogue } from "./shared/catalogue.ts";
 
@@ -24,6 +27,8 @@ export default defineCatalogue({
       name: "Logged in",
       description: "Someone logged in to the app.",
       display: "Logged in on the {{attribute.payment_plan}} with {{attribute.web_browser}}",
+      // A login is something the person did: Ortto's "track as touch" updates their "Last seen".
+      touch: true,
       attributes: {
         "str:cm:payment-plan": { kind: "text", description: "Which payment plan they are on." },
         "bol:cm:account-owner": { kind: "boolean", description: "If they are the account owner." },

@@ -52,7 +52,8 @@ function relayProject(
         },
       }),
     ],
-    test: { ...test, fileParallelism: false },
+    // The emulator starts as an empty account: each file's setup pushes the catalogue to it.
+    test: { ...test, fileParallelism: false, setupFiles: ["test/fixtures/account-setup.ts"] },
   };
 }
 
@@ -83,7 +84,7 @@ export default defineConfig({
       ),
       {
         plugins: [cloudflareTest({ wrangler: { configPath: "./emulator/wrangler.toml" } })],
-        test: { name: "emulator", include: ["test/emulator/**/*.test.ts"] },
+        test: { name: "emulator", include: ["test/emulator/**/*.test.ts"], setupFiles: ["test/emulator/setup.ts"] },
       },
       {
         test: { name: "snippet", include: ["test/snippet/**/*.test.ts"], environment: "happy-dom" },

@@ -1,0 +1,245 @@
+/**
+ * `npm run plan -- push`'s engine: reads the account, works out the requests that make it hold the
+ * catalogue (creating what is missing, modifying what changed, never deleting), and sends them
+ * paced under the account's request budget. No Node API here: the relay's tests push the plan to
+ * the emulator from inside workerd with the same code (test/fixtures/account.ts).
+ */
+import type { ResolvedCatalogue } from "../../shared/catalogue.ts";
+import {
+  type AccountState,
+  type ActivityBody,
+  type AttributeBody,
+  activityBody,
+  bodyHash,
+  type Change,
+  type CustomFieldBody,
+  customFieldBody,
+  customPersonFields,
+  DISPLAY_TYPES,
+  diffLocks,
+  fieldIdFor,
+  idProblems,
+  isDisplayType,
+  KIND_OF_DISPLAY_TYPE,
+  type Lock,
+  type LockedField,
+  limitProblems,
+  lockOf,
+  lockOfAccount,
+} from "../../shared/definitions.ts";
+
+/** One request to Ortto. */
+export interface PlannedRequest {
+  method: "POST" | "PUT";
+  path: string;
+  body: unknown;
+  /** Why: `create act:cm:logged-in`, `modify …`. */
+  reason: string;
+}
+
+export interface Answer {
+  status: number;
+  body: unknown;
+}
+
+/** Sends one request to the account; the client (below) paces and retries. */
+export type Send = (method: "POST" | "PUT", path: string, body: unknown) => Promise<Answer>;
+
+export interface ClientOptions {
+  base: string;
+  key: string;
+  /** Requests a second this client may spend. */
+  rps: number;
+  fetch?: typeof fetch;
+  sleep?: (ms: number) => Promise<void>;
+  now?: () => number;
+  /** How many 429s in a row it waits out before giving up. */
+  maxRetries?: number;
+  log?: (line: string) => void;
+}
+
+/**
+ * Ortto's API with the account's budget kept: one request every 1/rps seconds, and a 429 waited out
+ * for its `try-in-seconds` (Ortto's 429 body: `{"error":{"code":"rate-limit","try-in-seconds":10}}`).
+ */
+export function orttoClient(options: ClientOptions): Send {
+  const { base, key, rps } = options;
+  const doFetch = options.fetch ?? fetch;
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const now = options.now ?? Date.now;
+  const interval = 1000 / Math.max(rps, 0.1);
+  let next = 0;
+  return async (method, path, body) => {
+    for (let attempt = 0; ; attempt++) {
+      const wait = next - now();
+      if (wait > 0) await sleep(wait);
+      next = Math.max(now(), next) + interval;
+      const res = await doFetch(`${base}${path}`, {
+        method,
+        headers: { "X-Api-Key": key, "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      const text = await res.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {}
+      if (res.status !== 429 || attempt >= (options.maxRetries ?? 5)) return { status: res.status, body: parsed };
+      const seconds = Number((parsed as { error?: { "try-in-seconds"?: unknown } })?.error?.["try-in-seconds"]);
+      const delay = (Number.isFinite(seconds) && seconds >= 0 ? seconds : 10) * 1000;
+      options.log?.(`429 rate limit on ${path}: waiting ${delay / 1000} s (try-in-seconds)`);
+      await sleep(delay);
+      next = now() + interval;
+    }
+  };
+}
+
+/** What an error answer says, in one line. */
+export function answerText(answer: Answer): string {
+  const b = answer.body as { error?: unknown } | string;
+  const error = typeof b === "object" && b !== null ? b.error : b;
+  return `${answer.status}${error ? `: ${typeof error === "string" ? error : JSON.stringify(error)}` : ""}`;
+}
+
+/** The account's activity definitions, if it can be read (see emulator/account.ts: Ortto documents no read endpoint). */
+async function readActivities(send: Send): Promise<Record<string, ActivityBody> | undefined> {
+  const answer = await send("POST", "/v1/instance-schema/get", { namespaces: ["cm"] });
+  const list = (answer.body as { activities?: unknown })?.activities;
+  if (answer.status !== 200 || !Array.isArray(list)) return undefined;
+  const activities: Record<string, ActivityBody> = {};
+  for (const d of list as (ActivityBody & { activity_field_id?: unknown })[]) {
+    if (typeof d?.activity_field_id !== "string" || !Array.isArray(d.attributes)) return undefined;
+    if (!d.attributes.every((a) => isDisplayType(a?.display_type) && typeof a.name === "string")) return undefined;
+    const { activity_field_id, ...rest } = d;
+    const { state: _, ...body } = rest as ActivityBody & { state?: unknown };
+    activities[activity_field_id] = {
+      ...body,
+      attributes: d.attributes.map(({ name, display_type, field_id }) => ({ name, display_type, field_id: field_id ?? "" })),
+    };
+  }
+  return activities;
+}
+
+/** The account's custom person fields (`POST /v1/person/custom-field/get`, documented), if it answers. */
+async function readFields(send: Send): Promise<Record<string, LockedField> | undefined> {
+  const answer = await send("POST", "/v1/person/custom-field/get", {});
+  const list = (answer.body as { fields?: unknown })?.fields;
+  if (answer.status !== 200 || !Array.isArray(list)) return undefined;
+  const fields: Record<string, LockedField> = {};
+  for (const entry of list as { field?: { id?: unknown; name?: unknown; display_type?: unknown } }[]) {
+    const f = entry?.field;
+    if (typeof f?.id !== "string") continue;
+    const kind = isDisplayType(f.display_type) ? KIND_OF_DISPLAY_TYPE[f.display_type] : "text";
+    fields[f.id] = { name: typeof f.name === "string" ? f.name : f.id, kind };
+  }
+  return fields;
+}
+
+/** Reads what the account can tell: its activity definitions (where readable) and custom person fields. */
+export async function readAccount(send: Send): Promise<AccountState> {
+  const [activities, personFields] = [await readActivities(send), await readFields(send)];
+  return { ...(activities && { activities }), ...(personFields && { personFields }) };
+}
+
+export interface PushPlan {
+  /** Problems that stop everything: ids Ortto would not generate, Ortto's limits. */
+  problems: string[];
+  /** Breaking changes against the lock and the account. */
+  breaking: Change[];
+  requests: PlannedRequest[];
+  /** Kept because push never deletes: attributes the account (or the last push) has and the catalogue dropped. */
+  kept: string[];
+  /** Where the activities were compared: `account` or `lock` (the account's could not be read). */
+  comparedWith: "account" | "lock";
+}
+
+/** Attributes the baseline has that the body lacks, added back: push never removes an attribute. */
+function keepAttributes(body: ActivityBody, baseline: AttributeBody[], id: string, kept: string[]): ActivityBody {
+  const have = new Set(body.attributes.map((a) => fieldIdFor(KIND_OF_DISPLAY_TYPE[a.display_type], a.name)));
+  const extra = baseline.filter((a) => !have.has(fieldIdFor(KIND_OF_DISPLAY_TYPE[a.display_type], a.name)));
+  for (const a of extra) kept.push(`${id} ${fieldIdFor(KIND_OF_DISPLAY_TYPE[a.display_type], a.name)}`);
+  return extra.length ? { ...body, attributes: [...body.attributes, ...extra] } : body;
+}
+
+/**
+ * The requests that bring the account to the catalogue. Each activity is created when neither the
+ * account nor the lock has it, modified when its definition differs (by the account's, else by the
+ * lock's hash), and left alone otherwise: a second push sends nothing.
+ */
+export function planPush(catalogue: ResolvedCatalogue, lock: Lock | undefined, account: AccountState): PushPlan {
+  const problems = [...idProblems(catalogue), ...limitProblems(catalogue, Object.keys(account.personFields ?? {}))];
+  const wanted = lockOf(catalogue);
+  const breaking = [...(lock ? diffLocks(wanted, lock, "lock") : []), ...diffLocks(wanted, lockOfAccount(account), "account")].filter(
+    (c) => c.level === "breaking",
+  );
+  const requests: PlannedRequest[] = [];
+  const kept: string[] = [];
+  for (const [id, definition] of Object.entries(catalogue.activities)) {
+    let body = activityBody(definition);
+    const inAccount = account.activities?.[id];
+    const locked = lock?.activities[id];
+    if (account.activities ? !inAccount : !locked) {
+      requests.push({ method: "POST", path: "/v1/definitions/activity/create", body, reason: `create ${id}` });
+      continue;
+    }
+    if (inAccount) {
+      body = keepAttributes(body, inAccount.attributes, id, kept);
+      if (bodyHash(body) === bodyHash(inAccount)) continue;
+    } else if (locked) {
+      if (locked.hash === bodyHash(body)) continue;
+      const lockedAttributes = Object.entries(locked.attributes).flatMap(([, a]) =>
+        a.kind === "place" ? [] : [{ name: a.name, display_type: DISPLAY_TYPES[a.kind], field_id: "" }],
+      );
+      body = keepAttributes(body, lockedAttributes, id, kept);
+    }
+    requests.push({
+      method: "PUT",
+      path: "/v1/definitions/activity/modify",
+      body: { ...body, activity_field_id: id, state: "live" },
+      reason: `modify ${id}`,
+    });
+  }
+  for (const [id, spec] of customPersonFields(catalogue)) {
+    const known = account.personFields ? account.personFields[id] : lock?.personFields[id];
+    if (known) continue;
+    const body: CustomFieldBody = customFieldBody(id, spec);
+    requests.push({ method: "POST", path: "/v1/person/custom-field/create", body, reason: `create person field ${id}` });
+  }
+  return { problems, breaking, requests, kept, comparedWith: account.activities ? "account" : "lock" };
+}
+
+/** "Already exists": the account has it though neither the lock nor a read said so. */
+const EXISTS = /already exists|duplicate/i;
+
+/**
+ * Sends a plan's requests in order. A create answered "already exists" (an account the lock does
+ * not know, which cannot be read) becomes a modify, so push stays idempotent without a read.
+ * Returns the failures, one line each.
+ */
+export async function sendPlan(send: Send, requests: PlannedRequest[], log: (line: string) => void = () => {}): Promise<string[]> {
+  const failures: string[] = [];
+  for (const request of requests) {
+    let answer = await send(request.method, request.path, request.body);
+    if (answer.status === 400 && request.path === "/v1/definitions/activity/create" && EXISTS.test(answerText(answer))) {
+      const body = request.body as ActivityBody;
+      const id = `act:cm:${(request.reason.split("act:cm:")[1] ?? "").trim()}`;
+      answer = await send("PUT", "/v1/definitions/activity/modify", { ...body, activity_field_id: id, state: "live" });
+      request.reason = `modify ${id} (it existed)`;
+    }
+    if (answer.status >= 200 && answer.status < 300) log(`ok    ${request.reason}`);
+    else {
+      failures.push(`${request.reason}: ${answerText(answer)}`);
+      log(`FAIL  ${request.reason}: ${answerText(answer)}`);
+    }
+  }
+  return failures;
+}
+
+/** Pushes the catalogue to an account in one call: what the tests' setup and `npm start` use. Throws on any problem. */
+export async function pushCatalogue(catalogue: ResolvedCatalogue, send: Send): Promise<PlannedRequest[]> {
+  const plan = planPush(catalogue, undefined, await readAccount(send));
+  if (plan.problems.length) throw new Error(`the catalogue cannot be pushed:\n  ${plan.problems.join("\n  ")}`);
+  const failures = await sendPlan(send, plan.requests);
+  if (failures.length) throw new Error(`push failed:\n  ${failures.join("\n  ")}`);
+  return plan.requests;
+}
