@@ -63,7 +63,7 @@ const FieldSpec = z.union([
     // (checkTimeZones).
     timezone: z.optional(z.string().check(z.regex(ZONE_NAME, "expected an IANA time zone such as Australia/Sydney (not a UTC offset)"))),
     /** Its name in Ortto ("Payment plan"), from which Ortto derives the id; default: the id's last part in words. */
-    orttoName: z.optional(z.string().check(z.minLength(1), z.maxLength(100))),
+    orttoName: z.optional(z.string().check(z.minLength(1), z.maxLength(255))),
     /** Ortto's "map value to CDP": the person field an attribute's value also updates (`str::first`, `str:cm:company`). */
     mapTo: z.optional(z.string().check(z.regex(FIELD_ID, "expected a person field id such as str:cm:company"))),
   }),
