@@ -74,17 +74,19 @@ export interface AccountConfig {
 export function accountConfig(io: Io, envName: string | undefined): AccountConfig | { problem: string } {
   const file = envName && existsSync(join(io.root, `.dev.vars.${envName}`)) ? `.dev.vars.${envName}` : ".dev.vars";
   const devVars = existsSync(join(io.root, file)) ? parseDevVars(readFileSync(join(io.root, file), "utf8")) : {};
-  const wrangler = io.wranglerVars?.(envName) ?? {};
+  // wrangler.toml is read only for what neither the environment nor .dev.vars sets (reading it loads wrangler).
+  let wrangler: Record<string, unknown> | undefined;
   const pick = (name: string): [string | undefined, string] => {
     if (io.env[name]?.trim()) return [io.env[name]?.trim(), "the environment"];
     if (devVars[name]?.trim()) return [devVars[name]?.trim(), file];
+    wrangler ??= io.wranglerVars?.(envName) ?? {};
     const v = wrangler[name];
     return [typeof v === "string" && v.trim() ? v.trim() : undefined, "wrangler.toml"];
   };
   const [key, keyFrom] = pick("ORTTO_API_KEY");
   if (!key) return { problem: `no ORTTO_API_KEY in the environment or ${file}` };
   const [base] = pick("ORTTO_API_BASE");
-  const [region = "us"] = pick("ORTTO_REGION");
+  const [region = "us"] = base ? [] : pick("ORTTO_REGION");
   if (!base && !Object.hasOwn(REGION_BASES, region))
     return { problem: `ORTTO_REGION must be one of ${Object.keys(REGION_BASES).join(", ")} (or set ORTTO_API_BASE)` };
   const [budget] = pick("ORTTO_MAX_RPS");
