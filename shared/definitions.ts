@@ -388,8 +388,10 @@ const ADVICE_KIND =
 /**
  * The catalogue (as a lock) against a baseline: the committed lock (`against` "lock") or the
  * account (`against` "account", where what only the account has is a note, since push never deletes).
+ * `modified` names the activities push would modify, when known (against the account, whose own
+ * attributes push keeps, a different hash alone does not mean push has something to send).
  */
-export function diffLocks(wanted: Lock, baseline: Partial<Lock>, against: "lock" | "account"): Change[] {
+export function diffLocks(wanted: Lock, baseline: Partial<Lock>, against: "lock" | "account", modified?: ReadonlySet<string>): Change[] {
   const changes: Change[] = [];
   const missing = against === "lock" ? "not in the lock file: push creates it" : "not in the account: push creates it";
   if (baseline.activities) {
@@ -452,7 +454,10 @@ export function diffLocks(wanted: Lock, baseline: Partial<Lock>, against: "lock"
           subject: `${id} ${attr}`,
           message: `attribute (${now.attributes[attr]?.kind}) ${against === "lock" ? "not in the lock file" : "not defined in the account: Ortto ignores it until push adds it"}`,
         });
-      if (old.hash !== now.hash && !changes.some((c) => c.subject.startsWith(`${id} `) && c.level !== "note"))
+      if (
+        (modified ? modified.has(id) : old.hash !== now.hash) &&
+        !changes.some((c) => c.subject.startsWith(`${id} `) && c.level !== "note")
+      )
         changes.push({
           level: "change",
           subject: id,

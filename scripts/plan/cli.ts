@@ -161,7 +161,11 @@ async function diff(io: Io, lockPath: string, envName: string | undefined): Prom
     } else {
       sources.push(`the account (${new URL(config.base).host})`);
       if (!account.activities) lines.push(ACTIVITIES_UNREADABLE, "");
-      changes.push(...diffLocks(wanted, lockOfAccount(account), "account").map((c) => ({ ...c, message: `account: ${c.message}` })));
+      const modified = new Set(
+        planPush(io.catalogue, lock, account).requests.flatMap((r) => (r.method === "PUT" && r.activity ? [r.activity] : [])),
+      );
+      const against = diffLocks(wanted, lockOfAccount(account), "account", modified);
+      changes.push(...against.map((c) => ({ ...c, message: `account: ${c.message}` })));
     }
   }
   if (sources.length) lines.splice(2, 0, `Compared with ${sources.join(" and ")}.`, "");

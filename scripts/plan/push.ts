@@ -35,6 +35,8 @@ export interface PlannedRequest {
   body: unknown;
   /** Why: `create act:cm:logged-in`, `modify …`. */
   reason: string;
+  /** The activity it defines, for a create or modify of one. */
+  activity?: string;
 }
 
 export interface Answer {
@@ -179,7 +181,7 @@ export function planPush(catalogue: ResolvedCatalogue, lock: Lock | undefined, a
     const inAccount = account.activities?.[id];
     const locked = lock?.activities[id];
     if (account.activities ? !inAccount : !locked) {
-      requests.push({ method: "POST", path: "/v1/definitions/activity/create", body, reason: `create ${id}` });
+      requests.push({ method: "POST", path: "/v1/definitions/activity/create", body, reason: `create ${id}`, activity: id });
       continue;
     }
     if (inAccount) {
@@ -197,6 +199,7 @@ export function planPush(catalogue: ResolvedCatalogue, lock: Lock | undefined, a
       path: "/v1/definitions/activity/modify",
       body: { ...body, activity_field_id: id, state: "live" },
       reason: `modify ${id}`,
+      activity: id,
     });
   }
   for (const [id, spec] of customPersonFields(catalogue)) {
@@ -220,10 +223,13 @@ export async function sendPlan(send: Send, requests: PlannedRequest[], log: (lin
   const failures: string[] = [];
   for (const request of requests) {
     let answer = await send(request.method, request.path, request.body);
-    if (answer.status === 400 && request.path === "/v1/definitions/activity/create" && EXISTS.test(answerText(answer))) {
-      const body = request.body as ActivityBody;
-      const id = `act:cm:${(request.reason.split("act:cm:")[1] ?? "").trim()}`;
-      answer = await send("PUT", "/v1/definitions/activity/modify", { ...body, activity_field_id: id, state: "live" });
+    const id = request.activity;
+    if (answer.status === 400 && id && request.path === "/v1/definitions/activity/create" && EXISTS.test(answerText(answer))) {
+      answer = await send("PUT", "/v1/definitions/activity/modify", {
+        ...(request.body as ActivityBody),
+        activity_field_id: id,
+        state: "live",
+      });
       request.reason = `modify ${id} (it existed)`;
     }
     if (answer.status >= 200 && answer.status < 300) log(`ok    ${request.reason}`);

@@ -191,6 +191,15 @@ describe("diff: the catalogue against the lock and the account", () => {
     // The legacy attribute stays (push never deletes): nothing changed, so nothing is sent.
     expect(again.requests).toEqual([]);
     expect(again.kept).toEqual(["act:cm:viewed-page str:cm:legacy"]);
+    // …and diff agrees: the account's own attribute is a note, not drift.
+    const changes = diffLocks(lock, lockOfAccount({ activities: withLegacy }), "account", new Set());
+    expect(changes).toEqual([
+      {
+        level: "note",
+        subject: "act:cm:viewed-page str:cm:legacy",
+        message: "attribute in the account, not in the catalogue (push keeps it)",
+      },
+    ]);
   });
 });
 
