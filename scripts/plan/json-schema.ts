@@ -2,7 +2,8 @@
  * `npm run plan -- --json-schema`: every activity's attributes as JSON Schema (draft 2020-12), for
  * other tools (a server's validator, a form builder): `raw` by Ortto id as Ortto takes them (currency
  * × 1000, dates as objects), `friendly` by the names a page may write (the relay converts them,
- * shared/friendly.ts). Attributes the relay fills are in neither: a page may not send them.
+ * shared/friendly.ts), and the person fields a page may set, both ways. Attributes the relay fills are
+ * in neither: a page may not send them.
  */
 import * as z from "zod/mini";
 import type { ResolvedCatalogue } from "../../shared/catalogue.ts";
@@ -63,11 +64,25 @@ export function jsonSchema(catalogue: ResolvedCatalogue): Record<string, unknown
       options,
     );
   }
+  defs["person/friendly"] = z.toJSONSchema(
+    objectOf(plan.personFields, (f) => f.name, friendlyValue, "identify's person fields by friendly name, as a page writes them"),
+    options,
+  );
+  defs["person/raw"] = z.toJSONSchema(
+    objectOf(
+      plan.personFields,
+      (f) => f.id,
+      (f) => valueSchema(f.kind, f.options),
+      "Person fields by Ortto id (an activity's fields)",
+    ),
+    options,
+  );
   for (const def of Object.values(defs)) delete (def as Record<string, unknown>).$schema;
   return {
     $schema: "https://json-schema.org/draft/2020-12/schema",
     title: "The relay's activities (relay.config.ts)",
-    description: "$defs holds, per activity id, its attributes as a page writes them (/friendly) and as Ortto takes them (/raw).",
+    description:
+      "$defs holds, per activity id, its attributes as a page writes them (/friendly) and as Ortto takes them (/raw); person/friendly and person/raw are the person fields a page may set.",
     $defs: defs,
   };
 }

@@ -335,6 +335,7 @@ describe("npm run plan", () => {
     expect(schema.$defs["act:cm:placed-order/friendly"].properties.orderTotal.type).toBe("number");
     expect(schema.$defs["act:cm:placed-order/raw"].properties["int:cm:order-total"].type).toBe("integer");
     expect(schema.$defs["act:cm:started-trial/raw"].required).toEqual(["str:cm:plan"]);
+    expect(Object.keys(schema.$defs["person/friendly"].properties)).toEqual(["first", "last", "email", "ei", "phone", "company"]);
     // What the relay fills is no page's to send.
     expect(schema.$defs["act:cm:logged-in/friendly"].properties.webBrowser).toBeUndefined();
   });
