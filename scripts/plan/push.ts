@@ -215,8 +215,9 @@ export function planPush(catalogue: ResolvedCatalogue, lock: Lock | undefined, a
 const EXISTS = /already exists|duplicate/i;
 
 /**
- * Sends a plan's requests in order. A create answered "already exists" (an account the lock does
- * not know, which cannot be read) becomes a modify, so push stays idempotent without a read.
+ * Sends a plan's requests in order. An activity's create answered "already exists" (an account the
+ * lock does not know, which cannot be read) becomes a modify, and a custom field's is done already,
+ * so push stays idempotent without a read.
  * Returns the failures, one line each.
  */
 export async function sendPlan(send: Send, requests: PlannedRequest[], log: (line: string) => void = () => {}): Promise<string[]> {
@@ -231,6 +232,10 @@ export async function sendPlan(send: Send, requests: PlannedRequest[], log: (lin
         state: "live",
       });
       request.reason = `modify ${id} (it existed)`;
+    }
+    if (answer.status === 400 && request.path === "/v1/person/custom-field/create" && EXISTS.test(answerText(answer))) {
+      log(`ok    ${request.reason} (it existed)`);
+      continue;
     }
     if (answer.status >= 200 && answer.status < 300) log(`ok    ${request.reason}`);
     else {

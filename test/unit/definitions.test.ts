@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import catalogue from "../../relay.config.ts";
 import { main } from "../../scripts/plan/cli.ts";
-import { orttoClient, planPush } from "../../scripts/plan/push.ts";
+import { orttoClient, planPush, sendPlan } from "../../scripts/plan/push.ts";
 import { defineCatalogue, type ResolvedCatalogue } from "../../shared/catalogue.ts";
 import {
   activityBody,
@@ -199,6 +199,28 @@ describe("diff: the catalogue against the lock and the account", () => {
         subject: "act:cm:viewed-page str:cm:legacy",
         message: "attribute in the account, not in the catalogue (push keeps it)",
       },
+    ]);
+  });
+});
+
+describe("sending a push", () => {
+  it("modifies an activity whose create Ortto answers 'already exists', and takes an existing custom field as done", async () => {
+    const sent: string[] = [];
+    const plan = planPush(catalogue, undefined, {});
+    const failures = await sendPlan(
+      async (method, path, body) => {
+        sent.push(`${method} ${path} ${(body as { activity_field_id?: string }).activity_field_id ?? ""}`.trim());
+        if (method === "POST" && path.endsWith("/create"))
+          return { status: 400, body: { code: 400, error: 'An activity named "X" already exists' } };
+        return { status: 200, body: {} };
+      },
+      plan.requests.slice(0, 1).concat(plan.requests.slice(-1)),
+    );
+    expect(failures).toEqual([]);
+    expect(sent).toEqual([
+      "POST /v1/definitions/activity/create",
+      "PUT /v1/definitions/activity/modify act:cm:logged-in",
+      "POST /v1/person/custom-field/create",
     ]);
   });
 });
