@@ -140,6 +140,9 @@ const PATHS = [
 
 account.use(async (c, next) => {
   if (!PATHS.includes(c.req.path)) return next();
+  // Every body is read, even where it is not needed: a response sent while a caller still streams the
+  // body fails that caller's stream (Hono keeps the text for the handler's json()).
+  await c.req.text().catch(() => "");
   if (overBudget(Date.now()))
     return c.json({ error: { code: "rate-limit", message: "rate limit", "try-in-seconds": state.faults.tryInSeconds } }, 429);
   if (!c.req.header("x-api-key")?.trim()) return c.json(envelope(401, "Missing or invalid X-Api-Key header"), 401);
