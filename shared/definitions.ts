@@ -424,6 +424,17 @@ export function diffLocks(wanted: Lock, baseline: Partial<Lock>, against: "lock"
       for (const [attr, was] of Object.entries(old.attributes)) {
         const is = now.attributes[attr];
         if (!is) {
+          // The catalogue's attribute of the same name under another id is this one with its kind changed:
+          // Ortto cannot hold both (one name, one attribute), nor change the kind in place.
+          const sameName = newAttrs.find((a) => now.attributes[a]?.name.trim().toLowerCase() === was.name.trim().toLowerCase());
+          if (sameName) {
+            changes.push({
+              level: "breaking",
+              subject: `${id} ${attr}`,
+              message: `kind changed from ${was.kind} to ${now.attributes[sameName]?.kind} (${attr} is now ${sameName}, of the same name "${was.name}"); ${ADVICE_KIND}`,
+            });
+            continue;
+          }
           if (against === "account") {
             changes.push({
               level: "note",
@@ -470,7 +481,16 @@ export function diffLocks(wanted: Lock, baseline: Partial<Lock>, against: "lock"
     const base = baseline.personFields;
     for (const [id, field] of Object.entries(wanted.personFields)) {
       const old = base[id];
-      if (!old) changes.push({ level: "change", subject: id, message: `custom person field ${missing}` });
+      const sameName = Object.entries(base).find(
+        ([other, f]) => other !== id && f.name.trim().toLowerCase() === field.name.trim().toLowerCase(),
+      );
+      if (!old && sameName)
+        changes.push({
+          level: "breaking",
+          subject: id,
+          message: `kind changed from ${sameName[1].kind} to ${field.kind} (${sameName[0]} has the name "${field.name}"); Ortto cannot change a field's type: give the field another name, so another id, and stop writing ${sameName[0]}`,
+        });
+      else if (!old) changes.push({ level: "change", subject: id, message: `custom person field ${missing}` });
       else if (old.kind !== field.kind)
         changes.push({
           level: "breaking",

@@ -45,6 +45,8 @@ export interface Io {
   err: (text: string) => void;
   fetch?: typeof fetch;
   sleep?: (ms: number) => Promise<void>;
+  /** How long a request to Ortto may go unanswered (default 30 s: orttoClient). */
+  timeoutMs?: number;
 }
 
 /** `KEY=value` lines of a .dev.vars file (quotes stripped, comments skipped). */
@@ -99,9 +101,29 @@ export function accountConfig(io: Io, envName: string | undefined): AccountConfi
   };
 }
 
-function readLock(path: string): Lock | undefined {
+/** The lock file, absent (nothing pushed yet), or a problem naming the file: a broken lock is never taken for none. */
+function readLock(path: string): Lock | undefined | { problem: string } {
   if (!existsSync(path)) return undefined;
-  return JSON.parse(readFileSync(path, "utf8")) as Lock;
+  let lock: unknown;
+  try {
+    lock = JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    return {
+      problem: `${path} is not JSON (${(err as Error).message}): restore it from git, or delete it to compare with the account only`,
+    };
+  }
+  const isMap = (v: unknown) => typeof v === "object" && v !== null && !Array.isArray(v);
+  const l = lock as Partial<Lock>;
+  if (
+    !isMap(l) ||
+    !isMap(l.activities) ||
+    !isMap(l.personFields) ||
+    !Object.values(l.activities ?? {}).every((a) => isMap(a) && typeof a.hash === "string" && isMap(a.attributes))
+  )
+    return {
+      problem: `${path} is not a lock file (activities and personFields, each activity with hash and attributes): restore it from git`,
+    };
+  return lock as Lock;
 }
 
 /** The lock as committed: two-space JSON, one definition per key, in catalogue order. */
@@ -129,7 +151,7 @@ async function readable(send: Send): Promise<AccountState | { problem: string }>
   try {
     return await readAccount(send);
   } catch (err) {
-    return { problem: `could not reach the account: ${(err as Error).message}` };
+    return { problem: (err as Error).message };
   }
 }
 
@@ -139,6 +161,10 @@ const ACTIVITIES_UNREADABLE =
 async function diff(io: Io, lockPath: string, envName: string | undefined): Promise<number> {
   const wanted = lockOf(io.catalogue);
   const lock = readLock(lockPath);
+  if (lock && "problem" in lock) {
+    io.err(`diff: ${lock.problem}\n`);
+    return 1;
+  }
   const lines = ["## Tracking plan: catalogue against what was pushed", ""];
   const changes: Change[] = [];
   const sources: string[] = [];
@@ -154,7 +180,7 @@ async function diff(io: Io, lockPath: string, envName: string | undefined): Prom
   if ("problem" in config) lines.push(`The account was not read: ${config.problem}.`, "");
   else {
     key = config.key;
-    const account = await readable(orttoClient({ ...config, fetch: io.fetch, sleep: io.sleep }));
+    const account = await readable(orttoClient({ ...config, fetch: io.fetch, sleep: io.sleep, timeoutMs: io.timeoutMs }));
     if ("problem" in account) {
       lines.push(`The account was not read: ${account.problem}.`, "");
       changes.push({ level: "change", subject: new URL(config.base).host, message: account.problem });
@@ -191,6 +217,10 @@ const REFUSAL_ADVICE = [
 async function push(io: Io, lockPath: string, envName: string | undefined, dryRun: boolean, allowBreaking: boolean): Promise<number> {
   const config = accountConfig(io, envName);
   const lock = readLock(lockPath);
+  if (lock && "problem" in lock) {
+    io.err(`push: ${lock.problem}; nothing was sent\n`);
+    return 1;
+  }
   let account: AccountState = {};
   let key: string | undefined;
   let send: Send | undefined;
@@ -203,10 +233,11 @@ async function push(io: Io, lockPath: string, envName: string | undefined, dryRu
     notes.push(`the account was not read (${config.problem}): planned against the lock file`);
   } else {
     key = config.key;
-    send = orttoClient({ ...config, fetch: io.fetch, sleep: io.sleep, log: (l) => io.err(`${l}\n`) });
+    const k = key;
+    send = orttoClient({ ...config, fetch: io.fetch, sleep: io.sleep, timeoutMs: io.timeoutMs, log: (l) => io.err(redact(`${l}\n`, k)) });
     const read = await readable(send);
     if ("problem" in read) {
-      io.err(`push: ${read.problem}\n`);
+      io.err(redact(`push: the account could not be read: ${read.problem}; nothing was sent\n`, key));
       return 1;
     }
     account = read;
@@ -240,7 +271,12 @@ async function push(io: Io, lockPath: string, envName: string | undefined, dryRu
   if (!send) return 1;
   const failures = await sendPlan(send, plan.requests, (l) => say(`${l}\n`));
   if (failures.length) {
-    io.err(`push: ${failures.length} of ${plan.requests.length} requests failed; the lock file is unchanged\n`);
+    io.err(
+      redact(
+        `push: ${failures.join("; ")}\npush stopped there; the lock file is unchanged. Run push again once that is fixed: it sends only what the account still lacks.\n`,
+        key,
+      ),
+    );
     return 1;
   }
   writeFileSync(lockPath, lockText(lockOf(io.catalogue)));

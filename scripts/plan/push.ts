@@ -57,12 +57,18 @@ export interface ClientOptions {
   now?: () => number;
   /** How many 429s in a row it waits out before giving up. */
   maxRetries?: number;
+  /** The longest `try-in-seconds` it waits out (default 60); a longer one is answered as the 429 it is. */
+  maxWaitSeconds?: number;
+  /** How long it waits for an answer before giving up on the request (default 30 s). */
+  timeoutMs?: number;
   log?: (line: string) => void;
 }
 
 /**
  * Ortto's API with the account's budget kept: one request every 1/rps seconds, and a 429 waited out
- * for its `try-in-seconds` (Ortto's 429 body: `{"error":{"code":"rate-limit","try-in-seconds":10}}`).
+ * for its `try-in-seconds` (Ortto's 429 body: `{"error":{"code":"rate-limit","try-in-seconds":10}}`),
+ * at most `maxRetries` times and never longer than `maxWaitSeconds`, so a CI step cannot sleep for
+ * hours. A request unanswered after `timeoutMs` throws (AbortSignal.timeout): push names it and stops.
  */
 export function orttoClient(options: ClientOptions): Send {
   const { base, key, rps } = options;
@@ -76,12 +82,22 @@ export function orttoClient(options: ClientOptions): Send {
       const wait = next - now();
       if (wait > 0) await sleep(wait);
       next = Math.max(now(), next) + interval;
-      const res = await doFetch(`${base}${path}`, {
-        method,
-        headers: { "X-Api-Key": key, "Content-Type": "application/json" },
-        body: JSON.stringify(body),
-      });
-      const text = await res.text();
+      const timeoutMs = options.timeoutMs ?? 30_000;
+      let res: Response;
+      let text: string;
+      try {
+        res = await doFetch(`${base}${path}`, {
+          method,
+          headers: { "X-Api-Key": key, "Content-Type": "application/json" },
+          body: JSON.stringify(body),
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+        text = await res.text();
+      } catch (err) {
+        const name = (err as Error)?.name;
+        const why = name === "TimeoutError" || name === "AbortError" ? `no answer in ${timeoutMs / 1000} s` : (err as Error)?.message;
+        throw new Error(`${method} ${path}: ${why}`);
+      }
       let parsed: unknown = text;
       try {
         parsed = JSON.parse(text);
@@ -89,6 +105,7 @@ export function orttoClient(options: ClientOptions): Send {
       if (res.status !== 429 || attempt >= (options.maxRetries ?? 5)) return { status: res.status, body: parsed };
       const seconds = Number((parsed as { error?: { "try-in-seconds"?: unknown } })?.error?.["try-in-seconds"]);
       const delay = (Number.isFinite(seconds) && seconds >= 0 ? seconds : 10) * 1000;
+      if (delay > (options.maxWaitSeconds ?? 60) * 1000) return { status: res.status, body: parsed };
       options.log?.(`429 rate limit on ${path}: waiting ${delay / 1000} s (try-in-seconds)`);
       await sleep(delay);
       next = now() + interval;
@@ -103,9 +120,24 @@ export function answerText(answer: Answer): string {
   return `${answer.status}${error ? `: ${typeof error === "string" ? error : JSON.stringify(error)}` : ""}`;
 }
 
+/**
+ * An answer that says the account cannot be used at all (a refused key, a spent budget, a server
+ * error), as opposed to one that only says it cannot be read this way: push and diff stop on it
+ * rather than take an unreadable account for an empty or unchanged one.
+ */
+export function accountRefusal(path: string, answer: Answer): string | undefined {
+  const { status } = answer;
+  if (status === 401 || status === 403) return `${path}: the key was refused (${answerText(answer)}); check ORTTO_API_KEY and the region`;
+  if (status === 429) return `${path}: the account's request budget is spent (${answerText(answer)}); try again later`;
+  if (status >= 500) return `${path}: Ortto failed (${answerText(answer)}); nothing was compared`;
+  return undefined;
+}
+
 /** The account's activity definitions, if it can be read (see emulator/account.ts: Ortto documents no read endpoint). */
 async function readActivities(send: Send): Promise<Record<string, ActivityBody> | undefined> {
   const answer = await send("POST", "/v1/instance-schema/get", { namespaces: ["cm"] });
+  const refused = accountRefusal("/v1/instance-schema/get", answer);
+  if (refused) throw new Error(refused);
   const list = (answer.body as { activities?: unknown })?.activities;
   if (answer.status !== 200 || !Array.isArray(list)) return undefined;
   const activities: Record<string, ActivityBody> = {};
@@ -125,6 +157,8 @@ async function readActivities(send: Send): Promise<Record<string, ActivityBody> 
 /** The account's custom person fields (`POST /v1/person/custom-field/get`, documented), if it answers. */
 async function readFields(send: Send): Promise<Record<string, LockedField> | undefined> {
   const answer = await send("POST", "/v1/person/custom-field/get", {});
+  const refused = accountRefusal("/v1/person/custom-field/get", answer);
+  if (refused) throw new Error(refused);
   const list = (answer.body as { fields?: unknown })?.fields;
   if (answer.status !== 200 || !Array.isArray(list)) return undefined;
   const fields: Record<string, LockedField> = {};
@@ -218,32 +252,41 @@ const EXISTS = /already exists|duplicate/i;
  * Sends a plan's requests in order. An activity's create answered "already exists" (an account the
  * lock does not know, which cannot be read) becomes a modify, and a custom field's is done already,
  * so push stays idempotent without a read.
+ * It stops at the first failure: a refused key or an outage fails every request after it, and Ortto
+ * bans an address after 15 bad requests in 15 s. What was not sent is named; a re-run sends it.
  * Returns the failures, one line each.
  */
 export async function sendPlan(send: Send, requests: PlannedRequest[], log: (line: string) => void = () => {}): Promise<string[]> {
-  const failures: string[] = [];
-  for (const request of requests) {
-    let answer = await send(request.method, request.path, request.body);
-    const id = request.activity;
-    if (answer.status === 400 && id && request.path === "/v1/definitions/activity/create" && EXISTS.test(answerText(answer))) {
-      answer = await send("PUT", "/v1/definitions/activity/modify", {
-        ...(request.body as ActivityBody),
-        activity_field_id: id,
-        state: "live",
-      });
-      request.reason = `modify ${id} (it existed)`;
+  for (const [i, request] of requests.entries()) {
+    let failure: string | undefined;
+    try {
+      let answer = await send(request.method, request.path, request.body);
+      const id = request.activity;
+      if (answer.status === 400 && id && request.path === "/v1/definitions/activity/create" && EXISTS.test(answerText(answer))) {
+        answer = await send("PUT", "/v1/definitions/activity/modify", {
+          ...(request.body as ActivityBody),
+          activity_field_id: id,
+          state: "live",
+        });
+        request.reason = `modify ${id} (it existed)`;
+      }
+      if (answer.status === 400 && request.path === "/v1/person/custom-field/create" && EXISTS.test(answerText(answer))) {
+        log(`ok    ${request.reason} (it existed)`);
+        continue;
+      }
+      if (answer.status >= 200 && answer.status < 300) log(`ok    ${request.reason}`);
+      else failure = `${request.reason}: ${answerText(answer)}`;
+    } catch (err) {
+      failure = `${request.reason}: ${(err as Error).message}`;
     }
-    if (answer.status === 400 && request.path === "/v1/person/custom-field/create" && EXISTS.test(answerText(answer))) {
-      log(`ok    ${request.reason} (it existed)`);
-      continue;
-    }
-    if (answer.status >= 200 && answer.status < 300) log(`ok    ${request.reason}`);
-    else {
-      failures.push(`${request.reason}: ${answerText(answer)}`);
-      log(`FAIL  ${request.reason}: ${answerText(answer)}`);
+    if (failure) {
+      log(`FAIL  ${failure}`);
+      const rest = requests.slice(i + 1).map((r) => r.reason);
+      if (rest.length) log(`not sent (push stops at the first failure): ${rest.join(", ")}`);
+      return [failure];
     }
   }
-  return failures;
+  return [];
 }
 
 /** Pushes the catalogue to an account in one call: what the tests' setup and `npm start` use. Throws on any problem. */

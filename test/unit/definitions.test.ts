@@ -362,3 +362,136 @@ describe("npm run plan", () => {
     expect(schema.$defs["act:cm:logged-in/friendly"].properties.webBrowser).toBeUndefined();
   });
 });
+
+describe("a kind changed by renaming the catalogue key", () => {
+  it("is breaking against the account: an attribute of the same name under another kind's id", () => {
+    const account = activityBody(withAttributes({ "str:cm:seats": "text" }).activities["act:cm:signed-up"] as never);
+    const wanted = lockOf(withAttributes({ "int:cm:seats": "integer" }));
+    const plan = planPush(withAttributes({ "int:cm:seats": "integer" }), undefined, {
+      activities: { "act:cm:signed-up": account },
+      personFields: {},
+    });
+    expect(plan.breaking.map((c) => `${c.subject}: ${c.message.split(";")[0]}`)).toEqual([
+      'act:cm:signed-up str:cm:seats: kind changed from text to integer (str:cm:seats is now int:cm:seats, of the same name "Seats")',
+    ]);
+    expect(diffLocks(wanted, lockOfAccount({ activities: { "act:cm:signed-up": account } }), "account")[0]?.level).toBe("breaking");
+  });
+
+  it("is breaking against the account for a custom person field, which 'already exists' would otherwise take as pushed", () => {
+    const renamed = defineCatalogue({
+      activities: {},
+      personFields: { "int:cm:company": "integer" },
+    } as never) as ResolvedCatalogue;
+    const plan = planPush(renamed, undefined, { activities: {}, personFields: { "str:cm:company": { name: "Company", kind: "text" } } });
+    expect(plan.breaking.map((c) => `${c.subject}: ${c.message.split(";")[0]}`)).toEqual([
+      'int:cm:company: kind changed from text to integer (str:cm:company has the name "Company")',
+    ]);
+  });
+});
+
+describe("npm run plan -- push and diff when Ortto refuses, fails or hangs", () => {
+  const KEY = "secret-key-9d2e";
+  /** Runs `npm run plan -- <args>` against an account answering with `answer`; the lock holds the catalogue as pushed. */
+  async function run(args: string[], answer: (url: string, init: RequestInit) => Promise<Response>, lockText?: string) {
+    const { writeFileSync } = await import("node:fs");
+    const { lockText: text } = await import("../../scripts/plan/cli.ts");
+    const lockPath = join(tmp, `answers-${Math.random().toString(36).slice(2)}.lock.json`);
+    writeFileSync(lockPath, lockText ?? text(lockOf(catalogue)));
+    const before = readFileSync(lockPath, "utf8");
+    const sent: string[] = [];
+    let out = "";
+    const code = await main([...args, "--lock", lockPath], {
+      root: tmp,
+      catalogue,
+      env: { ORTTO_API_KEY: KEY, ORTTO_API_BASE: "http://ortto.test" },
+      out: (t) => {
+        out += t;
+      },
+      err: (t) => {
+        out += t;
+      },
+      sleep: async () => {},
+      timeoutMs: 50,
+      fetch: (async (url: string, init: RequestInit) => {
+        sent.push(`${init.method} ${new URL(url).pathname}`);
+        return answer(url, init);
+      }) as typeof fetch,
+    });
+    return { code, out, sent, lockUnchanged: readFileSync(lockPath, "utf8") === before };
+  }
+  const refused = (status: number) => async () => Response.json({ code: status, error: `Invalid API key ${KEY}` }, { status });
+
+  for (const status of [401, 403, 500, 503]) {
+    it(`push stops with exit 1 when reading the account is answered ${status}, rather than finding nothing to push`, async () => {
+      const r = await run(["push"], refused(status));
+      expect(r.code).toBe(1);
+      expect(r.out).toContain(
+        `push: the account could not be read: /v1/instance-schema/get: ${status <= 403 ? "the key was refused" : "Ortto failed"} (${status}`,
+      );
+      expect(r.out).not.toContain("nothing to push");
+      expect(r.sent).toEqual(["POST /v1/instance-schema/get"]);
+      expect(r.out).not.toContain(KEY);
+    });
+  }
+
+  it("diff exits 1 when the account refuses the key, rather than reporting no drift", async () => {
+    const r = await run(["diff"], refused(401));
+    expect(r.code).toBe(1);
+    expect(r.out).toContain("The account was not read: /v1/instance-schema/get: the key was refused (401");
+    expect(r.out).not.toContain("No drift.");
+    expect(r.out).not.toContain(KEY);
+  });
+
+  it("push stops at the first refused definition (400), names it, sends nothing after it and keeps the lock", async () => {
+    const r = await run(["push"], async (url) => {
+      if (url.endsWith("/v1/person/custom-field/get")) return Response.json({ fields: [] });
+      if (url.endsWith("/v1/instance-schema/get")) return Response.json({ activities: [] });
+      return Response.json({ code: 400, error: `icon_id is not an icon (key ${KEY})` }, { status: 400 });
+    });
+    expect(r.code).toBe(1);
+    expect(r.sent).toEqual(["POST /v1/instance-schema/get", "POST /v1/person/custom-field/get", "POST /v1/definitions/activity/create"]);
+    expect(r.out).toContain("FAIL  create act:cm:logged-in: 400: icon_id is not an icon");
+    expect(r.out).toMatch(/not sent \(push stops at the first failure\): create act:cm:placed-order, .*create person field str:cm:company/);
+    expect(r.out).toContain("push stopped there; the lock file is unchanged");
+    expect(r.out).not.toContain(KEY);
+    expect(r.lockUnchanged).toBe(true);
+  });
+
+  it("push names a request Ortto never answers and exits 1, instead of waiting for ever", async () => {
+    const r = await run(["push"], async (url, init) => {
+      if (url.endsWith("/v1/person/custom-field/get")) return Response.json({ fields: [] });
+      if (url.endsWith("/v1/instance-schema/get")) return Response.json({ activities: [] });
+      // A hung connection: only the client's timeout ends it.
+      return new Promise<Response>((_, reject) => init.signal?.addEventListener("abort", () => reject(init.signal?.reason)));
+    });
+    expect(r.code).toBe(1);
+    expect(r.out).toContain("FAIL  create act:cm:logged-in: POST /v1/definitions/activity/create: no answer in 0.05 s");
+    expect(r.lockUnchanged).toBe(true);
+  });
+
+  it("push gives up on a 429 whose try-in-seconds is longer than a minute, and on a sixth 429 in a row", async () => {
+    const long = await run(["push"], async () =>
+      Response.json({ error: { code: "rate-limit", "try-in-seconds": 86_400 } }, { status: 429 }),
+    );
+    expect(long.code).toBe(1);
+    expect(long.out).toContain("the account's request budget is spent (429");
+    expect(long.sent).toHaveLength(1);
+
+    const endless = await run(["push"], async () => Response.json({ error: { code: "rate-limit", "try-in-seconds": 1 } }, { status: 429 }));
+    expect(endless.code).toBe(1);
+    expect(endless.sent).toHaveLength(6);
+  });
+
+  it("push and diff stop with exit 1 on a lock file that is not JSON or not a lock, naming it", async () => {
+    const ok = async () => Response.json({ fields: [] });
+    for (const text of ["{ not json", '{"activities": []}']) {
+      for (const command of ["push", "diff"]) {
+        const r = await run([command], ok, text);
+        expect(r.code).toBe(1);
+        expect(r.out).toMatch(/\.lock\.json is not (JSON|a lock file)/);
+        expect(r.out).toContain("restore it from git");
+        expect(r.sent).toEqual([]);
+      }
+    }
+  });
+});
