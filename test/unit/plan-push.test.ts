@@ -1,10 +1,12 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import catalogue from "../../relay.config.ts";
+import { main } from "../../scripts/plan/cli.ts";
 import { startLocalEmulator } from "../fixtures/local-emulator.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -17,6 +19,9 @@ describe("npm run plan -- push and diff against the emulated account", () => {
 
   /** Runs `npm run plan -- …` as a user would, against the emulator; resolves with its exit code and output. */
   async function plan(...args: string[]) {
+    return planWith(lock, ...args);
+  }
+  async function planWith(lock: string, ...args: string[]) {
     const env = { ...process.env, ORTTO_API_KEY: KEY, ORTTO_API_BASE: emulator.url, ORTTO_MAX_RPS: "200" };
     try {
       const { stdout, stderr } = await promisify(execFile)(process.execPath, [join(root, "scripts", "plan.mjs"), ...args, "--lock", lock], {
@@ -86,5 +91,53 @@ describe("npm run plan -- push and diff against the emulated account", () => {
     expect(push.output).toContain("ok    modify act:cm:viewed-page");
     expect(push.output).toContain("pushed 1 change");
     expect((await plan("diff")).code).toBe(0);
+  }, 60_000);
+
+  it("stops at a failed create, keeps the lock, and a re-run creates only what is missing", async () => {
+    await fetch(`${emulator.url}/_emulator/reset?account=1`, { method: "POST" });
+    const fresh = join(dir, "fresh.lock.json");
+    /** `npm run plan -- push` in this process, against the emulator; `failWrite` answers that write (1-based) 503. */
+    async function push(failWrite?: number) {
+      let output = "";
+      let writes = 0;
+      const code = await main(["push", "--lock", fresh], {
+        root,
+        catalogue,
+        env: { ORTTO_API_KEY: KEY, ORTTO_API_BASE: emulator.url, ORTTO_MAX_RPS: "200" },
+        out: (t) => {
+          output += t;
+        },
+        err: (t) => {
+          output += t;
+        },
+        fetch: (async (url: string, init: RequestInit) => {
+          if (/\/(create|modify)$/.test(url) && ++writes === failWrite)
+            return Response.json({ code: 503, error: "Service unavailable" }, { status: 503 });
+          return fetch(url, init);
+        }) as typeof fetch,
+      });
+      return { code, output };
+    }
+    const first = await push(3);
+    expect(first.code).toBe(1);
+    expect(first.output).toContain("FAIL  create act:cm:viewed-page: 503: Service unavailable");
+    expect(first.output).toContain(
+      "not sent (push stops at the first failure): create act:cm:started-trial, create person field str:cm:company",
+    );
+    expect(first.output).toContain("push stopped there; the lock file is unchanged");
+    expect(existsSync(fresh)).toBe(false);
+
+    const second = await push();
+    expect(second.code).toBe(0);
+    const created = (output: string) => [...output.matchAll(/^ok {4}(\S.*)$/gm)].map((m) => m[1]);
+    expect(created(first.output)).toEqual(["create act:cm:logged-in", "create act:cm:placed-order"]);
+    expect(created(second.output)).toEqual([
+      "create act:cm:viewed-page",
+      "create act:cm:started-trial",
+      "create person field str:cm:company",
+    ]);
+    expect(existsSync(fresh)).toBe(true);
+    expect((await push()).output).toContain("nothing to push");
+    expect((await planWith(fresh, "diff")).code).toBe(0);
   }, 60_000);
 });
