@@ -269,7 +269,7 @@ async function push(io: Io, lockPath: string, envName: string | undefined, dryRu
     return 0;
   }
   if (!send) return 1;
-  const failures = await sendPlan(send, plan.requests, (l) => say(`${l}\n`));
+  const failures = await sendPlan(send, plan.requests, (l) => say(`${l}\n`), { modifyUnseen: allowBreaking });
   if (failures.length) {
     io.err(
       redact(

@@ -250,19 +250,33 @@ const EXISTS = /already exists|duplicate/i;
 
 /**
  * Sends a plan's requests in order. An activity's create answered "already exists" (an account the
- * lock does not know, which cannot be read) becomes a modify, and a custom field's is done already,
- * so push stays idempotent without a read.
+ * lock does not know, which cannot be read) becomes a modify only with `modifyUnseen` (push
+ * --allow-breaking): modifying a definition push has not seen could drop the account's own
+ * attributes (Ortto's modify may replace the definition) or change a kind. A custom field's create
+ * answered "already exists" is done already (its kind is checked against the account's fields
+ * where they can be read: planPush).
  * It stops at the first failure: a refused key or an outage fails every request after it, and Ortto
  * bans an address after 15 bad requests in 15 s. What was not sent is named; a re-run sends it.
  * Returns the failures, one line each.
  */
-export async function sendPlan(send: Send, requests: PlannedRequest[], log: (line: string) => void = () => {}): Promise<string[]> {
-  for (const [i, request] of requests.entries()) {
-    let failure: string | undefined;
-    try {
-      let answer = await send(request.method, request.path, request.body);
-      const id = request.activity;
-      if (answer.status === 400 && id && request.path === "/v1/definitions/activity/create" && EXISTS.test(answerText(answer))) {
+export async function sendPlan(
+  send: Send,
+  requests: PlannedRequest[],
+  log: (line: string) => void = () => {},
+  { modifyUnseen = false }: { modifyUnseen?: boolean } = {},
+): Promise<string[]> {
+  /** One request's outcome: undefined when done, else the failure line. */
+  const sendOne = async (request: PlannedRequest): Promise<string | undefined> => {
+    let answer = await send(request.method, request.path, request.body);
+    const id = request.activity;
+    if (answer.status === 400 && EXISTS.test(answerText(answer))) {
+      if (request.path === "/v1/person/custom-field/create") {
+        log(`ok    ${request.reason} (it existed)`);
+        return undefined;
+      }
+      if (id && request.path === "/v1/definitions/activity/create") {
+        if (!modifyUnseen)
+          return `${request.reason}: it exists in the account, which push cannot read, and the lock file does not know it; modifying it unseen could drop attributes the account has (Ortto's modify may replace the definition) or change a kind. Compare it with the catalogue in Ortto's app, then run push --allow-breaking to modify it`;
         answer = await send("PUT", "/v1/definitions/activity/modify", {
           ...(request.body as ActivityBody),
           activity_field_id: id,
@@ -270,15 +284,15 @@ export async function sendPlan(send: Send, requests: PlannedRequest[], log: (lin
         });
         request.reason = `modify ${id} (it existed)`;
       }
-      if (answer.status === 400 && request.path === "/v1/person/custom-field/create" && EXISTS.test(answerText(answer))) {
-        log(`ok    ${request.reason} (it existed)`);
-        continue;
-      }
-      if (answer.status >= 200 && answer.status < 300) log(`ok    ${request.reason}`);
-      else failure = `${request.reason}: ${answerText(answer)}`;
-    } catch (err) {
-      failure = `${request.reason}: ${(err as Error).message}`;
     }
+    if (answer.status >= 200 && answer.status < 300) {
+      log(`ok    ${request.reason}`);
+      return undefined;
+    }
+    return `${request.reason}: ${answerText(answer)}`;
+  };
+  for (const [i, request] of requests.entries()) {
+    const failure = await sendOne(request).catch((err: Error) => `${request.reason}: ${err.message}`);
     if (failure) {
       log(`FAIL  ${failure}`);
       const rest = requests.slice(i + 1).map((r) => r.reason);

@@ -204,10 +204,9 @@ describe("diff: the catalogue against the lock and the account", () => {
 });
 
 describe("sending a push", () => {
-  it("modifies an activity whose create Ortto answers 'already exists', and takes an existing custom field as done", async () => {
-    const sent: string[] = [];
+  const existing = async (sent: string[], modifyUnseen: boolean) => {
     const plan = planPush(catalogue, undefined, {});
-    const failures = await sendPlan(
+    return sendPlan(
       async (method, path, body) => {
         sent.push(`${method} ${path} ${(body as { activity_field_id?: string }).activity_field_id ?? ""}`.trim());
         if (method === "POST" && path.endsWith("/create"))
@@ -215,13 +214,30 @@ describe("sending a push", () => {
         return { status: 200, body: {} };
       },
       plan.requests.slice(0, 1).concat(plan.requests.slice(-1)),
+      () => {},
+      { modifyUnseen },
     );
-    expect(failures).toEqual([]);
+  };
+
+  it("with --allow-breaking, modifies an activity whose create Ortto answers 'already exists', and takes an existing custom field as done", async () => {
+    const sent: string[] = [];
+    expect(await existing(sent, true)).toEqual([]);
     expect(sent).toEqual([
       "POST /v1/definitions/activity/create",
       "PUT /v1/definitions/activity/modify act:cm:logged-in",
       "POST /v1/person/custom-field/create",
     ]);
+  });
+
+  it("stops at an activity that exists in an account it could not read and the lock does not know, rather than modify it unseen", async () => {
+    const sent: string[] = [];
+    const failures = await existing(sent, false);
+    expect(sent).toEqual(["POST /v1/definitions/activity/create"]);
+    expect(failures).toHaveLength(1);
+    expect(failures[0]).toContain(
+      "create act:cm:logged-in: it exists in the account, which push cannot read, and the lock file does not know it",
+    );
+    expect(failures[0]).toContain("run push --allow-breaking to modify it");
   });
 });
 
