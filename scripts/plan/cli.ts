@@ -91,6 +91,7 @@ export function accountConfig(io: Io, envName: string | undefined): AccountConfi
   const [region = "us"] = base ? [] : pick("ORTTO_REGION");
   if (!base && !Object.hasOwn(REGION_BASES, region))
     return { problem: `ORTTO_REGION must be one of ${Object.keys(REGION_BASES).join(", ")} (or set ORTTO_API_BASE)` };
+  if (base && !/^https?:\/\/[^/\s]+/.test(base)) return { problem: "ORTTO_API_BASE must be an http(s) URL, such as http://127.0.0.1:8788" };
   const [budget] = pick("ORTTO_MAX_RPS");
   const rps = Math.max(1, Number(budget ?? 10) / 2 || 1);
   return {

@@ -498,6 +498,25 @@ describe("npm run plan -- push and diff when Ortto refuses, fails or hangs", () 
     expect(endless.sent).toHaveLength(6);
   });
 
+  it("diff and push name an ORTTO_API_BASE that is not a URL, without throwing", async () => {
+    for (const command of ["diff", "push"]) {
+      let out = "";
+      const code = await main([command, "--lock", join(tmp, "absent.lock.json")], {
+        root: tmp,
+        catalogue,
+        env: { ORTTO_API_KEY: KEY, ORTTO_API_BASE: "api.ortto.example" },
+        out: (t) => {
+          out += t;
+        },
+        err: (t) => {
+          out += t;
+        },
+      });
+      expect(code).toBe(1);
+      expect(out).toContain("ORTTO_API_BASE must be an http(s) URL");
+    }
+  });
+
   it("push and diff stop with exit 1 on a lock file that is not JSON or not a lock, naming it", async () => {
     const ok = async () => Response.json({ fields: [] });
     for (const text of ["{ not json", '{"activities": []}']) {
