@@ -405,6 +405,47 @@ describe("a kind changed by renaming the catalogue key", () => {
   });
 });
 
+describe("a custom person field's kind", () => {
+  const fields = (personFields: Record<string, unknown>) => defineCatalogue({ activities: {}, personFields } as never) as ResolvedCatalogue;
+
+  it("changed in place is breaking against the lock and the account, and push refuses it even with --allow-breaking", async () => {
+    const now = lockOf(fields({ "str:cm:company": "url" }));
+    const was = lockOf(fields({ "str:cm:company": "text" }));
+    const message = "kind changed from text to url";
+    expect(diffLocks(now, was, "lock").map((c) => `${c.level} ${c.subject}: ${c.message.split(";")[0]}`)).toEqual([
+      `breaking str:cm:company: ${message}`,
+    ]);
+    expect(
+      diffLocks(now, lockOfAccount({ personFields: { "str:cm:company": { name: "Company", kind: "text" } } }), "account").map(
+        (c) => c.level,
+      ),
+    ).toEqual(["breaking"]);
+    const { writeFileSync } = await import("node:fs");
+    const { lockText } = await import("../../scripts/plan/cli.ts");
+    const lockPath = join(tmp, "field-kind.lock.json");
+    writeFileSync(lockPath, lockText(was));
+    let err = "";
+    const code = await main(["push", "--dry-run", "--allow-breaking", "--lock", lockPath], {
+      root: tmp,
+      catalogue: fields({ "str:cm:company": "url" }),
+      env: {},
+      out: () => {},
+      err: (t) => {
+        err += t;
+      },
+    });
+    expect(code).toBe(1);
+    expect(err).toContain(`push never changes a kind in place, nothing was sent:\n  - str:cm:company: ${message}`);
+  });
+
+  it("removed from the catalogue is breaking against the lock", () => {
+    const changes = diffLocks(lockOf(fields({})), lockOf(fields({ "str:cm:company": "text" })), "lock");
+    expect(changes.map((c) => `${c.level} ${c.subject}: ${c.message.split(";")[0]}`)).toEqual([
+      "breaking str:cm:company: custom person field removed from the catalogue",
+    ]);
+  });
+});
+
 describe("npm run plan -- push and diff when Ortto refuses, fails or hangs", () => {
   const KEY = "secret-key-9d2e";
   /** Runs `npm run plan -- <args>` against an account answering with `answer`; the lock holds the catalogue as pushed. */
