@@ -4,10 +4,11 @@
  *   (none)          the tracking plan as Markdown, after checking every id is the one Ortto derives
  *                   from its name and kind, and Ortto's limits; exit 1 naming each problem
  *   push            creates or modifies the catalogue's activities and custom person fields in the
- *                   account, then writes the lock file; --dry-run prints what it would send instead;
+ *                   account, then writes its lock file (relay.plan.lock.json; relay.plan.<env>.lock.json
+ *                   with --env); --dry-run prints what it would send instead;
  *                   --allow-breaking lets it through a breaking change (it still never deletes, nor
  *                   changes a kind in place); --env picks .dev.vars.<env> and wrangler.toml's [env.<env>]
- *   diff            the catalogue against the lock file and, where it can be read, the account:
+ *   diff            the catalogue against the (environment's) lock file and, where it can be read, the account:
  *                   Markdown for a pull request, exit 1 on drift
  *   --json-schema   writes a JSON Schema of every activity's friendly and raw attributes
  *
@@ -34,6 +35,13 @@ import { jsonSchema } from "./json-schema.ts";
 import { orttoClient, planPush, readAccount, type Send, sendPlan } from "./push.ts";
 
 export const LOCK_FILE = "relay.plan.lock.json";
+/**
+ * The lock of an environment's account: `relay.plan.lock.json`, `relay.plan.<env>.lock.json` with
+ * --env. One per account, because where the account's activities cannot be read push trusts the
+ * lock: a lock shared by staging and production would let a push to staging hide a change from
+ * production.
+ */
+export const lockFileFor = (env: string | undefined) => (env ? `relay.plan.${env}.lock.json` : LOCK_FILE);
 
 export interface Io {
   root: string;
@@ -317,7 +325,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
   const { values, positionals } = parsed;
   const command = positionals[0];
   const env = typeof values.env === "string" ? values.env : undefined;
-  const lockPath = typeof values.lock === "string" ? values.lock : join(io.root, LOCK_FILE);
+  const lockPath = typeof values.lock === "string" ? values.lock : join(io.root, lockFileFor(env));
   if (typeof values["json-schema"] === "string") {
     const file = join(io.root, values["json-schema"]);
     writeFileSync(file, `${JSON.stringify(jsonSchema(io.catalogue), null, 2)}\n`);

@@ -446,6 +446,36 @@ describe("a custom person field's kind", () => {
   });
 });
 
+describe("npm run plan -- push --env", () => {
+  it("keeps a lock per environment, so a push to staging does not make production's push send nothing", async () => {
+    const { mkdirSync, existsSync } = await import("node:fs");
+    const root = join(tmp, "envs");
+    mkdirSync(root, { recursive: true });
+    const writes: string[] = [];
+    const push = (env: string) =>
+      main(["push", "--env", env], {
+        root,
+        catalogue,
+        env: { ORTTO_API_KEY: `key-of-${env}`, ORTTO_API_BASE: `https://${env}.ortto.test` },
+        out: () => {},
+        err: () => {},
+        // Accounts like Ortto's as documented: custom fields readable, activity definitions not.
+        fetch: (async (url: string) => {
+          if (url.endsWith("/v1/person/custom-field/get")) return Response.json({ fields: [] });
+          if (url.endsWith("/v1/instance-schema/get")) return Response.json({ code: 404, error: "not found" }, { status: 404 });
+          writes.push(url);
+          return Response.json({});
+        }) as typeof fetch,
+      });
+    expect(await push("staging")).toBe(0);
+    expect(writes.filter((u) => u.startsWith("https://staging."))).toHaveLength(5);
+    expect(existsSync(join(root, "relay.plan.staging.lock.json"))).toBe(true);
+    expect(await push("production")).toBe(0);
+    expect(writes.filter((u) => u.startsWith("https://production."))).toHaveLength(5);
+    expect(existsSync(join(root, "relay.plan.production.lock.json"))).toBe(true);
+  });
+});
+
 describe("npm run plan -- push and diff when Ortto refuses, fails or hangs", () => {
   const KEY = "secret-key-9d2e";
   /** Runs `npm run plan -- <args>` against an account answering with `answer`; the lock holds the catalogue as pushed. */
