@@ -82,7 +82,9 @@ export interface AccountConfig {
  * Professional budget): the deployed relay spends the same account's budget meanwhile.
  */
 export function accountConfig(io: Io, envName: string | undefined): AccountConfig | { problem: string } {
-  const file = envName && existsSync(join(io.root, `.dev.vars.${envName}`)) ? `.dev.vars.${envName}` : ".dev.vars";
+  // With --env, only that environment's file: falling back to .dev.vars (the local account) would push
+  // "production" to it and write production's lock file.
+  const file = envName ? `.dev.vars.${envName}` : ".dev.vars";
   const devVars = existsSync(join(io.root, file)) ? parseDevVars(readFileSync(join(io.root, file), "utf8")) : {};
   // wrangler.toml is read only for what neither the environment nor .dev.vars sets (reading it loads wrangler).
   let wrangler: Record<string, unknown> | undefined;

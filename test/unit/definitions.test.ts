@@ -476,6 +476,35 @@ describe("npm run plan -- push --env", () => {
   });
 });
 
+describe("the account push talks to", () => {
+  it("with --env, is never the local account of .dev.vars", async () => {
+    const { mkdirSync, writeFileSync } = await import("node:fs");
+    const root = join(tmp, "dev-vars");
+    mkdirSync(root, { recursive: true });
+    writeFileSync(join(root, ".dev.vars"), "ORTTO_API_KEY=local-key\nORTTO_API_BASE=http://127.0.0.1:8788\n");
+    const sent: string[] = [];
+    let out = "";
+    const code = await main(["push", "--env", "production"], {
+      root,
+      catalogue,
+      env: {},
+      out: (t) => {
+        out += t;
+      },
+      err: (t) => {
+        out += t;
+      },
+      fetch: (async (url: string) => {
+        sent.push(url);
+        return Response.json({});
+      }) as typeof fetch,
+    });
+    expect(code).toBe(1);
+    expect(out).toContain("no ORTTO_API_KEY in the environment or .dev.vars.production");
+    expect(sent).toEqual([]);
+  });
+});
+
 describe("npm run plan -- push and diff when Ortto refuses, fails or hangs", () => {
   const KEY = "secret-key-9d2e";
   /** Runs `npm run plan -- <args>` against an account answering with `answer`; the lock holds the catalogue as pushed. */
