@@ -53,8 +53,9 @@ function relayProject(
       }),
     ],
     // A test's own timeout covers its waits; 30 s by default, so that one doing a few hundred
-    // requests is not failed by a loaded machine.
-    test: { testTimeout: 30_000, ...test },
+    // requests is not failed by a loaded machine. The emulator starts as an empty account: each
+    // file's setup pushes the catalogue to it.
+    test: { testTimeout: 30_000, setupFiles: ["test/fixtures/account-setup.ts"], ...test },
   };
 }
 
@@ -89,7 +90,7 @@ export default defineConfig({
       ),
       {
         plugins: [cloudflareTest({ wrangler: { configPath: "./emulator/wrangler.toml" } })],
-        test: { name: "emulator", include: ["test/emulator/**/*.test.ts"] },
+        test: { name: "emulator", include: ["test/emulator/**/*.test.ts"], setupFiles: ["test/emulator/setup.ts"] },
       },
       {
         test: { name: "snippet", include: ["test/snippet/**/*.test.ts"], environment: "happy-dom" },

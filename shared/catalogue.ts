@@ -62,6 +62,10 @@ const FieldSpec = z.union([
     // does not load it to check its own config; `npm run build` and the tests check the zone itself
     // (checkTimeZones).
     timezone: z.optional(z.string().check(z.regex(ZONE_NAME, "expected an IANA time zone such as Australia/Sydney (not a UTC offset)"))),
+    /** Its name in Ortto ("Payment plan"), from which Ortto derives the id; default: the id's last part in words. */
+    orttoName: z.optional(z.string().check(z.minLength(1), z.maxLength(255))),
+    /** Ortto's "map value to CDP": the person field an attribute's value also updates (`str::first`, `str:cm:company`). */
+    mapTo: z.optional(z.string().check(z.regex(FIELD_ID, "expected a person field id such as str:cm:company"))),
   }),
 ]);
 export type FieldSpec = z.infer<typeof FieldSpec>;
@@ -93,6 +97,10 @@ export const ActivityDefinition = z.strictObject({
    * placed` (attributes named in lower case with underscores); the emulator's feed renders it.
    */
   display: z.optional(z.string().check(z.minLength(1), z.maxLength(1000))),
+  /** Ortto's icon (`icon_id`) for the feed and filters; `npm run plan -- push` sends it (default happy-illustration). */
+  icon: z.optional(z.string().check(z.regex(/^[a-z0-9][a-z0-9-]{0,63}$/, "expected an Ortto icon id such as happy-illustration"))),
+  /** Ortto's "track as touch": the activity updates the person's "Last seen" (an action the person took). */
+  touch: z.optional(z.boolean()),
   attributes: fieldMap,
 });
 export type ActivityDefinition = z.infer<typeof ActivityDefinition>;
@@ -214,6 +222,8 @@ function planProblems(where: string, fields: Record<string, FieldSpec>, person: 
     const own = SNIPPET_NAMES[id];
     if (person && own !== undefined && Object.hasOwn(SNIPPET_NAMES, id) && own !== name)
       problems.push(`${where}.${id}: keeps its name ${own} (the snippet's shorthand, by which it knows who the visitor is)`);
+    if (person && details?.mapTo !== undefined)
+      problems.push(`${where}.${id}: mapTo (Ortto's "map value to CDP") is for activity attributes`);
     if (person && (details?.source !== undefined || details?.required !== undefined))
       problems.push(`${where}.${id}: person fields come from the page (identify); source and required are for activity attributes`);
     if (details?.source !== undefined) {
