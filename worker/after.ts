@@ -12,3 +12,13 @@ export function afterAnswer(c: Context, work: Promise<unknown>): void {
   } catch {}
   ctx?.waitUntil(work);
 }
+
+/** `waitUntil` of the request's execution context, or undefined without one (Hono's `app.request` in tests). */
+export function laterOf(c: Context): ((work: Promise<unknown>) => void) | undefined {
+  try {
+    const ctx = c.executionCtx;
+    return (work) => ctx.waitUntil(work);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { defineCatalogue } from "../../shared/catalogue.ts";
-import { orttoDate } from "../../shared/friendly.ts";
 import { trackingPlan } from "../../shared/plan.ts";
-import { fillFromRequest } from "../../worker/activities/edge.ts";
-import { expandShorthands } from "../../worker/activities/shorthand.ts";
+import { fillFromRequest } from "../../worker/intake/edge.ts";
+import { orttoDate } from "../../worker/intake/friendly.ts";
+import { expandShorthands } from "../../worker/intake/shorthand.ts";
 
 /** Adversarial review of the typed tracking plan: each test is a finding, and fails while the defect is there. */
 

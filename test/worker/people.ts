@@ -1,4 +1,6 @@
 import { env } from "cloudflare:workers";
+import { isolate } from "../../worker/index.ts";
+import { type Ask, LimitCounts, ledgerOf } from "../../worker/limits/counts.ts";
 import type { LedgerEntry } from "../../worker/limits/ledger-object.ts";
 import { loggedIn } from "./helpers.ts";
 
@@ -30,4 +32,13 @@ export const wrapLedger = (wrap: (real: Sync) => Sync) => {
       return { sync: wrap((entries) => stub.sync(entries)) };
     },
   } as unknown as typeof env.LIMIT_LEDGER;
+};
+
+/** The worker's own counts (the app's isolate) admitting `asks`, with the ledger of `bindings`. */
+export const admit = (bindings: typeof env, asks: Ask[]) => isolate.limits.admit(ledgerOf(bindings), asks);
+/** The worker's own counts reporting what is due to the ledger of `bindings`. */
+export const flushSoon = (bindings: typeof env) => isolate.limits.flushSoon(ledgerOf(bindings));
+/** The worker's requests from now on reach a new isolate's counts, which know only the ledger. */
+export const forgetCounters = () => {
+  isolate.limits = new LimitCounts();
 };
