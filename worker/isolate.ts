@@ -12,4 +12,7 @@ export interface Isolate {
   budget: IsolateBudget;
 }
 
-export const newIsolate = (clock: Clock = Date.now): Isolate => ({ limits: new LimitCounts(clock), budget: new IsolateBudget(clock) });
+export const newIsolate = (clock: Clock = () => Date.now()): Isolate => ({
+  limits: new LimitCounts(clock),
+  budget: new IsolateBudget(clock),
+});

@@ -77,7 +77,7 @@ export class IsolateBudget {
   /** Without a pacer (its binding absent or unreachable): when this isolate's next request may go, on the budget's spacing. */
   #nextLocalSlot = 0;
 
-  constructor(readonly now: Clock = Date.now) {}
+  constructor(readonly now: Clock = () => Date.now()) {}
 
   /**
    * The one decision on the request path: should this page batch skip the inline try and go

@@ -34,7 +34,7 @@ export function ledgerOf(env: RelayEnv): LedgerPort {
   };
 }
 
-/** Milliseconds since the epoch: `Date.now`, or a test's clock. */
+/** Milliseconds since the epoch: `Date.now()` as it is at each call (so a faked Date is seen), or a test's clock. */
 export type Clock = () => number;
 
 /** What one request asks of one counter. */
@@ -205,7 +205,7 @@ export class LimitCounts {
   readonly #firsts = new Map<string, string>();
   #flushing?: Promise<void>;
 
-  constructor(readonly now: Clock = Date.now) {}
+  constructor(readonly now: Clock = () => Date.now()) {}
 
   /**
    * Admits a request's members into every counter, or none of them: refused, nothing is counted
