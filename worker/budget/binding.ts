@@ -25,8 +25,26 @@ export interface PacerPort {
   pause(untilMs: number): Promise<number>;
 }
 
-/** The account's pacer, or undefined where the binding is absent (a benchmark's stub environment). */
+/**
+ * The account's pacer, or undefined where the binding is absent (a benchmark's stub environment).
+ * The stub is made at the first call: most requests never call the pacer, and naming the object
+ * costs a hash.
+ */
 export function pacerOf(env: RelayEnv): PacerPort | undefined {
   const namespace: RelayEnv["UPSTREAM_PACER"] | undefined = env.UPSTREAM_PACER;
-  return namespace?.get(namespace.idFromName("account"));
+  if (!namespace) return undefined;
+  let stub: PacerPort | undefined;
+  const pacer = () => {
+    stub ??= namespace.get(namespace.idFromName("account"));
+    return stub;
+  };
+  return {
+    sync: (report) => pacer().sync(report),
+    admit: (ttlMs) => pacer().admit(ttlMs),
+    slot: (maxWaitMs, batch) => pacer().slot(maxWaitMs, batch),
+    probe: (site, ttlMs) => pacer().probe(site, ttlMs),
+    refused: (report) => pacer().refused(report),
+    succeeded: (report) => pacer().succeeded(report),
+    pause: (untilMs) => pacer().pause(untilMs),
+  };
 }
