@@ -6,11 +6,7 @@ import type { Context } from "hono";
  * `app.request` in tests) the promise simply runs on its own.
  */
 export function afterAnswer(c: Context, work: Promise<unknown>): void {
-  let ctx: { waitUntil(p: Promise<unknown>): void } | undefined;
-  try {
-    ctx = c.executionCtx;
-  } catch {}
-  ctx?.waitUntil(work);
+  laterOf(c)?.(work);
 }
 
 /** `waitUntil` of the request's execution context, or undefined without one (Hono's `app.request` in tests). */

@@ -116,4 +116,4 @@ export default {
 
 export { UpstreamPacer } from "./budget/pacer.ts";
 export { LimitLedger } from "./limits/ledger-object.ts";
-export { app, isolate };
+export { app };

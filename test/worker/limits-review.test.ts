@@ -5,8 +5,8 @@
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { UNSYNCED_MAX } from "../../worker/limits/counts.ts";
-import { emulator, loggedIn, postWith } from "./helpers.ts";
-import { flushSoon, forgetCounters, open, person, SERVER_TOKEN, unique } from "./people.ts";
+import { emulator, loggedIn } from "./helpers.ts";
+import { flushSoon, forgetCounters, open, person, postWith, SERVER_TOKEN, unique } from "./people.ts";
 
 const forwarded = async () => (await emulator.requests()).flatMap((r) => r.body.activities ?? []);
 const emailsForwarded = async () => new Set((await forwarded()).map((a) => a.fields?.["str::email"]));

@@ -6,8 +6,8 @@ import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { type Ask, LEDGER_TIMEOUT_MS, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
 import { DAY_MS } from "../../worker/limits/index.ts";
-import { emulator, postWith } from "./helpers.ts";
-import { admit, flushSoon, forgetCounters, open, person, unique, wrapLedger } from "./people.ts";
+import { emulator } from "./helpers.ts";
+import { admit, flushSoon, forgetCounters, open, person, postWith, unique, wrapLedger } from "./people.ts";
 
 let n = 0;
 const ipv4 = () => `203.0.113.${100 + ++n}`;

@@ -2,8 +2,8 @@ import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
 import { signIdentity } from "../../worker/identity.ts";
 import { REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
-import { emulator, loggedIn, postWith } from "./helpers.ts";
-import { admit, flushSoon, forgetCounters, open, person, SERVER_TOKEN, unique, wrapLedger } from "./people.ts";
+import { emulator, loggedIn } from "./helpers.ts";
+import { admit, flushSoon, forgetCounters, open, person, postWith, SERVER_TOKEN, unique, wrapLedger } from "./people.ts";
 
 const stored = async () => (await emulator.activities()).activities.length;
 const bearer = (token = SERVER_TOKEN) => ({ headers: { Authorization: `Bearer ${token}` } });

@@ -6,9 +6,9 @@ import { createExecutionContext, createMessageBatch, getQueueResult } from "clou
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import { MAX_AGE_MS } from "../../shared/activities.ts";
-import { consumeQueue, MAX_REPLAYS } from "../../worker/delivery/consumer.ts";
+import { MAX_REPLAYS } from "../../worker/delivery/consumer.ts";
 import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
-import { isolate } from "../../worker/index.ts";
+import worker from "../../worker/index.ts";
 import { emulator, loggedIn, postWith } from "./helpers.ts";
 
 const message = (id: string, activities: unknown[], attempts: number) => ({
@@ -59,7 +59,7 @@ describe("review: hardening", () => {
     m.body.replays = MAX_REPLAYS;
     const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [m]);
     const ctx = createExecutionContext();
-    await consumeQueue(batch, env, isolate.budget);
+    await worker.queue(batch, env);
     await getQueueResult(batch, ctx);
     const dead = await eventually(deadLetters, (d) => d.length === 1);
     expect(dead).toHaveLength(1);

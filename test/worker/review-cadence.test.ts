@@ -9,8 +9,8 @@
 import { env, exports } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type Ask, REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
-import { emulator, loggedIn, ORIGIN, post, postInit, postWith, RELAY } from "./helpers.ts";
-import { admit, flushSoon, forgetCounters, open, person, SERVER_TOKEN, unique, wrapLedger } from "./people.ts";
+import { emulator, loggedIn, ORIGIN, post, postInit, RELAY } from "./helpers.ts";
+import { admit, flushSoon, forgetCounters, open, person, postWith, SERVER_TOKEN, unique, wrapLedger } from "./people.ts";
 
 const DAY = 86_400_000;
 const EXPOSED = "X-Request-Id,Retry-After,X-Relay-Outcome,Date";
