@@ -1,5 +1,8 @@
 import { IsolateBudget } from "./budget/gate.ts";
-import { type Clock, LimitCounts } from "./limits/counts.ts";
+import { LimitCounts } from "./limits/counts.ts";
+
+/** Milliseconds since the epoch: by default `Date.now()` as it is at each call (so a faked Date is seen). */
+export type Clock = () => number;
 
 /**
  * What an isolate keeps in memory between requests: its counts toward the limits and its view of

@@ -294,8 +294,8 @@ export const activities = new Hono<AppEnv>().post(
 
     const started = Date.now();
     const outcome = await forwardActivities(config, apiKey, request, enriched, undefined, noteIn(budget));
-    // Ortto asked to pause: every sender (the queue consumer above all) hears it now, after the answer.
-    // Ortto answered 4xx: every sender asks the pacer before its requests for 15 s; a refused key opens the site's circuit.
+    // After the answer, every sender hears what Ortto said: a 429 pauses them all (the queue consumer
+    // above all); a 4xx makes them ask the pacer before their requests for 15 s; a refused key opens the site's circuit.
     budget.reportInline(outcome.failure?.status, site.name, permit, pacer, later);
     log.upstream_ms = Date.now() - started;
     log.upstream_status = outcome.status;

@@ -6,7 +6,7 @@
  * One instance per isolate (worker/isolate.ts), shared by the request path and the queue consumer;
  * the pacer is reached through the `PacerPort` each call is given, and time through the clock.
  */
-import type { Clock } from "../limits/counts.ts";
+import type { Clock } from "../isolate.ts";
 import type { UpstreamResult } from "../upstream.ts";
 import type { BatchNote, PacerPort } from "./binding.ts";
 import type { AccountView, RefusalAnswer } from "./pacer.ts";
@@ -148,7 +148,7 @@ export class IsolateBudget {
     if (answer && "permit" in answer) {
       // A fresh isolate learns here that its site's key is refused: the permit goes back, the batch waits.
       if (!this.#circuits.has(site)) return { permit: answer.permit };
-      this.reportSettled(answer.permit, pacer, later);
+      this.#reportSettled(answer.permit, pacer, later);
       return { queue: KEY_REFUSED_REASON };
     }
     return { queue: "refusals" };
@@ -162,11 +162,11 @@ export class IsolateBudget {
   reportInline(status: number | undefined, site: string, permit: string | undefined, pacer: PacerPort | undefined, later: Later) {
     if (status === 429) this.#sync(pacer, later, this.now());
     if (status !== undefined && status >= 400 && status < 500 && status !== 429) this.#reportRefusal(status, site, permit, pacer, later);
-    else if (permit !== undefined) this.reportSettled(permit, pacer, later);
+    else if (permit !== undefined) this.#reportSettled(permit, pacer, later);
   }
 
   /** A permit's request that Ortto did not refuse: the permit goes back (after the answer). */
-  reportSettled(permit: string, pacer: PacerPort | undefined, later: Later) {
+  #reportSettled(permit: string, pacer: PacerPort | undefined, later: Later) {
     if (isLocalPermit(permit)) return this.settleLocally(permit);
     if (pacer)
       run(

@@ -19,6 +19,7 @@
  */
 import type { RelayEnv } from "../env.ts";
 import { sha256Hex } from "../hash.ts";
+import type { Clock } from "../isolate.ts";
 import type { LedgerCount, LedgerEntry, LimitLedger } from "./ledger-object.ts";
 
 /** The shared ledger as this isolate reaches it: one call per shard (the `LimitLedger` objects; a fake in Node tests). */
@@ -33,9 +34,6 @@ export function ledgerOf(env: RelayEnv): LedgerPort {
       (env.LIMIT_LEDGER.get(env.LIMIT_LEDGER.idFromName(`shard-${shard}`)) as DurableObjectStub<LimitLedger>).sync(entries),
   };
 }
-
-/** Milliseconds since the epoch: `Date.now()` as it is at each call (so a faked Date is seen), or a test's clock. */
-export type Clock = () => number;
 
 /** What one request asks of one counter. */
 export interface Ask {
