@@ -20,7 +20,7 @@
 import type { RelayEnv } from "../env.ts";
 import { sha256Hex } from "../hash.ts";
 import type { Clock } from "../isolate.ts";
-import type { LedgerCount, LedgerEntry, LimitLedger } from "./ledger-object.ts";
+import type { LedgerCount, LedgerEntry } from "./ledger-object.ts";
 
 /** The shared ledger as this isolate reaches it: one call per shard (the `LimitLedger` objects; a fake in Node tests). */
 export interface LedgerPort {
@@ -30,8 +30,7 @@ export interface LedgerPort {
 /** The account's `LimitLedger` shards, reached through the binding of the request at hand. */
 export function ledgerOf(env: RelayEnv): LedgerPort {
   return {
-    sync: (shard, entries) =>
-      (env.LIMIT_LEDGER.get(env.LIMIT_LEDGER.idFromName(`shard-${shard}`)) as DurableObjectStub<LimitLedger>).sync(entries),
+    sync: (shard, entries) => env.LIMIT_LEDGER.get(env.LIMIT_LEDGER.idFromName(`shard-${shard}`)).sync(entries),
   };
 }
 
@@ -76,8 +75,10 @@ const FLUSH_DELAY_MS = 20;
  */
 const MAX_ROUNDS = 10;
 
-const hash = (value: string) => sha256Hex(value);
+/** Counters kept with a single member (`#firsts`); past it the oldest tenth go. */
 const MAX_FIRSTS = 50_000;
+
+const hash = (value: string) => sha256Hex(value);
 
 /** A counter as this isolate knows it. Plain arrays: an isolate holds thousands, most with a few members. */
 class Counter {
