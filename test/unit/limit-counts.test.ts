@@ -25,11 +25,16 @@ function memoryLedger() {
   const counters = new Map<string, Map<string, number>>();
   let seq = 0;
   const calls: LedgerEntry[][] = [];
-  const ledger: LedgerPort & { calls: LedgerEntry[][]; down?: "fails" | "silent" } = {
+  const ledger: LedgerPort & { calls: LedgerEntry[][]; down?: "fails" | "silent" | "answer lost" } = {
     calls,
     async sync(_shard, entries): Promise<LedgerCount[]> {
       if (ledger.down === "fails") throw new Error("Durable Object unavailable");
       if (ledger.down === "silent") return new Promise(() => {});
+      if (ledger.down === "answer lost") {
+        ledger.down = undefined;
+        void ledger.sync(_shard, entries);
+        return new Promise(() => {});
+      }
       calls.push(entries);
       const now = Date.now();
       return entries.map(({ key, window, add, probe }) => {
@@ -156,6 +161,29 @@ describe("when the ledger cannot answer", () => {
     await admitted(counts, ledger, [ask("c", "next", 12)]);
     // One report: the REPORT_AT members it could not send, with the new one.
     expect(ledger.calls.map((entries) => entries.reduce((n, e) => n + e.add.length, 0))).toEqual([REPORT_AT + 1]);
+  });
+
+  it("keeps a contact's limit exact after a ledger call whose answer was lost (the ledger did record it)", async () => {
+    const counts = new LimitCounts();
+    const ledger = memoryLedger();
+    ledger.down = "answer lost";
+    for (let i = 0; i < REPORT_AT; i++) expect((await counts.admit(ledger, [ask("c", `m${i}`, 10)])).ok).toBe(true);
+    const flushed = counts.flushSoon(ledger);
+    await vi.advanceTimersByTimeAsync(20 + LEDGER_TIMEOUT_MS);
+    await flushed;
+    let more = 0;
+    for (let i = 0; i < 10; i++) if ((await admitted(counts, ledger, [ask("c", `n${i}`, 10)])).ok) more++;
+    expect(REPORT_AT + more).toBe(10);
+  });
+
+  it("asks the ledger again about a full counter it dropped from memory, so it still refuses", async () => {
+    const counts = new LimitCounts();
+    const ledger = memoryLedger();
+    for (let i = 0; i < 3; i++) await admitted(counts, ledger, [ask("full", `m${i}`, 3)]);
+    expect((await admitted(counts, ledger, [ask("full", "m3", 3)])).ok).toBe(false);
+    // 20,000 other counters of two members each push it out of this isolate's memory.
+    for (let i = 0; i < 20_000; i++) await counts.admit(ledger, [{ key: `other-${i}`, limit: 50, window: DAY, members: ["a", "b"] }]);
+    expect((await admitted(counts, ledger, [ask("full", "m4", 3)])).ok).toBe(false);
   });
 });
 
