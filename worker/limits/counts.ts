@@ -75,7 +75,7 @@ const FLUSH_DELAY_MS = 20;
  */
 const MAX_ROUNDS = 10;
 
-/** Counters kept with a single member (`#firsts`); past it the oldest tenth go. */
+/** Counters kept with a single member (`firsts`); past it the oldest tenth go. */
 const MAX_FIRSTS = 50_000;
 
 const hash = (value: string) => sha256Hex(value);
@@ -125,11 +125,13 @@ class Counter {
     if (this.known) for (const [member, expires] of this.known) if (expires <= now) this.known.delete(member);
   }
 
-  #counted = (m: string) => this.members.includes(m) || this.known?.has(m) === true;
+  private counted(m: string) {
+    return this.members.includes(m) || this.known?.has(m) === true;
+  }
 
   fresh(members: string[]): string[] {
-    if (members.length === 1) return this.#counted(members[0] as string) ? [] : members;
-    return [...new Set(members)].filter((m) => !this.#counted(m));
+    if (members.length === 1) return this.counted(members[0] as string) ? [] : members;
+    return [...new Set(members)].filter((m) => !this.counted(m));
   }
 
   add(members: string[], now: number) {
@@ -185,24 +187,24 @@ const unreachable = (counters: number, err: unknown) =>
  * the `LedgerPort` each call is given. A new instance is a new isolate, which knows only the ledger.
  */
 export class LimitCounts {
-  readonly #counters = new Map<string, Counter>();
+  private readonly counters = new Map<string, Counter>();
   /** Keys of counters dropped from memory after the ledger had counted them: made again, they ask it first. */
-  readonly #forgotten = new Set<string>();
+  private readonly forgotten = new Set<string>();
   /**
    * Counters dropped from memory with members the ledger has not heard of (fewer than REPORT_AT):
    * sent with the next flush, and taken back if their key comes first, so that dropping a counter
    * never loses a count. At most MAX_COUNTERS (while the ledger is unreachable); past that the
    * oldest go, each losing at most REPORT_AT − 1 members' count.
    */
-  readonly #orphans = new Map<string, Counter>();
+  private readonly orphans = new Map<string, Counter>();
   /**
    * Counters this isolate has seen with a single member, which is most of them (a server batch's
    * people, a visitor's first event): the key's member and when, as one string rather than an
    * object, so tens of thousands cost little memory and no garbage collection to speak of. A
    * second member makes it a Counter.
    */
-  readonly #firsts = new Map<string, string>();
-  #flushing?: Promise<void>;
+  private readonly firsts = new Map<string, string>();
+  private flushing?: Promise<void>;
 
   constructor(readonly now: Clock = () => Date.now()) {}
 
@@ -219,40 +221,40 @@ export class LimitCounts {
     /** Counters made for this request's waits: dropped again if they end up holding nothing. */
     const made: Counter[] = [];
     for (let round = 0; ; round++) {
-      const looks = asks.map((ask) => this.#look(ask, now));
-      const { over, slow } = this.#undecided(asks, looks, answered);
+      const looks = asks.map((ask) => this.look(ask, now));
+      const { over, slow } = this.undecided(asks, looks, answered);
       // Decided without a pause since the look: commit.
-      if (!over.length && !slow.length) return this.#commit(asks, now);
+      if (!over.length && !slow.length) return this.commit(asks, now);
       // The ledger has answered for this counter in this request and it is still over: refused.
       const confirmed = over.find((i) => answered.has((asks[i] as Ask).key) && !(looks[i] as Look).forgotten);
-      if (confirmed !== undefined) return this.#drop(made, this.#refusal(asks[confirmed] as Ask, now));
-      if (round === MAX_ROUNDS) return this.#drop(made, busy(asks[over[0] ?? (slow[0] as number)] as Ask));
+      if (confirmed !== undefined) return this.drop(made, this.refusal(asks[confirmed] as Ask, now));
+      if (round === MAX_ROUNDS) return this.drop(made, busy(asks[over[0] ?? (slow[0] as number)] as Ask));
       try {
-        await this.#askLedger(ledger, asks, looks, over, slow, made, now);
+        await this.askLedger(ledger, asks, looks, over, slow, made, now);
       } catch (err) {
         // The ledger unreachable or slow: decide on what this isolate knows. Refused, a request is told to
         // come back in a moment, never a day: the limit was not confirmed.
         unreachable(over.length + slow.length, err);
         const blocked = asks.find((ask) => {
-          const { fresh, view, unsynced } = this.#look(ask, now);
+          const { fresh, view, unsynced } = this.look(ask, now);
           return fresh.length && (view + fresh.length > ask.limit || unsynced + fresh.length > UNSYNCED_MAX);
         });
-        return blocked ? this.#drop(made, busy(blocked)) : this.#commit(asks, now);
+        return blocked ? this.drop(made, busy(blocked)) : this.commit(asks, now);
       }
       for (const i of [...over, ...slow]) {
         answered.add((asks[i] as Ask).key);
-        this.#forgotten.delete((asks[i] as Ask).key);
+        this.forgotten.delete((asks[i] as Ask).key);
       }
     }
   }
 
   /** Reports the unreported members of counters due a report, shortly, once for every request that asks meanwhile. */
   flushSoon(ledger: LedgerPort): Promise<void> {
-    this.#flushing ??= new Promise((resolve) => setTimeout(resolve, FLUSH_DELAY_MS)).then(() => {
-      this.#flushing = undefined;
-      return this.#flush(ledger);
+    this.flushing ??= new Promise((resolve) => setTimeout(resolve, FLUSH_DELAY_MS)).then(() => {
+      this.flushing = undefined;
+      return this.flush(ledger);
     });
-    return this.#flushing;
+    return this.flushing;
   }
 
   /**
@@ -261,7 +263,7 @@ export class LimitCounts {
    * for (the bound), unless the ledger has just answered for the counter and it holds nothing else
    * (one request's own members may be more).
    */
-  #undecided(asks: Ask[], looks: Look[], answered: Set<string>) {
+  private undecided(asks: Ask[], looks: Look[], answered: Set<string>) {
     const over: number[] = [];
     const slow: number[] = [];
     for (const [i, ask] of asks.entries()) {
@@ -275,20 +277,20 @@ export class LimitCounts {
   }
 
   /** One round's wait: over counters need this request's probes, a call of their own; slow ones share a call in flight. */
-  async #askLedger(ledger: LedgerPort, asks: Ask[], looks: Look[], over: number[], slow: number[], made: Counter[], now: number) {
+  private async askLedger(ledger: LedgerPort, asks: Ask[], looks: Look[], over: number[], slow: number[], made: Counter[], now: number) {
     const items: Item[] = [];
     const joins: Promise<unknown>[] = [];
     for (const i of [...over, ...slow]) {
       const ask = asks[i] as Ask;
-      const existed = this.#counters.has(ask.key);
-      const c = this.#counter(ask.key, ask.window, now);
+      const existed = this.counters.has(ask.key);
+      const c = this.counter(ask.key, ask.window, now);
       if (!existed) made.push(c);
       if (!over.includes(i) && c.waiting) joins.push(c.waiting);
       else items.push({ counter: c, probe: (looks[i] as Look).fresh });
     }
     let call: Promise<unknown> | undefined;
     if (items.length) {
-      call = this.#sync(ledger, items);
+      call = this.sync(ledger, items);
       const shared = call.catch(() => undefined);
       for (const { counter: c } of items) c.waiting = shared;
       void shared.then(() => {
@@ -299,64 +301,64 @@ export class LimitCounts {
   }
 
   /** Counters made for a refused request's waits are dropped (one that learnt the ledger's count is kept: it carries the refusal). */
-  #drop(made: Counter[], verdict: Verdict): Verdict {
+  private drop(made: Counter[], verdict: Verdict): Verdict {
     for (const c of made)
-      if (!c.members.length && !c.snap && !c.inflight && !c.waiting && this.#counters.get(c.key) === c) this.#counters.delete(c.key);
+      if (!c.members.length && !c.snap && !c.inflight && !c.waiting && this.counters.get(c.key) === c) this.counters.delete(c.key);
     return verdict;
   }
 
-  #refusal(ask: Ask, now: number): Verdict {
-    const c = this.#counters.get(ask.key);
+  private refusal(ask: Ask, now: number): Verdict {
+    const c = this.counters.get(ask.key);
     const until = c && c.freesAt > now ? c.freesAt : now + ask.window;
     return { ok: false, ask, retryAfterSeconds: Math.max(1, Math.ceil((until - now) / 1000)) };
   }
 
-  #firstOf(key: string, window: number, now: number): { member: string; at: number } | undefined {
-    const value = this.#firsts.get(key);
+  private firstOf(key: string, window: number, now: number): { member: string; at: number } | undefined {
+    const value = this.firsts.get(key);
     if (value === undefined) return undefined;
     const bar = value.indexOf("|");
     const at = Number(value.slice(0, bar));
     if (at > now - window) return { member: value.slice(bar + 1), at };
-    this.#firsts.delete(key);
+    this.firsts.delete(key);
     return undefined;
   }
 
-  #rememberFirst(key: string, member: string, now: number) {
-    if (this.#firsts.size >= MAX_FIRSTS) {
+  private rememberFirst(key: string, member: string, now: number) {
+    if (this.firsts.size >= MAX_FIRSTS) {
       // The oldest tenth goes: each loses one member's count (within the bound: it was never reported).
       let n = MAX_FIRSTS / 10;
-      for (const old of this.#firsts.keys()) {
+      for (const old of this.firsts.keys()) {
         if (n-- <= 0) break;
-        this.#firsts.delete(old);
+        this.firsts.delete(old);
       }
     }
-    this.#firsts.set(key, `${now}|${member}`);
+    this.firsts.set(key, `${now}|${member}`);
   }
 
   /** The counter of `key`, made (from its first sighting, if any) when this isolate has none yet; most recently used last. */
-  #counter(key: string, window: number, now: number): Counter {
-    let c = this.#counters.get(key);
-    const orphan = c ? undefined : this.#orphans.get(key);
+  private counter(key: string, window: number, now: number): Counter {
+    let c = this.counters.get(key);
+    const orphan = c ? undefined : this.orphans.get(key);
     if (c) {
-      this.#counters.delete(key);
+      this.counters.delete(key);
     } else if (orphan) {
       // Dropped with members not yet reported, and back before they were: taken back whole.
       c = orphan;
-      this.#orphans.delete(key);
-      this.#forgotten.delete(key);
-      if (this.#counters.size >= MAX_COUNTERS) this.#evict();
+      this.orphans.delete(key);
+      this.forgotten.delete(key);
+      if (this.counters.size >= MAX_COUNTERS) this.evict();
     } else {
       c = new Counter(key, window);
-      const first = this.#firstOf(key, window, now);
+      const first = this.firstOf(key, window, now);
       if (first) {
-        this.#firsts.delete(key);
+        this.firsts.delete(key);
         c.members.push(first.member);
         c.times.push(first.at);
         c.unreported = 1;
       }
-      if (this.#counters.size >= MAX_COUNTERS) this.#evict();
+      if (this.counters.size >= MAX_COUNTERS) this.evict();
     }
-    this.#counters.set(key, c);
+    this.counters.set(key, c);
     c.prune(now);
     return c;
   }
@@ -364,22 +366,22 @@ export class LimitCounts {
   /**
    * Drops the least recently used tenth of the counters, whatever they hold: memory stays bounded
    * whatever an attacker sends. A dropped counter's unreported members go to the ledger with the next
-   * flush (`#orphans`), and a dropped counter the ledger knows of asks it again before it admits
-   * anything (`#forgotten`). Only counters with a call in flight stay.
+   * flush (`orphans`), and a dropped counter the ledger knows of asks it again before it admits
+   * anything (`forgotten`). Only counters with a call in flight stay.
    */
-  #evict() {
+  private evict() {
     let n = MAX_COUNTERS / 10;
-    for (const [key, c] of this.#counters) {
+    for (const [key, c] of this.counters) {
       if (n <= 0) break;
       if (c.inflight || c.waiting) continue;
-      this.#counters.delete(key);
+      this.counters.delete(key);
       if (c.unreported) {
-        if (this.#orphans.size >= MAX_COUNTERS) this.#orphans.delete(this.#orphans.keys().next().value as string);
-        this.#orphans.set(key, c);
+        if (this.orphans.size >= MAX_COUNTERS) this.orphans.delete(this.orphans.keys().next().value as string);
+        this.orphans.set(key, c);
       }
       if (c.reported || c.snap || c.unreported) {
-        if (this.#forgotten.size >= MAX_COUNTERS) this.#forgotten.delete(this.#forgotten.values().next().value as string);
-        this.#forgotten.add(key);
+        if (this.forgotten.size >= MAX_COUNTERS) this.forgotten.delete(this.forgotten.values().next().value as string);
+        this.forgotten.add(key);
       }
       n--;
     }
@@ -391,7 +393,7 @@ export class LimitCounts {
    * or LEDGER_TIMEOUT_MS, whichever comes first (a report that timed out is sent again with the
    * next; the ledger counts a member once). An answer that comes late still refreshes the count.
    */
-  #sync(ledger: LedgerPort, items: Item[]): Promise<LedgerCount[]> {
+  private sync(ledger: LedgerPort, items: Item[]): Promise<LedgerCount[]> {
     const sends = items.map(({ counter: c }) => {
       const add = c.takeUnreported();
       c.inflight += add.length;
@@ -465,47 +467,47 @@ export class LimitCounts {
     return Promise.race([all, timeout]).finally(() => clearTimeout(timer));
   }
 
-  async #flush(ledger: LedgerPort): Promise<void> {
+  private async flush(ledger: LedgerPort): Promise<void> {
     const items: Item[] = [];
-    for (const c of this.#counters.values()) if (due(c)) items.push({ counter: c, probe: [] });
-    for (const c of this.#orphans.values()) if (c.unreported && !c.inflight) items.push({ counter: c, probe: [] });
+    for (const c of this.counters.values()) if (due(c)) items.push({ counter: c, probe: [] });
+    for (const c of this.orphans.values()) if (c.unreported && !c.inflight) items.push({ counter: c, probe: [] });
     if (!items.length) return;
-    await this.#sync(ledger, items).then(
+    await this.sync(ledger, items).then(
       () => {
-        // Delivered: the ledger counts them now (a key that comes back asks it: `#forgotten`).
-        for (const { counter: c } of items) if (this.#orphans.get(c.key) === c && !c.unreported) this.#orphans.delete(c.key);
+        // Delivered: the ledger counts them now (a key that comes back asks it: `forgotten`).
+        for (const { counter: c } of items) if (this.orphans.get(c.key) === c && !c.unreported) this.orphans.delete(c.key);
       },
       (err) => unreachable(items.length, err),
     );
   }
 
-  #look(ask: Ask, now: number): Look {
-    const c = this.#counters.get(ask.key) ?? this.#orphans.get(ask.key);
+  private look(ask: Ask, now: number): Look {
+    const c = this.counters.get(ask.key) ?? this.orphans.get(ask.key);
     if (c) {
       c.prune(now);
       return { c, fresh: c.fresh(ask.members), view: c.view(), unsynced: c.unreported + c.inflight, forgotten: false };
     }
     const unique = ask.members.length === 1 ? ask.members : [...new Set(ask.members)];
-    const first = this.#firstOf(ask.key, ask.window, now);
-    const forgotten = this.#forgotten.has(ask.key);
+    const first = this.firstOf(ask.key, ask.window, now);
+    const forgotten = this.forgotten.has(ask.key);
     if (!first) return { fresh: unique, view: 0, unsynced: 0, forgotten };
     return { fresh: unique.filter((m) => m !== first.member), view: 1, unsynced: 1, forgotten };
   }
 
   /** Commits a decided request: its fresh members into their counters (a lone first member as a first sighting). */
-  #commit(asks: Ask[], now: number): { ok: true; report: boolean } {
+  private commit(asks: Ask[], now: number): { ok: true; report: boolean } {
     let report = false;
     for (const ask of asks) {
-      const { c, fresh, forgotten } = this.#look(ask, now);
+      const { c, fresh, forgotten } = this.look(ask, now);
       if (!fresh.length) continue;
-      if (!c && !forgotten && fresh.length === 1 && !this.#firsts.has(ask.key)) {
-        this.#rememberFirst(ask.key, fresh[0] as string, now);
+      if (!c && !forgotten && fresh.length === 1 && !this.firsts.has(ask.key)) {
+        this.rememberFirst(ask.key, fresh[0] as string, now);
         continue;
       }
-      const counted = this.#counter(ask.key, ask.window, now);
+      const counted = this.counter(ask.key, ask.window, now);
       counted.add(fresh, now);
       report ||= due(counted);
     }
-    return { ok: true, report: report || this.#orphans.size > 0 };
+    return { ok: true, report: report || this.orphans.size > 0 };
   }
 }
