@@ -28,7 +28,7 @@ const kind = z.enum(Object.keys(FIELD_KINDS) as [FieldKind, ...FieldKind[]]);
 
 /**
  * Where the relay itself takes an attribute's value from, so that the page need not send it and
- * cannot forge it (worker/activities/edge.ts), and the kinds each can fill.
+ * cannot forge it (worker/intake/edge.ts), and the kinds each can fill.
  */
 export const EDGE_SOURCES = {
   browser: { from: "the browser's name, parsed from the User-Agent (Chrome, Safari …)", kinds: ["text", "long_text", "single_select"] },
@@ -183,7 +183,7 @@ export function checkTimeZones(catalogue: ResolvedCatalogue): string[] {
 /** `{{attribute.order_number}}` in a display template. */
 export const TEMPLATE_VARIABLE = /\{\{\s*attribute\.([A-Za-z0-9_]+)\s*\}\}/g;
 
-/** The snippet's person field shorthands (worker/activities/shorthand.ts expands them first), both ways. */
+/** The snippet's person field shorthands (worker/intake/shorthand.ts expands them first), both ways. */
 const SNIPPET_NAMES: Readonly<Record<string, string>> = {
   "str::email": "email",
   "str::first": "first",
@@ -197,7 +197,7 @@ const SNIPPET_SHORTHANDS: Readonly<Record<string, string>> = Object.fromEntries(
 
 /**
  * The attributes the snippet's automatic page views send (`page-url`, `page-title`, `referrer`,
- * expanded by worker/activities/shorthand.ts): a page always writes them, so none may have a `source`.
+ * expanded by worker/intake/shorthand.ts): a page always writes them, so none may have a `source`.
  */
 const SNIPPET_PAGE_VIEW_ATTRIBUTES: readonly string[] = ["str:cm:page-url", "str:cm:page-title", "str:cm:referrer"];
 

@@ -2,7 +2,7 @@
  * `npm run plan -- --json-schema`: every activity's attributes as JSON Schema (draft 2020-12), for
  * other tools (a server's validator, a form builder): `raw` by Ortto id as Ortto takes them (currency
  * × 1000, dates as objects), `friendly` by the names a page may write (the relay converts them,
- * shared/friendly.ts), and the person fields a page may set, both ways. Attributes the relay fills are
+ * worker/intake/friendly.ts), and the person fields a page may set, both ways. Attributes the relay fills are
  * in neither: a page may not send them.
  */
 import * as z from "zod/mini";

@@ -4,8 +4,8 @@ import { activitiesRequestSchema, describeIssue } from "../../shared/activities.
 import { defineCatalogue } from "../../shared/catalogue.ts";
 import { prefixOf } from "../../shared/field-ids.ts";
 import { trackingPlan } from "../../shared/plan.ts";
-import { fillFromRequest } from "../../worker/activities/edge.ts";
-import { expandShorthands } from "../../worker/activities/shorthand.ts";
+import { fillFromRequest } from "../../worker/intake/edge.ts";
+import { expandShorthands } from "../../worker/intake/shorthand.ts";
 
 describe("defineCatalogue", () => {
   it("accepts the default catalogue and resolves built-in person fields to their kinds", () => {

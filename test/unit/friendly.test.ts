@@ -4,6 +4,7 @@ import catalogue from "../../relay.config.ts";
 import { activitiesRequestSchema, fastAccept } from "../../shared/activities.ts";
 import { checkTimeZones, defineCatalogue } from "../../shared/catalogue.ts";
 import { friendlyName, templateName } from "../../shared/field-ids.ts";
+import { trackingPlan } from "../../shared/plan.ts";
 import {
   ConversionError,
   orttoDate,
@@ -12,8 +13,7 @@ import {
   phoneObject,
   thousandths,
   translateRequest,
-} from "../../shared/friendly.ts";
-import { trackingPlan } from "../../shared/plan.ts";
+} from "../../worker/intake/friendly.ts";
 
 const plan = trackingPlan(catalogue);
 const refusal = (f: () => unknown) => {

@@ -4,18 +4,17 @@
  */
 import { exports } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { forgetCounters } from "../../worker/limits/ledger.ts";
-import { emulator, loggedIn, ORIGIN, post, postInit, postWith, RELAY } from "./helpers.ts";
-import { open, person, SERVER_TOKEN, unique } from "./people.ts";
+import { emulator, loggedIn, ORIGIN, post, postInit, RELAY } from "./helpers.ts";
+import { reachNewIsolate, open, person, postWith, SERVER_TOKEN, unique } from "./people.ts";
 
 const EXPOSED = "X-Request-Id,Retry-After,X-Relay-Outcome,Date";
 const IMF_DATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/;
 
 beforeEach(async () => {
   await emulator.reset();
-  forgetCounters();
+  reachNewIsolate();
 });
-afterEach(() => forgetCounters());
+afterEach(() => reachNewIsolate());
 
 /** The headers every non-preflight answer under /v1 carries, each exactly once. */
 function expectV1Headers(res: Response, allowOrigin: string | null) {

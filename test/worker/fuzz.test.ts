@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import catalogue from "../../relay.config.ts";
 import { activitiesRequestSchema } from "../../shared/activities.ts";
-import { expandShorthands } from "../../worker/activities/shorthand.ts";
+import { expandShorthands } from "../../worker/intake/shorthand.ts";
 import { emulator, loggedIn, postWith } from "./helpers.ts";
 
 /**

@@ -1,6 +1,7 @@
 import { env, exports } from "cloudflare:workers";
 import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
-import { app } from "../../worker/index.ts";
+import { app, relayApp } from "../../worker/index.ts";
+import type { Isolate } from "../../worker/isolate.ts";
 
 export const RELAY = "https://relay.test";
 export const ORIGIN = "https://shop.example";
@@ -34,14 +35,24 @@ export function post(body: unknown, options?: PostOptions) {
   return exports.default.fetch(`${RELAY}/v1/activities/create`, postInit(body, options));
 }
 
-/** A POST through the app with some bindings changed (GEO_MODE, timeouts, a missing key). */
+const apps = new WeakMap<Isolate, typeof app>();
+
+/**
+ * A POST through the app with some bindings changed (GEO_MODE, timeouts, a missing key); with
+ * `isolate`, through an app over that isolate's memory (a test's stand-in for a new isolate).
+ */
 export function postWith(
   bindings: Partial<Cloudflare.Env> & Record<string, unknown>,
   body: unknown,
-  options?: PostOptions & { cf?: Record<string, unknown> },
+  options?: PostOptions & { cf?: Record<string, unknown>; isolate?: Isolate },
 ) {
   const request = new Request(`${RELAY}/v1/activities/create`, { ...postInit(body, options), cf: options?.cf } as RequestInit);
-  return app.request(request, undefined, { ...env, ...bindings });
+  let relay = app;
+  if (options?.isolate) {
+    relay = apps.get(options.isolate) ?? relayApp(options.isolate);
+    apps.set(options.isolate, relay);
+  }
+  return relay.request(request, undefined, { ...env, ...bindings });
 }
 
 export interface StoredActivity {

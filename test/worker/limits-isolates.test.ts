@@ -1,14 +1,14 @@
 /**
  * Counting across isolates: each isolate counts in its own memory and reports to the shared ledger
- * (worker/limits/ledger.ts). One isolate alone counts exactly; I isolates admit at most
- * limit + UNSYNCED_MAX × (I − 1). `forgetCounters()` stands for a request reaching a new isolate.
+ * (worker/limits/counts.ts). One isolate alone counts exactly; I isolates admit at most
+ * limit + UNSYNCED_MAX × (I − 1). `reachNewIsolate()` stands for a request reaching a new isolate.
  */
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { type Ask, REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
 import { DAY_MS } from "../../worker/limits/index.ts";
-import { type Ask, admit, flushSoon, forgetCounters, REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/ledger.ts";
-import { emulator, postWith, randomIp } from "./helpers.ts";
-import { open, person, unique, wrapLedger } from "./people.ts";
+import { emulator, randomIp } from "./helpers.ts";
+import { admit, flushSoon, reachNewIsolate, open, person, postWith, unique, wrapLedger } from "./people.ts";
 
 const forwarded = async () => (await emulator.requests()).flatMap((r) => r.body.activities ?? []);
 const emailsForwarded = async () => new Set((await forwarded()).map((a) => a.fields?.["str::email"]));
@@ -23,11 +23,11 @@ async function one(key: string, limit = 50, bindings: typeof env = env): Promise
 
 beforeEach(async () => {
   await emulator.reset();
-  forgetCounters();
+  reachNewIsolate();
 });
 afterEach(() => {
   vi.useRealTimers();
-  forgetCounters();
+  reachNewIsolate();
 });
 
 describe("a network the ledger says is full, reached through a new isolate", () => {
@@ -41,7 +41,7 @@ describe("a network the ledger says is full, reached through a new isolate", () 
     // A second isolate. Each request names one new person with 11 events: the contact counter
     // (11 > UNSYNCED_MAX) sends the request to the ledger; while it waits, the others race on the
     // network counter, which is looked at again after the wait.
-    forgetCounters();
+    reachNewIsolate();
     const people = Array.from({ length: 40 }, () => unique("burst"));
     const answers = await Promise.all(
       people.map((email) => postWith(open, { activities: Array.from({ length: 11 }, () => person(email)) }, { ip })),
@@ -61,7 +61,7 @@ describe("members the ledger already counts pass a full counter, through any iso
     expect((await postWith(open, { activities: office.map((e) => person(e)) }, { ip })).status).toBe(200);
     await flushSoon(env);
     // Isolate B: 11 newcomers (more than it may admit unsynced) are refused, the ledger says the network is full.
-    forgetCounters();
+    reachNewIsolate();
     const newcomers = Array.from({ length: UNSYNCED_MAX + 1 }, () => person(unique("new")));
     expect((await postWith(open, { activities: newcomers }, { ip })).status).toBe(429);
     // Now one of the 50 counted people comes back through B: the ledger knows them, nothing new to count.
@@ -71,7 +71,7 @@ describe("members the ledger already counts pass a full counter, through any iso
     expect((await postWith(open, { activities: [person(unique("newcomer"))] }, { ip })).status).toBe(429);
     // A fresh isolate asks the ledger (11 people: past UNSYNCED_MAX) and admits them: the ledger
     // knows all of them, so they cost the full budget nothing.
-    forgetCounters();
+    reachNewIsolate();
     const eleven = office.slice(0, UNSYNCED_MAX + 1).map((e) => person(e));
     expect((await postWith(open, { activities: eleven }, { ip })).status).toBe(200);
   });
@@ -82,11 +82,11 @@ describe("the bound across isolates, with reports in groups of REPORT_AT", () =>
     const isolates = 8;
     let accepted = 0;
     for (let i = 0; i < isolates - 1; i++) {
-      forgetCounters();
+      reachNewIsolate();
       for (let j = 0; j < REPORT_AT - 1; j++) if ((await postWith(open, { activities: [person(chris)] })).status === 200) accepted++;
       await flushSoon(env);
     }
-    forgetCounters();
+    reachNewIsolate();
     for (let j = 0; j < 80; j++) if ((await postWith(open, { activities: [person(chris)] })).status === 200) accepted++;
     // 7·4 hidden + 50 = 78, within 50 + 10·7 = 120.
     expect(accepted).toBeLessThanOrEqual(50 + UNSYNCED_MAX * (isolates - 1));
@@ -99,7 +99,7 @@ describe("the bound across isolates, with reports in groups of REPORT_AT", () =>
     const isolates = 12;
     let admitted = 0;
     for (let i = 0; i < isolates; i++) {
-      forgetCounters();
+      reachNewIsolate();
       for (let j = 0; j < 9; j++) if (await one(key)) admitted++;
     }
     // Within the formula (50 + 10·11 = 160): each isolate keeps its last 4 from the ledger until a fifth comes.
@@ -111,11 +111,11 @@ describe("the bound across isolates, with reports in groups of REPORT_AT", () =>
     const isolates = 6;
     let people = 0;
     for (let i = 0; i < isolates - 1; i++) {
-      forgetCounters();
+      reachNewIsolate();
       const res = await postWith(open, { activities: Array.from({ length: REPORT_AT - 1 }, () => person(unique("p"))) }, { ip });
       if (res.status === 200) people += REPORT_AT - 1;
     }
-    forgetCounters();
+    reachNewIsolate();
     for (let r = 0; r < 10; r++) {
       const res = await postWith(open, { activities: Array.from({ length: 10 }, () => person(unique("p"))) }, { ip });
       if (res.status === 200) people += 10;
@@ -216,7 +216,7 @@ describe("members learnt from the ledger's probes expire when the ledger's count
     expect((await admit(env, [ask(old)])).ok).toBe(true);
     await flushSoon(env);
     // Isolate A at t0 + 59 min: the same 50 come back; the ledger knows them (probes), so they pass and are remembered.
-    forgetCounters();
+    reachNewIsolate();
     vi.setSystemTime(t0 + 59 * 60_000);
     expect((await admit(env, [ask(old)])).ok).toBe(true);
     // t0 + 61 min: the ledger no longer counts them. 50 new people fill this hour's budget...

@@ -5,21 +5,21 @@
  */
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { type Ask, LEDGER_TIMEOUT_MS, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
 import { DAY_MS } from "../../worker/limits/index.ts";
-import { type Ask, admit, flushSoon, forgetCounters, LEDGER_TIMEOUT_MS, UNSYNCED_MAX } from "../../worker/limits/ledger.ts";
-import { emulator, postWith, randomIp } from "./helpers.ts";
-import { open, person, unique, wrapLedger } from "./people.ts";
+import { emulator, randomIp } from "./helpers.ts";
+import { admit, flushSoon, reachNewIsolate, open, person, postWith, unique, wrapLedger } from "./people.ts";
 
 /** The snippet's MAX_RETRY_AFTER: a 429 asking for longer is dropped for good (snippet/src/core.ts). */
 const SNIPPET_MAX_RETRY_AFTER = 3600;
 
 beforeEach(async () => {
   await emulator.reset();
-  forgetCounters();
+  reachNewIsolate();
 });
 afterEach(() => {
   vi.useRealTimers();
-  forgetCounters();
+  reachNewIsolate();
 });
 
 describe("the ledger unreachable or slow", () => {
@@ -32,7 +32,7 @@ describe("the ledger unreachable or slow", () => {
     let admitted = 0;
     const statuses = new Set<number>();
     for (let isolate = 0; isolate < 3; isolate++) {
-      forgetCounters();
+      reachNewIsolate();
       for (let r = 0; r < 6; r++) {
         const res = await postWith(down, { activities: Array.from({ length: 10 }, () => person(unique("outage"))) }, { ip });
         statuses.add(res.status);
@@ -67,7 +67,7 @@ describe("reports while the ledger is down", () => {
     const isolates = 3;
     let admitted = 0;
     for (let i = 0; i < isolates; i++) {
-      forgetCounters();
+      reachNewIsolate();
       let here = 0;
       for (let j = 0; j < 15; j++) {
         const verdict = await admit(down, [{ key, limit: 50, window: DAY_MS, members: [crypto.randomUUID()] }]);
@@ -168,7 +168,7 @@ describe("a failed report while a probe of the same counter gets through", () =>
     expect((await admit(env, [ask(["p", "x1", "x2", "x3", "x4"])])).ok).toBe(true);
     await flushSoon(env);
     // Isolate A: five members, reported (the ledger now counts 10).
-    forgetCounters();
+    reachNewIsolate();
     for (let i = 0; i < 5; i++) expect((await admit(env, [ask([`m${i}`])])).ok).toBe(true);
     await flushSoon(env);
     // An 11th, m5; its report fails after 50 ms (a reset Durable Object), while a probe gets through.
@@ -204,7 +204,7 @@ describe("a failed report alone", () => {
     expect((await admit(env, [ask(["p", "x1", "x2", "x3", "x4"])])).ok).toBe(true);
     await flushSoon(env);
     // Isolate A: five members, reported (the ledger now counts 10).
-    forgetCounters();
+    reachNewIsolate();
     for (let i = 0; i < 5; i++) expect((await admit(env, [ask([`m${i}`])])).ok).toBe(true);
     await flushSoon(env);
     // An 11th, m5; its report fails after 50 ms (a reset Durable Object), while a probe gets through.

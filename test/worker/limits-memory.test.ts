@@ -5,10 +5,10 @@
  */
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { type Ask, REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
 import { DAY_MS } from "../../worker/limits/index.ts";
-import { type Ask, admit, flushSoon, forgetCounters, REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/ledger.ts";
-import { emulator, postWith, randomIp } from "./helpers.ts";
-import { open, person, unique } from "./people.ts";
+import { emulator, randomIp } from "./helpers.ts";
+import { admit, flushSoon, reachNewIsolate, open, person, postWith, unique } from "./people.ts";
 
 const forwarded = async () => (await emulator.requests()).flatMap((r) => r.body.activities ?? []);
 const emailsForwarded = async () => new Set((await forwarded()).map((a) => a.fields?.["str::email"]));
@@ -37,11 +37,11 @@ async function churn() {
 
 beforeEach(async () => {
   await emulator.reset();
-  forgetCounters();
+  reachNewIsolate();
 });
 afterEach(() => {
   vi.useRealTimers();
-  forgetCounters();
+  reachNewIsolate();
 });
 
 describe("a dropped counter's unreported members", () => {

@@ -1,9 +1,9 @@
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
 import { signIdentity } from "../../worker/identity.ts";
-import { admit, flushSoon, forgetCounters, REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/ledger.ts";
-import { emulator, loggedIn, postWith } from "./helpers.ts";
-import { open, person, postServed, SERVER_TOKEN, unique, wrapLedger } from "./people.ts";
+import { REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
+import { emulator, loggedIn } from "./helpers.ts";
+import { admit, flushSoon, reachNewIsolate, open, person, postServed, postWith, SERVER_TOKEN, unique, wrapLedger } from "./people.ts";
 
 const stored = async () => (await emulator.activities()).activities.length;
 const bearer = (token = SERVER_TOKEN) => ({ headers: { Authorization: `Bearer ${token}` } });
@@ -34,7 +34,7 @@ describe("per-contact limit, counted in isolate memory and the shared ledger", (
     let accepted = 0;
     // Each round is one more isolate meeting the contact for the first time: it knows only the ledger.
     for (let i = 0; i < isolates; i++) {
-      forgetCounters();
+      reachNewIsolate();
       for (let j = 0; j < 30; j++) if ((await postWith(open, { activities: [person(chris)] })).status === 200) accepted++;
       await flushSoon(env);
     }
@@ -55,7 +55,7 @@ describe("per-contact limit, counted in isolate memory and the shared ledger", (
     expect(Number(refused.headers.get("Retry-After"))).toBeGreaterThan(86_000);
     expect((await postWith(limited, { activities: [person(eve)] })).status).toBe(429);
     // A new isolate knows only the ledger, which it asks once its own view reaches the limit.
-    forgetCounters();
+    reachNewIsolate();
     const statuses: number[] = [];
     for (let i = 0; i < 10; i++) statuses.push((await postWith(limited, { activities: [person(eve)] })).status);
     expect(statuses).toEqual([200, 200, 200, 429, 429, 429, 429, 429, 429, 429]);
@@ -249,7 +249,7 @@ describe("SERVER_TOKEN: a trusted backend's batches", () => {
 
 describe("reports to the ledger", () => {
   it("sends a counter's members in groups of REPORT_AT, not one call per event once it has been reported", async () => {
-    forgetCounters();
+    reachNewIsolate();
     // The real ledger, watched: this test is about how often the isolate calls it.
     const calls: number[] = [];
     const watched = {
@@ -266,7 +266,7 @@ describe("reports to the ledger", () => {
       if (verdict.ok && verdict.report) await flushSoon(watched);
     }
     expect(calls).toEqual([REPORT_AT, REPORT_AT, REPORT_AT]);
-    forgetCounters();
+    reachNewIsolate();
   });
 });
 

@@ -1,6 +1,8 @@
 import { env } from "cloudflare:workers";
+import { newIsolate } from "../../worker/isolate.ts";
+import { type Ask, ledgerOf } from "../../worker/limits/counts.ts";
 import type { LedgerEntry } from "../../worker/limits/ledger-object.ts";
-import { loggedIn, type PostOptions, postWith } from "./helpers.ts";
+import { loggedIn, type PostOptions, postWith as postThrough } from "./helpers.ts";
 
 /** The limits tests' server token, and their bindings: open mode, with the account's request budget
  * high enough never to coalesce (the budget project tests that), and Ortto given 30 s, not 5, before
@@ -32,6 +34,20 @@ export const wrapLedger = (wrap: (real: Sync) => Sync) => {
       return { sync: wrap((entries) => stub.sync(entries)) };
     },
   } as unknown as typeof env.LIMIT_LEDGER;
+};
+
+/** The isolate the limits tests' requests reach: its counts are theirs to watch and to forget. */
+let isolate = newIsolate();
+/** A POST through the app over that isolate (see helpers.ts `postWith`). */
+export const postWith = (...[bindings, body, options]: Parameters<typeof postThrough>) =>
+  postThrough(bindings, body, { ...options, isolate });
+/** That isolate's counts admitting `asks`, with the ledger of `bindings`. */
+export const admit = (bindings: typeof env, asks: Ask[]) => isolate.limits.admit(ledgerOf(bindings), asks);
+/** That isolate's counts reporting what is due to the ledger of `bindings`. */
+export const flushSoon = (bindings: typeof env) => isolate.limits.flushSoon(ledgerOf(bindings));
+/** The requests from now on reach a new isolate, which knows only the ledger. */
+export const reachNewIsolate = () => {
+  isolate = newIsolate();
 };
 
 /**

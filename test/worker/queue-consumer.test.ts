@@ -6,7 +6,7 @@
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { consumeQueue, MAX_REPLAYS } from "../../worker/delivery/consumer.ts";
+import { MAX_REPLAYS } from "../../worker/delivery/consumer.ts";
 import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
 import worker from "../../worker/index.ts";
 import { clearDeadLetters, deadLetters, emulator, eventually, loggedIn, post } from "./helpers.ts";
@@ -97,7 +97,7 @@ describe("the queue consumer", () => {
       },
     ]);
     const ctx = createExecutionContext();
-    await consumeQueue(batch, env);
+    await worker.queue(batch, env);
     expect((await getQueueResult(batch, ctx)).explicitAcks).toEqual(["d1"]);
     expect((await eventually(stored, (a) => a.length === 1)).map((a) => a.key)).toEqual(["d1"]);
   });
@@ -109,7 +109,7 @@ describe("the queue consumer", () => {
       { ...message("d2", []), body: { v: 1, request_id: "d2", activities: [loggedIn()], replays: MAX_REPLAYS } as DeliveryMessage },
     ]);
     const ctx = createExecutionContext();
-    await consumeQueue(batch, env);
+    await worker.queue(batch, env);
     spy.mockRestore();
     const result = await getQueueResult(batch, ctx);
     // Put back on the dead-letter queue (with a 12-hour delay) before being acked, not retried away.
@@ -151,7 +151,7 @@ describe("the queue consumer", () => {
       message("m", [loggedIn({ key: "m", created: new Date().toISOString() })]),
     ]);
     const ctx = createExecutionContext();
-    await consumeQueue(batch, { ...env, ORTTO_API_KEY: undefined });
+    await worker.queue(batch, { ...env, ORTTO_API_KEY: undefined });
     // Put back on the delivery queue as a new message (after the backoff), not retried towards max_retries.
     const result = await getQueueResult(batch, ctx);
     expect(result.explicitAcks).toEqual(["m"]);

@@ -2,8 +2,9 @@ import { createExecutionContext, createMessageBatch, getQueueResult } from "clou
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import { MAX_AGE_MS } from "../../shared/activities.ts";
-import { consumeQueue, MAX_REPLAYS } from "../../worker/delivery/consumer.ts";
+import { MAX_REPLAYS } from "../../worker/delivery/consumer.ts";
 import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
+import worker from "../../worker/index.ts";
 import { clearDeadLetters, deadLetters, emulator, eventually, loggedIn, postWith } from "./helpers.ts";
 
 /**
@@ -55,7 +56,7 @@ describe("activities that expire while they wait", () => {
       message("mixed", [loggedIn({ key: "fresh", created: new Date().toISOString() }), loggedIn({ key: "stale", created: expired })]),
     ]);
     const ctx = createExecutionContext();
-    await consumeQueue(batch, env);
+    await worker.queue(batch, env);
     expect((await getQueueResult(batch, ctx)).explicitAcks).toEqual(["mixed"]);
     const dead = await eventually(deadLetters, (d) => d.length === 1);
     expect(dead).toEqual([
@@ -94,7 +95,7 @@ describe("a missing site key", () => {
       message("waiting", [loggedIn({ key: "w", created: new Date().toISOString() })], 14),
     ]);
     const ctx = createExecutionContext();
-    await consumeQueue(batch, { ...env, ORTTO_API_KEY: undefined });
+    await worker.queue(batch, { ...env, ORTTO_API_KEY: undefined });
     const result = await getQueueResult(batch, ctx);
     expect(result.retryMessages).toEqual([]);
     expect(result.explicitAcks).toEqual(["waiting"]);
@@ -109,7 +110,7 @@ describe("dead letters", () => {
     const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [
       { id: "junk", timestamp: new Date(), attempts: 1, body: "not an activity" as unknown as DeliveryMessage },
     ]);
-    await consumeQueue(batch, env);
+    await worker.queue(batch, env);
     const [dead] = await eventually(deadLetters, (d) => d.length === 1);
     expect(dead).toMatchObject({ dead_reason: "not a delivery message", raw: "not an activity" });
 
@@ -117,7 +118,7 @@ describe("dead letters", () => {
       { id: "d", timestamp: new Date(), attempts: 1, body: dead as DeliveryMessage },
     ]);
     const ctx = createExecutionContext();
-    const lines = await logsOf(() => consumeQueue(replay, env));
+    const lines = await logsOf(() => worker.queue(replay, env));
     expect((await getQueueResult(replay, ctx)).explicitAcks).toEqual(["d"]);
     expect(lines).toContainEqual(expect.objectContaining({ event: "dead_letter_kept" }));
     expect(lines).toContainEqual(expect.objectContaining({ event: "dead_letters_replayed", messages: 0 }));
@@ -167,7 +168,7 @@ describe("dead letters", () => {
     m.body.replays = MAX_REPLAYS;
     const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [m]);
     const ctx = createExecutionContext();
-    await consumeQueue(batch, env);
+    await worker.queue(batch, env);
     await getQueueResult(batch, ctx);
     const dead = await eventually(deadLetters, (d) => d.length === 1);
     expect(dead).toHaveLength(1);

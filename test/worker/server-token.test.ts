@@ -3,8 +3,8 @@
  * (a browser adds other Authorization headers itself, on a site behind HTTP basic auth).
  */
 import { beforeEach, describe, expect, it } from "vitest";
-import { emulator, postWith } from "./helpers.ts";
-import { open, person, SERVER_TOKEN, unique } from "./people.ts";
+import { emulator } from "./helpers.ts";
+import { open, person, postWith, SERVER_TOKEN, unique } from "./people.ts";
 
 const forwarded = async () => (await emulator.requests()).flatMap((r) => r.body.activities ?? []);
 
