@@ -5,7 +5,7 @@
 import { exports } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { emulator, loggedIn, ORIGIN, post, postInit, RELAY } from "./helpers.ts";
-import { reachNewIsolate, open, person, postWith, SERVER_TOKEN, unique } from "./people.ts";
+import { open, person, postWith, reachNewIsolate, SERVER_TOKEN, unique } from "./people.ts";
 
 const EXPOSED = "X-Request-Id,Retry-After,X-Relay-Outcome,Date";
 const IMF_DATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/;

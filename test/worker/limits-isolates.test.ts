@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { type Ask, REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
 import { DAY_MS } from "../../worker/limits/index.ts";
 import { emulator, randomIp } from "./helpers.ts";
-import { admit, flushSoon, reachNewIsolate, open, person, postWith, unique, wrapLedger } from "./people.ts";
+import { admit, flushSoon, open, person, postWith, reachNewIsolate, unique, wrapLedger } from "./people.ts";
 
 const forwarded = async () => (await emulator.requests()).flatMap((r) => r.body.activities ?? []);
 const emailsForwarded = async () => new Set((await forwarded()).map((a) => a.fields?.["str::email"]));

@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { type Ask, LEDGER_TIMEOUT_MS, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
 import { DAY_MS } from "../../worker/limits/index.ts";
 import { emulator, randomIp } from "./helpers.ts";
-import { admit, flushSoon, reachNewIsolate, open, person, postWith, unique, wrapLedger } from "./people.ts";
+import { admit, flushSoon, open, person, postWith, reachNewIsolate, unique, wrapLedger } from "./people.ts";
 
 /** The snippet's MAX_RETRY_AFTER: a 429 asking for longer is dropped for good (snippet/src/core.ts). */
 const SNIPPET_MAX_RETRY_AFTER = 3600;

@@ -3,7 +3,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { signIdentity } from "../../worker/identity.ts";
 import { REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
 import { emulator, loggedIn } from "./helpers.ts";
-import { admit, flushSoon, reachNewIsolate, open, person, postServed, postWith, SERVER_TOKEN, unique, wrapLedger } from "./people.ts";
+import { admit, flushSoon, open, person, postServed, postWith, reachNewIsolate, SERVER_TOKEN, unique, wrapLedger } from "./people.ts";
 
 const stored = async () => (await emulator.activities()).activities.length;
 const bearer = (token = SERVER_TOKEN) => ({ headers: { Authorization: `Bearer ${token}` } });
