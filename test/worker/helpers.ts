@@ -140,3 +140,14 @@ export async function eventually<T>(read: () => Promise<T>, check: (value: T) =>
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/**
+ * Waits, when fewer than `leftSeconds` remain of the current fixed window of a rate limit of
+ * `periodSeconds` (windows start at multiples of the period, at the edge and in Miniflare), for the
+ * next one: a test counting requests against the limit then cannot straddle two windows.
+ */
+export async function windowWithTimeLeft(periodSeconds: number, leftSeconds: number) {
+  const period = periodSeconds * 1000;
+  const left = period - (Date.now() % period);
+  if (left < leftSeconds * 1000) await new Promise((r) => setTimeout(r, left + 50));
+}
