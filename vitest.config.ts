@@ -29,6 +29,10 @@ function relayProject(
             // Short waits, so that retries and outages play out in seconds.
             RETRY_BASE_SECONDS: "1",
             RETRY_MAX_SECONDS: "1",
+            // Ortto given 30 s before a request goes to the queue: on a loaded machine the emulator can
+            // take longer than the default 5 s, and a test's answer would turn 202. Tests of the
+            // timeout set their own.
+            UPSTREAM_TIMEOUT_MS: "30000",
             // Every request's log line, for the tests that read them (the default logs all but plain successes).
             LOG_REQUESTS: "all",
             ...bindings,
