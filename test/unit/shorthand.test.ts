@@ -165,8 +165,19 @@ describe("expandShorthands (the snippet's short forms, expanded by the relay)", 
     );
   });
 
-  it("refuses a t that is not an integer date, naming t, and never throws on one far off", () => {
-    for (const t of ["1764223200000", 1.5, Number.NaN, Number.POSITIVE_INFINITY, -1, 0, 1e300, null, {}]) {
+  it("rounds a page's created in fractions of a ms (its clock is performance.now()'s), t in fractions too", () => {
+    const at = Date.UTC(2026, 10, 27, 6, 0, 0, 0);
+    const page = { t: at - 0.4, activities: [{ activity_id: "logged-in", created: at - 5_000.6 }] };
+    expect((expandShorthands(page, { issues: [], used: [] }, at) as typeof page).activities[0]?.created).toBe(
+      new Date(at - 5_001).toISOString(),
+    );
+    // Without t (a server), a fraction is left for the schema to refuse.
+    const server = { activities: [{ activity_id: "logged-in", created: at - 5_000.6 }] };
+    expect((expandShorthands(server, undefined, at) as typeof server).activities[0]?.created).toBe(at - 5_000.6);
+  });
+
+  it("refuses a t that is not a date in ms, naming t, and never throws on one far off", () => {
+    for (const t of ["1764223200000", Number.NaN, Number.POSITIVE_INFINITY, -1, 0, 1e300, null, {}]) {
       const expansion: Expansion = { issues: [], used: [] };
       expandShorthands({ t, activities: [{ activity_id: "logged-in", created: 1 }] }, expansion);
       expect(expansion.issues.map((i) => i.path)).toEqual(["t"]);

@@ -55,8 +55,8 @@ describe("the snippet's short forms, expanded at the edge", () => {
     expect((await emulator.activities()).duplicates).toBe(1);
   });
 
-  it("refuses a t that is not an integer date, naming t (a 400, never a 500), and checks the corrected created", async () => {
-    for (const t of ["now", 1.5, -1, 1e300, null]) {
+  it("refuses a t that is not a date in ms, naming t (a 400, never a 500), and checks the corrected created", async () => {
+    for (const t of ["now", -1, 1e300, null]) {
       const res = await post({
         t,
         activities: [{ activity_id: "logged-in", key: "k", created: Date.now(), fields: { email: "t@example.com" } }],
@@ -119,7 +119,18 @@ describe("the snippet's short forms, expanded at the edge", () => {
     expect(cut).not.toMatch(/[\ud800-\udbff](?![\udc00-\udfff])/);
   });
 
-  it("refuses a created in ms that is not an integer, naming it, rather than truncating it", async () => {
+  it("takes a page's created and t in fractions of a ms (its monotonic clock) and forwards created rounded to the ms", async () => {
+    const at = Date.now() - 60_000.25;
+    const res = await post({
+      t: Date.now() - 0.75,
+      activities: [{ activity_id: "logged-in", key: "k-page-frac", created: at, fields: { email: "page-frac@example.com" } }],
+    });
+    expect(res.status).toBe(200);
+    const [activity] = (await emulator.requests())[0]?.body.activities ?? [];
+    expect(activity?.created).toBe(new Date(Math.round(at)).toISOString());
+  });
+
+  it("refuses a created in ms that is not an integer without a page's t, naming it, rather than truncating it", async () => {
     // Never what the snippet sends; truncated, two different values would become one `created`.
     const ms = Date.now() - 60_000 + 0.5;
     const res = await post({

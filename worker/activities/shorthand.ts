@@ -18,8 +18,10 @@ import { ConversionError, type Issue, phoneObject, type Renamed } from "../../sh
  *   and stamps `created` in that same clock. The relay takes `t` off the body and moves each
  *   numeric `created` by its own receipt time less `t`, rounded to CLOCK_STEP_MS (so a device
  *   clock hours off, or stepped since the call, still dates events right); the `created` checks
- *   (not in the future, not too old) then judge the corrected value. A body without `t` (a server,
- *   an older snippet) keeps its `created` as sent. A `t` that is not an integer date is a 400 naming `t`.
+ *   (not in the future, not too old) then judge the corrected value. The page's times (`t`, `created`)
+ *   may carry fractions of a ms (its clock is `performance.now()`'s): `created` is rounded here. A
+ *   body without `t` (a server, an older snippet) keeps its `created` as sent, and an integer only.
+ *   A `t` that is not a date in ms is a 400 naming `t`.
  * Everything else is left as it is, for the schema to judge.
  */
 const SHORTHANDS = [
@@ -101,14 +103,17 @@ export function expandShorthands(body: unknown, expansion?: Expansion, receivedA
   if (!Array.isArray(activities)) return body;
   // The device's clock minus the relay's, in CLOCK_STEP_MS steps (0 without a `t`).
   let skew = 0;
+  // A page's request (with `t`): its times are the page's monotonic clock, in fractions of a ms, rounded here.
+  let page = false;
   if (isObject(body) && Object.hasOwn(body, "t")) {
     const t = body.t;
-    if (typeof t === "number" && Number.isInteger(t) && t > 0 && t <= MAX_DATE_MS) {
+    if (typeof t === "number" && t > 0 && t <= MAX_DATE_MS) {
       skew = Math.round((receivedAt - t) / CLOCK_STEP_MS) * CLOCK_STEP_MS;
+      page = true;
       // Known to the relay only: what goes on is Ortto's shape.
       delete body.t;
     } else if (expansion) {
-      expansion.issues.push({ path: "t", message: "expected the device's time at sending, an integer of ms since 1970" });
+      expansion.issues.push({ path: "t", message: "expected the device's time at sending, in ms since 1970" });
     }
   }
   for (let i = 0; i < activities.length; i++) {
@@ -117,8 +122,8 @@ export function expandShorthands(body: unknown, expansion?: Expansion, receivedA
     const id = activity.activity_id;
     if (typeof id === "string" && id && !id.startsWith("act:")) activity.activity_id = `act:cm:${id}`;
     const created = activity.created;
-    if (typeof created === "number" && Number.isInteger(created) && Math.abs(created + skew) <= MAX_DATE_MS)
-      activity.created = new Date(created + skew).toISOString();
+    if (typeof created === "number" && (page || Number.isInteger(created)) && Math.abs(created + skew) <= MAX_DATE_MS)
+      activity.created = new Date(Math.round(created) + skew).toISOString();
     let used = 0;
     if (isObject(activity.attributes))
       used = expand(activity.attributes, ATTRIBUTE_SHORTHANDS, true, ATTRIBUTE_BIT, { i, part: "attributes", expansion });
