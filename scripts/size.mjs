@@ -15,7 +15,7 @@ import { brotliCompressSync, constants, gzipSync } from "node:zlib";
 // at each call, the first page view after the loader's calls, held events expiring after HOLD_MS),
 // 116 B for losing no event (every exit event at page hide, a hung request aborted after 15 s, a
 // refused keepalive request sent again in halves, gone pages' queues adopted whole).
-const BUDGET = { script: 2555, loader: 100 };
+const BUDGET = { script: 2599, loader: 100 };
 const root = new URL("../snippet/", import.meta.url);
 
 let script;

@@ -133,9 +133,10 @@ describe("the page is never broken", () => {
       page.relay("identify", { email: "chris@example.com" });
       for (let n = 0; n < 5; n++) page.relay("track", "logged-in");
     }
-    // Each tab's queue under a key of its own.
+    // Each tab's heartbeat under a key of its own, and each event too.
     await vi.advanceTimersByTimeAsync(1);
-    expect([...storage.data.keys()].filter((k) => k.startsWith("relay:"))).toHaveLength(2);
+    expect(storage.tabs()).toHaveLength(2);
+    expect(storage.events()).toHaveLength(10);
     await settle();
     const keys = pages.flatMap((page) => page.activities().map((a) => a.key));
     expect(keys).toHaveLength(10);
