@@ -143,8 +143,8 @@ export function createRelay(options: RelayOptions): Relay {
   // A relay that does nothing, if even starting fails (no window in SSR, a hostile page).
   let api: Relay = () => {};
   try {
-    const { endpoint, consent: mode, gpc, debug, pageviews, hash, window: w = window } = options;
-    const { navigator: nav, document: doc, location: loc, history: his } = w;
+    const { endpoint, consent: mode, gpc, debug, pageviews, window: w = window } = options;
+    const { navigator: nav, document: doc, location: loc } = w;
     const url = `${endpoint.replace(/\/+$/, "")}/v1/activities/create`;
     /**
      * The page's clock: the device's as it was at the start, moved on monotonically (no step of the
@@ -230,7 +230,11 @@ export function createRelay(options: RelayOptions): Relay {
       if (allowed()) stuck = !put(STORAGE_KEY, mem);
     };
     /** Stores an event under its key; one that cannot be (a full or disabled storage) lives in memory only, with a warning (`U`). */
-    const keep = (i: Item) => allowed() && (put(i.k, i) || warn("U", i.a));
+    const keep = (i: Item) => {
+      // The tab's heartbeat says whose it is (a tab holding events has one).
+      save();
+      allowed() && (put(i.k, i) || warn("U", i.a));
+    };
     /** Removes an event's key (and returns undefined: a queue filter drops it). */
     const forget = (i: Item) => void put(i.k);
     /** Every key of the snippet. */
@@ -266,30 +270,33 @@ export function createRelay(options: RelayOptions): Relay {
      */
     const scan = safe(() => {
       if (allowed() && !gone) {
-        // This page's heartbeat, while it holds events.
-        save();
+        // This page's heartbeat, while it holds events: written now, so that the look below finds it new (alive).
+        persist();
         let n = 0;
         const all = keys();
         for (const k of all) {
-          // Heartbeats only: not the shared state, not events (their keys have a `|`), not this tab's own.
-          if (k === own || k === STORAGE_KEY || k.includes("|")) continue;
+          // Heartbeats only: not the shared state, not events (their keys have a `|`).
+          if (k === STORAGE_KEY || k.includes("|")) continue;
           const raw = store().getItem(k) as string;
           const v: TabQueue = parse(raw);
           // Alive: it has changed within STALE_MS of this page's clock (each heartbeat is seen once: it holds its writer's time).
-          if (v.h && now() - (seen[raw] ??= now()) < STALE_MS) continue;
+          const first = seen[raw] || now();
+          seen[raw] = first;
+          if (v.h && now() - first < STALE_MS) continue;
           const left: Item[] = v.q || [];
           for (const e of all)
             if (e.startsWith(`${k}|`)) {
               left.push(get(e));
               put(e);
             }
-          for (const i of left) if (i) {
-            // A request page hide sent may be in flight: left alone until its lease is over, at most LEASE_MS from now.
-            i.l = Math.min(i.l as number, now() + LEASE_MS);
-            i.k = `${own}|${++count}`;
-            n = q.push(i);
-            keep(i);
-          }
+          for (const i of left)
+            if (i) {
+              // A request page hide sent may be in flight: left alone until its lease is over, at most LEASE_MS from now.
+              i.l = Math.min(i.l as number, now() + LEASE_MS);
+              i.k = `${own}|${++count}`;
+              n = q.push(i);
+              keep(i);
+            }
           put(k);
         }
         n && later(0);
@@ -382,10 +389,17 @@ export function createRelay(options: RelayOptions): Relay {
         .catch(() => ((gone || hiding) && batch[1] ? [batch.splice(batch.length / 2), batch].map(send) : done(batch, 0)));
     };
 
-    /** How long the relay's pause (Retry-After, stored by whichever tab or page heard it) has to run, never longer than it asked for. */
+    /**
+     * How long the relay's pause (Retry-After, stored by whichever tab or page heard it) has to run.
+     * One longer than the relay asked for was written by a page whose clock is ahead of this one's
+     * (the device's clock stepped back between them): it is not waited for (at most one request,
+     * which the relay answers with a pause in this page's clock).
+     */
     const paused = () => {
       read();
-      return Math.min((mem.r as number) - now(), mem.p as number) || 0;
+      const left = (mem.r as number) - now();
+      // (No pause: 0, not NaN, which the minifier's unsafe_comps would let through a `<=`.)
+      return left > (mem.p as number) ? 0 : left || 0;
     };
 
     const flush = safe(() => {
@@ -468,7 +482,7 @@ export function createRelay(options: RelayOptions): Relay {
       gone = e.type < "q";
       // What is not stored (a full or disabled storage) is lost with the page: counted (`D`), and
       // marked, to be kept if the page comes back from the back/forward cache.
-      if (gone) for (const i of q) get(i.k) || (i.m = ++dropped);
+      if (gone) for (const i of q) if (!get(i.k)) i.m = ++dropped;
       persist();
     });
 
@@ -499,7 +513,6 @@ export function createRelay(options: RelayOptions): Relay {
       };
       q.push(item);
       keep(item);
-      save();
       kick();
     };
 
@@ -533,7 +546,6 @@ export function createRelay(options: RelayOptions): Relay {
           i.n = mem.n;
           keep(i);
         }
-        save();
         later(0);
       }
     };
@@ -596,12 +608,15 @@ export function createRelay(options: RelayOptions): Relay {
     /** The last page view's URL ("" after a back/forward cache restore: the next is one, with `document.referrer`), and its path. */
     let last: string | undefined;
     let path: string | undefined;
-    /** A page view (with data-pageviews), unless the path (and, with data-hash, the hash) is the last one's: a query alone is no page view. */
+    /**
+     * A page view (with data-pageviews), unless the path is the last one's: a change of the query
+     * alone (UTM stripping, search as you type) or of the hash is no page view.
+     */
     const view = safe(() => {
       const p = loc.pathname;
-      // The URL, without the hash unless hash routes count (it may carry tokens), cut to 2,000
-      // characters, as are the title and the referrer: the relay cuts them to Ortto's 255, and a
-      // longer one (a SPA's state in the URL) would make the event too large to send at all.
+      // The URL, without the hash (it may carry tokens), cut to 2,000 characters, as are the title
+      // and the referrer: the relay cuts them to Ortto's 255, and a longer one (a SPA's state in
+      // the URL) would make the event too large to send at all.
       const href = (loc.href.split("#")[0] as string).slice(0, 2e3);
       if (pageviews && p !== path) {
         track(pageviews, {
@@ -631,12 +646,11 @@ export function createRelay(options: RelayOptions): Relay {
         }
       }),
     );
-    if (pageviews) {
-      // A single-page app's navigations: `pushState`, `replaceState` and back/forward, looked at
-      // once, 100 ms later (when the router has set the title); nothing runs while the page is idle.
-      setInterval(view, 300);
-
-    }
+    // A single-page app's navigations (pushState, replaceState, back and forward): the path, looked
+    // at every 300 ms, so a route shown that long is recorded, 0–300 ms after the navigation.
+    // Nothing of the page's (history) is wrapped. (Page views from wrapped `history` calls and
+    // `popstate`, with no timer while idle, and hash routes on `data-hash`, would cost 84 B gzip more.)
+    if (pageviews) setInterval(view, 300);
     // After the loader's queued calls (boot replays them as this returns): a logout page's reset or a
     // login page's identify comes before its page view.
     queueMicrotask(view);

@@ -52,8 +52,6 @@ export interface RelayOptions {
   debug?: boolean;
   /** An activity id (`act:cm:viewed-page`) to record a page view with, on start and on every SPA navigation. */
   pageviews?: string;
-  /** Hash routes (`#/cart`) are page views too (`data-hash`); without it the hash is left out of the URL. */
-  hash?: boolean;
   /** The window to work in (tests); defaults to the global one. */
   window?: Window;
 }

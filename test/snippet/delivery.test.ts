@@ -1,5 +1,15 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { backoff, FLUSH_MS, HEARTBEAT_MS, LEASE_MS, MAX_BATCH, MAX_BATCH_BYTES, MAX_QUEUE, MAX_RETRY_AFTER, STALE_MS } from "../../snippet/src/core.ts";
+import {
+  backoff,
+  FLUSH_MS,
+  HEARTBEAT_MS,
+  LEASE_MS,
+  MAX_BATCH,
+  MAX_BATCH_BYTES,
+  MAX_QUEUE,
+  MAX_RETRY_AFTER,
+  STALE_MS,
+} from "../../snippet/src/core.ts";
 import { MemoryStorage, openPage, settle, URL_CREATE, wait } from "./helpers.ts";
 
 const NOW = Date.parse("2026-11-27T06:00:00.000Z");
@@ -383,7 +393,6 @@ describe("retries", () => {
     expect(fresh.activities().map((a) => [a.key, a.activity_id])).toEqual([["k1", "act:cm:logged-in"]]);
     expect(storage.data.has("relay:crashed")).toBe(false);
   });
-
 });
 
 describe("storage", () => {
@@ -614,11 +623,6 @@ describe("page hide", () => {
 });
 
 describe("a device whose clock is wrong", () => {
-  const future = {
-    status: 400,
-    text: '{"code":400,"error":"Invalid request: activities.0.created Created date is more than 5 minutes in the future"}',
-  };
-
   it("sends the device's time with every request, so the relay dates even a page's first events in its own time", async () => {
     const page = identifiedPage();
     // The relay's clock is 2 h behind this device's.
