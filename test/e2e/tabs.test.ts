@@ -145,7 +145,7 @@ describe("several tabs share the queue", () => {
     await context.close();
   });
 
-  it("takes under 10 ms of main thread for 100 calls on a full queue of held events, with another tab's queue full too", async () => {
+  it("takes under 50 ms of main thread for 100 calls on a full queue of held events, with another tab's queue full too", async () => {
     const context = await newVisitor(browser());
     const pages = await tabs(context, 2);
     // An anonymous visitor: events are held (100 per tab), and more keep coming.
@@ -160,15 +160,17 @@ describe("several tabs share the queue", () => {
       for (let run = 0; run < 3; run++) {
         const start = performance.now();
         for (let n = 0; n < 100; n++) relay("track", "logged-in", { "int::v": n });
-        // The queue's write, at the end of the task, counts too.
+        // What is left for the end of the task counts too.
         await Promise.resolve();
         times.push(performance.now() - start);
         await new Promise((r) => setTimeout(r, 100));
       }
       return times;
     });
-    // The best of three (the machine is shared); it was 2,096 ms when every call re-read and re-wrote the queue.
-    expect(Math.min(...runs)).toBeLessThan(10);
+    // The best of three (the machine is shared): a guard against a return to O(queue) work per call,
+    // which took 2,096 ms when every call re-read and re-wrote the queue. Each call writes its own
+    // event (about 0.1 ms); `npm run bench:snippet` measures a call against its 0.5 ms target.
+    expect(Math.min(...runs)).toBeLessThan(50);
     // Still bounded, the oldest dropped and counted.
     const state = await stored(a);
     expect(state?.tabs.map((t) => t.q.length)).toEqual([100, 100]);

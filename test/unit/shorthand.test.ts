@@ -154,7 +154,7 @@ describe("expandShorthands (the snippet's short forms, expanded by the relay)", 
       [0, 300],
       [5_000, 900],
       [70_000, 2_100],
-    ]) {
+    ] as const) {
       const again = { t: at + fast - latency + later, activities: [{ activity_id: "logged-in", created: at + fast - 60_000 }] };
       expect((expandShorthands(again, undefined, at + later) as typeof again).activities[0]?.created).toBe("2026-11-27T05:59:00.000Z");
     }
