@@ -49,8 +49,8 @@ export interface Item {
   o?: 1;
   /** The shared state's `n` at the call: a held event whose `n` is not the current one was tracked before a `reset()`. */
   n?: number;
-  /** In memory only: not stored when its page went (a full or disabled storage), and counted lost then. */
-  m?: number;
+  /** In memory only: it could not be stored (a full or disabled storage); counted lost if its page goes with it. */
+  m?: boolean;
 }
 
 /** What every tab shares, under STORAGE_KEY; each change re-reads it first (a small object, written rarely). */
@@ -77,8 +77,6 @@ export interface State {
 export interface TabQueue {
   /** The page's clock, rewritten every HEARTBEAT_MS while the page lives (other pages only look whether it changes); 0 once the page is hidden for good (pagehide). */
   h: number;
-  /** An older build's queue, kept in the tab's key: adopted like the events of a gone page. */
-  q?: Item[];
 }
 
 export const STORAGE_KEY = "relay";
@@ -233,7 +231,8 @@ export function createRelay(options: RelayOptions): Relay {
     const keep = (i: Item) => {
       // The tab's heartbeat says whose it is (a tab holding events has one).
       save();
-      allowed() && (put(i.k, i) || warn("U", i.a));
+      i.m = allowed() && !put(i.k, i);
+      i.m && warn("U", i.a);
     };
     /** Removes an event's key (and returns undefined: a queue filter drops it). */
     const forget = (i: Item) => void put(i.k);
@@ -283,7 +282,7 @@ export function createRelay(options: RelayOptions): Relay {
           const first = seen[raw] || now();
           seen[raw] = first;
           if (v.h && now() - first < STALE_MS) continue;
-          const left: Item[] = v.q || [];
+          const left: Item[] = [];
           for (const e of all)
             if (e.startsWith(`${k}|`)) {
               left.push(get(e));
@@ -480,9 +479,10 @@ export function createRelay(options: RelayOptions): Relay {
       out();
       // Gone for good at pagehide, not at visibilitychange (of the two, only "pagehide" sorts before "q").
       gone = e.type < "q";
-      // What is not stored (a full or disabled storage) is lost with the page: counted (`D`), and
-      // marked, to be kept if the page comes back from the back/forward cache.
-      if (gone) for (const i of q) if (!get(i.k)) i.m = ++dropped;
+      // What is not stored (a full or disabled storage) is lost with the page, unless it comes back
+      // from the back/forward cache: each is warned (`L`). Not counted in `d`: a full storage could
+      // not store the count either, and a page restored would send them after all.
+      if (gone) for (const i of q) if (i.m) warn("L", i.a);
       persist();
     });
 
@@ -496,18 +496,19 @@ export function createRelay(options: RelayOptions): Relay {
         forget(q.shift() as Item);
         dropped++;
       }
+      const k = `${own}|${++count}`;
       const item: Item = {
         a: {
           // `logged-in` is `act:cm:logged-in` to the relay.
           activity_id: id,
           // This page's key and a count: unique among every page's events (Ortto merges on key and created together).
-          key: own + ++count,
+          key: k,
           // In ms, by the page's clock: the relay corrects it by the request's `t` and writes the ISO 8601 string.
           created: now(),
           attributes: copy(attributes),
           fields: i?.f,
         },
-        k: `${own}|${count}`,
+        k,
         t: i?.t,
         n,
       };

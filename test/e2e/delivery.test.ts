@@ -49,7 +49,7 @@ describe("delivery from a real page", () => {
     expect(seen.sent).toHaveLength(1);
     const wire = seen.sent[0]?.body.activities[0];
     // The tab's key (`relay:` and a UUID) and a 10-digit count (the relay's own keys are `relay:` and 40 hex digits).
-    expect(a.key).toMatch(/^relay:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\d{10}$/);
+    expect(a.key).toMatch(/^relay:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\|\d{10}$/);
     expect(a.key).toBe(wire?.key);
     // On the wire in ms; the relay writes it as Ortto's ISO string.
     expect(wire?.created).toEqual(expect.any(Number));
@@ -111,7 +111,7 @@ describe("delivery from a real page", () => {
     // (h 0) with a lease (l), for the next page with the snippet to send again (Ortto merges it by key and created).
     const left = await stored(page);
     expect(left).toMatchObject({ f: 0, i: { f: { email } } });
-    expect(left?.tabs).toEqual([{ h: 0, f: 0, l: expect.any(Number), q: [expect.objectContaining({ a: expect.any(Object) })] }]);
+    expect(left?.tabs).toEqual([{ h: 0, q: [expect.objectContaining({ a: expect.any(Object), l: expect.any(Number) })] }]);
     expect(left?.q[0]?.a.key).toBe(activity?.key);
     await sleep(1_000);
     expect((await emulator()).requests).toBe(1);
@@ -200,7 +200,8 @@ describe("delivery from a real page", () => {
     reachable = true;
     const [activity] = await activitiesOf(email, 1, 20_000);
     expect(activity?.key).toBe(key);
-    expect(activity?.created).toBe(new Date(created as number).toISOString());
+    // (The page's clock has fractions of a ms; the relay rounds.)
+    expect(activity?.created).toBe(new Date(Math.round(created as number)).toISOString());
     // The page's own retry empties its queue (the activity may have come from the request at page hide).
     await until("the page's queue empty", async () => (await stored(page))?.q.length === 0, 20_000);
     const view = await emulator();

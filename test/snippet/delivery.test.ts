@@ -48,7 +48,7 @@ describe("batching", () => {
       activities: [
         {
           activity_id: "act:cm:logged-in",
-          key: expect.stringMatching(/^relay:[0-9a-f-]{36}1000000001$/),
+          key: expect.stringMatching(/^relay:[0-9a-f-]{36}\|1000000001$/),
           created: "2026-11-27T06:00:00.000Z",
           attributes: { "str:cm:payment-plan": "starter" },
           fields: { "str::email": "chris@example.com" },
@@ -377,11 +377,12 @@ describe("retries", () => {
     expect(storage.tabs()).toHaveLength(2);
   });
 
-  it("lets a live page adopt an older build's queue of a tab that died without pagehide, once its heartbeat has stood still for STALE_MS", async () => {
+  it("lets a live page adopt the events of a tab that died without pagehide, once its heartbeat has stood still for STALE_MS", async () => {
     const storage = new MemoryStorage();
-    // What a tab of the previous build that crashed a moment ago left: its queue, written at its last change.
-    const item = { a: { activity_id: "logged-in", key: "k1", created: new Date().toISOString() }, w: Date.now() };
-    storage.data.set("relay:crashed", JSON.stringify({ h: Date.now(), f: 0, q: [item] }));
+    // What a tab that crashed a moment ago left: its heartbeat and its event.
+    const item = { a: { activity_id: "logged-in", key: "k1", created: Date.now() }, k: "relay:crashed|1000000001" };
+    storage.data.set("relay:crashed", JSON.stringify({ h: Date.now() }));
+    storage.data.set("relay:crashed|1000000001", JSON.stringify(item));
     const fresh = openPage({ storage });
     fresh.relay("identify", { email: "chris@example.com" });
     await wait(FLUSH_MS);
@@ -393,6 +394,7 @@ describe("retries", () => {
     expect(fresh.activities().map((a) => [a.key, a.activity_id])).toEqual([["k1", "act:cm:logged-in"]]);
     expect(storage.data.has("relay:crashed")).toBe(false);
   });
+
 });
 
 describe("storage", () => {

@@ -141,7 +141,7 @@ describe("the page is never broken", () => {
     const keys = pages.flatMap((page) => page.activities().map((a) => a.key));
     expect(keys).toHaveLength(10);
     expect(new Set(keys).size).toBe(10);
-    expect(keys[0]).toMatch(/^relay:[0-9a-f-]{36}\d{10}$/);
+    expect(keys[0]).toMatch(/^relay:[0-9a-f-]{36}\|\d{10}$/);
   });
 
   it("gives every event a key of its own without crypto.randomUUID (an http page): Math.random's digits and a count", async () => {
@@ -152,7 +152,7 @@ describe("the page is never broken", () => {
       for (let n = 0; n < 100; n++) page.relay("track", "logged-in");
       await settle();
       const keys = page.activities().map((a) => a.key);
-      expect(keys[0]).toMatch(/^relay:0\.\d{10,}\d{10}$/);
+      expect(keys[0]).toMatch(/^relay:0\.\d{10,}\|\d{10}$/);
       expect(new Set(keys).size).toBe(100);
     } finally {
       vi.unstubAllGlobals();

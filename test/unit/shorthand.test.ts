@@ -165,6 +165,18 @@ describe("expandShorthands (the snippet's short forms, expanded by the relay)", 
     );
   });
 
+  it("leaves created as it is when the device is within a minute of the relay: the difference may be time in transit", () => {
+    const at = Date.UTC(2026, 10, 27, 6, 0, 0, 0);
+    // A request held 20 s (or 59 s) on its way, and its re-send a moment later: the same created.
+    for (const transit of [20_000, 59_000, 300]) {
+      const body = { t: at - transit, activities: [{ activity_id: "logged-in", created: at - 60_000 }] };
+      expect((expandShorthands(body, undefined, at) as typeof body).activities[0]?.created).toBe(new Date(at - 60_000).toISOString());
+    }
+    // A minute or more: a wrong clock, corrected.
+    const slow = { t: at - 61_000, activities: [{ activity_id: "logged-in", created: at - 70_000 }] };
+    expect((expandShorthands(slow, undefined, at) as typeof slow).activities[0]?.created).toBe(new Date(at - 10_000).toISOString());
+  });
+
   it("rounds a page's created in fractions of a ms (its clock is performance.now()'s), t in fractions too", () => {
     const at = Date.UTC(2026, 10, 27, 6, 0, 0, 0);
     const page = { t: at - 0.4, activities: [{ activity_id: "logged-in", created: at - 5_000.6 }] };

@@ -119,6 +119,17 @@ describe("the snippet's short forms, expanded at the edge", () => {
     expect(cut).not.toMatch(/[\ud800-\udbff](?![\udc00-\udfff])/);
   });
 
+  it("forwards a page's created as sent when its request took 20 s to arrive (within a minute: time in transit, not a wrong clock)", async () => {
+    const created = Date.now() - 25_000;
+    const res = await post({
+      t: Date.now() - 20_000,
+      activities: [{ activity_id: "logged-in", key: "k-transit", created, fields: { email: "transit@example.com" } }],
+    });
+    expect(res.status).toBe(200);
+    const [activity] = (await emulator.requests())[0]?.body.activities ?? [];
+    expect(activity?.created).toBe(new Date(created).toISOString());
+  });
+
   it("takes a page's created and t in fractions of a ms (its monotonic clock) and forwards created rounded to the ms", async () => {
     const at = Date.now() - 60_000.25;
     const res = await post({

@@ -14,9 +14,10 @@ import { ConversionError, type Issue, phoneObject, type Renamed } from "../../sh
  *   Ortto's 255 characters (never leaving half of a surrogate pair);
  * - `created` given as a number (ms since 1970, as the snippet stamps it) becomes Ortto's ISO 8601
  *   string, the same for every re-send of it (only an integer that is a date: any other number is left for the schema to refuse);
- * - the device's clock: the snippet sends its own time at sending as a top-level `t` (integer ms),
+ * - the device's clock: the snippet sends its own time at sending as a top-level `t` (ms),
  *   and stamps `created` in that same clock. The relay takes `t` off the body and moves each
- *   numeric `created` by its own receipt time less `t`, rounded to CLOCK_STEP_MS (so a device
+ *   numeric `created` by its own receipt time less `t` when that is a minute or more
+ *   (CLOCK_TOLERANCE_MS: less may be time in transit), rounded to CLOCK_STEP_MS (so a device
  *   clock hours off, or stepped since the call, still dates events right); the `created` checks
  *   (not in the future, not too old) then judge the corrected value. The page's times (`t`, `created`)
  *   may carry fractions of a ms (its clock is `performance.now()`'s): `created` is rounded here. A
@@ -95,6 +96,12 @@ const MAX_DATE_MS = 8.64e15;
  * differs, almost always gets the same `created` again, which Ortto merges on (with `key`).
  */
 export const CLOCK_STEP_MS = 10_000;
+/**
+ * A device within this of the relay's clock is left as it is: the difference may be the request's
+ * time in transit (a request held 20 s by a slow network would otherwise date its events 20 s
+ * late, and differently from its re-send, which Ortto would then record twice).
+ */
+export const CLOCK_TOLERANCE_MS = 60_000;
 
 const isObject = (x: unknown): x is Record<string, unknown> => !!x && typeof x === "object" && !Array.isArray(x);
 
@@ -108,7 +115,8 @@ export function expandShorthands(body: unknown, expansion?: Expansion, receivedA
   if (isObject(body) && Object.hasOwn(body, "t")) {
     const t = body.t;
     if (typeof t === "number" && t > 0 && t <= MAX_DATE_MS) {
-      skew = Math.round((receivedAt - t) / CLOCK_STEP_MS) * CLOCK_STEP_MS;
+      const off = receivedAt - t;
+      skew = Math.abs(off) < CLOCK_TOLERANCE_MS ? 0 : Math.round(off / CLOCK_STEP_MS) * CLOCK_STEP_MS;
       page = true;
       // Known to the relay only: what goes on is Ortto's shape.
       delete body.t;
