@@ -107,8 +107,8 @@ describe("delivery from a real page", () => {
     expect(activity?.activity_id).toBe("act:cm:placed-order");
     expect(activity?.attributes).toMatchObject({ "str:cm:order-number": "BYE-1", "int:cm:item-count": 1 });
     expect(await page.evaluate(() => sessionStorage.getItem("sends")?.trim())).toBe("fetch");
-    // The page could not hear the answer: the event stays stored, under a heartbeat marked as left
-    // (h 0) with a lease (l), for the next page with the snippet to send again (Ortto merges it by key and created).
+    // The page could not hear the answer: the event stays stored with its lease (l), under a heartbeat
+    // marked as left (h 0), for the next page with the snippet to send again (Ortto merges it by key and created).
     const left = await stored(page);
     expect(left).toMatchObject({ f: 0, i: { f: { email } } });
     expect(left?.tabs).toEqual([{ h: 0, q: [expect.objectContaining({ a: expect.any(Object), l: expect.any(Number) })] }]);

@@ -9,7 +9,7 @@ import { activitiesOf, emailFor, emulator, newVisitor, pageUrl, snippetLoaded, s
 const browser = useBrowser();
 
 describe("storage full", () => {
-  it("throws nothing, delivers in the page, warns U for each unstored event and D for the one still unsent when the page goes", async () => {
+  it("throws nothing, delivers in the page, warns U for each unstored event and L for the one still unsent when the page goes", async () => {
     const proxy = await startProxy();
     try {
       const context = await newVisitor(browser());
@@ -54,7 +54,7 @@ describe("storage full", () => {
       await page.goto(pageUrl("bye"));
       const codes = ((await page.evaluate(() => sessionStorage.getItem("warnings"))) ?? "").split("\n");
       expect(codes.filter((c) => c === "U").length).toBeGreaterThanOrEqual(2);
-      expect(codes).toContain("D");
+      expect(codes).toContain("L");
       expect(seen.errors).toEqual([]);
       expect((await emulator()).activities.filter((a) => a.fields["str::email"] === email)).toHaveLength(1);
       await context.close();
