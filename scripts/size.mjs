@@ -17,7 +17,7 @@ import { brotliCompressSync, constants, gzipSync } from "node:zlib";
 // refused keepalive request sent again in halves, gone pages' queues adopted whole), and 45 B net for
 // issue 20's O(1) calls, heartbeats, storage full or disabled, clock steps and path-only page views
 // (after moving the clock to the relay): 2,600 B, the ceiling.
-const BUDGET = { script: 2593, loader: 100 };
+const BUDGET = { script: 2594, loader: 100 };
 const root = new URL("../snippet/", import.meta.url);
 
 let script;

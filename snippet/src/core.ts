@@ -229,8 +229,9 @@ export function createRelay(options: RelayOptions): Relay {
     };
     /** Stores an event under its key; one that cannot be (a full or disabled storage) lives in memory only, with a warning (`U`). */
     const keep = (i: Item) => {
-      // The tab's heartbeat says whose it is (a tab holding events has one).
-      save();
+      // The tab's heartbeat says whose it is (a tab holding events has one: written with its first
+      // event, then every HEARTBEAT_MS, not at every call, which would cost every other tab a storage event).
+      q[1] || save();
       i.m = allowed() && !put(i.k, i);
       i.m && warn("U", i.a);
     };
@@ -482,7 +483,7 @@ export function createRelay(options: RelayOptions): Relay {
       // What is not stored (a full or disabled storage) is lost with the page, unless it comes back
       // from the back/forward cache: each is warned (`L`). Not counted in `d`: a full storage could
       // not store the count either, and a page restored would send them after all.
-      if (gone) for (const i of q) if (i.m) warn("L", i.a);
+      if (gone) for (const i of q) i.m && warn("L", i.a);
       persist();
     });
 
