@@ -394,7 +394,6 @@ describe("retries", () => {
     expect(fresh.activities().map((a) => [a.key, a.activity_id])).toEqual([["k1", "act:cm:logged-in"]]);
     expect(storage.data.has("relay:crashed")).toBe(false);
   });
-
 });
 
 describe("storage", () => {
