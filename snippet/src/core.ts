@@ -93,8 +93,6 @@ export const MAX_BATCH_BYTES = 60000;
  * with the same key and created, and Ortto merges a second arrival.
  */
 export const LEASE_MS = 10000;
-/** A request unanswered this long is given up for lost and its batch sent again (a backstop: `send` aborts it after 15 s). */
-export const IN_FLIGHT_MS = 60000;
 /** A live page holding events rewrites its heartbeat this often (a hidden tab's timers still run once a minute). */
 export const HEARTBEAT_MS = 30000;
 /**
@@ -175,7 +173,10 @@ export function createRelay(options: RelayOptions): Relay {
     let dropped = 0;
     /** The pending flush, if any. */
     let timer: ReturnType<typeof setTimeout> | 0 | undefined;
-    /** Until when this tab has a request in flight (one at a time, so keepalive's 64 KiB holds). */
+    /**
+     * This tab has a request in flight (one at a time, so keepalive's 64 KiB holds), until it is
+     * answered or aborted at 15 s (a browser without `AbortSignal.timeout` waits as long as it does).
+     */
     let busy = 0;
     /** A tally and heartbeat are due at the end of this task. */
     let due = 0;
@@ -496,6 +497,7 @@ export function createRelay(options: RelayOptions): Relay {
       if (q[MAX_QUEUE - 1]) {
         forget(q.shift() as Item);
         dropped++;
+        save();
       }
       const k = `${own}|${++count}`;
       const item: Item = {
