@@ -9,9 +9,9 @@ const emulatorScript = ".tmp/emulator.js";
 buildSync({ entryPoints: ["emulator/index.ts"], bundle: true, format: "esm", outfile: emulatorScript, logLevel: "warning" });
 
 /**
- * The relay in workerd (wrangler.toml's bindings) with the emulator as its upstream: its own
- * emulator and queues per project. One file at a time: a project's files share one emulator and
- * one delivery queue.
+ * The relay in workerd (wrangler.toml's bindings) with the emulator as its upstream. Each test file
+ * runs in a workerd of its own (vitest isolates files, and the pool starts a Miniflare per file), with
+ * its own emulator, queues and Durable Objects, so files run side by side.
  */
 function relayProject(
   test: { name: string; include: string[] },
@@ -52,7 +52,10 @@ function relayProject(
         },
       }),
     ],
-    test: { ...test, fileParallelism: false },
+    // A test's own timeout covers its waits; 30 s by default, so that one doing a few hundred
+    // requests is not failed by a loaded machine. The emulator starts as an empty account: each
+    // file's setup pushes the catalogue to it.
+    test: { testTimeout: 30_000, setupFiles: ["test/fixtures/account-setup.ts"], ...test },
   };
 }
 
@@ -61,6 +64,10 @@ export default defineConfig({
     // The relay's own JSON log lines (one per request) are kept out of the output, so a failing run
     // shows the failure; tests that assert on them spy on console.log.
     onConsoleLog: (line) => !/^\s*\{"(request_id|event)"/.test(line),
+    // Most files wait (on queue retries, Ortto's windows, a browser) rather than compute: three at a
+    // time on a 2-core machine (vitest's default there is one). Every project's files are
+    // independent: a workerd of their own, or (e2e) visitors, pages and proxies of their own.
+    maxWorkers: 3,
     projects: [
       {
         test: { name: "unit", include: ["test/unit/**/*.test.ts"], environment: "node" },
@@ -83,7 +90,7 @@ export default defineConfig({
       ),
       {
         plugins: [cloudflareTest({ wrangler: { configPath: "./emulator/wrangler.toml" } })],
-        test: { name: "emulator", include: ["test/emulator/**/*.test.ts"] },
+        test: { name: "emulator", include: ["test/emulator/**/*.test.ts"], setupFiles: ["test/emulator/setup.ts"] },
       },
       {
         test: { name: "snippet", include: ["test/snippet/**/*.test.ts"], environment: "happy-dom" },
@@ -96,7 +103,6 @@ export default defineConfig({
           globalSetup: ["test/e2e/global-setup.ts"],
           testTimeout: 60_000,
           hookTimeout: 120_000,
-          fileParallelism: false,
         },
       },
     ],

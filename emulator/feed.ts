@@ -2,8 +2,8 @@
  * `GET /`: what the emulated Ortto received, worded as Ortto's activity feed words it
  * ("Chris Smith logged in"). Every value came from a request, so every value is escaped.
  */
-import { type FieldSpec, specKind, TEMPLATE_VARIABLE, templateName } from "../shared/index.ts";
-import { catalogue } from "./ingest.ts";
+import { type FieldKind, TEMPLATE_VARIABLE, templateName } from "../shared/index.ts";
+import { attributeKinds } from "./ingest.ts";
 import { type StoredActivity, state } from "./store.ts";
 
 const ESCAPES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
@@ -11,7 +11,6 @@ export function escapeHtml(value: unknown): string {
   return String(value).replace(/[&<>"']/g, (c) => ESCAPES[c] as string);
 }
 
-const { activities } = catalogue;
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /** Who did it: first + last name, else email (Ortto's feed does the same), else any id. */
@@ -32,9 +31,8 @@ function label(attr: string): string {
 }
 
 /** A value as a person reads it: decimals and currency back from × 1000, dates spelled out. */
-function display(spec: FieldSpec | undefined, value: unknown): string {
+function display(kind: FieldKind | undefined, value: unknown): string {
   if (value === null || value === undefined) return "(empty)";
-  const kind = spec ? specKind(spec) : undefined;
   const v = value as Record<string, unknown>;
   switch (kind) {
     case "decimal":
@@ -66,15 +64,16 @@ function display(spec: FieldSpec | undefined, value: unknown): string {
  * Values are escaped here, the template's own text too.
  */
 export function renderDisplay(template: string, activity: Pick<StoredActivity, "activity_id" | "attributes">): string {
-  const attributes = activities[activity.activity_id]?.attributes ?? {};
-  const byName = new Map(Object.keys(attributes).map((id) => [templateName(id), id]));
+  const definition = state.definitions.get(activity.activity_id);
+  const kinds = definition ? attributeKinds(definition) : new Map<string, FieldKind>();
+  const byName = new Map([...kinds.keys()].map((id) => [templateName(id), id]));
   return template
     .split(TEMPLATE_VARIABLE)
     .map((part, i) => {
       if (i % 2 === 0) return escapeHtml(part);
       const id = byName.get(part);
       const value = id === undefined ? undefined : activity.attributes[id];
-      return value === undefined ? "" : `<em>${escapeHtml(display(attributes[id as string], value))}</em>`;
+      return value === undefined ? "" : `<em>${escapeHtml(display(kinds.get(id as string), value))}</em>`;
     })
     .join("");
 }
@@ -94,12 +93,20 @@ function where(location: unknown): string {
   return parts.filter((p) => p !== undefined && p !== "").join(", ");
 }
 
+/** What Ortto dropped without a word: attributes the account does not define. */
+export const IGNORED = "ignored: not defined in this account";
+
 function item(a: StoredActivity): string {
-  const definition = activities[a.activity_id];
+  const definition = state.definitions.get(a.activity_id);
+  const kinds = definition ? attributeKinds(definition) : new Map<string, FieldKind>();
   const verb = (definition?.name ?? a.activity_id).toLowerCase();
-  const rows = Object.entries(a.attributes)
-    .map(([attr, value]) => `<dt>${escapeHtml(label(attr))}</dt><dd>${escapeHtml(display(definition?.attributes[attr], value))}</dd>`)
-    .join("");
+  const names = new Map(definition?.attributes.map((d) => [d.attribute_field_id, d.name]));
+  const rows = [
+    ...Object.entries(a.attributes).map(
+      ([attr, value]) => `<dt>${escapeHtml(names.get(attr) ?? label(attr))}</dt><dd>${escapeHtml(display(kinds.get(attr), value))}</dd>`,
+    ),
+    ...a.ignored_attributes.map((attr) => `<dt><code>${escapeHtml(attr)}</code></dt><dd class="ignored">${IGNORED}</dd>`),
+  ].join("");
   const place = where(a.location);
   const meta = [
     `created ${escapeHtml(new Date(a.created).toUTCString())}`,
@@ -107,7 +114,8 @@ function item(a: StoredActivity): string {
     place ? `from ${escapeHtml(place)}` : "",
     a.async ? "async" : "",
   ].filter(Boolean);
-  const custom = definition?.display ? `<p class="display">${renderDisplay(definition.display, a)}</p>` : "";
+  const template = definition?.display_style.type === "activity_template" ? definition.display_style.title : undefined;
+  const custom = template ? `<p class="display">${renderDisplay(template, a)}</p>` : "";
   return `<li><p class="what"><strong>${escapeHtml(who(a))}</strong> ${escapeHtml(verb)}</p>${custom}${rows ? `<dl>${rows}</dl>` : ""}<p class="meta">${meta.join(" · ")}</p></li>`;
 }
 
@@ -145,6 +153,7 @@ dt { color: #666; }
 dd { margin: 0; overflow-wrap: anywhere; }
 .meta { margin: 0; color: #777; font-size: 0.85rem; }
 .empty { color: #777; }
+.ignored { color: #a33; }
 </style>
 </head>
 <body>

@@ -5,7 +5,11 @@
  *
  *   GET  /_emulator/activities  { activities: StoredActivity[], requests, duplicates, people }
  *   GET  /_emulator/requests    the last 200 create requests: { received_at, headers, body, status, response, failures? }
- *   POST /_emulator/reset       forgets people, activities, requests, faults and counters
+ *   POST /_emulator/reset       forgets people, activities, requests, faults and counters (the account's definitions stay;
+ *                               `?account=1` forgets them too, as a brand-new account)
+ *
+ * and the account's definitions API (emulator/account.ts): /v1/definitions/activity/create and
+ * /modify, /v1/person/custom-field/create and /get, /v1/instance-schema/get.
  *   GET  /_emulator/faults      the current fault settings
  *   POST /_emulator/faults      { failRate 0–1, statuses [400–599], hangMs, downUntil (epoch ms), tryInSeconds, failKeys, maxRps,
  *                                 failNext, refuseKey (401/403/404), detailsPerActivity, seed? }
@@ -16,6 +20,7 @@ import { Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import * as z from "zod/mini";
 import { MAX_BODY_BYTES } from "../shared/index.ts";
+import { account } from "./account.ts";
 import { renderFeed } from "./feed.ts";
 import { ingest, OrttoError } from "./ingest.ts";
 import { countRequest, DEFAULT_FAULTS, logRequest, reset, setFaults, state } from "./store.ts";
@@ -118,6 +123,8 @@ app.post("/v1/activities/create", async (c) => {
   return c.json(answer.body, answer.status);
 });
 
+app.route("/", account);
+
 app.get("/_emulator/activities", (c) =>
   c.json({
     activities: state.activities,
@@ -138,7 +145,7 @@ app.get("/_emulator/rate", (c) =>
 );
 
 app.post("/_emulator/reset", (c) => {
-  reset();
+  reset(c.req.query("account") === "1");
   return c.json({ ok: true });
 });
 

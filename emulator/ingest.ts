@@ -1,6 +1,8 @@
 /**
  * What Ortto does with the body of `POST /v1/activities/create`, as the seed guide describes it,
- * against the activities the catalogue defines (as Ortto knows the activities of its account).
+ * against the activities and custom fields the emulated account defines (emulator/account.ts): an
+ * attribute the account does not define is dropped, as Ortto drops it, and listed in the stored
+ * activity's `ignored_attributes` for the feed.
  *
  * Whole-request problems (not JSON-shaped, 0 or > 100 activities, unknown activity, mistyped
  * attribute, `created` over 90 days ago) answer 400 and store nothing. Person problems fail only
@@ -9,22 +11,19 @@
  * person_id answer `{"person_status":"failed","status":"failed"}` (no ids: nobody was touched,
  * nothing stored), since the seed says ingestion "will fail". The reason goes to the request log.
  */
-import relayCatalogue from "../relay.config.ts";
+import { CONVERSION_VALUE, KIND_OF_DISPLAY_TYPE } from "../shared/definitions.ts";
 import {
   type ActivitiesResponse,
   type ActivityResult,
   BUILT_IN_PERSON_FIELDS,
   CONSENT_FIELDS,
-  type FieldSpec,
+  type FieldKind,
   IDENTIFYING_FIELDS,
   MAX_ACTIVITIES,
   MAX_AGE_MS,
-  type ResolvedCatalogue,
-  specKind,
-  specOptions,
   valueSchema,
 } from "../shared/index.ts";
-import { orttoId, type Person, type StoredActivity, state } from "./store.ts";
+import { orttoId, type Person, type StoredActivity, type StoredDefinition, state } from "./store.ts";
 
 /** Ortto's limit: 50 events per activity per contact per 24 h. */
 export const MAX_EVENTS_PER_DAY = 50;
@@ -41,30 +40,48 @@ export class OrttoError extends Error {
   }
 }
 
-/** The activities and person fields of the emulated account, with every kind resolved. */
-export const catalogue: ResolvedCatalogue = relayCatalogue;
-
 type Schema = ReturnType<typeof valueSchema>;
-const schemaOf = (spec: FieldSpec): Schema => valueSchema(specKind(spec), specOptions(spec));
 
-const attributeSchemas = new Map(
-  Object.entries(catalogue.activities).map(([id, definition]) => [
-    id,
-    new Map(Object.entries(definition.attributes).map(([attr, spec]) => [attr, schemaOf(spec)])),
-  ]),
-);
+/** Each attribute's kind by its id, from the account's definition (and the conversion value when it tracks one). */
+export function attributeKinds(definition: StoredDefinition): Map<string, FieldKind> {
+  const kinds = new Map<string, FieldKind>(definition.attributes.map((a) => [a.attribute_field_id, KIND_OF_DISPLAY_TYPE[a.display_type]]));
+  if (definition.track_conversion_value) kinds.set(CONVERSION_VALUE, "currency");
+  return kinds;
+}
+
+/** A definition's value schemas, built once per stored definition (create and modify store a new one). */
+const schemas = new WeakMap<StoredDefinition, Map<string, Schema>>();
+function attributeSchemas(id: string): Map<string, Schema> | undefined {
+  const definition = state.definitions.get(id);
+  if (!definition) return undefined;
+  let built = schemas.get(definition);
+  if (!built) {
+    built = new Map([...attributeKinds(definition)].map(([attr, kind]) => [attr, valueSchema(kind)]));
+    schemas.set(definition, built);
+  }
+  return built;
+}
 
 /**
- * The person fields the emulated account has: Ortto's built-in and consent fields, plus the
- * catalogue's custom ones. The catalogue lists only what a browser may set, but Ortto knows
- * every field of the account, so built-ins the catalogue leaves out are still accepted here.
+ * The person field the emulated account has: Ortto's built-in and consent fields, plus the custom
+ * fields created through `/v1/person/custom-field/create` (a select checks its values).
  */
-const personFieldSchemas = new Map<string, Schema>(
-  Object.entries<FieldSpec>({ ...BUILT_IN_PERSON_FIELDS, ...CONSENT_FIELDS, ...catalogue.personFields }).map(([id, spec]) => [
-    id,
-    schemaOf(spec),
-  ]),
+const builtInSchemas = new Map<string, Schema>(
+  Object.entries<FieldKind>({ ...BUILT_IN_PERSON_FIELDS, ...CONSENT_FIELDS }).map(([id, kind]) => [id, valueSchema(kind)]),
 );
+const customSchemas = new WeakMap<object, Schema>();
+function personFieldSchema(id: string): Schema | undefined {
+  const builtIn = builtInSchemas.get(id);
+  if (builtIn) return builtIn;
+  const custom = state.customFields.get(id);
+  if (!custom) return undefined;
+  let schema = customSchemas.get(custom);
+  if (!schema) {
+    schema = valueSchema(KIND_OF_DISPLAY_TYPE[custom.display_type], custom.values);
+    customSchemas.set(custom, schema);
+  }
+  return schema;
+}
 
 /** The first problem a value schema finds, with the path inside the value when nested. */
 function typeProblem(schema: Schema, value: unknown): string | undefined {
@@ -98,7 +115,7 @@ function check(input: unknown, now: number, problems: string[]): Checked | undef
   };
   if (!isObject(input)) return fail("Activity must be a JSON object");
   const id = input.activity_id;
-  const attributeSchema = typeof id === "string" ? attributeSchemas.get(id) : undefined;
+  const attributeSchema = typeof id === "string" ? attributeSchemas(id) : undefined;
   if (!attributeSchema) return fail(typeof id === "string" ? `Unknown activity ${id}` : "activity_id is required");
   if (input.person_id !== undefined && typeof input.person_id !== "string") return fail("person_id must be a string");
   if (input.key !== undefined && typeof input.key !== "string") return fail("key must be a string");
@@ -131,7 +148,7 @@ function check(input: unknown, now: number, problems: string[]): Checked | undef
   const fields = input.fields ?? {};
   let personProblem: string | undefined;
   for (const [field, value] of Object.entries(fields)) {
-    const schema = personFieldSchemas.get(field);
+    const schema = personFieldSchema(field);
     personProblem = schema ? typeProblem(schema, value) : "field does not exist";
     if (personProblem) {
       personProblem = `Person field ${field}: ${personProblem}`;
@@ -202,7 +219,7 @@ export function ingest(body: unknown, apiKey: string, now: number): { response: 
   if (activities.length > MAX_ACTIVITIES) throw new OrttoError(400, `Too many activities: at most ${MAX_ACTIVITIES} per request`);
   if (body.async !== undefined && typeof body.async !== "boolean") throw new OrttoError(400, "async must be a boolean");
   const mergeBy = body.merge_by ?? IDENTIFYING_FIELDS;
-  if (!Array.isArray(mergeBy) || !mergeBy.length || mergeBy.some((f) => typeof f !== "string" || !personFieldSchemas.has(f))) {
+  if (!Array.isArray(mergeBy) || !mergeBy.length || mergeBy.some((f) => typeof f !== "string" || !personFieldSchema(f))) {
     throw new OrttoError(400, "merge_by must list known person field ids");
   }
 

@@ -5,6 +5,8 @@
  * Durable Objects or bindings; state lives as long as the isolate and `reset()` clears it.
  */
 
+import type { ActivityBody, AttributeBody, DisplayType } from "../shared/definitions.ts";
+
 /** A person as Ortto keeps one: its id and the latest value of every person field it was sent. */
 export interface Person {
   person_id: string;
@@ -97,7 +99,34 @@ export interface SecondCount {
 /** The request log keeps the latest requests only, so a long dev session cannot exhaust memory. */
 export const MAX_LOGGED_REQUESTS = 200;
 
+/** An activity definition of the account, as `POST /v1/definitions/activity/create` made it. */
+export interface StoredDefinition extends ActivityBody {
+  activity_field_id: string;
+  state: string;
+  /** Each attribute with the id Ortto derived from its name and display type. */
+  attributes: (AttributeBody & { attribute_field_id: string })[];
+}
+
+/** A custom person field of the account, as `/v1/person/custom-field/get` lists it. */
+export interface StoredField {
+  id: string;
+  name: string;
+  display_type: DisplayType;
+  liquid_name: string;
+  values?: string[];
+  track_changes: boolean;
+}
+
 export const state = {
+  /**
+   * The account's activity definitions by id: empty, as a new account is, until something (npm
+   * start, the tests' setup, `npm run plan -- push`) creates them through the definitions API.
+   */
+  definitions: new Map<string, StoredDefinition>(),
+  /** The account's custom person fields by id. */
+  customFields: new Map<string, StoredField>(),
+  /** Definitions API requests per calendar second (the budget of `maxRps`, counted apart from create requests). */
+  definitionSeconds: new Map<number, number>(),
   people: new Map<string, Person>(),
   /** `str::email:chris@example.com` → person_id, one entry per identifying value seen. */
   identities: new Map<string, string>(),
@@ -115,7 +144,16 @@ export const state = {
   random: Math.random as () => number,
 };
 
-export function reset(): void {
+/**
+ * Forgets the account's traffic (people, activities, requests, faults, counters); with `account`,
+ * its definitions and custom fields too, as a brand-new account.
+ */
+export function reset(account = false): void {
+  if (account) {
+    state.definitions.clear();
+    state.customFields.clear();
+  }
+  state.definitionSeconds.clear();
   state.people.clear();
   state.identities.clear();
   state.activities = [];

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { loadTs } from "./load-ts.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const RELAY_PORT = Number(process.env.RELAY_PORT ?? 8787);
@@ -110,8 +111,34 @@ function stop(code = 0) {
 process.on("SIGINT", () => stop(0));
 process.on("SIGTERM", () => stop(0));
 
+/**
+ * The emulator starts as an empty Ortto account: the catalogue is pushed to it through the
+ * definitions API, as `npm run plan -- push` pushes it to Ortto (without writing the lock file).
+ */
+async function pushPlan() {
+  const [{ orttoClient, pushCatalogue }, { default: catalogue }] = await Promise.all([
+    loadTs("scripts/plan/push.ts"),
+    loadTs("relay.config.ts"),
+  ]);
+  const sent = await pushCatalogue(catalogue, orttoClient({ base: emulatorUrl, key: "local-emulator-key", rps: 100 }));
+  process.env.QUIET || console.log(`[emulator] account holds the catalogue (${sent.map((r) => r.reason).join(", ") || "unchanged"})`);
+}
+
 const checks = [ready(`http://127.0.0.1:${RELAY_PORT}/healthz`)];
-if (!useRealOrtto) checks.push(ready(`${emulatorUrl}/`));
+if (!useRealOrtto)
+  checks.push(
+    ready(`${emulatorUrl}/`).then(
+      (up) =>
+        up &&
+        pushPlan().then(
+          () => true,
+          (err) => {
+            console.error(`[emulator] could not push the catalogue to it: ${err.message}`);
+            return false;
+          },
+        ),
+    ),
+  );
 if ((await Promise.all(checks)).every(Boolean)) {
   console.log(`
   Relay        http://127.0.0.1:${RELAY_PORT}   (POST /v1/activities/create, GET /relay.js, GET /healthz)

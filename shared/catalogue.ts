@@ -28,7 +28,7 @@ const kind = z.enum(Object.keys(FIELD_KINDS) as [FieldKind, ...FieldKind[]]);
 
 /**
  * Where the relay itself takes an attribute's value from, so that the page need not send it and
- * cannot forge it (worker/activities/edge.ts), and the kinds each can fill.
+ * cannot forge it (worker/intake/edge.ts), and the kinds each can fill.
  */
 export const EDGE_SOURCES = {
   browser: { from: "the browser's name, parsed from the User-Agent (Chrome, Safari …)", kinds: ["text", "long_text", "single_select"] },
@@ -62,6 +62,10 @@ const FieldSpec = z.union([
     // does not load it to check its own config; `npm run build` and the tests check the zone itself
     // (checkTimeZones).
     timezone: z.optional(z.string().check(z.regex(ZONE_NAME, "expected an IANA time zone such as Australia/Sydney (not a UTC offset)"))),
+    /** Its name in Ortto ("Payment plan"), from which Ortto derives the id; default: the id's last part in words. */
+    orttoName: z.optional(z.string().check(z.minLength(1), z.maxLength(255))),
+    /** Ortto's "map value to CDP": the person field an attribute's value also updates (`str::first`, `str:cm:company`). */
+    mapTo: z.optional(z.string().check(z.regex(FIELD_ID, "expected a person field id such as str:cm:company"))),
   }),
 ]);
 export type FieldSpec = z.infer<typeof FieldSpec>;
@@ -93,6 +97,10 @@ export const ActivityDefinition = z.strictObject({
    * placed` (attributes named in lower case with underscores); the emulator's feed renders it.
    */
   display: z.optional(z.string().check(z.minLength(1), z.maxLength(1000))),
+  /** Ortto's icon (`icon_id`) for the feed and filters; `npm run plan -- push` sends it (default happy-illustration). */
+  icon: z.optional(z.string().check(z.regex(/^[a-z0-9][a-z0-9-]{0,63}$/, "expected an Ortto icon id such as happy-illustration"))),
+  /** Ortto's "track as touch": the activity updates the person's "Last seen" (an action the person took). */
+  touch: z.optional(z.boolean()),
   attributes: fieldMap,
 });
 export type ActivityDefinition = z.infer<typeof ActivityDefinition>;
@@ -175,7 +183,7 @@ export function checkTimeZones(catalogue: ResolvedCatalogue): string[] {
 /** `{{attribute.order_number}}` in a display template. */
 export const TEMPLATE_VARIABLE = /\{\{\s*attribute\.([A-Za-z0-9_]+)\s*\}\}/g;
 
-/** The snippet's person field shorthands (worker/activities/shorthand.ts expands them first), both ways. */
+/** The snippet's person field shorthands (worker/intake/shorthand.ts expands them first), both ways. */
 const SNIPPET_NAMES: Readonly<Record<string, string>> = {
   "str::email": "email",
   "str::first": "first",
@@ -189,7 +197,7 @@ const SNIPPET_SHORTHANDS: Readonly<Record<string, string>> = Object.fromEntries(
 
 /**
  * The attributes the snippet's automatic page views send (`page-url`, `page-title`, `referrer`,
- * expanded by worker/activities/shorthand.ts): a page always writes them, so none may have a `source`.
+ * expanded by worker/intake/shorthand.ts): a page always writes them, so none may have a `source`.
  */
 const SNIPPET_PAGE_VIEW_ATTRIBUTES: readonly string[] = ["str:cm:page-url", "str:cm:page-title", "str:cm:referrer"];
 
@@ -214,6 +222,8 @@ function planProblems(where: string, fields: Record<string, FieldSpec>, person: 
     const own = SNIPPET_NAMES[id];
     if (person && own !== undefined && Object.hasOwn(SNIPPET_NAMES, id) && own !== name)
       problems.push(`${where}.${id}: keeps its name ${own} (the snippet's shorthand, by which it knows who the visitor is)`);
+    if (person && details?.mapTo !== undefined)
+      problems.push(`${where}.${id}: mapTo (Ortto's "map value to CDP") is for activity attributes`);
     if (person && (details?.source !== undefined || details?.required !== undefined))
       problems.push(`${where}.${id}: person fields come from the page (identify); source and required are for activity attributes`);
     if (details?.source !== undefined) {

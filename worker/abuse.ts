@@ -34,11 +34,17 @@ export const trustedSender = createMiddleware<AppEnv>(async (c, next) => {
   let valid = false;
   for (const token of relayConfig(c.env).serverTokens) valid = sameSecret(given, token) || valid;
   if (!valid) {
-    c.set("outcome", "identity_failed");
-    c.get("log").reason = "server_token";
-    throw new RelayError(401, "The Authorization header does not carry a valid server token", [
-      { path: "headers.authorization", message: "expected Bearer and one of the SERVER_TOKEN values (pages send no Authorization header)" },
-    ]);
+    throw new RelayError(
+      401,
+      "The Authorization header does not carry a valid server token",
+      [
+        {
+          path: "headers.authorization",
+          message: "expected Bearer and one of the SERVER_TOKEN values (pages send no Authorization header)",
+        },
+      ],
+      { reason: "server_token" },
+    );
   }
   c.set("server", true);
   return next();
@@ -57,8 +63,6 @@ export const ipRateLimit = createMiddleware<AppEnv>(async (c, next) => {
   if (c.get("server")) return next();
   const { success } = await c.env.IP_RATE_LIMITER.limit({ key: c.get("network") });
   if (!success) {
-    c.set("outcome", "throttled");
-    c.get("log").reason = "ip_rate_limit";
     throw new RelayError(
       429,
       "Too many requests from this network (IP address, or IPv6 /64); try again in a minute",
@@ -68,9 +72,7 @@ export const ipRateLimit = createMiddleware<AppEnv>(async (c, next) => {
           message: "expected at most the per-network budget per minute (an IPv4 address, or an IPv6 /64)",
         },
       ],
-      {
-        "Retry-After": String(RATE_LIMIT_PERIOD_SECONDS),
-      },
+      { reason: "ip_rate_limit", headers: { "Retry-After": String(RATE_LIMIT_PERIOD_SECONDS) } },
     );
   }
   await next();

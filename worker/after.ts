@@ -6,9 +6,15 @@ import type { Context } from "hono";
  * `app.request` in tests) the promise simply runs on its own.
  */
 export function afterAnswer(c: Context, work: Promise<unknown>): void {
-  let ctx: { waitUntil(p: Promise<unknown>): void } | undefined;
+  laterOf(c)?.(work);
+}
+
+/** `waitUntil` of the request's execution context, or undefined without one (Hono's `app.request` in tests). */
+export function laterOf(c: Context): ((work: Promise<unknown>) => void) | undefined {
   try {
-    ctx = c.executionCtx;
-  } catch {}
-  ctx?.waitUntil(work);
+    const ctx = c.executionCtx;
+    return (work) => ctx.waitUntil(work);
+  } catch {
+    return undefined;
+  }
 }

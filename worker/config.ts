@@ -1,14 +1,10 @@
 import catalogue from "../relay.config.ts";
+import { REGION_BASES } from "../shared/regions.ts";
 import type { RelayEnv } from "./env.ts";
 import { type OriginMatcher, originMatcher } from "./origins.ts";
 import { ConfigError, parseVars, type Vars } from "./vars.ts";
 
-/** Ortto's API host per instance region (Ortto's docs: "Australia or Europe will need to use specific service endpoints"). */
-export const REGION_BASES = {
-  us: "https://api.ap3api.com",
-  au: "https://api.au.ap3api.com",
-  eu: "https://api.eu.ap3api.com",
-} as const;
+export { REGION_BASES } from "../shared/regions.ts";
 
 export type GeoMode = Vars["geoMode"];
 

@@ -37,7 +37,9 @@ declare global {
   }
 }
 
+import type { IsolateBudget } from "./budget/gate.ts";
 import type { RelaySite } from "./config.ts";
+import type { LimitCounts } from "./limits/counts.ts";
 
 export type RelayEnv = Cloudflare.Env;
 
@@ -55,12 +57,24 @@ export interface RequestLog {
   paths?: string[];
 }
 
+/** How a request ended, for its log line and Analytics Engine point. */
+export type Outcome =
+  | "forwarded"
+  | "queued"
+  | "rejected"
+  | "throttled"
+  | "bot"
+  | "identity_failed"
+  | "upstream_error"
+  | "error"
+  | "dry_run";
+
 /** Hono's typing of this app: bindings, and the variables middleware sets. */
 export interface AppEnv {
   Bindings: RelayEnv;
   Variables: {
     requestId: string;
-    outcome?: "forwarded" | "queued" | "rejected" | "throttled" | "bot" | "identity_failed" | "upstream_error" | "error" | "dry_run";
+    outcome?: Outcome;
     /** The site the request's origin belongs to. */
     site: RelaySite;
     /** Set when the request carries a valid SERVER_TOKEN: a trusted server, not a page. */
@@ -69,5 +83,9 @@ export interface AppEnv {
     network: string;
     errorName?: string;
     log: RequestLog;
+    /** This isolate's counts toward the limits (worker/isolate.ts). */
+    limits: LimitCounts;
+    /** This isolate's view of the account's request budget (worker/isolate.ts). */
+    budget: IsolateBudget;
   };
 }

@@ -2,21 +2,55 @@ import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { ErrorBody } from "../shared/activities.ts";
+import type { AppEnv, Outcome } from "./env.ts";
 
 export type Detail = NonNullable<ErrorBody["details"]>[number];
 
+/** Why a request was refused, as its log line and Analytics Engine point record it (blob2). */
+export type Reason =
+  | "config"
+  | "server_token"
+  | "ip_rate_limit"
+  | "origin"
+  | "schema"
+  | "site_activity"
+  | "identity"
+  | "consent"
+  | "no_key"
+  | "contact_limit"
+  | "people_budget"
+  | "ortto_refused";
+
+/** A refusal's outcome where it is not the plain "rejected" (or "error", for a 5xx). */
+const OUTCOMES: Partial<Record<Reason, Outcome>> = {
+  identity: "identity_failed",
+  server_token: "identity_failed",
+  ortto_refused: "upstream_error",
+};
+
 /**
- * An error the relay answers with, in Ortto's own envelope. Thrown anywhere below the app;
- * `app.onError` turns it into `{ request_id, code, error, details? }`.
+ * An error the relay answers with, in Ortto's own envelope, carrying the reason its log line
+ * records. Thrown anywhere below the app; `app.onError` answers `{ request_id, code, error,
+ * details? }` and records the reason, in one place.
  */
 export class RelayError extends HTTPException {
+  readonly reason?: Reason;
+  readonly headers?: Record<string, string>;
   constructor(
     status: ContentfulStatusCode,
     readonly sentence: string,
     readonly details?: Detail[],
-    readonly headers?: Record<string, string>,
+    options: { reason?: Reason; headers?: Record<string, string> } = {},
   ) {
     super(status, { message: sentence });
+    this.reason = options.reason;
+    this.headers = options.headers;
+  }
+
+  /** How the request ended: a 429 (a limit or the network's rate) is "throttled", to come back later, not refused. */
+  get outcome(): Outcome | undefined {
+    if (this.status === 429) return "throttled";
+    return this.reason && OUTCOMES[this.reason];
   }
 }
 
@@ -69,9 +103,16 @@ export function errorResponse(
   return c.json(body, status, headers);
 }
 
-/** `app.onError`: our own errors keep their status and details; anything else is a bug, logged and answered 500 without internals. */
-export function onError(err: Error, c: Context) {
-  if (err instanceof RelayError) return errorResponse(c, err.status as ContentfulStatusCode, err.sentence, err.details, err.headers);
+/**
+ * `app.onError`: our own errors keep their status and details, and their reason goes to the
+ * request's log line; anything else is a bug, logged and answered 500 without internals.
+ */
+export function onError(err: Error, c: Context<AppEnv>) {
+  if (err instanceof RelayError) {
+    if (err.reason) c.get("log").reason = err.reason;
+    if (err.outcome) c.set("outcome", err.outcome);
+    return errorResponse(c, err.status as ContentfulStatusCode, err.sentence, err.details, err.headers);
+  }
   if (err instanceof HTTPException) return errorResponse(c, err.status as ContentfulStatusCode, err.message || "Request refused");
   c.set("outcome", "error");
   c.set("errorName", err.name);

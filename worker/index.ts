@@ -10,8 +10,9 @@ import { activities } from "./activities/index.ts";
 import { relayConfig, siteFor } from "./config.ts";
 import { consumeQueue } from "./delivery/consumer.ts";
 import type { AppEnv } from "./env.ts";
-import { errorResponse, onError } from "./errors.ts";
+import { errorResponse, onError, RelayError } from "./errors.ts";
 import { health } from "./health/index.ts";
+import { type Isolate, newIsolate } from "./isolate.ts";
 import { requestLog } from "./log.ts";
 import { snippet } from "./snippet/index.ts";
 import { ConfigError } from "./vars.ts";
@@ -31,25 +32,6 @@ function relayPath(request: Request): string {
   return m ? path.slice(m.index) : path;
 }
 
-const app = new Hono<AppEnv>({ getPath: relayPath });
-
-app.use(requestId());
-app.use(requestLog);
-// The vars are checked on the first request of an isolate: a wrong one answers 503 naming it (and
-// what it accepts) to every request, rather than forwarding with a default nobody chose. Except
-// relay.js, which reads none: a page that loads it keeps its events and sends them again (a 503 is
-// retried) once the vars are fixed; without it, the calls the loader line queued die with the page.
-app.use(async (c, next) => {
-  if (c.req.path === "/relay.js") return next();
-  try {
-    relayConfig(c.env);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    c.get("log").reason = "config";
-    return errorResponse(c, 503, err.message, err.problems);
-  }
-  await next();
-});
 // CORS headers only for allowed origins (never `*`); a text/plain POST needs no preflight,
 // but servers and JSON posts do. Hono's `cors` answers the preflights.
 const allowedOrigin = (origin: string | undefined, c: Context<AppEnv>) => (siteFor(relayConfig(c.env), origin) ? origin : null);
@@ -64,41 +46,72 @@ const preflight = cors({
 });
 const exposed = EXPOSED.join(",");
 
-/**
- * A POST's CORS headers, set before the handler so that they go into the one Response it builds:
- * Hono's `cors` sets them on a placeholder Response, which Hono then copies into the handler's and
- * again for `Vary` (three Responses a request, ~7% of a forwarded activity's throughput in
- * workerd). Then the relay's clock, as it answers (Cloudflare's edge sets Date too; wrangler dev
- * does not), on the finished Response's own headers rather than with `c.header()`, which would copy
- * it once more.
- */
-app.use("/v1/*", async (c, next) => {
-  if (c.req.method === "OPTIONS") return preflight(c, next);
-  const origin = allowedOrigin(c.req.header("origin"), c);
-  if (origin) {
-    c.header("Access-Control-Allow-Origin", origin);
-    c.header("Access-Control-Expose-Headers", exposed);
-  }
-  c.header("Vary", "Origin");
-  await next();
-  const date = new Date().toUTCString();
-  try {
-    c.res.headers.set("Date", date);
-  } catch {
-    c.header("Date", date); // a Response with immutable headers (one passed through from fetch)
-  }
-});
+/** The relay's app, over one isolate's memory (its counts and its view of the budget). */
+export function relayApp(isolate: Isolate) {
+  const app = new Hono<AppEnv>({ getPath: relayPath });
 
-app.route("/", health);
-app.route("/", snippet);
-app.route("/", activities);
+  app.use(requestId());
+  app.use(requestLog);
+  app.use(async (c, next) => {
+    c.set("limits", isolate.limits);
+    c.set("budget", isolate.budget);
+    await next();
+  });
+  // The vars are checked on the first request of an isolate: a wrong one answers 503 naming it (and
+  // what it accepts) to every request, rather than forwarding with a default nobody chose. Except
+  // relay.js, which reads none: a page that loads it keeps its events and sends them again (a 503 is
+  // retried) once the vars are fixed; without it, the calls the loader line queued die with the page.
+  app.use(async (c, next) => {
+    if (c.req.path === "/relay.js") return next();
+    try {
+      relayConfig(c.env);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      throw new RelayError(503, err.message, err.problems, { reason: "config" });
+    }
+    await next();
+  });
+  /**
+   * A POST's CORS headers, set before the handler so that they go into the one Response it builds:
+   * Hono's `cors` sets them on a placeholder Response, which Hono then copies into the handler's and
+   * again for `Vary` (three Responses a request, ~7% of a forwarded activity's throughput in
+   * workerd). Then the relay's clock, as it answers (Cloudflare's edge sets Date too; wrangler dev
+   * does not), on the finished Response's own headers rather than with `c.header()`, which would copy
+   * it once more.
+   */
+  app.use("/v1/*", async (c, next) => {
+    if (c.req.method === "OPTIONS") return preflight(c, next);
+    const origin = allowedOrigin(c.req.header("origin"), c);
+    if (origin) {
+      c.header("Access-Control-Allow-Origin", origin);
+      c.header("Access-Control-Expose-Headers", exposed);
+    }
+    c.header("Vary", "Origin");
+    await next();
+    const date = new Date().toUTCString();
+    try {
+      c.res.headers.set("Date", date);
+    } catch {
+      c.header("Date", date); // a Response with immutable headers (one passed through from fetch)
+    }
+  });
 
-app.notFound((c) => errorResponse(c, 404, `No route for ${c.req.method} ${c.req.path}`));
-app.onError(onError);
+  app.route("/", health);
+  app.route("/", snippet);
+  app.route("/", activities);
+
+  app.notFound((c) => errorResponse(c, 404, `No route for ${c.req.method} ${c.req.path}`));
+  app.onError(onError);
+  return app;
+}
+
+/** This isolate's memory, made once, shared by its requests and its queue batches. */
+const isolate = newIsolate();
+const app = relayApp(isolate);
 
 export default {
   fetch: app.fetch,
-  queue: consumeQueue,
+  queue: (batch, env) => consumeQueue(batch, env, isolate.budget),
 } satisfies ExportedHandler<AppEnv["Bindings"]>;
 
 export { UpstreamPacer } from "./budget/pacer.ts";

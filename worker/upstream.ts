@@ -1,6 +1,5 @@
 import type { ActivitiesRequest, ActivitiesResponse, ActivityInput } from "../shared/activities.ts";
 import { MAX_ACTIVITIES, MAX_BODY_BYTES } from "../shared/activities.ts";
-import { noteUpstream } from "./budget/gate.ts";
 import type { RelayConfig } from "./config.ts";
 
 export type UpstreamResult =
@@ -83,7 +82,6 @@ async function post(config: RelayConfig, apiKey: string, body: string): Promise<
     });
   } catch (err) {
     const timedOut = err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError");
-    noteUpstream(undefined);
     return {
       ok: false,
       permanent: false,
@@ -91,7 +89,6 @@ async function post(config: RelayConfig, apiKey: string, body: string): Promise<
     };
   }
   const json = await readJson(res);
-  noteUpstream(res.status, res.status === 429 ? rateLimitWait(res, json) : undefined);
   if (res.ok) {
     const activities = (json as ActivitiesResponse | undefined)?.activities;
     if (Array.isArray(activities)) return { ok: true, status: res.status, body: { activities } };
@@ -148,7 +145,7 @@ export interface ForwardOutcome {
  * Forwards validated activities to Ortto, split into requests it accepts, and joins the
  * per-activity results in the original order. Stops at the first failure and says what is left.
  * `beforeEach` (the queue consumer's pacing) runs before each request and may stop it with a failure;
- * `afterEach` sees each answer.
+ * `afterEach` sees each answer (the senders note it in the isolate's budget): this module keeps no state.
  */
 export async function forwardActivities(
   config: RelayConfig,

@@ -102,4 +102,21 @@ describe("the account's request budget", () => {
     expect(Math.max(...seconds.map((s) => s.requests))).toBeLessThanOrEqual(11);
     expect(limited).toBeLessThanOrEqual(0.05 * requests);
   }, 90_000);
+
+  // An inline send's 429 reaches the account's pacer at once (afterAnswer), not with this isolate's
+  // next page batch: with light traffic none may come soon, and the queue consumer and other
+  // isolates would ask Ortto again inside its try-in-seconds.
+  it("pauses every sender when an inline send is answered 429", async () => {
+    await emulator.faults({ failRate: 1, statuses: [429], tryInSeconds: 20 });
+    const res = await post({
+      activities: [loggedIn({ key: "inline-429", created: new Date().toISOString(), fields: { "str::email": "inline429@example.com" } })],
+    });
+    expect(res.status).toBe(202);
+    const inline = (await emulator.requests()).length;
+    expect(inline).toBe(1);
+    // No further page batch reaches this isolate. Within Ortto's 20 s nobody may ask it again.
+    await sleep(4000);
+    expect((await pacerStats()).paused_until).not.toBeNull();
+    expect((await emulator.requests()).length).toBe(inline);
+  }, 30_000);
 });

@@ -98,8 +98,8 @@ describe("a device whose clock is wrong", () => {
 
 describe("the relay's clock, from the device's time at sending (`t`)", () => {
   /**
-   * An offset of more than 2^31 ms (24.8 days) is kept whole (it was cut to 32 bits, `~~`: dates
-   * wrong by multiples of 49.7 days, and over 74.6 days slow refused as over 90 days old, dropped).
+   * An offset of more than 2^31 ms (24.8 days) is kept whole: cut to 32 bits (`~~`), dates would be
+   * wrong by multiples of 49.7 days, and a device over 74.6 days slow would see its events refused.
    */
   it("stamps events in the relay's time, the first one too, from a device whose clock is 40 days slow", async () => {
     const context = await newVisitor(browser());

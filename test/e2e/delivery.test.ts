@@ -253,14 +253,12 @@ describe("delivery from a real page", () => {
   });
 });
 
-describe("delivery (review): an event too large for any request", () => {
+describe("delivery: an event too large for any request", () => {
   /**
-   * FIXED (was low, silent loss): an event over MAX_BATCH_BYTES / 3 (20,000 characters of JSON) is
-   * never taken (`take` skips it), so it is never sent, never refused, never counted in `d`, never
-   * warned under data-debug; it stays at the head of the stored queue and is carried from page to
-   * page (adopted at every pagehide) until 100 newer events push it out. The events around it go.
-   * Fixed: `take` gives such an event up (counted in `d`, and under data-debug warned "too large"
-   * with the event, then "dropped" with the count, like the queue bound's).
+   * An event over MAX_BATCH_BYTES / 3 (20,000 characters of JSON) fits no request: `take` gives it
+   * up, counted in `d` and, under data-debug, warned "too large" with the event, then "dropped" with
+   * the count, like the queue bound's. Kept, it would sit at the head of the stored queue, carried
+   * from page to page, until 100 newer events pushed it out. The events around it go.
    */
   it("counts and explains an event too large to send, instead of keeping it forever", async () => {
     const context = await newVisitor(browser());

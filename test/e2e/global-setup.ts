@@ -3,8 +3,10 @@
  * Starts what a developer gets from `npm start` (the relay under `wrangler dev`, the Ortto
  * emulator as its upstream, the demo page), on free ports of its own so that it can run beside
  * a developer's copy, plus a small server of fixture pages (test/e2e/pages/) on yet another
- * origin. The relay allows both page origins through ALLOWED_ORIGINS. Tests read the URLs with
- * `inject("e2e")`.
+ * origin. The relay allows both page origins through ALLOWED_ORIGINS. One such stack per vitest
+ * worker, so that files running side by side never share a relay (its per-IP budget and the
+ * account's request budget are spent by every page of one machine); a test reads its worker's
+ * URLs with `urls()` (test/e2e/helpers.ts).
  *
  * It expects the snippet to be built (`npm run build`, which `npm test` and `npm run test:e2e` run).
  */
@@ -30,7 +32,8 @@ export interface E2eUrls {
 
 declare module "vitest" {
   export interface ProvidedContext {
-    e2e: E2eUrls;
+    /** One stack per vitest worker: a file uses the one of its VITEST_POOL_ID. */
+    e2e: E2eUrls[];
   }
 }
 
@@ -114,10 +117,11 @@ async function killGroup(child: ChildProcess): Promise<void> {
   }
 }
 
-export default async function setup(project: TestProject) {
+/** Starts one stack (dev.mjs and a pages server), on the E2E_* ports for the first one if set. */
+async function startStack(first: boolean): Promise<{ urls: E2eUrls; stop: () => Promise<void> }> {
   const [relayPort, emulatorPort, demoPort, pagesPort] = await Promise.all(
     ["E2E_RELAY_PORT", "E2E_EMULATOR_PORT", "E2E_DEMO_PORT", "E2E_PAGES_PORT"].map((name) =>
-      process.env[name] ? Number(process.env[name]) : freePort(),
+      first && process.env[name] ? Number(process.env[name]) : freePort(),
     ),
   );
   const urls: E2eUrls = {
@@ -126,8 +130,6 @@ export default async function setup(project: TestProject) {
     demo: `http://localhost:${demoPort}`,
     pages: `http://127.0.0.1:${pagesPort}`,
   };
-  if (!existsSync(join(root, "snippet", "dist", "relay-asset.ts"))) throw new Error("snippet/dist is missing: run `npm run build` first");
-
   // A fresh wrangler state each run: the per-contact daily counts and the rate limiter start at zero.
   const persist = mkdtempSync(join(tmpdir(), "relay-e2e-"));
   const origins = [`http://127.0.0.1:${demoPort}`, `http://localhost:${demoPort}`, urls.pages].join(",");
@@ -189,12 +191,32 @@ export default async function setup(project: TestProject) {
     throw new Error(`${(err as Error).message}\n--- dev.mjs output ---\n${output.slice(-4000)}`);
   }
 
-  project.provide("e2e", urls);
+  return {
+    urls,
+    stop: async () => {
+      process.removeListener("exit", onExit);
+      await killGroup(child);
+      await new Promise((r) => pages?.close(r));
+      rmSync(persist, { recursive: true, force: true });
+    },
+  };
+}
 
+export default async function setup(project: TestProject) {
+  if (!existsSync(join(root, "snippet", "dist", "relay-asset.ts"))) throw new Error("snippet/dist is missing: run `npm run build` first");
+  const workers = Math.max(1, Number(project.config.maxWorkers || project.globalConfig.maxWorkers || 1));
+  const started = await Promise.allSettled(Array.from({ length: workers }, (_, i) => startStack(i === 0)));
+  const stacks = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) {
+    await Promise.all(stacks.map((stack) => stack.stop()));
+    throw failed.reason;
+  }
+  project.provide(
+    "e2e",
+    stacks.map((stack) => stack.urls),
+  );
   return async () => {
-    process.removeListener("exit", onExit);
-    await killGroup(child);
-    await new Promise((r) => pages?.close(r));
-    rmSync(persist, { recursive: true, force: true });
+    await Promise.all(stacks.map((stack) => stack.stop()));
   };
 }

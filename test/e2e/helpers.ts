@@ -11,7 +11,11 @@ import { afterAll, beforeAll, beforeEach, expect, inject } from "vitest";
 import type { ActivityInput } from "../../shared/activities.ts";
 import type { WireActivity } from "../../snippet/src/core.ts";
 
-export const urls = () => inject("e2e");
+/** This worker's stack (global-setup.ts starts one per vitest worker). */
+export const urls = () => {
+  const stacks = inject("e2e");
+  return stacks[(Number(process.env.VITEST_POOL_ID ?? 1) - 1) % stacks.length] as (typeof stacks)[number];
+};
 
 /** One activity as the emulator stored it (the fields the tests look at). */
 export interface StoredActivity {

@@ -1,6 +1,6 @@
 /// <reference types="node" />
 /**
- * An unlucky visitor in Chromium against today's changes (issue 20): re-sends (page hide, then the
+ * An unlucky visitor in Chromium: re-sends (page hide, then the
  * next page's adoption; a request aborted after 15 s, then retried) must be one activity in Ortto,
  * so `key` and `created` must be the same in every send. Each waits for what the emulator stored
  * or the proxy received, never for a time.

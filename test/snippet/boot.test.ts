@@ -158,7 +158,7 @@ describe("the built relay.js in a page", () => {
     expect(body.activities.map((a: { activity_id: string }) => a.activity_id)).toEqual(["logged-in", "act:cm:viewed-page"]);
     expect(body.activities[0]).toMatchObject({
       key: expect.any(String),
-      // In ms on the wire: the relay writes Ortto's ISO string (worker/activities/shorthand.ts).
+      // In ms on the wire: the relay writes Ortto's ISO string (worker/intake/shorthand.ts).
       created: expect.any(Number),
       attributes: { "str:cm:payment-plan": "starter" },
       fields: { email: "chris@example.com" },

@@ -8,7 +8,7 @@ import { vi } from "vitest";
 import type { ActivitiesRequest } from "../../shared/activities.ts";
 import { createRelay, type Item, STORAGE_KEY, type State, type TabQueue } from "../../snippet/src/core.ts";
 import type { Relay, RelayOptions } from "../../snippet/src/relay.d.ts";
-import { expandShorthands } from "../../worker/activities/shorthand.ts";
+import { expandShorthands } from "../../worker/intake/shorthand.ts";
 
 export const ENDPOINT = "https://relay.example";
 export const URL_CREATE = `${ENDPOINT}/v1/activities/create`;
@@ -102,7 +102,7 @@ export class MemoryStorage {
 
 export interface Sent {
   url: string;
-  /** The body as the relay reads it: parsed, with the snippet's shorthands expanded (worker/activities/shorthand.ts). */
+  /** The body as the relay reads it: parsed, with the snippet's shorthands expanded (worker/intake/shorthand.ts). */
   body: ActivitiesRequest;
   raw: string;
   init: RequestInit;

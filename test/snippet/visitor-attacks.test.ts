@@ -1,6 +1,6 @@
 /**
- * An unlucky visitor against today's changes (issue 20): a relay that asked for a pause while the
- * visitor moves quickly between pages, and re-sends that must stay one activity in Ortto.
+ * An unlucky visitor: a relay that asked for a pause while the visitor moves quickly between
+ * pages, and re-sends that must stay one activity in Ortto.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { LEASE_MS } from "../../snippet/src/core.ts";
@@ -53,7 +53,7 @@ describe("a visitor against the relay's pause", () => {
 
 describe("a visitor against a relay that is down", () => {
   // A 503 without Retry-After (the relay's own 503s carry one): page hide ignores the backoff, by
-  // design (issue 20, item 4), so the visitor costs the relay at most the page's flush and its page hide.
+  // design (the page's last chance to send), so the visitor costs the relay at most the page's flush and its page hide.
   it("sends at most two requests a page while the visitor goes through 20 pages a second apart against a relay answering 503 without Retry-After", async () => {
     const storage = new MemoryStorage();
     const pages = [];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BudgetLedger, LEASE_MS, RECENT_429_MS } from "../../worker/budget/ledger.ts";
+import { BudgetLedger, LEASE_MS, RECENT_429_MS } from "../../worker/budget/seconds.ts";
 
 const T0 = 1_700_000_000_000; // the start of a second
 const report = (isolate: string, demand = 1, extra = {}) => ({ isolate, demand, inlineNow: 0, unleased: [], ...extra });

@@ -3,6 +3,9 @@ import catalogue from "../../relay.config.ts";
 import { activitiesRequestSchema, describeIssue } from "../../shared/activities.ts";
 import { defineCatalogue } from "../../shared/catalogue.ts";
 import { prefixOf } from "../../shared/field-ids.ts";
+import { trackingPlan } from "../../shared/plan.ts";
+import { fillFromRequest } from "../../worker/intake/edge.ts";
+import { expandShorthands } from "../../worker/intake/shorthand.ts";
 
 describe("defineCatalogue", () => {
   it("accepts the default catalogue and resolves built-in person fields to their kinds", () => {
@@ -85,5 +88,39 @@ describe("field id helpers", () => {
     expect(prefixOf("str:cm:payment-plan")).toBe("str");
     expect(prefixOf("int::v")).toBe("int");
     expect(prefixOf("xyz::v")).toBeUndefined();
+  });
+});
+
+describe("a catalogue and the snippet's automatic page views", () => {
+  it("refuses at build a catalogue that makes the page-view attributes relay-filled, or lets the snippet's page view pass", () => {
+    let catalogue: ReturnType<typeof defineCatalogue> | undefined;
+    try {
+      // A natural wish: the relay, not the page, says which page was viewed.
+      catalogue = defineCatalogue({
+        activities: {
+          "act:cm:viewed-page": {
+            name: "Viewed page",
+            attributes: { "str:cm:page-url": { kind: "url", source: "page_url" }, "str:cm:page-title": "text" },
+          },
+        },
+        personFields: { "str::email": true },
+      });
+    } catch {
+      return; // refused at build: fine
+    }
+    // What the snippet sends for data-pageviews (snippet/src/core.ts): page-url, page-title, referrer.
+    const body = expandShorthands({
+      activities: [
+        {
+          activity_id: "act:cm:viewed-page",
+          fields: { email: "chris@example.com" },
+          attributes: { "page-url": "https://shop.example/pricing", "page-title": "Pricing" },
+        },
+      ],
+    });
+    const request = new Request("https://relay.test/v1/activities/create", {
+      headers: { Origin: "https://shop.example", Referer: "https://shop.example/pricing" },
+    });
+    expect(fillFromRequest(body, trackingPlan(catalogue), request)).toEqual([]);
   });
 });

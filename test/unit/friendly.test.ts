@@ -4,6 +4,7 @@ import catalogue from "../../relay.config.ts";
 import { activitiesRequestSchema, fastAccept } from "../../shared/activities.ts";
 import { checkTimeZones, defineCatalogue } from "../../shared/catalogue.ts";
 import { friendlyName, templateName } from "../../shared/field-ids.ts";
+import { trackingPlan } from "../../shared/plan.ts";
 import {
   ConversionError,
   orttoDate,
@@ -12,8 +13,7 @@ import {
   phoneObject,
   thousandths,
   translateRequest,
-} from "../../shared/friendly.ts";
-import { trackingPlan } from "../../shared/plan.ts";
+} from "../../worker/intake/friendly.ts";
 
 const plan = trackingPlan(catalogue);
 const refusal = (f: () => unknown) => {
@@ -346,5 +346,16 @@ describe("phoneObject", () => {
       "attributes",
       "contactPhone",
     ]);
+  });
+});
+
+describe("orttoDate and year 0", () => {
+  it.each([
+    ["0000-06-15T00:00:00Z", "UTC"],
+    ["0000-12-31T23:59:59Z", "UTC"],
+    ["0001-01-01T00:00:00Z", "America/Los_Angeles"],
+    ["0001-01-01T03:00:00+05:00", "UTC"],
+  ])("%s in %s is refused (year 0 is outside Ortto's 1–9999)", (value, zone) => {
+    expect(() => orttoDate(value, zone)).toThrow(/years 1–9999/);
   });
 });

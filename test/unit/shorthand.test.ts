@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type Expansion, expandShorthands, shorthandNames } from "../../worker/activities/shorthand.ts";
+import { type Expansion, expandShorthands, shorthandNames } from "../../worker/intake/shorthand.ts";
 
 describe("expandShorthands (the snippet's short forms, expanded by the relay)", () => {
   it("expands an activity id without act: and the person field shorthands, a phone string to Ortto's phone object", () => {

@@ -7,9 +7,9 @@
 import { createMessageBatch } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { resetIsolateBudget } from "../../worker/budget/gate.ts";
 import { consumeQueue } from "../../worker/delivery/consumer.ts";
 import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
+import { type Isolate, newIsolate } from "../../worker/isolate.ts";
 import { emulator, isClientError, loggedIn, mostInWindow, postWith } from "./helpers.ts";
 
 interface LoggedRequest {
@@ -36,9 +36,12 @@ function recordingQueue() {
 
 const keyed = (key: string) => loggedIn({ key, created: new Date().toISOString(), fields: { "str::email": `${key}@example.com` } });
 
+/** Each test's isolate: it has heard nothing of the account's window or circuits. */
+let isolate: Isolate;
+
 beforeEach(async () => {
   vi.spyOn(console, "log").mockImplementation(() => {});
-  resetIsolateBudget();
+  isolate = newIsolate();
   await emulator.reset();
 });
 
@@ -58,12 +61,16 @@ describe("without the account pacer, requests Ortto answers 4xx stay under its b
     );
     const delivery = recordingQueue();
     const dead = recordingQueue();
-    await consumeQueue(batch, {
-      ...env,
-      UPSTREAM_PACER: unreachablePacer,
-      DELIVERY_QUEUE: delivery.queue,
-      DEAD_LETTERS: dead.queue,
-    } as unknown as typeof env);
+    await consumeQueue(
+      batch,
+      {
+        ...env,
+        UPSTREAM_PACER: unreachablePacer,
+        DELIVERY_QUEUE: delivery.queue,
+        DEAD_LETTERS: dead.queue,
+      } as unknown as typeof env,
+      isolate.budget,
+    );
     const log = await requests();
     console.info(
       `a pack refused whole, pacer unreachable: ${log.length} requests, ${log.filter((r) => isClientError(r.status)).length} 4xx`,
@@ -79,7 +86,11 @@ describe("without the account pacer, requests Ortto answers 4xx stay under its b
     const delivery = recordingQueue();
     const statuses: number[] = [];
     for (let i = 0; i < 20; i++) {
-      const res = await postWith({ UPSTREAM_PACER: undefined, DELIVERY_QUEUE: delivery.queue }, { activities: [keyed(`page-${i}`)] });
+      const res = await postWith(
+        { UPSTREAM_PACER: undefined, DELIVERY_QUEUE: delivery.queue },
+        { activities: [keyed(`page-${i}`)] },
+        { isolate },
+      );
       statuses.push(res.status);
     }
     const log = await requests();
@@ -105,7 +116,7 @@ describe("a consumer in an isolate that has heard nothing yet keeps the account'
       { id: "w1", timestamp: new Date(), attempts: 1, body: { v: 1, request_id: "w1", activities: [keyed("window-1")] } },
     ]);
     const delivery = recordingQueue();
-    await consumeQueue(batch, { ...env, DELIVERY_QUEUE: delivery.queue } as unknown as typeof env);
+    await consumeQueue(batch, { ...env, DELIVERY_QUEUE: delivery.queue } as unknown as typeof env, isolate.budget);
     expect(await requests()).toHaveLength(0);
     expect(delivery.sent.flatMap((m) => m.activities.map((a) => a.key))).toEqual(["window-1"]);
   });
@@ -122,7 +133,7 @@ describe("a consumer in an isolate that has heard nothing yet keeps the account'
         { id: "c1", timestamp: new Date(), attempts: 1, body: { v: 1, request_id: "c1", activities: [keyed("circuit-1")] } },
       ]);
       const delivery = recordingQueue();
-      await consumeQueue(batch, { ...env, DELIVERY_QUEUE: delivery.queue } as unknown as typeof env);
+      await consumeQueue(batch, { ...env, DELIVERY_QUEUE: delivery.queue } as unknown as typeof env, isolate.budget);
       expect(await requests()).toHaveLength(0);
       expect(delivery.sent.flatMap((m) => m.activities.map((a) => a.key))).toEqual(["circuit-1"]);
     } finally {
@@ -146,8 +157,7 @@ describe("fresh isolates and a key Ortto refuses", () => {
     try {
       for (let i = 0; i < 20; i++) {
         // A fresh isolate: it has heard nothing of the account's window or circuits.
-        resetIsolateBudget();
-        const res = await postWith({}, { activities: [keyed(`fresh-${i}`)] });
+        const res = await postWith({}, { activities: [keyed(`fresh-${i}`)] }, { isolate: newIsolate() });
         // Never a silent 2xx: the page is told nothing was forwarded yet.
         expect(res.status).toBe(202);
         expect(res.headers.get("X-Relay-Outcome")).toBe("queued");

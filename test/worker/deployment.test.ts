@@ -3,9 +3,8 @@ import { createExecutionContext, createMessageBatch, getQueueResult } from "clou
 import { env, exports } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import { RELAY_JS } from "../../snippet/dist/relay-asset.ts";
-import { consumeQueue } from "../../worker/delivery/consumer.ts";
 import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
-import { app } from "../../worker/index.ts";
+import worker, { app } from "../../worker/index.ts";
 import { emulator, loggedIn, ORIGIN, postInit, postWith, RELAY } from "./helpers.ts";
 
 const relay = (path: string, init?: RequestInit) => exports.default.fetch(`${RELAY}${path}`, init);
@@ -134,7 +133,7 @@ describe("vars checked at start", () => {
     const delivery = recordingQueue();
     const deadLetters = recordingQueue();
     const ctx = createExecutionContext();
-    await consumeQueue(batch, { ...env, ORTTO_REGION: "europe", DELIVERY_QUEUE: delivery.queue, DEAD_LETTERS: deadLetters.queue });
+    await worker.queue(batch, { ...env, ORTTO_REGION: "europe", DELIVERY_QUEUE: delivery.queue, DEAD_LETTERS: deadLetters.queue });
     const result = await getQueueResult(batch, ctx);
     expect(result.retryBatch.retry).toBe(false);
     expect(result.retryMessages).toEqual([]);
@@ -155,7 +154,7 @@ describe("vars checked at start", () => {
       },
     } as unknown as Queue;
     const ctx = createExecutionContext();
-    await consumeQueue(batch, { ...env, ORTTO_REGION: "europe", DELIVERY_QUEUE: failing });
+    await worker.queue(batch, { ...env, ORTTO_REGION: "europe", DELIVERY_QUEUE: failing });
     const result = await getQueueResult(batch, ctx);
     expect(result.explicitAcks).toEqual([]);
     expect(result.retryMessages.map((m: { msgId: string }) => m.msgId)).toEqual(["m3"]);
@@ -169,7 +168,7 @@ describe("vars checked at start", () => {
     const delivery = recordingQueue();
     const deadLetters = recordingQueue();
     const ctx = createExecutionContext();
-    await consumeQueue(batch, { ...env, GEO_MODE: "edges", DELIVERY_QUEUE: delivery.queue, DEAD_LETTERS: deadLetters.queue });
+    await worker.queue(batch, { ...env, GEO_MODE: "edges", DELIVERY_QUEUE: delivery.queue, DEAD_LETTERS: deadLetters.queue });
     const result = await getQueueResult(batch, ctx);
     expect(result.retryBatch.retry).toBe(false);
     expect(result.retryMessages).toEqual([]);
@@ -259,7 +258,7 @@ describe("observability", () => {
       },
     ]);
     const ctx = createExecutionContext();
-    await consumeQueue(batch, { ...env, RELAY_EVENTS });
+    await worker.queue(batch, { ...env, RELAY_EVENTS });
     expect((await getQueueResult(batch, ctx)).explicitAcks).toEqual(["d1"]);
     expect(points.map((p) => [p.indexes?.[0], p.blobs?.[0], p.doubles])).toEqual([["default", "delivered", [2, 2, 0]]]);
   });

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import catalogue from "../../relay.config.ts";
 import { activitiesRequestSchema } from "../../shared/activities.ts";
-import { expandShorthands } from "../../worker/activities/shorthand.ts";
+import { expandShorthands } from "../../worker/intake/shorthand.ts";
 import { emulator, loggedIn, postWith } from "./helpers.ts";
 
 /**
@@ -14,7 +14,7 @@ const requestSchema = activitiesRequestSchema(catalogue);
 /** The relay's pipeline: the snippet's shorthands expanded, then the schema. */
 const schema = { safeParse: (value: unknown) => requestSchema.safeParse(expandShorthands(structuredClone(value))) };
 // 6,500 cases a run: 3,000 arbitrary JSON, 500 arbitrary text, 3,000 mutated valid payloads (each
-// valid one reaches the emulator; the limits no longer wait on a Durable Object per contact).
+// valid one reaches the emulator; the limits count in isolate memory, so none waits on a Durable Object).
 const RUNS = 3000;
 const MUTATED_RUNS = 3000;
 

@@ -3,8 +3,8 @@ import { signIdentity } from "../../worker/identity.ts";
 import { emulator, loggedIn, post, postWith } from "./helpers.ts";
 
 /**
- * Regression tests of an adversarial review (issue 13) and of server-side senders taken for
- * crawlers (issue 9): each case was accepted, forwarded or silently dropped before.
+ * Inputs at the edge of what the relay takes: signed identities bound to their identifier kind,
+ * requests Ortto would fail (refused with a 400 naming the field), and which user agents are crawlers.
  */
 const SECRET = "identity-secret-for-tests";
 const now = () => new Date().toISOString();
@@ -153,5 +153,17 @@ describe("only browsers with a bot's user agent and verified bots are crawlers",
     expect(bot.status).toBe(202);
     expect(bot.headers.get("X-Relay-Outcome")).toBe("bot");
     expect(await emulator.requests()).toHaveLength(1);
+  });
+
+  it("still stops a bot user agent that also says HeadlessChrome under ALLOW_HEADLESS", async () => {
+    const agent =
+      "Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0 Mobile Safari/537.36 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+    const res = await postWith(
+      { ALLOW_HEADLESS: "true" },
+      { activities: [loggedIn()] },
+      { headers: { "User-Agent": agent, "Sec-Fetch-Mode": "cors" } },
+    );
+    expect(res.headers.get("X-Relay-Outcome")).toBe("bot");
+    expect(await emulator.requests()).toHaveLength(0);
   });
 });

@@ -1,5 +1,7 @@
 import { env, exports } from "cloudflare:workers";
-import { app } from "../../worker/index.ts";
+import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
+import { app, relayApp } from "../../worker/index.ts";
+import type { Isolate } from "../../worker/isolate.ts";
 
 export const RELAY = "https://relay.test";
 export const ORIGIN = "https://shop.example";
@@ -33,14 +35,24 @@ export function post(body: unknown, options?: PostOptions) {
   return exports.default.fetch(`${RELAY}/v1/activities/create`, postInit(body, options));
 }
 
-/** A POST through the app with some bindings changed (GEO_MODE, timeouts, a missing key). */
+const apps = new WeakMap<Isolate, typeof app>();
+
+/**
+ * A POST through the app with some bindings changed (GEO_MODE, timeouts, a missing key); with
+ * `isolate`, through an app over that isolate's memory (a test's stand-in for a new isolate).
+ */
 export function postWith(
   bindings: Partial<Cloudflare.Env> & Record<string, unknown>,
   body: unknown,
-  options?: PostOptions & { cf?: Record<string, unknown> },
+  options?: PostOptions & { cf?: Record<string, unknown>; isolate?: Isolate },
 ) {
   const request = new Request(`${RELAY}/v1/activities/create`, { ...postInit(body, options), cf: options?.cf } as RequestInit);
-  return app.request(request, undefined, { ...env, ...bindings });
+  let relay = app;
+  if (options?.isolate) {
+    relay = apps.get(options.isolate) ?? relayApp(options.isolate);
+    apps.set(options.isolate, relay);
+  }
+  return relay.request(request, undefined, { ...env, ...bindings });
 }
 
 export interface StoredActivity {
@@ -109,4 +121,22 @@ export async function healthDetails<T = Record<string, unknown>>(): Promise<T> {
 export function pacerStats() {
   const ns = env.UPSTREAM_PACER;
   return ns.get(ns.idFromName("account")).stats();
+}
+
+/** What landed in the dead-letter queue (test/fixtures/test-network.js consumes it in tests). */
+export const deadLetters = async () => (await (await fetch("http://dead-letters.test/")).json()) as DeliveryMessage[];
+/** Empties the dead-letter list (before each test that reads it). */
+export const clearDeadLetters = () => fetch("http://dead-letters.test/", { method: "DELETE" });
+
+/**
+ * Reads until `check` holds or `timeoutMs` passes, and returns the last value read (the test asserts
+ * on it): queue deliveries happen in the background, after retry delays.
+ */
+export async function eventually<T>(read: () => Promise<T>, check: (value: T) => boolean, timeoutMs = 20_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (check(value) || Date.now() > until) return value;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }

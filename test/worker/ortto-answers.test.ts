@@ -4,8 +4,17 @@
  * (15 bad requests in 15 s). The emulator answers as Ortto documents, with injected faults.
  */
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
-import { emulator, healthDetails, isClientError, loggedIn, mostInWindow, postWith } from "./helpers.ts";
+import {
+  clearDeadLetters,
+  deadLetters,
+  emulator,
+  eventually,
+  healthDetails,
+  isClientError,
+  loggedIn,
+  mostInWindow,
+  postWith,
+} from "./helpers.ts";
 
 interface LoggedRequest {
   received_at: string;
@@ -15,16 +24,6 @@ interface LoggedRequest {
 
 const requests = async () => (await (await fetch("http://ortto.test/_emulator/requests")).json()) as LoggedRequest[];
 const stored = async () => (await emulator.activities()).activities;
-const deadLetters = async () => (await (await fetch("http://dead-letters.test/")).json()) as DeliveryMessage[];
-
-async function eventually<T>(read: () => Promise<T>, check: (value: T) => boolean, timeoutMs = 40_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (check(value) || Date.now() > until) return value;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 const event = (tag: string, i: number) =>
   loggedIn({ key: `${tag}-${i}`, created: new Date().toISOString(), fields: { "str::email": `${tag}${i}@example.com` } });
@@ -40,7 +39,7 @@ async function queueBacklog(tag: string, n: number) {
 beforeEach(async () => {
   vi.spyOn(console, "log").mockImplementation(() => {});
   await emulator.reset();
-  await fetch("http://dead-letters.test/", { method: "DELETE" });
+  await clearDeadLetters();
 });
 
 describe("after a transient failure the queue sends full requests", () => {

@@ -1,26 +1,19 @@
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { consumeQueue } from "../../worker/delivery/consumer.ts";
+import { MAX_AGE_MS } from "../../shared/activities.ts";
+import { MAX_REPLAYS } from "../../worker/delivery/consumer.ts";
 import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
-import { emulator, loggedIn, postWith } from "./helpers.ts";
+import worker from "../../worker/index.ts";
+import { clearDeadLetters, deadLetters, emulator, eventually, loggedIn, postWith } from "./helpers.ts";
 
 /**
- * Regression tests of delivery through the queue (issues 13 and 9): activities that expire
- * while they wait, a missing key, dead letters that are not activities, a dead-letter queue
- * that fails, and a delivery queue that takes only part of a request.
+ * Delivery through the queue at its edges: activities that expire while they wait (and the edge
+ * refusing what could), a missing key, dead letters (what is not an activity, what Ortto answers
+ * failed, a dead-letter queue that fails, the replay count), and a delivery queue that takes only
+ * part of a request.
  */
-const deadLetters = async () => (await (await fetch("http://dead-letters.test/")).json()) as DeliveryMessage[];
 const stored = async () => (await emulator.activities()).activities;
-
-async function eventually<T>(read: () => Promise<T>, check: (value: T) => boolean, timeoutMs = 20_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (check(value) || Date.now() > until) return value;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 function message(id: string, activities: unknown[], attempts = 1) {
   return { id, timestamp: new Date(), attempts, body: { v: 1, request_id: id, activities } as DeliveryMessage };
@@ -53,7 +46,7 @@ function failingQueue(queue: Queue, failCalls: number[]) {
 
 beforeEach(async () => {
   await emulator.reset();
-  await fetch("http://dead-letters.test/", { method: "DELETE" });
+  await clearDeadLetters();
 });
 
 describe("activities that expire while they wait", () => {
@@ -63,7 +56,7 @@ describe("activities that expire while they wait", () => {
       message("mixed", [loggedIn({ key: "fresh", created: new Date().toISOString() }), loggedIn({ key: "stale", created: expired })]),
     ]);
     const ctx = createExecutionContext();
-    await consumeQueue(batch, env);
+    await worker.queue(batch, env);
     expect((await getQueueResult(batch, ctx)).explicitAcks).toEqual(["mixed"]);
     const dead = await eventually(deadLetters, (d) => d.length === 1);
     expect(dead).toEqual([
@@ -77,6 +70,22 @@ describe("activities that expire while they wait", () => {
     // Ortto never saw the expired one: no refused request counts toward its IP ban.
     expect((await emulator.requests()).map((r) => r.status)).toEqual([200]);
   });
+
+  it("refuses at the edge what could expire while it waits, and delivers what it accepts near the limit", { timeout: 20_000 }, async () => {
+    const late = loggedIn({ key: "edge-90d", created: new Date(Date.now() - MAX_AGE_MS + 30_000).toISOString() });
+    const refused = await postWith({ DELIVERY: "queue" }, { activities: [late] });
+    expect(refused.status).toBe(400);
+    expect(await refused.text()).toContain("activities.0.created");
+    const inTime = loggedIn({ key: "edge-89d", created: new Date(Date.now() - MAX_AGE_MS + 6 * 60_000).toISOString() });
+    expect((await postWith({ DELIVERY: "queue" }, { activities: [inTime] })).status).toBe(202);
+    const stored = await eventually(
+      async () => (await emulator.activities()).activities.length + (await deadLetters()).length,
+      (n) => n > 0,
+    );
+    expect(stored).toBeGreaterThan(0);
+    expect(await deadLetters()).toEqual([]);
+    expect((await emulator.activities()).activities.map((a) => a.key)).toEqual(["edge-89d"]);
+  });
 });
 
 describe("a missing site key", () => {
@@ -86,7 +95,7 @@ describe("a missing site key", () => {
       message("waiting", [loggedIn({ key: "w", created: new Date().toISOString() })], 14),
     ]);
     const ctx = createExecutionContext();
-    await consumeQueue(batch, { ...env, ORTTO_API_KEY: undefined });
+    await worker.queue(batch, { ...env, ORTTO_API_KEY: undefined });
     const result = await getQueueResult(batch, ctx);
     expect(result.retryMessages).toEqual([]);
     expect(result.explicitAcks).toEqual(["waiting"]);
@@ -101,7 +110,7 @@ describe("dead letters", () => {
     const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [
       { id: "junk", timestamp: new Date(), attempts: 1, body: "not an activity" as unknown as DeliveryMessage },
     ]);
-    await consumeQueue(batch, env);
+    await worker.queue(batch, env);
     const [dead] = await eventually(deadLetters, (d) => d.length === 1);
     expect(dead).toMatchObject({ dead_reason: "not a delivery message", raw: "not an activity" });
 
@@ -109,7 +118,7 @@ describe("dead letters", () => {
       { id: "d", timestamp: new Date(), attempts: 1, body: dead as DeliveryMessage },
     ]);
     const ctx = createExecutionContext();
-    const lines = await logsOf(() => consumeQueue(replay, env));
+    const lines = await logsOf(() => worker.queue(replay, env));
     expect((await getQueueResult(replay, ctx)).explicitAcks).toEqual(["d"]);
     expect(lines).toContainEqual(expect.objectContaining({ event: "dead_letter_kept" }));
     expect(lines).toContainEqual(expect.objectContaining({ event: "dead_letters_replayed", messages: 0 }));
@@ -145,6 +154,27 @@ describe("dead letters", () => {
       dead_reason: expect.stringContaining('status "failed"'),
       activities: [expect.objectContaining({ key: "ghost" })],
     });
+  });
+
+  it("keeps the replay count on activities Ortto answers failed", { timeout: 20_000 }, async () => {
+    const unknownPerson = {
+      activity_id: "act:cm:viewed-page",
+      person_id: "0000000000000000000000ff",
+      key: "ghost-replayed",
+      created: new Date().toISOString(),
+      attributes: {},
+    };
+    const m = message("replayed", [unknownPerson]);
+    m.body.replays = MAX_REPLAYS;
+    const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [m]);
+    const ctx = createExecutionContext();
+    await worker.queue(batch, env);
+    await getQueueResult(batch, ctx);
+    const dead = await eventually(deadLetters, (d) => d.length === 1);
+    expect(dead).toHaveLength(1);
+    expect(dead[0]?.dead_reason).toContain('status "failed"');
+    // The next replay keeps it (replays >= MAX_REPLAYS) rather than replaying it again.
+    expect(dead[0]?.replays).toBe(MAX_REPLAYS);
   });
 });
 

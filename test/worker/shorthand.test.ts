@@ -1,5 +1,5 @@
 /**
- * The snippet's short forms through the whole relay (worker/activities/shorthand.ts): what the
+ * The snippet's short forms through the whole relay (worker/intake/shorthand.ts): what the
  * browser sends short, Ortto receives in its own shape.
  */
 import { beforeEach, describe, expect, it } from "vitest";

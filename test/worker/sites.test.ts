@@ -1,8 +1,8 @@
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { consumeQueue } from "../../worker/delivery/consumer.ts";
 import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
+import worker from "../../worker/index.ts";
 import { emulator, loggedIn, postWith } from "./helpers.ts";
 
 // This file's relay serves two sites of its own besides the default one (ALLOWED_ORIGINS with
@@ -62,7 +62,7 @@ describe("one deployment, several sites", () => {
         body: { v: 1, request_id: "r", site: "shop-a", activities: [loggedIn({ key: "k", created: new Date().toISOString() })] },
       },
     ]);
-    await consumeQueue(batch, { ...env, ...keys });
+    await worker.queue(batch, { ...env, ...keys });
     expect((await getQueueResult(batch, createExecutionContext())).explicitAcks).toEqual(["m"]);
     expect((await emulator.requests()).map((r) => r.headers["x-api-key"])).toEqual(["key-of-site-a"]);
   });

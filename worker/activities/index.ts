@@ -1,103 +1,29 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { createMiddleware } from "hono/factory";
-import type * as z from "zod/mini";
-import catalogue from "../../relay.config.ts";
-import {
-  type ActivitiesRequest,
-  type ActivityInput,
-  type ActivityResult,
-  activitiesRequestSchema,
-  describeIssue,
-  fastAccept,
-  MAX_BODY_BYTES,
-} from "../../shared/activities.ts";
+import type { ActivitiesRequest, ActivityInput, ActivityResult } from "../../shared/activities.ts";
+import { MAX_BODY_BYTES } from "../../shared/activities.ts";
 import { CONSENT_FIELDS } from "../../shared/field-ids.ts";
-import { keyAsSent, pathAsSent, type Renamed, translateRequest, visitorZone } from "../../shared/friendly.ts";
-import { trackingPlan } from "../../shared/plan.ts";
 import { crawlerFilter, ipRateLimit, trustedSender } from "../abuse.ts";
-import { afterAnswer } from "../after.ts";
-import { admitInline, coalescing, KEY_REFUSED_REASON, mustAskPacer, reportPause, reportRefusal, reportSettled } from "../budget/gate.ts";
+import { afterAnswer, laterOf } from "../after.ts";
+import { pacerOf } from "../budget/binding.ts";
+import { KEY_REFUSED_REASON, type QueueReason } from "../budget/gate.ts";
 import { DEFAULT_SITE, relayConfig, siteFor, siteKey } from "../config.ts";
-import { deadLetterFailed } from "../delivery/consumer.ts";
+import { deadLetterFailed } from "../delivery/dead-letters.ts";
 import { PartialSendError, QUEUED, sendMessages, toMessages } from "../delivery/messages.ts";
 import { deliveryStats } from "../delivery/stats.ts";
 import type { AppEnv } from "../env.ts";
 import { RelayError } from "../errors.ts";
 import { verifyIdentity } from "../identity.ts";
-import { LimitError, takeLimits } from "../limits/index.ts";
-import { flushSoon } from "../limits/ledger.ts";
-import { forwardActivities } from "../upstream.ts";
-import { fillFromRequest } from "./edge.ts";
+import { readActivities } from "../intake/index.ts";
+import { ledgerOf } from "../limits/counts.ts";
+import { takeLimits } from "../limits/index.ts";
+import { forwardActivities, type UpstreamResult } from "../upstream.ts";
 import { enrichActivities, locationFor } from "./enrich.ts";
-import { type Expansion, expandShorthands, shorthandNames } from "./shorthand.ts";
-
-/**
- * Built once per isolate: per-activity schemas for every catalogue entry (the definition of what
- * is valid, and the errors), and the hot path's predicate that accepts what they accept, cheaply.
- */
-const requestSchema = activitiesRequestSchema(catalogue);
-const accepted = fastAccept(catalogue);
-/** The catalogue as a tracking plan: friendly names and relay-filled attributes, by activity. */
-const plan = trackingPlan(catalogue);
-
-function invalid(details: { path: string; message: string }[]): RelayError {
-  const first = details[0];
-  return new RelayError(
-    400,
-    `Invalid request: ${first?.path} ${first?.message}${details.length > 1 ? ` (and ${details.length - 1} more)` : ""}`,
-    details,
-  );
-}
-
-/**
- * The body, valid, as Ortto takes it. The snippet's shorthands were expanded (`expansion`: what
- * that found). A page's request first gets the attributes the relay fills
- * from it (worker/activities/edge.ts). Then the fast path: a body the predicate accepts is taken as
- * it is, so activities in Ortto's ids pay nothing more. Else the friendly names become Ortto's ids,
- * their values converted (`orderTotal: 24.99` → `int:cm:order-total: 24990`), and the predicate
- * is asked again; failing that the schema decides, and names every problem as the page wrote it
- * (its friendly name or shorthand, never an id or a sub-key it did not write).
- */
-function validate(body: unknown, request: Request, fromPage: boolean, expansion: Expansion): ActivitiesRequest {
-  if (expansion.issues.length) throw invalid(expansion.issues);
-  if (fromPage) {
-    const forged = fillFromRequest(body, plan, request);
-    if (forged.length) throw invalid(forged);
-  }
-  if (accepted(body)) return body;
-  const cf = request.cf as IncomingRequestCfProperties | undefined;
-  const { issues, renamed, translated } = translateRequest(body, plan, {
-    visitorZone: visitorZone(cf?.timezone),
-    fromPage,
-    renamed: shorthandNames(expansion),
-  });
-  if (issues.length) throw invalid(issues);
-  if (translated && accepted(body)) return body;
-  const parsed = requestSchema.safeParse(body);
-  if (parsed.success) return parsed.data as ActivitiesRequest;
-  throw invalid(parsed.error.issues.map((issue) => describeIssue(renamed ? asSent(issue, renamed) : issue)));
-}
-
-/** A schema issue with its path, and the unknown keys it names, as the page wrote them. */
-function asSent(issue: z.core.$ZodIssue, renamed: Renamed): z.core.$ZodIssue {
-  const path = pathAsSent(issue.path, renamed);
-  return issue.code === "unrecognized_keys"
-    ? { ...issue, path, keys: issue.keys.map((key) => keyAsSent(issue.path, key, renamed)) }
-    : { ...issue, path };
-}
 
 /** text/plain is what a page sends to avoid a CORS preflight; application/json is what servers send. */
 const ACCEPTED_TYPES = new Set(["application/json", "text/plain", ""]);
 const CONSENT = Object.keys(CONSENT_FIELDS);
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new RelayError(400, "The body is not valid JSON", [{ path: "body", message: "expected a JSON object with an activities array" }]);
-  }
-}
 
 /**
  * The origin must belong to a site the relay serves; that site decides the key and the
@@ -108,14 +34,19 @@ const siteOfOrigin = createMiddleware<AppEnv>(async (c, next) => {
   const config = relayConfig(c.env);
   const site = !origin && c.get("server") ? config.sites.find((s) => s.name === DEFAULT_SITE) : siteFor(config, origin);
   if (!site) {
-    c.get("log").reason = "origin";
     throw new RelayError(
       403,
       origin ? `Origin ${origin.slice(0, 100)} is not allowed to send activities` : "Requests must come from an allowed Origin",
       [{ path: "headers.origin", message: "expected one of ALLOWED_ORIGINS (or of a site in the catalogue)" }],
+      { reason: "origin" },
     );
   }
   c.set("site", site);
+  await next();
+});
+
+/** The body must be JSON (a server's) or text (a page's, sent so as to need no CORS preflight). */
+const bodyType = createMiddleware<AppEnv>(async (c, next) => {
   const type = (c.req.header("content-type") ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
   if (!ACCEPTED_TYPES.has(type)) {
     throw new RelayError(415, `Content-Type ${type} is not accepted`, [
@@ -161,7 +92,7 @@ async function enqueue(
           ? `The delivery queue took ${queued} of ${activities.length} activities, then failed; send again all but those named in details (they have no key and created of yours, so a re-send would be a new activity)`
           : `The delivery queue took ${queued} of ${activities.length} activities, then failed; send the same body again: what it took merges in Ortto`,
       keyedHere.length ? keyedHere.map((i) => ({ path: `activities.${i}`, message: "queued: do not send again" })) : undefined,
-      { "Retry-After": "30" },
+      { headers: { "Retry-After": "30" } },
     );
   }
 }
@@ -203,6 +134,9 @@ async function keepFailed(
   }
 }
 
+/** Each upstream answer of an inline send, noted in the isolate's budget (upstream.ts keeps no state). */
+const noteIn = (budget: AppEnv["Variables"]["budget"]) => async (result: UpstreamResult) => budget.noteUpstream(result);
+
 let openModeLogged = false;
 const QUEUED_HEADER = { "X-Relay-Outcome": "queued" };
 
@@ -215,6 +149,7 @@ export const activities = new Hono<AppEnv>().post(
   "/v1/activities/create",
   trustedSender,
   siteOfOrigin,
+  bodyType,
   ipRateLimit,
   crawlerFilter,
   // Enforced while reading: a body over the limit is refused without being buffered whole.
@@ -239,24 +174,19 @@ export const activities = new Hono<AppEnv>().post(
       ]);
     }
 
-    let body: ActivitiesRequest;
-    try {
-      // The snippet's shorthands (`logged-in`, `email` …) and the catalogue's friendly names become Ortto's ids
-      // here, so the page need not carry the code.
-      const expansion: Expansion = { issues: [], used: [] };
-      body = validate(expandShorthands(parseJson(await c.req.text()), expansion), c.req.raw, c.get("server") !== true, expansion);
-    } catch (err) {
-      log.reason = "schema";
-      throw err;
-    }
+    // The snippet's shorthands (`logged-in`, `email` …) and the catalogue's friendly names become Ortto's ids
+    // here, so the page need not carry the code.
+    const body = readActivities(await c.req.text(), c.req.raw, c.get("server") !== true);
     const { activities: valid, identity_token: token, ...request } = body;
     log.activities = valid.length;
     const notForSite = site.activities ? valid.findIndex((a) => !site.activities?.has(a.activity_id)) : -1;
     if (notForSite >= 0) {
-      log.reason = "site_activity";
-      throw new RelayError(400, `Activity ${valid[notForSite]?.activity_id} is not enabled for site ${site.name}`, [
-        { path: `activities.${notForSite}.activity_id`, message: `expected one of the activities of site ${site.name}` },
-      ]);
+      throw new RelayError(
+        400,
+        `Activity ${valid[notForSite]?.activity_id} is not enabled for site ${site.name}`,
+        [{ path: `activities.${notForSite}.activity_id`, message: `expected one of the activities of site ${site.name}` }],
+        { reason: "site_activity" },
+      );
     }
 
     const server = c.get("server") === true;
@@ -270,9 +200,9 @@ export const activities = new Hono<AppEnv>().post(
         config.identityField,
       );
       if (failure) {
-        c.set("outcome", "identity_failed");
-        log.reason = "identity";
-        throw new RelayError(401, `Unverified identity: ${failure.reason}`, [{ path: failure.path, message: failure.reason }]);
+        throw new RelayError(401, `Unverified identity: ${failure.reason}`, [{ path: failure.path, message: failure.reason }], {
+          reason: "identity",
+        });
       }
     } else if (!config.identitySecret && !openModeLogged) {
       openModeLogged = true;
@@ -289,20 +219,24 @@ export const activities = new Hono<AppEnv>().post(
       for (const [i, a] of valid.entries()) {
         const field = CONSENT.find((f) => a.fields?.[f] !== undefined);
         if (field) {
-          log.reason = "consent";
-          throw new RelayError(403, `Consent field ${field} can only be set for a verified identity (IDENTITY_SECRET)`, [
-            { path: `activities.${i}.fields.${field}`, message: "expected a verified identity to change consent" },
-          ]);
+          throw new RelayError(
+            403,
+            `Consent field ${field} can only be set for a verified identity (IDENTITY_SECRET)`,
+            [{ path: `activities.${i}.fields.${field}`, message: "expected a verified identity to change consent" }],
+            { reason: "consent" },
+          );
         }
       }
     }
 
     const { key: apiKey, secret } = siteKey(c.env, site.name);
     if (!apiKey) {
-      log.reason = "no_key";
-      throw new RelayError(503, `The relay has no Ortto key: set the ${secret} secret (wrangler secret put ${secret})`, [
-        { path: secret, message: "expected a secret with the Custom API data source key" },
-      ]);
+      throw new RelayError(
+        503,
+        `The relay has no Ortto key: set the ${secret} secret (wrangler secret put ${secret})`,
+        [{ path: secret, message: "expected a secret with the Custom API data source key" }],
+        { reason: "no_key" },
+      );
     }
 
     // The activities the relay keys or dates itself, which a re-send cannot merge (see enqueue).
@@ -322,26 +256,35 @@ export const activities = new Hono<AppEnv>().post(
 
     // Counted once the activities are keyed, so that a re-send is not counted twice. In open mode a
     // page's request also spends its network's budget of people; a trusted server's does not.
-    const limits = await takeLimits(c.env, enriched, {
+    const counts = c.get("limits");
+    const ledger = ledgerOf(c.env);
+    const limits = await takeLimits(counts, ledger, enriched, {
       contactActivityLimit: config.contactActivityLimit,
       people: config.identitySecret || server ? undefined : { network: c.get("network"), budget: config.peoplePerNetwork },
-    }).catch((err) => {
-      if (err instanceof LimitError) {
-        if (err.status === 429) c.set("outcome", "throttled");
-        log.reason = err.reason;
-      }
-      throw err;
     });
     log.contacts = limits.contacts;
     // The counts reach the shared ledger after the answer, coalesced with other requests'.
-    if (limits.report) afterAnswer(c, flushSoon(c.env));
+    if (limits.report) afterAnswer(c, counts.flushSoon(ledger));
 
     // DELIVERY=queue: the lowest latency, no per-activity results. Under load (the account's
     // request budget is short, worker/budget/gate.ts) the same: no inline try, full requests later.
     // While Ortto's recent 4xx answers hold a window open, or before this isolate has heard from the
     // pacer, an inline send needs the pacer's permit too.
-    const permit = config.delivery === "queue" || coalescing(c) ? false : mustAskPacer(c) ? await admitInline(c) : true;
-    if (permit === false) {
+    const budget = c.get("budget");
+    const pacer = pacerOf(c.env);
+    const later = laterOf(c);
+    let permit: string | undefined;
+    let queue: QueueReason | undefined;
+    if (config.delivery !== "queue") {
+      queue = budget.coalescing(site.name, config.maxRps, pacer, later);
+      if (!queue && budget.mustAskPacer(pacer)) {
+        const admitted = await budget.admitInline(site.name, config.timeoutMs + 1000, pacer, later);
+        if ("permit" in admitted) permit = admitted.permit;
+        else queue = admitted.queue;
+      }
+    }
+    if (config.delivery === "queue" || queue) {
+      if (queue) log.reason = queue;
       await enqueue(c.env, c.get("requestId"), site.name, request, enriched, relayDated);
       c.set("outcome", "queued");
       log.queued = enriched.length;
@@ -350,14 +293,10 @@ export const activities = new Hono<AppEnv>().post(
     }
 
     const started = Date.now();
-    const outcome = await forwardActivities(config, apiKey, request, enriched);
-    // Ortto asked to pause: every sender (the queue consumer above all) hears it now, after the answer.
-    if (outcome.failure?.status === 429) reportPause(c);
-    // Ortto answered 4xx: every sender asks the pacer before its requests for 15 s; a refused key opens the site's circuit.
-    const refused = outcome.failure?.status !== undefined && outcome.failure.status >= 400 && outcome.failure.status < 500;
-    if (refused && outcome.failure?.status !== 429) {
-      reportRefusal(c, outcome.failure?.status as number, site.name, typeof permit === "string" ? permit : undefined);
-    } else if (typeof permit === "string") reportSettled(c, permit);
+    const outcome = await forwardActivities(config, apiKey, request, enriched, undefined, noteIn(budget));
+    // After the answer, every sender hears what Ortto said: a 429 pauses them all (the queue consumer
+    // above all); a 4xx makes them ask the pacer before their requests for 15 s; a refused key opens the site's circuit.
+    budget.reportInline(outcome.failure?.status, site.name, permit, pacer, later);
     log.upstream_ms = Date.now() - started;
     log.upstream_status = outcome.status;
     log.forwarded = outcome.results.length;
@@ -372,15 +311,13 @@ export const activities = new Hono<AppEnv>().post(
     }
     const failure = outcome.failure;
     if (failure.permanent) {
-      c.set("outcome", "upstream_error");
-      log.reason = "ortto_refused";
       const details = Array.isArray(failure.details)
         ? failure.details.slice(0, 10).map((d) => ({
             path: "body",
             message: String((d as { error?: unknown })?.error ?? JSON.stringify(d)).slice(0, 300),
           }))
         : undefined;
-      throw new RelayError(failure.status as 400, `Ortto refused the activities: ${failure.error}`, details);
+      throw new RelayError(failure.status as 400, `Ortto refused the activities: ${failure.error}`, details, { reason: "ortto_refused" });
     }
     // Ortto is slow, failing or rate-limiting: what it has not taken waits in the queue and is
     // retried until it is delivered. The browser's part is done.

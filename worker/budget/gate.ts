@@ -2,15 +2,16 @@
  * This isolate's view of the account's request budget, kept in memory so that the request path
  * never waits on anyone: whether a page batch goes to Ortto inline or straight to the queue is
  * decided from counters here, and the view is refreshed from the pacer (pacer.ts) at most once
- * a second, in `waitUntil`, and from the outcome of every upstream request (`noteUpstream`).
+ * a second, after the answer, and from the outcome of every upstream request (`noteUpstream`).
+ * One instance per isolate (worker/isolate.ts), shared by the request path and the queue consumer;
+ * the pacer is reached through the `PacerPort` each call is given, and time through the clock.
  */
-import type { Context } from "hono";
-import { relayConfig } from "../config.ts";
-import type { AppEnv } from "../env.ts";
-import { type BatchNote, pacerOf } from "./binding.ts";
-import { inlineGrace, RECENT_429_MS, type SyncAnswer, type SyncReport } from "./ledger.ts";
-import type { RefusalAnswer } from "./pacer.ts";
+import type { Clock } from "../isolate.ts";
+import type { UpstreamResult } from "../upstream.ts";
+import type { BatchNote, PacerPort } from "./binding.ts";
+import type { AccountView, RefusalAnswer } from "./pacer.ts";
 import { type CircuitView, KEY_REFUSED, type Permit, REFUSAL_WINDOW_MS, RefusalWindow } from "./refusals.ts";
+import { inlineGrace, RECENT_429_MS, type SyncAnswer, type SyncReport } from "./seconds.ts";
 
 /** Page batches a second in this isolate beyond which it coalesces, as a share of ORTTO_MAX_RPS. */
 const NEAR_BUDGET = 0.5;
@@ -18,380 +19,377 @@ const NEAR_BUDGET = 0.5;
 const SYNC_MS = 1000;
 /** Seconds of upstream counts kept for /healthz. */
 const KEPT_SECONDS = 60;
-
-const local = {
-  isolate: "",
-  /** Inline sends a second the pacer reserved for this isolate, until when. */
-  lease: { perSecond: 0, until: 0 },
-  pausedUntil: 0,
-  shortUntil: 0,
-  /** Page batches received: this second, and the second before. */
-  arrivals: { second: 0, count: 0, previous: 0 },
-  /** Inline sends this second, and how many of them the lease covered. */
-  inline: { second: 0, sends: 0, leased: 0 },
-  /** Inline sends without a lease, by second, not yet charged at the pacer. */
-  unleased: [] as [number, number][],
-  /** A 429 not yet reported to the pacer: until when, and how many. */
-  pauseReport: { until: 0, count: 0 },
-  lastSync: 0,
-  /** Whether the pacer has told this isolate the account's 4xx window and refused keys (an admit, a sync or a slot). */
-  heard: false,
-  /** Epoch second → upstream requests this isolate made, and how many were answered 429. */
-  upstream: new Map<number, { requests: number; rate_limited: number }>(),
-  rateLimited: 0,
-  lastRateLimitedAt: 0,
-  inlineDecisions: 0,
-  coalesced: 0,
-  lastBatch: null as BatchNote | null,
-  /** Until when a request Ortto answered 4xx (here or, learnt at sync, anywhere) keeps senders asking the pacer first. */
-  refusedUntil: 0,
-  /** Sites whose key Ortto refuses (401/403/404): their page batches wait in the queue for the circuit's probe. */
-  circuits: new Map<string, { status: number; since: number; nextProbeAt: number }>(),
-  /**
-   * This isolate's own window of 4xx answers: the cap on its requests when the pacer cannot be
-   * asked (no binding, or the Durable Object unreachable), so that it never storms Ortto alone.
-   */
-  refusals: new RefusalWindow(),
-};
-
+/** How long a page's request waits for the pacer's permit while a 4xx window is open; beyond it the batch is queued. */
+const ADMIT_TIMEOUT_MS = 500;
 /** Marks a permit of this isolate's own window (`admitLocally`), not the pacer's. */
 const LOCAL_PERMIT = "local:";
-
-/** A permit from this isolate's own window of 4xx answers, for when the pacer cannot be asked. */
-export function admitLocally(ttlMs: number): Permit {
-  const answer = local.refusals.admit(Date.now(), ttlMs);
-  return "permit" in answer ? { permit: LOCAL_PERMIT + answer.permit } : answer;
-}
-
-/** A local permit's request was answered (its 4xx, if any, is counted by noteUpstream): the permit goes back. */
-export function settleLocally(permit: string) {
-  local.refusals.settle(permit.slice(LOCAL_PERMIT.length), false, Date.now());
-}
-
-const isLocalPermit = (permit: string | undefined) => permit?.startsWith(LOCAL_PERMIT) ?? false;
 
 /** What the operator reads in the log line and /healthz when a site's circuit is open. */
 export const KEY_REFUSED_REASON = "Ortto refuses this site's key";
 
-function tickArrivals(second: number) {
-  const a = local.arrivals;
-  if (a.second !== second) {
-    a.previous = a.second === second - 1 ? a.count : 0;
-    a.second = second;
-    a.count = 0;
-  }
-  a.count++;
-}
-
 /**
- * The one decision on the request path: should this page batch skip the inline try and go
- * straight to the queue, where the consumer sends it in a full request? Yes while Ortto asked
- * everyone to pause or did so recently, while the queue is using the budget (the pacer said
- * so), when this isolate alone receives page batches near the budget's rate, or when its inline
- * allowance for this second is spent. No round trip: the pacer is consulted in `waitUntil`.
+ * Hands work to run after the answer (`waitUntil`); undefined without an execution context (a test
+ * calling the app directly), where the pacer is not synced and reports simply run on their own.
  */
-export function coalescing(c: Context<AppEnv>): boolean {
-  const maxRps = relayConfig(c.env).maxRps;
-  const now = Date.now();
-  const second = Math.floor(now / 1000);
-  tickArrivals(second);
-  if (local.inline.second !== second) local.inline = { second, sends: 0, leased: 0 };
-  const leased = now < local.lease.until;
-  // A cold isolate (no lease yet) may send a tenth of the budget inline until it hears from the pacer.
-  const allowance = leased ? local.lease.perSecond : inlineGrace(maxRps);
-  const demand = Math.max(local.arrivals.previous, local.arrivals.count);
-  // A refused key: the queue's consumer probes for it; a page never waits on the circuit.
-  const keyRefused = local.circuits.has(c.get("site").name);
-  const queue =
-    keyRefused ||
-    now < local.pausedUntil ||
-    now < local.shortUntil ||
-    demand > Math.max(1, maxRps * NEAR_BUDGET) ||
-    local.inline.sends >= allowance;
-  if (queue) {
-    local.coalesced++;
-    c.get("log").reason = keyRefused ? KEY_REFUSED_REASON : "budget";
-  } else {
-    local.inlineDecisions++;
-    local.inline.sends++;
-    if (leased) local.inline.leased++;
-    else {
-      const last = local.unleased.at(-1);
-      if (last?.[0] === second) last[1]++;
-      else local.unleased.push([second, 1]);
-    }
-  }
-  sync(c, now);
-  return queue;
-}
+export type Later = ((work: Promise<unknown>) => void) | undefined;
+const run = (later: Later, work: Promise<unknown>) => (later ? later(work) : void work);
 
-/** After an inline send answered 429: tell the pacer now, after the answer, so every sender pauses (not at the next page batch). */
-export function reportPause(c: Context<AppEnv>) {
-  sync(c, Date.now());
-}
+/** Why a page batch goes to the queue rather than to Ortto inline, as its log line says. */
+export type QueueReason = "budget" | "refusals" | typeof KEY_REFUSED_REASON;
 
-/** At most once a second (or at once after a 429), in waitUntil: charge inline sends, renew the lease, learn pauses. */
-function sync(c: Context<AppEnv>, now: number) {
-  if (now - local.lastSync < SYNC_MS && !local.pauseReport.count) return;
-  const pacer = pacerOf(c.env);
-  if (!pacer) return;
-  let waitUntil: (promise: Promise<unknown>) => void;
-  try {
-    waitUntil = c.executionCtx.waitUntil.bind(c.executionCtx);
-  } catch {
-    return; // no execution context (a test calling the app directly): nothing runs after the answer
-  }
-  local.isolate ||= crypto.randomUUID();
-  local.lastSync = now;
-  const report: SyncReport = {
-    isolate: local.isolate,
-    demand: local.arrivals.second === Math.floor(now / 1000) ? local.arrivals.previous : 0,
-    inlineNow: local.inline.second === Math.floor(now / 1000) ? local.inline.leased : 0,
-    unleased: local.unleased,
-    ...(local.pauseReport.count ? { pausedUntil: local.pauseReport.until, rateLimited: local.pauseReport.count } : {}),
-  };
-  local.unleased = [];
-  local.pauseReport = { until: 0, count: 0 };
-  waitUntil(
-    pacer.sync(report).then(applySync, () => {
-      // The pacer was unreachable: keep coalescing on local signals; the next sync tries again.
-    }),
-  );
-}
-
-export function applySync(answer: SyncAnswer & { refusedUntil?: number; keyRefused?: CircuitView[] }) {
-  local.lease = { perSecond: answer.perSecond, until: answer.until };
-  local.pausedUntil = Math.max(local.pausedUntil, answer.pausedUntil);
-  local.shortUntil = Math.max(local.shortUntil, answer.shortUntil);
-  applyAccountView(answer);
-}
-
-/** The pacer's 4xx window and refused keys (with a sync, or a consumer's slot): this isolate heeds them from now on. */
-export function applyAccountView(view: { refusedUntil?: number; keyRefused?: CircuitView[] }) {
-  local.heard = true;
-  if (view.refusedUntil !== undefined) local.refusedUntil = Math.max(local.refusedUntil, view.refusedUntil);
-  if (view.keyRefused) {
-    local.circuits = new Map(view.keyRefused.map((v) => [v.site, { status: v.status, since: v.since, nextProbeAt: v.next_probe_at }]));
-  }
-}
-
-/** Whether a 4xx answer this isolate knows of is at most 15 s old. */
-export const refusalWindowOpen = () => Date.now() < local.refusedUntil;
-
-/**
- * Whether an inline send must ask the pacer for a permit first: while a 4xx window is open, and in
- * an isolate that has not heard from the pacer yet. Such an isolate cannot know of a window or a
- * circuit opened elsewhere, so a revoked key would otherwise cost one 401 per fresh isolate, past
- * Ortto's ban at 15. One Durable Object call per fresh isolate; none for healthy traffic after that.
- */
-export const mustAskPacer = (c: Context<AppEnv>) => refusalWindowOpen() || (!local.heard && pacerOf(c.env) !== undefined);
-
-/** The pacer's answer after a 4xx or a success. */
-export function applyRefusal(answer: RefusalAnswer) {
-  local.refusedUntil = Math.max(local.refusedUntil, answer.refusedUntil);
-}
-
-export const circuitOpen = (site: string) => local.circuits.has(site);
-
-/** Ortto refused this site's key: its sending pauses here at once (the pacer's circuit decides the probes). */
-export function noteKeyRefused(site: string, status: number, nextProbeAt = Date.now() + 1000) {
-  const since = local.circuits.get(site)?.since ?? Date.now();
-  local.circuits.set(site, { status, since, nextProbeAt });
-}
-
-/** When this site's circuit lets the next probe through, as far as this isolate knows. */
-export const circuitProbeAt = (site: string) => local.circuits.get(site)?.nextProbeAt ?? 0;
-
-export function noteKeyWorks(site: string) {
-  local.circuits.delete(site);
-}
-
-/** How long a page's request waits for the pacer's permit while a 4xx window is open; beyond it the batch is queued. */
-const ADMIT_TIMEOUT_MS = 500;
-
-/**
- * While a window of 4xx answers is open, or before this isolate has heard from the pacer
- * (`mustAskPacer`; only then is this called, so a healthy request of a warm isolate never calls the
- * pacer), an inline send needs the pacer's permit, as the queue's requests do. Answers the permit, `true` without a pacer, or `false` (refused, or the pacer slow): queued.
- */
-export async function admitInline(c: Context<AppEnv>): Promise<string | boolean> {
-  const pacer = pacerOf(c.env);
-  const ttlMs = relayConfig(c.env).timeoutMs + 1000;
-  // No pacer binding: this isolate's own window caps its requests.
-  const answer = pacer
-    ? await Promise.race([
-        pacer.admit(ttlMs).catch(() => undefined),
-        new Promise<undefined>((resolve) => setTimeout(resolve, ADMIT_TIMEOUT_MS)),
-      ])
-    : admitLocally(ttlMs);
-  if (answer && "refusedUntil" in answer) applyAccountView(answer as { refusedUntil: number; keyRefused?: CircuitView[] });
-  if (answer && "permit" in answer) {
-    // A fresh isolate learns here that its site's key is refused: the permit goes back, the batch waits.
-    if (!local.circuits.has(c.get("site").name)) return answer.permit;
-    reportSettled(c, answer.permit);
-    c.get("log").reason = KEY_REFUSED_REASON;
-    return false;
-  }
-  c.get("log").reason = "refusals";
-  return false;
-}
-
-/** After the answer: in waitUntil, or (a test calling the app directly, with no execution context) left to run. */
-function afterAnswer(c: Context<AppEnv>, work: Promise<unknown>) {
-  try {
-    c.executionCtx.waitUntil(work);
-  } catch {
-    void work;
-  }
-}
-
-/** An inline send with a permit that Ortto did not refuse: the permit goes back (after the answer). */
-export function reportSettled(c: Context<AppEnv>, permit: string) {
-  if (isLocalPermit(permit)) return settleLocally(permit);
-  const pacer = pacerOf(c.env);
-  if (!pacer) return;
-  afterAnswer(
-    c,
-    pacer.succeeded({ permit }).then(applyRefusal, () => undefined),
-  );
-}
-
-/** An inline send answered 4xx: the pacer counts it (after the answer) and, for a refused key, opens the site's circuit. */
-export function reportRefusal(c: Context<AppEnv>, status: number, site: string, permit?: string) {
-  if (KEY_REFUSED.has(status)) noteKeyRefused(site, status);
-  if (permit && isLocalPermit(permit)) {
-    settleLocally(permit);
-    permit = undefined;
-  }
-  const pacer = pacerOf(c.env);
-  if (!pacer) return;
-  afterAnswer(
-    c,
-    pacer.refused({ status, site, ...(permit ? { permit } : {}) }).then(
-      (answer) => {
-        applyRefusal(answer);
-        if (answer.nextProbeAt) noteKeyRefused(site, status, answer.nextProbeAt);
-      },
-      () => undefined,
-    ),
-  );
-}
-
-/**
- * Every upstream request's outcome (upstream.ts): counted for /healthz, and a 429 pauses this
- * isolate at once (inline sends stop) and is reported to the pacer so that every sender pauses.
- */
-export function noteUpstream(status: number | undefined, retryAfterSeconds?: number) {
-  const now = Date.now();
-  const second = Math.floor(now / 1000);
-  let count = local.upstream.get(second);
-  if (!count) {
-    count = { requests: 0, rate_limited: 0 };
-    local.upstream.set(second, count);
-    for (const old of local.upstream.keys()) {
-      if (old > second - KEPT_SECONDS) break;
-      local.upstream.delete(old);
-    }
-  }
-  count.requests++;
-  if (status !== undefined && status >= 400 && status < 500 && status !== 429) {
-    local.refusedUntil = Math.max(local.refusedUntil, now + REFUSAL_WINDOW_MS);
-    local.refusals.record(now);
-    return;
-  }
-  if (status !== 429) return;
-  count.rate_limited++;
-  local.rateLimited++;
-  local.lastRateLimitedAt = now;
-  const until = now + (retryAfterSeconds ?? 10) * 1000;
-  local.pausedUntil = Math.max(local.pausedUntil, until);
-  local.shortUntil = Math.max(local.shortUntil, until + RECENT_429_MS);
-  local.pauseReport = { until: Math.max(local.pauseReport.until, until), count: local.pauseReport.count + 1 };
-}
-
-/** A 429 the consumer reported to the pacer itself: not to be reported again by the next sync. */
-export function pauseReported() {
-  local.pauseReport = { until: 0, count: 0 };
-}
-
-/** When this isolate last learnt that no sender may reach Ortto (epoch ms). */
-export const pausedUntil = () => local.pausedUntil;
-
-/** The queue consumer's latest batch (a backlog signal); sent to the pacer with its slot requests. */
-export function noteBatch(messages: readonly { timestamp: Date }[]) {
-  const now = Date.now();
-  const oldest = Math.min(now, ...messages.map((m) => m.timestamp.getTime()));
-  local.lastBatch = { messages: messages.length, oldestAgeMs: now - oldest, at: now };
-}
-
-export const lastBatch = () => local.lastBatch ?? undefined;
-
+const isLocalPermit = (permit: string | undefined) => permit?.startsWith(LOCAL_PERMIT) ?? false;
 const iso = (ms: number) => (ms > 0 ? new Date(ms).toISOString() : null);
 
-/** This isolate's budget signals, for /healthz. */
-export function isolateBudget(now = Date.now()) {
-  const second = Math.floor(now / 1000);
-  const last10 = Array.from({ length: 10 }, (_, i) => local.upstream.get(second - 9 + i)?.requests ?? 0);
-  let limitedLastMinute = 0;
-  for (const [s, count] of local.upstream) if (s > second - KEPT_SECONDS) limitedLastMinute += count.rate_limited;
-  return {
-    upstream_requests_last_10s: last10,
-    upstream_rate: last10.slice(0, 9).reduce((a, b) => a + b, 0) / 9,
-    rate_limited_last_minute: limitedLastMinute,
-    rate_limited: local.rateLimited,
-    last_rate_limited_at: iso(local.lastRateLimitedAt),
-    paused_until: now < local.pausedUntil ? iso(local.pausedUntil) : null,
-    refusals_window_until: now < local.refusedUntil ? iso(local.refusedUntil) : null,
-    coalescing_until: now < local.shortUntil ? iso(local.shortUntil) : null,
-    inline_lease: now < local.lease.until ? { per_second: local.lease.perSecond, until: iso(local.lease.until) } : null,
-    page_batches_inline: local.inlineDecisions,
-    page_batches_coalesced: local.coalesced,
-    last_queue_batch: local.lastBatch
-      ? {
-          messages: local.lastBatch.messages,
-          oldest_message_age_s: Math.round(local.lastBatch.oldestAgeMs / 1000),
-          at: iso(local.lastBatch.at),
-        }
-      : null,
-  };
-}
+export class IsolateBudget {
+  #isolate = "";
+  /** Inline sends a second the pacer reserved for this isolate, until when. */
+  #lease = { perSecond: 0, until: 0 };
+  #pausedUntil = 0;
+  #shortUntil = 0;
+  /** Page batches received: this second, and the second before. */
+  #arrivals = { second: 0, count: 0, previous: 0 };
+  /** Inline sends this second, and how many of them the lease covered. */
+  #inline = { second: 0, sends: 0, leased: 0 };
+  /** Inline sends without a lease, by second, not yet charged at the pacer. */
+  #unleased: [number, number][] = [];
+  /** A 429 not yet reported to the pacer: until when, and how many. */
+  #pauseReport = { until: 0, count: 0 };
+  #lastSync = 0;
+  /** Whether the pacer has told this isolate the account's 4xx window and refused keys (an admit, a sync or a slot). */
+  #heard = false;
+  /** Epoch second → upstream requests this isolate made, and how many were answered 429. */
+  #upstream = new Map<number, { requests: number; rate_limited: number }>();
+  #rateLimited = 0;
+  #lastRateLimitedAt = 0;
+  #inlineDecisions = 0;
+  #coalesced = 0;
+  /** The queue consumer's latest batch (a backlog signal); sent to the pacer with its slot requests. */
+  #lastBatch?: BatchNote;
+  /** Until when a request Ortto answered 4xx (here or, learnt at sync, anywhere) keeps senders asking the pacer first. */
+  #refusedUntil = 0;
+  /** Sites whose key Ortto refuses (401/403/404): their page batches wait in the queue for the circuit's probe. */
+  #circuits = new Map<string, { status: number; since: number; nextProbeAt: number }>();
+  /**
+   * This isolate's own window of 4xx answers: the cap on its requests when the pacer cannot be
+   * asked (no binding, or the Durable Object unreachable), so that it never storms Ortto alone.
+   */
+  #refusals = new RefusalWindow();
+  /** Without a pacer (its binding absent or unreachable): when this isolate's next request may go, on the budget's spacing. */
+  #nextLocalSlot = 0;
 
-/** Forgets everything this isolate knows of the budget (tests). */
-export function resetIsolateBudget() {
-  Object.assign(local, {
-    lease: { perSecond: 0, until: 0 },
-    pausedUntil: 0,
-    shortUntil: 0,
-    arrivals: { second: 0, count: 0, previous: 0 },
-    inline: { second: 0, sends: 0, leased: 0 },
-    unleased: [],
-    pauseReport: { until: 0, count: 0 },
-    lastSync: 0,
-    heard: false,
-    upstream: new Map(),
-    rateLimited: 0,
-    lastRateLimitedAt: 0,
-    inlineDecisions: 0,
-    coalesced: 0,
-    lastBatch: null,
-    refusedUntil: 0,
-    circuits: new Map(),
-    refusals: new RefusalWindow(),
-  });
-}
+  constructor(readonly now: Clock = () => Date.now()) {}
 
-/** Sites whose key Ortto refuses, as this isolate knows them (for /healthz). */
-export function keyCircuits(now = Date.now()) {
-  return Object.fromEntries(
-    [...local.circuits].map(([site, c]) => [
-      site,
-      {
-        state: "open",
-        reason: KEY_REFUSED_REASON,
-        upstream_status: c.status,
-        since: iso(c.since),
-        next_probe_at: iso(Math.max(now, c.nextProbeAt)),
-      },
-    ]),
-  );
+  /**
+   * The one decision on the request path: should this page batch skip the inline try and go
+   * straight to the queue, where the consumer sends it in a full request? Yes while Ortto asked
+   * everyone to pause or did so recently, while the queue is using the budget (the pacer said
+   * so), when this isolate alone receives page batches near the budget's rate, when its inline
+   * allowance for this second is spent, or when Ortto refuses the site's key (the queue's consumer
+   * probes for it; a page never waits on the circuit). No round trip: the pacer is consulted later.
+   * Answers why the batch is queued, or undefined to send it inline.
+   */
+  coalescing(site: string, maxRps: number, pacer: PacerPort | undefined, later: Later): QueueReason | undefined {
+    const now = this.now();
+    const second = Math.floor(now / 1000);
+    this.#tickArrivals(second);
+    if (this.#inline.second !== second) this.#inline = { second, sends: 0, leased: 0 };
+    const leased = now < this.#lease.until;
+    // A cold isolate (no lease yet) may send a tenth of the budget inline until it hears from the pacer.
+    const allowance = leased ? this.#lease.perSecond : inlineGrace(maxRps);
+    const demand = Math.max(this.#arrivals.previous, this.#arrivals.count);
+    const reason: QueueReason | undefined = this.#circuits.has(site)
+      ? KEY_REFUSED_REASON
+      : now < this.#pausedUntil || now < this.#shortUntil || demand > Math.max(1, maxRps * NEAR_BUDGET) || this.#inline.sends >= allowance
+        ? "budget"
+        : undefined;
+    if (reason) this.#coalesced++;
+    else {
+      this.#inlineDecisions++;
+      this.#inline.sends++;
+      if (leased) this.#inline.leased++;
+      else {
+        const last = this.#unleased.at(-1);
+        if (last?.[0] === second) last[1]++;
+        else this.#unleased.push([second, 1]);
+      }
+    }
+    this.#sync(pacer, later, now);
+    return reason;
+  }
+
+  /**
+   * Whether an inline send must ask the pacer for a permit first: while a 4xx window is open, and in
+   * an isolate that has not heard from the pacer yet. Such an isolate cannot know of a window or a
+   * circuit opened elsewhere, so a revoked key would otherwise cost one 401 per fresh isolate, past
+   * Ortto's ban at 15. One Durable Object call per fresh isolate; none for healthy traffic after that.
+   */
+  mustAskPacer(pacer: PacerPort | undefined): boolean {
+    return this.refusalWindowOpen() || (!this.#heard && pacer !== undefined);
+  }
+
+  /**
+   * An inline send's permit (asked only when `mustAskPacer`), as the queue's requests have: the
+   * pacer's, this isolate's own without a pacer binding, or none (refused, the pacer slow, or the
+   * site's key refused): then the batch is queued, for the reason given.
+   */
+  async admitInline(
+    site: string,
+    ttlMs: number,
+    pacer: PacerPort | undefined,
+    later: Later,
+  ): Promise<{ permit: string } | { queue: QueueReason }> {
+    const answer: (Permit & Partial<AccountView>) | undefined = pacer
+      ? await Promise.race([
+          pacer.admit(ttlMs).catch(() => undefined),
+          new Promise<undefined>((resolve) => setTimeout(resolve, ADMIT_TIMEOUT_MS)),
+        ])
+      : this.admitLocally(ttlMs);
+    if (answer?.refusedUntil !== undefined) this.applyAccountView(answer);
+    if (answer && "permit" in answer) {
+      // A fresh isolate learns here that its site's key is refused: the permit goes back, the batch waits.
+      if (!this.#circuits.has(site)) return { permit: answer.permit };
+      this.#reportSettled(answer.permit, pacer, later);
+      return { queue: KEY_REFUSED_REASON };
+    }
+    return { queue: "refusals" };
+  }
+
+  /**
+   * An inline send's answer, after it: a 429 is told to the pacer now (every sender pauses, not
+   * only at this isolate's next page batch); a 4xx is counted by the pacer, and a refused key opens
+   * the site's circuit; otherwise the permit, if any, goes back.
+   */
+  reportInline(status: number | undefined, site: string, permit: string | undefined, pacer: PacerPort | undefined, later: Later) {
+    if (status === 429) this.#sync(pacer, later, this.now());
+    if (status !== undefined && status >= 400 && status < 500 && status !== 429) this.#reportRefusal(status, site, permit, pacer, later);
+    else if (permit !== undefined) this.#reportSettled(permit, pacer, later);
+  }
+
+  /** A permit's request that Ortto did not refuse: the permit goes back (after the answer). */
+  #reportSettled(permit: string, pacer: PacerPort | undefined, later: Later) {
+    if (isLocalPermit(permit)) return this.settleLocally(permit);
+    if (pacer)
+      run(
+        later,
+        pacer.succeeded({ permit }).then(
+          (answer) => this.applyRefusal(answer),
+          () => undefined,
+        ),
+      );
+  }
+
+  #reportRefusal(status: number, site: string, permit: string | undefined, pacer: PacerPort | undefined, later: Later) {
+    if (KEY_REFUSED.has(status)) this.noteKeyRefused(site, status);
+    if (permit && isLocalPermit(permit)) {
+      this.settleLocally(permit);
+      permit = undefined;
+    }
+    if (!pacer) return;
+    run(
+      later,
+      pacer.refused({ status, site, ...(permit ? { permit } : {}) }).then(
+        (answer) => {
+          this.applyRefusal(answer);
+          if (answer.nextProbeAt) this.noteKeyRefused(site, status, answer.nextProbeAt);
+        },
+        () => undefined,
+      ),
+    );
+  }
+
+  /** A permit from this isolate's own window of 4xx answers, for when the pacer cannot be asked. */
+  admitLocally(ttlMs: number): Permit {
+    const answer = this.#refusals.admit(this.now(), ttlMs);
+    return "permit" in answer ? { permit: LOCAL_PERMIT + answer.permit } : answer;
+  }
+
+  /** A local permit's request was answered (its 4xx, if any, is counted by noteUpstream): the permit goes back. */
+  settleLocally(permit: string) {
+    this.#refusals.settle(permit.slice(LOCAL_PERMIT.length), false, this.now());
+  }
+
+  /** The pacer's 4xx window and refused keys (with a sync, a permit, or a consumer's slot): this isolate heeds them from now on. */
+  applyAccountView(view: { refusedUntil?: number; keyRefused?: CircuitView[] }) {
+    this.#heard = true;
+    if (view.refusedUntil !== undefined) this.#refusedUntil = Math.max(this.#refusedUntil, view.refusedUntil);
+    if (view.keyRefused) {
+      this.#circuits = new Map(view.keyRefused.map((v) => [v.site, { status: v.status, since: v.since, nextProbeAt: v.next_probe_at }]));
+    }
+  }
+
+  /** The pacer's answer after a 4xx or a success. */
+  applyRefusal(answer: RefusalAnswer) {
+    this.#refusedUntil = Math.max(this.#refusedUntil, answer.refusedUntil);
+  }
+
+  /** Whether a 4xx answer this isolate knows of is at most 15 s old. */
+  refusalWindowOpen(): boolean {
+    return this.now() < this.#refusedUntil;
+  }
+
+  circuitOpen(site: string): boolean {
+    return this.#circuits.has(site);
+  }
+
+  /** When this site's circuit lets the next probe through, as far as this isolate knows. */
+  circuitProbeAt(site: string): number {
+    return this.#circuits.get(site)?.nextProbeAt ?? 0;
+  }
+
+  /** Ortto refused this site's key: its sending pauses here at once (the pacer's circuit decides the probes). */
+  noteKeyRefused(site: string, status: number, nextProbeAt = this.now() + 1000) {
+    const since = this.#circuits.get(site)?.since ?? this.now();
+    this.#circuits.set(site, { status, since, nextProbeAt });
+  }
+
+  noteKeyWorks(site: string) {
+    this.#circuits.delete(site);
+  }
+
+  /**
+   * Every upstream request's outcome (upstream.ts answers it; its senders note it here): counted for
+   * /healthz; a 4xx opens this isolate's refusals window; a 429 pauses this isolate at once (inline
+   * sends stop) and is reported to the pacer at the next sync, so that every sender pauses.
+   */
+  noteUpstream(result: UpstreamResult) {
+    const now = this.now();
+    const second = Math.floor(now / 1000);
+    let count = this.#upstream.get(second);
+    if (!count) {
+      count = { requests: 0, rate_limited: 0 };
+      this.#upstream.set(second, count);
+      for (const old of this.#upstream.keys()) {
+        if (old > second - KEPT_SECONDS) break;
+        this.#upstream.delete(old);
+      }
+    }
+    count.requests++;
+    const status = result.status;
+    if (status !== undefined && status >= 400 && status < 500 && status !== 429) {
+      this.#refusedUntil = Math.max(this.#refusedUntil, now + REFUSAL_WINDOW_MS);
+      this.#refusals.record(now);
+      return;
+    }
+    if (status !== 429) return;
+    count.rate_limited++;
+    this.#rateLimited++;
+    this.#lastRateLimitedAt = now;
+    const until = now + ((!result.ok && !result.permanent && result.retryAfterSeconds) || 10) * 1000;
+    this.#pausedUntil = Math.max(this.#pausedUntil, until);
+    this.#shortUntil = Math.max(this.#shortUntil, until + RECENT_429_MS);
+    this.#pauseReport = { until: Math.max(this.#pauseReport.until, until), count: this.#pauseReport.count + 1 };
+  }
+
+  /** A 429 the consumer reported to the pacer itself: not to be reported again by the next sync. */
+  pauseReported() {
+    this.#pauseReport = { until: 0, count: 0 };
+  }
+
+  /** When this isolate last learnt that no sender may reach Ortto (epoch ms). */
+  pausedUntil(): number {
+    return this.#pausedUntil;
+  }
+
+  /** Without a pacer: when this isolate's next request may go (after any pause, 1/maxRps s after its last). */
+  localSlot(maxRps: number): number {
+    const at = Math.max(this.now(), this.#nextLocalSlot, this.#pausedUntil);
+    this.#nextLocalSlot = at + 1000 / maxRps;
+    return at;
+  }
+
+  /** The queue consumer's latest batch (a backlog signal); sent to the pacer with its slot requests. */
+  noteBatch(messages: readonly { timestamp: Date }[]) {
+    const now = this.now();
+    const oldest = Math.min(now, ...messages.map((m) => m.timestamp.getTime()));
+    this.#lastBatch = { messages: messages.length, oldestAgeMs: now - oldest, at: now };
+  }
+
+  lastBatch(): BatchNote | undefined {
+    return this.#lastBatch;
+  }
+
+  /** This isolate's budget signals, for /healthz. */
+  stats() {
+    const now = this.now();
+    const second = Math.floor(now / 1000);
+    const last10 = Array.from({ length: 10 }, (_, i) => this.#upstream.get(second - 9 + i)?.requests ?? 0);
+    let limitedLastMinute = 0;
+    for (const [s, count] of this.#upstream) if (s > second - KEPT_SECONDS) limitedLastMinute += count.rate_limited;
+    const batch = this.#lastBatch;
+    return {
+      upstream_requests_last_10s: last10,
+      upstream_rate: last10.slice(0, 9).reduce((a, b) => a + b, 0) / 9,
+      rate_limited_last_minute: limitedLastMinute,
+      rate_limited: this.#rateLimited,
+      last_rate_limited_at: iso(this.#lastRateLimitedAt),
+      paused_until: now < this.#pausedUntil ? iso(this.#pausedUntil) : null,
+      refusals_window_until: now < this.#refusedUntil ? iso(this.#refusedUntil) : null,
+      coalescing_until: now < this.#shortUntil ? iso(this.#shortUntil) : null,
+      inline_lease: now < this.#lease.until ? { per_second: this.#lease.perSecond, until: iso(this.#lease.until) } : null,
+      page_batches_inline: this.#inlineDecisions,
+      page_batches_coalesced: this.#coalesced,
+      last_queue_batch: batch
+        ? { messages: batch.messages, oldest_message_age_s: Math.round(batch.oldestAgeMs / 1000), at: iso(batch.at) }
+        : null,
+    };
+  }
+
+  /** Sites whose key Ortto refuses, as this isolate knows them (for /healthz). */
+  circuits() {
+    const now = this.now();
+    return Object.fromEntries(
+      [...this.#circuits].map(([site, c]) => [
+        site,
+        {
+          state: "open",
+          reason: KEY_REFUSED_REASON,
+          upstream_status: c.status,
+          since: iso(c.since),
+          next_probe_at: iso(Math.max(now, c.nextProbeAt)),
+        },
+      ]),
+    );
+  }
+
+  #tickArrivals(second: number) {
+    const a = this.#arrivals;
+    if (a.second !== second) {
+      a.previous = a.second === second - 1 ? a.count : 0;
+      a.second = second;
+      a.count = 0;
+    }
+    a.count++;
+  }
+
+  /** At most once a second (or at once after a 429), after the answer: charge inline sends, renew the lease, learn pauses. */
+  #sync(pacer: PacerPort | undefined, later: Later, now: number) {
+    if (now - this.#lastSync < SYNC_MS && !this.#pauseReport.count) return;
+    if (!pacer || !later) return;
+    this.#isolate ||= crypto.randomUUID();
+    this.#lastSync = now;
+    const second = Math.floor(now / 1000);
+    const report: SyncReport = {
+      isolate: this.#isolate,
+      demand: this.#arrivals.second === second ? this.#arrivals.previous : 0,
+      inlineNow: this.#inline.second === second ? this.#inline.leased : 0,
+      unleased: this.#unleased,
+      ...(this.#pauseReport.count ? { pausedUntil: this.#pauseReport.until, rateLimited: this.#pauseReport.count } : {}),
+    };
+    this.#unleased = [];
+    this.#pauseReport = { until: 0, count: 0 };
+    // The pacer unreachable: keep coalescing on local signals; the next sync tries again.
+    later(
+      pacer.sync(report).then(
+        (answer) => this.#applySync(answer),
+        () => undefined,
+      ),
+    );
+  }
+
+  #applySync(answer: SyncAnswer & { refusedUntil?: number; keyRefused?: CircuitView[] }) {
+    this.#lease = { perSecond: answer.perSecond, until: answer.until };
+    this.#pausedUntil = Math.max(this.#pausedUntil, answer.pausedUntil);
+    this.#shortUntil = Math.max(this.#shortUntil, answer.shortUntil);
+    this.applyAccountView(answer);
+  }
 }

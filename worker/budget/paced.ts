@@ -8,25 +8,9 @@
  */
 import type { ActivitiesRequest, ActivityInput } from "../../shared/activities.ts";
 import type { RelayConfig } from "../config.ts";
-import type { RelayEnv } from "../env.ts";
 import { type Failure, type ForwardOutcome, forwardActivities, type UpstreamResult } from "../upstream.ts";
-import { type BatchNote, pacerOf } from "./binding.ts";
-import {
-  admitLocally,
-  applyAccountView,
-  applyRefusal,
-  circuitOpen,
-  circuitProbeAt,
-  KEY_REFUSED_REASON,
-  lastBatch,
-  noteKeyRefused,
-  noteKeyWorks,
-  pausedUntil,
-  pauseReported,
-  refusalWindowOpen,
-  settleLocally,
-} from "./gate.ts";
-import type { UpstreamPacer } from "./pacer.ts";
+import type { BatchNote, PacerPort } from "./binding.ts";
+import { type IsolateBudget, KEY_REFUSED_REASON } from "./gate.ts";
 
 /** The longest a consumer waits for its slot; beyond it the messages are held until then. */
 const MAX_WAIT_MS = 30_000;
@@ -41,51 +25,48 @@ const MAX_LATE_WAKES = 2;
 const sleep = (ms: number) => (ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve());
 
 /** A wait every sender keeps, not a failure of the messages: they are held until `until`. */
-const held = (until: number, error: string, extra: { keyRefused?: boolean } = {}): Failure => ({
+const held = (now: number, until: number, error: string, extra: { keyRefused?: boolean } = {}): Failure => ({
   ok: false,
   permanent: false,
   error,
-  retryAfterSeconds: Math.max(1, Math.ceil((until - Date.now()) / 1000)),
+  retryAfterSeconds: Math.max(1, Math.ceil((until - now) / 1000)),
   holdUntil: until,
   ...extra,
 });
 const PAUSED = "The account's Ortto request budget is paused (a rate limit)";
 
 /** Without a pacer (its binding absent or unreachable): this isolate alone keeps to the budget's spacing. */
-let nextLocalSlot = 0;
-async function localSlot(maxRps: number): Promise<undefined> {
-  const now = Date.now();
-  const at = Math.max(now, nextLocalSlot, pausedUntil());
-  nextLocalSlot = at + 1000 / maxRps;
-  await sleep(at - now);
+async function localSlot(budget: IsolateBudget, maxRps: number): Promise<undefined> {
+  await sleep(budget.localSlot(maxRps) - budget.now());
   return undefined;
 }
 
 /** Waits for this request's slot; answers a hold when the budget is paused for longer than a moment. */
 async function takeSlot(
-  pacer: DurableObjectStub<UpstreamPacer> | undefined,
+  budget: IsolateBudget,
+  pacer: PacerPort | undefined,
   maxRps: number,
   batch: BatchNote | undefined,
 ): Promise<Failure | undefined> {
   // A pause this isolate already knows of (an inline send answered 429) holds the queue too, even
   // before the pacer has heard of it.
-  const known = pausedUntil() - Date.now();
-  if (known > MAX_SLEEP_MS) return held(pausedUntil(), PAUSED);
+  const known = budget.pausedUntil() - budget.now();
+  if (known > MAX_SLEEP_MS) return held(budget.now(), budget.pausedUntil(), PAUSED);
   await sleep(known);
-  if (!pacer) return localSlot(maxRps);
+  if (!pacer) return localSlot(budget, maxRps);
   for (let late = 0; ; late++) {
-    let slot: Awaited<ReturnType<UpstreamPacer["slot"]>>;
+    let slot: Awaited<ReturnType<PacerPort["slot"]>>;
     try {
       slot = await pacer.slot(MAX_WAIT_MS, batch);
     } catch {
-      return localSlot(maxRps);
+      return localSlot(budget, maxRps);
     }
     // What other senders learnt (a 4xx window, a refused key) is heeded before this request, below.
-    applyAccountView(slot);
-    if ("retryAfterMs" in slot) return held(Date.now() + slot.retryAfterMs, PAUSED);
-    await sleep(slot.at - Date.now());
+    budget.applyAccountView(slot);
+    if ("retryAfterMs" in slot) return held(budget.now(), budget.now() + slot.retryAfterMs, PAUSED);
+    await sleep(slot.at - budget.now());
     // Woken too late to arrive within the slot's second (a busy isolate): take another, a few times.
-    if (Date.now() <= slot.deadline || late >= MAX_LATE_WAKES) return undefined;
+    if (budget.now() <= slot.deadline || late >= MAX_LATE_WAKES) return undefined;
   }
 }
 
@@ -94,15 +75,15 @@ const isRefusal = (result: UpstreamResult) =>
 
 /** forwardActivities for one site's messages, paced by the account's budget, behind the refusals window and the site's circuit. */
 export async function forwardPaced(
-  env: RelayEnv,
+  budget: IsolateBudget,
+  pacer: PacerPort | undefined,
   config: RelayConfig,
   apiKey: string,
   request: Omit<ActivitiesRequest, "activities">,
   activities: ActivityInput[],
   site: string,
 ): Promise<ForwardOutcome> {
-  const pacer = pacerOf(env);
-  const batch = lastBatch();
+  const batch = budget.lastBatch();
   // A permit or a probe lasts as long as a request can.
   const ttlMs = config.timeoutMs + 1000;
   let permit: string | undefined;
@@ -112,29 +93,30 @@ export async function forwardPaced(
   /** A site whose circuit is open sends only the circuit's probe. */
   const probeCircuit = async (): Promise<Failure | undefined> => {
     const probe = await pacer?.probe(site, ttlMs).catch(() => undefined);
-    if (probe && "retryAtMs" in probe) return held(probe.retryAtMs, KEY_REFUSED_REASON, { keyRefused: true });
-    if (probe && "closed" in probe) noteKeyWorks(site);
+    if (probe && "retryAtMs" in probe) return held(budget.now(), probe.retryAtMs, KEY_REFUSED_REASON, { keyRefused: true });
+    if (probe && "closed" in probe) budget.noteKeyWorks(site);
     // No pacer to ask: this isolate's own backoff decides.
-    else if (!probe && Date.now() < circuitProbeAt(site)) return held(circuitProbeAt(site), KEY_REFUSED_REASON, { keyRefused: true });
+    else if (!probe && budget.now() < budget.circuitProbeAt(site))
+      return held(budget.now(), budget.circuitProbeAt(site), KEY_REFUSED_REASON, { keyRefused: true });
     return undefined;
   };
 
   const before = async (): Promise<Failure | undefined> => {
     // A circuit this isolate knows of holds the pack before it takes a slot of the budget.
-    const known = circuitOpen(site);
+    const known = budget.circuitOpen(site);
     const circuitFailure = known ? await probeCircuit() : undefined;
     if (circuitFailure) return circuitFailure;
     // The slot's answer says which windows and circuits are open, even to an isolate that never synced.
-    const slotFailure = await takeSlot(pacer, config.maxRps, batch);
+    const slotFailure = await takeSlot(budget, pacer, config.maxRps, batch);
     if (slotFailure) return slotFailure;
-    const learnt = !known && circuitOpen(site) ? await probeCircuit() : undefined;
+    const learnt = !known && budget.circuitOpen(site) ? await probeCircuit() : undefined;
     if (learnt) return learnt;
-    if (refusalWindowOpen()) {
+    if (budget.refusalWindowOpen()) {
       const fromPacer = await pacer?.admit(ttlMs).catch(() => undefined);
       // No pacer to ask (no binding, unreachable): this isolate's own window caps its requests.
-      const answer = fromPacer ?? admitLocally(ttlMs);
+      const answer = fromPacer ?? budget.admitLocally(ttlMs);
       if ("retryAtMs" in answer)
-        return held(answer.retryAtMs, "Ortto answered 4xx to the relay's requests recently: waiting out its window");
+        return held(budget.now(), answer.retryAtMs, "Ortto answered 4xx to the relay's requests recently: waiting out its window");
       if (fromPacer) permit = answer.permit;
       else localPermit = answer.permit;
     }
@@ -142,22 +124,23 @@ export async function forwardPaced(
   };
 
   const after = async (result: UpstreamResult) => {
-    if (localPermit) settleLocally(localPermit);
+    budget.noteUpstream(result);
+    if (localPermit) budget.settleLocally(localPermit);
     localPermit = undefined;
     const given = permit;
     permit = undefined;
     if (isRefusal(result)) {
       const status = result.status as number;
-      if (!result.ok && !result.permanent && result.keyRefused) noteKeyRefused(site, status);
+      if (!result.ok && !result.permanent && result.keyRefused) budget.noteKeyRefused(site, status);
       // Refused for its activities (a 400), not its key: the key works.
-      else noteKeyWorks(site);
+      else budget.noteKeyWorks(site);
       const answer = await pacer?.refused({ status, site, ...(given ? { permit: given } : {}) }).catch(() => undefined);
       if (answer) {
-        applyRefusal(answer);
-        if (answer.nextProbeAt) noteKeyRefused(site, status, answer.nextProbeAt);
+        budget.applyRefusal(answer);
+        if (answer.nextProbeAt) budget.noteKeyRefused(site, status, answer.nextProbeAt);
       }
-    } else if (given || (result.ok && circuitOpen(site))) {
-      if (result.ok) noteKeyWorks(site);
+    } else if (given || (result.ok && budget.circuitOpen(site))) {
+      if (result.ok) budget.noteKeyWorks(site);
       await pacer?.succeeded({ ...(result.ok ? { site } : {}), ...(given ? { permit: given } : {}) }).catch(() => undefined);
     }
   };
@@ -165,13 +148,13 @@ export async function forwardPaced(
   const outcome = await forwardActivities(config, apiKey, request, activities, before, after);
   const failure = outcome.failure;
   if (!failure || failure.permanent || failure.holdUntil !== undefined) return outcome;
-  if (failure.keyRefused) return { ...outcome, failure: { ...failure, holdUntil: circuitProbeAt(site) } };
+  if (failure.keyRefused) return { ...outcome, failure: { ...failure, holdUntil: budget.circuitProbeAt(site) } };
   if (failure.status !== 429) return outcome;
   // Every sender pauses, however long Ortto asked: the pacer gives no slot before the end of the pause.
-  const until = Date.now() + (failure.retryAfterSeconds ?? 10) * 1000;
+  const until = budget.now() + (failure.retryAfterSeconds ?? 10) * 1000;
   const paused = await (
     pacer?.pause(until).then((p) => {
-      pauseReported();
+      budget.pauseReported();
       return p;
     }) ?? Promise.resolve(until)
   ).catch(() => until);

@@ -2,8 +2,8 @@ import { DurableObject } from "cloudflare:workers";
 import { relayConfig } from "../config.ts";
 import type { RelayEnv } from "../env.ts";
 import type { BatchNote } from "./binding.ts";
-import { BudgetLedger, type LedgerStats, type Slot, type SyncAnswer, type SyncReport } from "./ledger.ts";
 import { type CircuitView, KEY_REFUSED, KeyCircuits, type Permit, type Probe, RefusalWindow } from "./refusals.ts";
+import { BudgetLedger, type LedgerStats, type Slot, type SyncAnswer, type SyncReport } from "./seconds.ts";
 
 export interface PacerStats extends LedgerStats {
   last_batch: { messages: number; oldest_message_age_s: number; at: string } | null;

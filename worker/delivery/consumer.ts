@@ -1,18 +1,18 @@
-import { type ActivityInput, type ActivityResult, MAX_AGE_MS } from "../../shared/activities.ts";
-import { noteBatch } from "../budget/gate.ts";
+import { type ActivityInput, MAX_AGE_MS } from "../../shared/activities.ts";
+import { pacerOf } from "../budget/binding.ts";
+import type { IsolateBudget } from "../budget/gate.ts";
 import { forwardPaced } from "../budget/paced.ts";
 import { DEFAULT_SITE, relayConfig, siteKey } from "../config.ts";
 import type { RelayEnv } from "../env.ts";
 import type { Failure } from "../upstream.ts";
 import { ConfigError } from "../vars.ts";
-import { type DeliveryMessage, PartialSendError, retryDelaySeconds, sendMessages, toMessages } from "./messages.ts";
+import { countDelivery, deadLetterFailed, logDelivery, MAX_REASON } from "./dead-letters.ts";
+import { type DeliveryMessage, PartialSendError, retryDelaySeconds, sendMessages } from "./messages.ts";
 import { deliveryStats } from "./stats.ts";
 
 const MAX_ACTIVITIES_PER_REQUEST = 100;
 /** How long a batch waits between looks while the vars are invalid (holdWhileInvalid). */
 const CONFIG_RETRY_SECONDS = 600;
-/** Ortto's error text is not ours to bound; a dead letter must stay under the 128 KB message limit. */
-const MAX_REASON = 500;
 
 type Msg = Message<DeliveryMessage>;
 
@@ -37,23 +37,6 @@ const backoff = (env: RelayEnv) => {
   const config = relayConfig(env);
   return { base: config.retryBaseSeconds, max: config.retryMaxSeconds };
 };
-
-function log(event: string, fields: Record<string, unknown>) {
-  console.log(JSON.stringify({ event, ...fields }));
-}
-
-/**
- * The consumer's Analytics Engine points, beside the request path's (worker/log.ts): activities
- * delivered from the queue (double2, as "forwarded") and dead-lettered (double1), per site, so that
- * one query shows delivered against queued and another alerts on dead letters before they expire.
- */
-function count(env: RelayEnv, site: string | undefined, outcome: "delivered" | "dead_lettered", activities: number) {
-  env.RELAY_EVENTS?.writeDataPoint({
-    indexes: [site ?? DEFAULT_SITE],
-    blobs: [outcome, "", ""],
-    doubles: [activities, outcome === "delivered" ? activities : 0, 0],
-  });
-}
 
 /**
  * After this many transient failures in a row a message may be what Ortto chokes on (or Ortto is
@@ -99,16 +82,16 @@ function pack(messages: Msg[]): Msg[][] {
  * while a part fails (`split`), so a poison message is found in about 2·log₂(n) requests and the
  * others are delivered, never one request each.
  */
-async function deliverProbing(env: RelayEnv, messages: Msg[]): Promise<void> {
+async function deliverProbing(env: RelayEnv, budget: IsolateBudget, messages: Msg[]): Promise<void> {
   const i = Math.floor(Math.random() * messages.length);
   const rest = messages.filter((_, j) => j !== i);
-  const failure = await deliver(env, [messages[i] as Msg]);
+  const failure = await deliver(env, budget, [messages[i] as Msg]);
   if (failure && !failure.permanent) {
     if (failure.holdUntil !== undefined) await hold(env, rest, failure, rest[0]?.body.narrow);
     else retry(env, rest, failure);
     return;
   }
-  await split(env, rest);
+  await split(env, budget, rest);
 }
 
 /** How many parts of a split may fail transiently before the rest waits for the next try: one message Ortto chokes on costs about 2·log₂(n). */
@@ -120,16 +103,16 @@ const splitBudget = (n: number) => ({ failures: 2 * Math.ceil(Math.log2(n + 1)) 
  * (Ortto failing again, or several messages it chokes on), what is left is retried at no further
  * request, to be probed again on its next try: a split never costs one request a message.
  */
-async function split(env: RelayEnv, messages: Msg[], budget = splitBudget(messages.length)): Promise<void> {
+async function split(env: RelayEnv, budget: IsolateBudget, messages: Msg[], failures = splitBudget(messages.length)): Promise<void> {
   if (!messages.length) return;
-  if (budget.failures <= 0 && budget.last) return retry(env, messages, budget.last);
-  const failure = await deliver(env, messages, false, messages.length > 1);
+  if (failures.failures <= 0 && failures.last) return retry(env, messages, failures.last);
+  const failure = await deliver(env, budget, messages, false, messages.length > 1);
   if (!failure || failure.permanent || failure.holdUntil !== undefined) return;
-  budget.failures--;
-  budget.last = failure;
+  failures.failures--;
+  failures.last = failure;
   if (messages.length === 1) return;
   const half = Math.ceil(messages.length / 2);
-  for (const part of [messages.slice(0, half), messages.slice(half)]) await split(env, part, budget);
+  for (const part of [messages.slice(0, half), messages.slice(half)]) await split(env, budget, part, failures);
 }
 
 async function deadLetter(env: RelayEnv, message: Msg, reason: string) {
@@ -137,8 +120,8 @@ async function deadLetter(env: RelayEnv, message: Msg, reason: string) {
   await sendMessages(env.DEAD_LETTERS, [{ ...body, dead_reason: reason.slice(0, MAX_REASON) }]);
   message.ack();
   deliveryStats.dead_lettered++;
-  count(env, body.site, "dead_lettered", body.activities.length);
-  log("dead_lettered", { request_id: body.request_id, activities: body.activities.length, reason, attempts: message.attempts });
+  countDelivery(env, body.site, "dead_lettered", body.activities.length);
+  logDelivery("dead_lettered", { request_id: body.request_id, activities: body.activities.length, reason, attempts: message.attempts });
 }
 
 /** A transient failure (5xx, timeout, outage): the messages are retried together, with one delay, so they come back packed. */
@@ -151,7 +134,7 @@ function retry(env: RelayEnv, messages: Msg[], failure: Failure) {
     deliveryStats.retried++;
   }
   deliveryStats.last_upstream_failure_at = new Date().toISOString();
-  log("delivery_retry", {
+  logDelivery("delivery_retry", {
     messages: messages.length,
     upstream_status: failure.status ?? null,
     error: failure.error,
@@ -181,7 +164,7 @@ async function hold(env: RelayEnv, messages: Msg[], failure: Failure, narrow?: s
     for (const m of messages) m.retry({ delaySeconds });
   }
   deliveryStats.held += messages.length;
-  log("delivery_held", {
+  logDelivery("delivery_held", {
     messages: messages.length,
     upstream_status: failure.status ?? null,
     reason: failure.error,
@@ -213,7 +196,13 @@ function refusedByDetails(details: unknown, count: number): Set<number> | undefi
  * are dead-lettered. Each request is behind the refusals window (paced.ts), so narrowing never
  * takes the relay near Ortto's ban; a part that has to wait keeps together (`narrow`).
  */
-async function narrow(env: RelayEnv, messages: Msg[], activities: ActivityInput[], failure: Extract<Failure, { permanent: true }>) {
+async function narrow(
+  env: RelayEnv,
+  budget: IsolateBudget,
+  messages: Msg[],
+  activities: ActivityInput[],
+  failure: Extract<Failure, { permanent: true }>,
+) {
   const reason = `Ortto answered ${failure.status}: ${failure.error}`;
   const refused = refusedByDetails(failure.details, activities.length);
   if (refused) {
@@ -232,15 +221,15 @@ async function narrow(env: RelayEnv, messages: Msg[], activities: ActivityInput[
       if (good.length) await sendMessages(env.DELIVERY_QUEUE, [{ ...m.body, activities: good }]);
       m.ack();
       deliveryStats.dead_lettered++;
-      count(env, m.body.site, "dead_lettered", bad.length);
-      log("dead_lettered", { request_id: m.body.request_id, activities: bad.length, reason, attempts: m.attempts });
+      countDelivery(env, m.body.site, "dead_lettered", bad.length);
+      logDelivery("dead_lettered", { request_id: m.body.request_id, activities: bad.length, reason, attempts: m.attempts });
     }
-    if (rest.length) await deliver(env, rest, true);
+    if (rest.length) await deliver(env, budget, rest, true);
     return;
   }
   if (messages.length > 1) {
     const half = Math.ceil(messages.length / 2);
-    for (const part of [messages.slice(0, half), messages.slice(half)]) await deliver(env, part, true);
+    for (const part of [messages.slice(0, half), messages.slice(half)]) await deliver(env, budget, part, true);
     return;
   }
   await deadLetter(env, messages[0] as Msg, reason);
@@ -250,7 +239,13 @@ async function narrow(env: RelayEnv, messages: Msg[], activities: ActivityInput[
  * Delivers one pack; answers Ortto's failure, if any, once the messages are taken care of (with
  * `keepTransient`, a transient failure is left to the caller: the messages are neither acked nor retried).
  */
-async function deliver(env: RelayEnv, messages: Msg[], narrowing = false, keepTransient = false): Promise<Failure | undefined> {
+async function deliver(
+  env: RelayEnv,
+  budget: IsolateBudget,
+  messages: Msg[],
+  narrowing = false,
+  keepTransient = false,
+): Promise<Failure | undefined> {
   const first = messages[0];
   if (!first) return;
   const { key: apiKey, secret } = siteKey(env, first.body.site);
@@ -258,7 +253,8 @@ async function deliver(env: RelayEnv, messages: Msg[], narrowing = false, keepTr
   const activities = messages.flatMap((m) => m.body.activities);
   // Paced by the account's request budget (worker/budget/): one slot per request, 429s pause every sender.
   const outcome = await forwardPaced(
-    env,
+    budget,
+    pacerOf(env),
     relayConfig(env),
     apiKey,
     { async: first.body.async, merge_by: first.body.merge_by },
@@ -271,8 +267,8 @@ async function deliver(env: RelayEnv, messages: Msg[], narrowing = false, keepTr
     for (const m of messages) m.ack();
     deliveryStats.delivered_from_queue += activities.length - failed;
     deliveryStats.last_queue_delivery_at = new Date().toISOString();
-    count(env, first.body.site, "delivered", activities.length - failed);
-    log("delivered", {
+    countDelivery(env, first.body.site, "delivered", activities.length - failed);
+    logDelivery("delivered", {
       messages: messages.length,
       activities: activities.length,
       upstream_status: outcome.status,
@@ -281,7 +277,7 @@ async function deliver(env: RelayEnv, messages: Msg[], narrowing = false, keepTr
     return;
   }
   const failure = outcome.failure;
-  if (failure.permanent) await narrow(env, messages, activities, failure);
+  if (failure.permanent) await narrow(env, budget, messages, activities, failure);
   else if (failure.holdUntil !== undefined) await hold(env, messages, failure, narrowing ? crypto.randomUUID() : first.body.narrow);
   else if (!keepTransient) retry(env, messages, failure);
   return failure;
@@ -293,7 +289,7 @@ async function deliver(env: RelayEnv, messages: Msg[], narrowing = false, keepTr
  * from the dead-letter queue (attached only when an operator wants a replay) is put back on
  * the delivery queue.
  */
-export async function consumeQueue(batch: MessageBatch<unknown>, env: RelayEnv): Promise<void> {
+export async function consumeQueue(batch: MessageBatch<unknown>, env: RelayEnv, budget: IsolateBudget): Promise<void> {
   let deadLetterQueue: string;
   try {
     // DEAD_LETTER_QUEUE names the queue wrangler.toml dead-letters into, per environment.
@@ -309,10 +305,10 @@ export async function consumeQueue(batch: MessageBatch<unknown>, env: RelayEnv):
     if (isDeliveryMessage(m.body)) valid.push(m as Msg);
     else await deadLetter(env, m as Msg, "not a delivery message");
   }
-  noteBatch(batch.messages);
+  budget.noteBatch(batch.messages);
   for (const group of pack(await setAsideExpired(env, valid))) {
-    if (group.length > 1 && group.every(tired)) await deliverProbing(env, group);
-    else await deliver(env, group);
+    if (group.length > 1 && group.every(tired)) await deliverProbing(env, budget, group);
+    else await deliver(env, budget, group);
   }
 }
 
@@ -338,7 +334,7 @@ async function holdWhileInvalid(batch: MessageBatch<unknown>, env: RelayEnv) {
     sent = err instanceof PartialSendError ? err.sent : 0;
   }
   for (const [i, m] of batch.messages.entries()) i < sent ? m.ack() : m.retry({ delaySeconds: CONFIG_RETRY_SECONDS });
-  log("delivery_held", { queue: batch.queue, messages: batch.messages.length, reason: "config_invalid" });
+  logDelivery("delivery_held", { queue: batch.queue, messages: batch.messages.length, reason: "config_invalid" });
 }
 
 /**
@@ -358,7 +354,7 @@ async function waitForKey(env: RelayEnv, messages: Msg[], secret: string) {
       m.retry({ delaySeconds: 60 });
     }
   }
-  log("delivery_retry", { messages: messages.length, error: `${secret} is not set` });
+  logDelivery("delivery_retry", { messages: messages.length, error: `${secret} is not set` });
 }
 
 /** Ortto refuses a created more than 90 days ago; a minute's margin covers the way there. */
@@ -388,8 +384,8 @@ async function setAsideExpired(env: RelayEnv, messages: Msg[]): Promise<Msg[]> {
     if (rest.length) await sendMessages(env.DELIVERY_QUEUE, [{ ...m.body, activities: rest }]);
     m.ack();
     deliveryStats.dead_lettered++;
-    count(env, m.body.site, "dead_lettered", expired.length);
-    log("dead_lettered", { request_id: m.body.request_id, activities: expired.length, reason: EXPIRED, attempts: m.attempts });
+    countDelivery(env, m.body.site, "dead_lettered", expired.length);
+    logDelivery("dead_lettered", { request_id: m.body.request_id, activities: expired.length, reason: EXPIRED, attempts: m.attempts });
   }
   return live;
 }
@@ -430,40 +426,6 @@ async function replayDeadLetters(batch: MessageBatch<unknown>, env: RelayEnv): P
   for (const { message } of [...replay, ...keep]) message.ack();
   deliveryStats.replayed += replay.length;
   for (const { body } of keep)
-    log("dead_letter_kept", { request_id: body.request_id, reason: body.dead_reason ?? "not a delivery message" });
-  log("dead_letters_replayed", { messages: replay.length });
-}
-
-/**
- * Keeps the activities Ortto answered `"status": "failed"` for (in a 200: an unknown person_id,
- * its own daily limit) in the dead-letter queue with Ortto's answer, so none is dropped unseen.
- * Returns how many there were.
- */
-export async function deadLetterFailed(
-  env: RelayEnv,
-  from: Pick<DeliveryMessage, "request_id" | "site" | "async" | "merge_by" | "replays">,
-  activities: ActivityInput[],
-  results: ActivityResult[],
-): Promise<number> {
-  const failed = activities.flatMap((activity, i) => (results[i]?.status === "failed" ? [{ activity, result: results[i] }] : []));
-  if (!failed.length) return 0;
-  const reason = `Ortto answered status "failed" (person_status ${failed.map((f) => f.result?.person_status).join(", ")})`.slice(
-    0,
-    MAX_REASON,
-  );
-  const messages = toMessages(
-    from.request_id,
-    from.site ?? DEFAULT_SITE,
-    { async: from.async, merge_by: from.merge_by },
-    failed.map((f) => f.activity),
-  );
-  await sendMessages(
-    env.DEAD_LETTERS,
-    // The replay count travels on: a message Ortto keeps answering "failed" must not loop through replays.
-    messages.map((m) => ({ ...m, ...(from.replays ? { replays: from.replays } : {}), dead_reason: reason })),
-  );
-  deliveryStats.dead_lettered += messages.length;
-  count(env, from.site, "dead_lettered", failed.length);
-  log("dead_lettered", { request_id: from.request_id, activities: failed.length, reason });
-  return failed.length;
+    logDelivery("dead_letter_kept", { request_id: body.request_id, reason: body.dead_reason ?? "not a delivery message" });
+  logDelivery("dead_letters_replayed", { messages: replay.length });
 }

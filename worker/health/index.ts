@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { version } from "../../package.json";
 import catalogue from "../../relay.config.ts";
 import { ipRateLimit, trustedSender } from "../abuse.ts";
-import { isolateBudget, KEY_REFUSED_REASON, keyCircuits } from "../budget/gate.ts";
+import { KEY_REFUSED_REASON } from "../budget/gate.ts";
 import { relayConfig, siteKey } from "../config.ts";
 import { deliveryStats } from "../delivery/stats.ts";
 import type { AppEnv } from "../env.ts";
@@ -16,7 +16,7 @@ import type { AppEnv } from "../env.ts";
 export const health = new Hono<AppEnv>().get("/healthz", trustedSender, ipRateLimit, (c) => {
   if (!c.get("server")) return c.json({ status: "ok", version });
   const config = relayConfig(c.env);
-  const circuits = keyCircuits();
+  const circuits = c.get("budget").circuits();
   return c.json({
     status: "ok",
     version,
@@ -45,6 +45,6 @@ export const health = new Hono<AppEnv>().get("/healthz", trustedSender, ipRateLi
     // Sites whose key Ortto refuses (401/403/404): their activities wait in the queue behind a probing circuit.
     circuits,
     // This isolate's view of the account's request budget (the pacer's, as of its last sync).
-    budget: { max_rps: config.maxRps, isolate: isolateBudget() },
+    budget: { max_rps: config.maxRps, isolate: c.get("budget").stats() },
   });
 });

@@ -6,24 +6,13 @@
  *   stranger cannot mint people (each opted in to email) in bulk.
  */
 import type { ActivityInput } from "../../shared/activities.ts";
-import type { RelayEnv } from "../env.ts";
 import { RelayError } from "../errors.ts";
 import { contactKey, identifiersOf } from "../identifiers.ts";
-import { type Ask, admit } from "./ledger.ts";
+import type { Ask, LedgerPort, LimitCounts } from "./counts.ts";
 import { WIDE_NETWORK_FACTOR, wideNetwork } from "./network.ts";
 
 export const DAY_MS = 24 * 60 * 60 * 1000;
 export const HOUR_MS = 60 * 60 * 1000;
-
-/** A refusal by one of the limits; `reason` is what the request's log line records. */
-export class LimitError extends RelayError {
-  constructor(
-    readonly reason: "contact_limit" | "people_budget",
-    ...args: ConstructorParameters<typeof RelayError>
-  ) {
-    super(...args);
-  }
-}
 
 export interface LimitSettings {
   /** Events per activity per contact per 24 h. */
@@ -39,7 +28,8 @@ export interface LimitSettings {
  * whether the ledger is due a report (after the answer: `flushSoon`).
  */
 export async function takeLimits(
-  env: RelayEnv,
+  counts: LimitCounts,
+  ledger: LedgerPort,
   activities: ActivityInput[],
   settings: LimitSettings,
 ): Promise<{ contacts: string[]; report: boolean }> {
@@ -53,11 +43,11 @@ export async function takeLimits(
       const counter = byCounter.get(key) ?? { index, activity: a.activity_id, members: [] };
       counter.members.push(`${a.key}|${a.created}`);
       if (counter.members.length > limit && new Set(counter.members).size > limit) {
-        throw new LimitError(
-          "contact_limit",
+        throw new RelayError(
           400,
           `One request holds more than ${limit} ${a.activity_id} events for one person (Ortto's limit per day)`,
           [{ path: `activities.${index}`, message: `expected at most ${limit} events per activity per contact in 24 hours` }],
+          { reason: "contact_limit" },
         );
       }
       byCounter.set(key, counter);
@@ -74,8 +64,7 @@ export async function takeLimits(
   if (settings.people) {
     const { network, budget } = settings.people;
     if (people.size > budget) {
-      throw new LimitError(
-        "people_budget",
+      throw new RelayError(
         400,
         `One request names ${people.size} people; a page may name at most ${budget} per hour (open mode)`,
         [
@@ -84,6 +73,7 @@ export async function takeLimits(
             message: `expected at most ${budget} distinct people per client network per hour; servers send batches with SERVER_TOKEN`,
           },
         ],
+        { reason: "people_budget" },
       );
     }
     asks.push({ key: `n:${network}`, limit: budget, window: HOUR_MS, members: [...people], index: 0 });
@@ -92,14 +82,13 @@ export async function takeLimits(
     if (wide) asks.push({ key: `n:${wide}`, limit: budget * WIDE_NETWORK_FACTOR, window: HOUR_MS, members: [...people], index: 0 });
   }
 
-  const verdict = await admit(env, asks);
+  const verdict = await counts.admit(ledger, asks);
   if (verdict.ok) return { contacts: [...people], report: verdict.report };
   const ask = verdict.ask as (typeof asks)[number];
-  const retry = { "Retry-After": String(verdict.retryAfterSeconds) };
+  const headers = { "Retry-After": String(verdict.retryAfterSeconds) };
   if (verdict.temporary) {
     // Not a limit reached: the shared count could not be confirmed in time. Nothing was counted.
-    throw new LimitError(
-      ask.activity ? "contact_limit" : "people_budget",
+    throw new RelayError(
       429,
       `The relay could not confirm this request against its limits just now; send it again in ${verdict.retryAfterSeconds} s`,
       [
@@ -108,23 +97,21 @@ export async function takeLimits(
           message: "expected to be confirmed against the shared count: try again in a moment",
         },
       ],
-      retry,
+      { reason: ask.activity ? "contact_limit" : "people_budget", headers },
     );
   }
   if (!ask.activity) {
-    throw new LimitError(
-      "people_budget",
+    throw new RelayError(
       429,
       `This network has reached ${ask.limit} people in an hour (the relay's budget of people per client network in open mode)`,
       [{ path: "headers.cf-connecting-ip", message: `expected at most ${ask.limit} distinct people per client network per hour` }],
-      retry,
+      { reason: "people_budget", headers },
     );
   }
-  throw new LimitError(
-    "contact_limit",
+  throw new RelayError(
     429,
     `This person has reached ${limit} ${ask.activity} events in 24 hours (Ortto's limit per activity per contact)`,
     [{ path: `activities.${ask.index}.activity_id`, message: `expected at most ${limit} events per contact in 24 hours` }],
-    retry,
+    { reason: "contact_limit", headers },
   );
 }

@@ -27,7 +27,7 @@ export interface LedgerCount {
 const SWEEP_MS = 60 * 60 * 1000;
 
 /**
- * The shared side of the relay's counting (see limits/ledger.ts): one of a few shard objects,
+ * The shared side of the relay's counting (see limits/counts.ts): one of a few shard objects,
  * each holding the members of many counters in one SQLite table, so a request costs at most one
  * call per shard — and usually none, since isolates report here after answering. Exact: a member
  * is one row, keyed by counter and member, so re-sends are never counted twice.

@@ -7,9 +7,9 @@
  * Only friendly names are converted. An Ortto id keeps its value as sent, and the schema judges it
  * strictly (`int::v: 15.3` is refused, not rounded); an attribute given both ways is refused.
  */
-import type { FieldKind } from "./field-ids.ts";
-import { isDateTime, isRealDate, isTimeZone, zoneAsForwarded } from "./ortto-types.ts";
-import type { PlannedActivity, PlannedField, TrackingPlan } from "./plan.ts";
+import type { FieldKind } from "../../shared/field-ids.ts";
+import { isDateTime, isRealDate, isTimeZone, zoneAsForwarded } from "../../shared/ortto-types.ts";
+import type { PlannedActivity, PlannedField, TrackingPlan } from "../../shared/plan.ts";
 
 /** A conversion's refusal: the rule, in the words of a 400's message. */
 export class ConversionError extends Error {}
@@ -245,7 +245,7 @@ const isObject = (x: unknown): x is Record<string, unknown> => typeof x === "obj
  * values, in place. Activities written in Ortto ids are only looked at (a scan of their keys for
  * one without a colon), never copied; the relay calls this only for a body its fast path did not
  * accept. `fromPage`: a page's request, which may not send what the relay fills (here: by friendly
- * name; by Ortto id, worker/activities/edge.ts). `renamed`: what an earlier pass renamed (the
+ * name; by Ortto id, worker/intake/edge.ts). `renamed`: what an earlier pass renamed (the
  * snippet's shorthands), extended and returned. Problems are returned with the path as the page
  * wrote it.
  */

@@ -1,8 +1,8 @@
 /// <reference types="node" />
 /**
- * Adversarial reviews of the snippet from an unlucky visitor's side (several tabs, consent, a full
- * storage and the back/forward cache, log-out, a page that seeds Math.random, a clock that steps
- * back), kept as regression tests: each states what the README promises.
+ * The snippet from an unlucky visitor's side: several tabs, consent withdrawn or reset() in one of
+ * them, a full storage and the back/forward cache, a page that seeds Math.random, a clock that
+ * steps back. Each test states what the README promises.
  */
 import type { Page } from "playwright-core";
 import { describe, expect, it } from "vitest";
@@ -40,19 +40,14 @@ async function elsewhereThenBack(page: Page, call: () => void) {
   expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(42);
 }
 
-describe("tabs (review): consent withdrawn in one tab while another tracks", () => {
+describe("consent withdrawn in one tab while another tracks", () => {
   /**
-   * FINDING (medium, privacy): README: "`false` forgets the identity and every unsent event, of
-   * every tab ... it stores only the refusal". Tab A's consent(false) wipes every key, but tab B
-   * only learns of it from the `storage` event, which comes later (another process; here made
-   * deterministic by B being A's window.open child, so B's call runs in A's task). An event B
-   * tracks in that gap is written by B's end-of-task persist under B's own key after the wipe.
-   * B's storage handler then empties B's memory (`q = []`) but never removes B's key, and B's
-   * pagehide does nothing (not allowed). So the event stays stored after the opt-out, and once the
-   * visitor consents again, the next page adopts it as a stale queue and sends it.
-   * Fix: in `joined` (and wherever `allowed()` turns false), remove this tab's own key as well
-   * as emptying `q` (e.g. `if (!allowed()) { q = []; put(own); }` — `put` bypasses `allowed()`),
-   * and/or have `persist` re-read the shared state before writing (skip the write when `c` is false).
+   * README: "`false` forgets the identity and every unsent event, of every tab ... it stores only
+   * the refusal". Tab A's consent(false) wipes every key, but tab B learns of it only from the
+   * `storage` event, which comes later (another process; here made deterministic by B being A's
+   * window.open child, so B's call runs in A's task). An event B tracks in that gap must not stay
+   * stored under B's key after the opt-out: once the visitor consented again, the next page would
+   * adopt it as a stale queue and send it.
    */
   it("keeps nothing stored after consent(false) in one tab, even for an event another tab tracked before it heard", async () => {
     const context = await newVisitor(browser());
@@ -97,8 +92,8 @@ describe("tabs (review): consent withdrawn in one tab while another tracks", () 
   });
 });
 
-describe("tabs (review): three tabs bursting while one navigates", () => {
-  /** HELD: every event arrives once (re-sends merged by key + created, never a second activity). */
+describe("three tabs bursting while one navigates", () => {
+  /** Every event arrives once (re-sends merged by key + created, never a second activity). */
   it("delivers 60 of 60 when three tabs burst and one navigates mid-burst", async () => {
     const context = await newVisitor(browser());
     const email = emailFor("burst3-nav");
@@ -133,17 +128,13 @@ describe("tabs (review): three tabs bursting while one navigates", () => {
   });
 });
 
-describe("tabs (review): storage full, then the back/forward cache", () => {
+describe("storage full, then the back/forward cache", () => {
   /**
-   * FIXED (was medium, loss not counted): README: "A failed write (a full quota) costs only this tab's
-   * copy ... the tab goes on in memory" and "Without storage (disabled, full), the tab's queue lives
-   * in memory for the page". With the quota full, events held for `identify` live only in memory.
-   * The visitor navigates away and back (back/forward cache): `pageshow` does `if (!get(own)) q = []`,
-   * taking the missing key (never written: the quota) for "another page adopted my queue", and
-   * forgets the events, uncounted (`d` unchanged) and unexplained (no warning under data-debug).
-   * Same path for a tab whose relay was failing (f > 0, so no send at page hide).
-   * Fixed: the tab remembers whether its key holds its queue as last written (`kept`, cleared when
-   * a write fails), and a restore forgets the queue only when that key was written and is now gone.
+   * README: "A failed write (a full quota) costs only this tab's copy ... the tab goes on in memory".
+   * With the quota full, events held for `identify` live only in memory. The visitor navigates away
+   * and back (back/forward cache): the tab remembers whether its key holds its queue as last written
+   * (`kept`, cleared when a write fails), and a restore forgets the queue only when that key was
+   * written and is now gone (another page adopted it), never because a write failed.
    */
   it("keeps the in-memory queue of a page whose storage is full across a back/forward cache restore", async () => {
     const context = await newVisitor(browser());
@@ -189,14 +180,12 @@ describe("tabs (review): storage full, then the back/forward cache", () => {
   });
 });
 
-describe("tabs (review): main-thread time per call", () => {
+describe("main-thread time per call", () => {
   /**
-   * HELD (kept as a guard): a call per task pays a stringify and setItem of the whole tab queue
-   * (O(queue bytes), not O(1)), but at 100 held events of 3 kB (text attributes are capped at 255
-   * characters by the catalogue) that stays around 2–8 ms per call on a busy 2-core machine (10 ms
-   * once, with three test suites beside it). With 12 kB events (beyond what the catalogue accepts)
-   * it measured ~34 ms per call. The guard (median under 16 ms) catches that kind of regression
-   * without tripping on a loaded machine.
+   * A call per task pays a stringify and setItem of the whole tab queue (O(queue bytes)): at 100
+   * held events of 3 kB (the catalogue caps text attributes at 255 characters) a few ms per call on a
+   * busy 2-core machine. The bound (median under 16 ms, a frame) leaves room for a loaded machine
+   * and catches a queue that grows past what the catalogue accepts.
    */
   it("spends under 16 ms (median) per relay() call (with its end-of-task write) on a queue of 3 kB held events", async () => {
     const context = await newVisitor(browser());
@@ -222,18 +211,15 @@ describe("tabs (review): main-thread time per call", () => {
   });
 });
 
-describe("tabs (review): reset in one tab while another holds events", () => {
+describe("reset in one tab while another holds events", () => {
   /**
-   * FIXED (was low, privacy/attribution): README: "`reset()` forgets the identity ... and events
-   * still held for want of one". Only the calling tab forgets its held events: tab B's held
-   * events (tracked while nobody was identified) survive a reset in tab A (B's storage handler
-   * only re-reads the identity), and go to whoever identifies next, e.g. the next person to log
-   * in on a shared computer. One tab behaves differently from two.
-   * Fixed: `reset()` counts itself (`n`) in the shared state, every event is stamped with the count
-   * stored at its call, and every tab's `take` forgets a held event stamped with another count
-   * instead of giving it the identity, so a tab that has not heard of the reset yet cannot send it
-   * either. (Watching the identity disappear would not
-   * do: here nobody was identified before the reset.)
+   * README: "`reset()` forgets the identity ... and events still held for want of one", in every
+   * tab: otherwise tab B's held events (tracked while nobody was identified) would go to whoever
+   * identifies next, e.g. the next person to log in on a shared computer. `reset()` counts itself
+   * (`n`) in the shared state, every event is stamped with the count stored at its call, and every
+   * tab's `take` forgets a held event stamped with another count, so a tab that has not heard of
+   * the reset yet cannot send it either. (Watching the identity disappear would not do: here nobody
+   * was identified before the reset.)
    */
   it("forgets another tab's held events on reset(), as it does the calling tab's", async () => {
     const context = await newVisitor(browser());
@@ -260,14 +246,11 @@ describe("tabs (review): reset in one tab while another holds events", () => {
   });
 });
 
-describe("tabs (review): the back/forward cache and what changed meanwhile in another page", () => {
+describe("the back/forward cache and what changed meanwhile in another page", () => {
   /**
    * A guard: snippet/README.md "consent(false) ... forgets the identity and every
-   * unsent event, of every tab"; "an opt-out that lasts across pages". Suspected: a page in the
-   * back/forward cache misses the storage event and `pageshow` does not re-read the shared state, and
-   * `flush` checks `allowed()` only before its `read()`. In Chromium 150 the restored page does learn
-   * of the opt-out (nothing is sent or stored), so this stays a guard; the code path is still fragile
-   * (re-check `allowed()` after `read()` in `flush` would make it robust).
+   * unsent event, of every tab"; "an opt-out that lasts across pages". A page in the back/forward
+   * cache misses the storage event; restored, it must still send and store nothing.
    */
   it("sends nothing, and stores nothing, from a page restored after the visitor opted out in another page", async () => {
     const context = await newVisitor(browser());
@@ -312,12 +295,11 @@ describe("tabs (review): the back/forward cache and what changed meanwhile in an
   });
 });
 
-describe("tabs (review): a page that seeds Math.random", () => {
+describe("a page that seeds Math.random", () => {
   /**
-   * snippet/README.md: "no other live page writes" a tab's key. Both the tab's key and the events'
-   * keys came from the page's `Math.random`, which a page may have seeded (seedrandom's global
-   * mode, a game): every tab had the same keys, and one tab's events were lost, uncounted. They
-   * now come from crypto.randomUUID (the events': the tab's key and a count).
+   * snippet/README.md: "no other live page writes" a tab's key. A page may seed `Math.random`
+   * (seedrandom's global mode, a game), so the tab's key comes from crypto.randomUUID and the
+   * events' keys from the tab's key and a count: tabs never share keys, and no tab's events are lost.
    */
   it("delivers every tab's events on a site whose page seeds Math.random", async () => {
     const context = await newVisitor(browser());
@@ -354,11 +336,11 @@ describe("tabs (review): a page that seeds Math.random", () => {
   });
 });
 
-describe("tabs (review): reset() and a clock that steps back", () => {
+describe("reset() and a clock that steps back", () => {
   /**
-   * snippet/README.md: `reset()` forgets the events held *since before* it. It stored its time, and a
-   * device clock stepping back after it (an NTP correction) made events tracked after it look older:
-   * forgotten, uncounted. `n` is now a count of resets, stamped on every event.
+   * snippet/README.md: `reset()` forgets the events held *since before* it. `n` is a count of resets,
+   * stamped on every event, not a time: a device clock stepping back after the reset (an NTP
+   * correction) cannot make later events look older and be forgotten.
    */
   it("delivers an event tracked after reset() when the device clock has since stepped back a minute", async () => {
     const context = await newVisitor(browser());

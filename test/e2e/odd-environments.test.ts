@@ -1,15 +1,15 @@
 /// <reference types="node" />
 /**
- * Adversarial review 2: "never throws into the page" in odd environments (storage denied as when a
- * visitor blocks cookies, a sandboxed iframe), and delivery from memory there.
+ * "Never throws into the page" in odd environments (storage denied, as when a visitor blocks
+ * cookies; a sandboxed iframe), and delivery from memory there.
  */
 import { describe, expect, it } from "vitest";
 import { activitiesOf, emailFor, emulator, newVisitor, pageUrl, sleep, snippetLoaded, urls, useBrowser, watch } from "./helpers.ts";
 
 const browser = useBrowser({ backForwardCache: true });
 
-describe("review 2: odd environments", () => {
-  /** HELD: with localStorage throwing SecurityError on access, nothing is thrown and events go from memory. */
+describe("odd environments", () => {
+  /** With localStorage throwing SecurityError on access, nothing is thrown and events go from memory. */
   it("throws nothing and delivers from memory when every localStorage access throws (cookies blocked)", async () => {
     const context = await newVisitor(browser());
     await context.addInitScript(() => {
@@ -58,7 +58,7 @@ describe("review 2: odd environments", () => {
     expect({ errors: seen.errors.map(String), delivered: got.length }).toEqual({ errors: [], delivered: 6 });
   });
 
-  /** HELD: in a sandboxed iframe (opaque origin, storage throws), calls throw nothing. */
+  /** In a sandboxed iframe (opaque origin, storage throws), calls throw nothing. */
   it("throws nothing in a sandboxed iframe", async () => {
     const context = await newVisitor(browser());
     const page = await context.newPage();

@@ -2,8 +2,8 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { emulator, post, postWith } from "./helpers.ts";
 
 /**
- * Adversarial review of the typed tracking plan (branch review-plan). Each test is a finding:
- * it states what the relay should do, and fails while the defect is there.
+ * What the page wrote, converted exactly to what Ortto takes or refused at the name the page wrote:
+ * shorthands and Ortto ids given together, dates, phone strings, numbers, request.cf, the Referer.
  */
 beforeEach(async () => {
   await emulator.reset();
@@ -17,9 +17,9 @@ const trial = (attributes: Record<string, unknown>) => ({
 const forwarded = async () => (await emulator.requests())[0]?.body.activities?.[0];
 type Refusal = { error: string; details: { path: string; message: string }[] };
 
-describe("F1 (Medium): a value given both as the snippet's shorthand and as its Ortto id is dropped silently", () => {
-  // The plan's rule is "an attribute given both ways is a 400" (company + str:cm:company is one);
-  // for the names the shorthand pass expands first, one of the two values is silently thrown away.
+describe("a value given both as the snippet's shorthand and as its Ortto id is refused", () => {
+  // The plan's rule: an attribute given both ways is a 400 (company + str:cm:company is one), and so
+  // is a name the shorthand pass expands, so neither value is thrown away silently.
   it.each([
     ["fields", "placed-order", { email: "a@example.com", "str::email": "b@example.com" }, {}, "fields.email"],
     ["fields", "placed-order", { ...fields, first: "Alice", "str::first": "Bob" }, {}, "fields.first"],
@@ -40,7 +40,7 @@ describe("F1 (Medium): a value given both as the snippet's shorthand and as its 
   });
 });
 
-describe("F2 (Low): refusals of shorthand-expanded keys name the Ortto id, not what the page wrote", () => {
+describe("refusals of shorthand-expanded keys name what the page wrote", () => {
   it.each([
     ["fields", { email: "not-an-email" }, {}, "activities.0.fields.email", "logged-in"],
     ["fields", { ...fields, phone: "12" }, {}, "activities.0.fields.phone", "logged-in"],
@@ -71,7 +71,7 @@ describe("F2 (Low): refusals of shorthand-expanded keys name the Ortto id, not w
   });
 });
 
-describe("F3 (Low): an ISO date-time whose day falls in year 0 becomes year 1 (Intl drops the BC era)", () => {
+describe("an ISO date-time whose day falls in year 0 (outside Ortto's years 1–9999) is refused", () => {
   it("0000-06-15T00:00:00Z is refused, not sent as 0001-06-15", async () => {
     const res = await post(order({ deliveryDate: "0000-06-15T00:00:00Z" }));
     expect({ status: res.status, sent: (await forwarded())?.attributes?.["dtz:cm:delivery-date"] ?? null }).toEqual({
@@ -89,7 +89,7 @@ describe("F3 (Low): an ISO date-time whose day falls in year 0 becomes year 1 (I
   });
 });
 
-describe("F4 (Medium): a friendly phone string keeps every digit it contains, making another number", () => {
+describe("a friendly phone string is refused or sent as the number the page meant", () => {
   it.each([
     // An extension's digits are appended to the number.
     ["+1 (555) 123-4567 x89", "+1555123456789"],
@@ -105,11 +105,10 @@ describe("F4 (Medium): a friendly phone string keeps every digit it contains, ma
   });
 });
 
-describe("F5 (Low): JSON numbers beyond a double's precision are rounded by JSON.parse before the exact conversion", () => {
-  // Documented limitation (README, "Numbers are read as IEEE doubles"): a scan of the body text for
-  // such literals cost ~1–1.6 µs an event on the 100-activity batch (30–45% of JSON.parse's own cost),
-  // over the hot path's budget, for literals no JSON.stringify ever writes. The relay reads the
-  // number as JSON.parse does, as every JavaScript JSON reader would, and converts that exactly.
+describe("JSON numbers are read as the doubles JSON.parse gives, then converted exactly", () => {
+  // A documented limit (docs/catalogue.md): the relay reads a number as every JavaScript JSON reader
+  // does and converts that exactly. Literals beyond a double's precision, which no JSON.stringify
+  // writes, would need a second scan of the body text on the hot path.
   const text = (attributes: string) =>
     `{"activities":[{"activity_id":"placed-order","fields":{"email":"chris@example.com"},"attributes":{${attributes}}}]}`;
   it.each([
@@ -122,14 +121,14 @@ describe("F5 (Low): JSON numbers beyond a double's precision are rounded by JSON
   });
 });
 
-describe("F6 (Low): a request.cf whose location fields are not strings answers 500", () => {
+describe("location fields of request.cf that are not strings", () => {
   it.each([[{ country: 42 }], [{ city: { name: "Sydney" } }]])("cf %j answers a 4xx or fills nothing, never a 5xx", async (cf) => {
     const res = await postWith({}, trial({}), { cf });
     expect(res.status).toBeLessThan(500);
   });
 });
 
-describe("F7 (Low): page_url is taken from a Referer of another origin than the request's", () => {
+describe("page_url comes only from a Referer on the request's own origin", () => {
   it("a Referer on evil.example with Origin shop.example does not become the signup page", async () => {
     const res = await post(trial({}), { headers: { Referer: "https://evil.example/phish" } });
     expect(res.status).toBe(200);
@@ -137,7 +136,7 @@ describe("F7 (Low): page_url is taken from a Referer of another origin than the 
   });
 });
 
-describe("F9 (Low): the page-view shorthands are cut at 255 UTF-16 units, which can split a character in two", () => {
+describe("the page-view shorthands are cut at 255 UTF-16 units without splitting a character", () => {
   it("a page-title ending in an emoji at the cut is not forwarded with a lone surrogate", async () => {
     const title = `${"x".repeat(254)}😀 more`;
     const res = await post({ activities: [{ activity_id: "viewed-page", fields, attributes: { "page-title": title } }] });

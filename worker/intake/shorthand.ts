@@ -1,4 +1,4 @@
-import { ConversionError, type Issue, phoneObject, type Renamed } from "../../shared/friendly.ts";
+import { ConversionError, type Issue, phoneObject, type Renamed } from "./friendly.ts";
 
 /**
  * The browser snippet's shorthands, expanded at the edge so that the script need not carry the
@@ -8,7 +8,7 @@ import { ConversionError, type Issue, phoneObject, type Renamed } from "../../sh
  *   a field given both ways is a 400 (as for the plan's friendly names);
  * - a phone given as a string (`phone` or `phn::phone`) becomes Ortto's
  *   `{"phone": "+61401234567", "parse_with_country_code": true}`, keeping only digits and `+`
- *   (a string with an extension or a `(0)` is a 400: shared/friendly.ts `phoneObject`).
+ *   (a string with an extension or a `(0)` is a 400: worker/intake/friendly.ts `phoneObject`).
  * - the page-view attributes the snippet records (`data-pageviews`) come as `page-url`,
  *   `page-title` and `referrer`, for `str:cm:page-url` …, whole: a text value is cut here to
  *   Ortto's 255 characters (never leaving half of a surrogate pair);

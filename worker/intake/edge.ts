@@ -2,14 +2,14 @@
  * Attributes the relay fills from the request (a catalogue attribute's `source`): the browser,
  * OS and device type parsed from the User-Agent, the page's address, the visitor's country,
  * region and city from Cloudflare. The page need not send them and cannot forge them: a page that
- * sends one is refused (shared/friendly.ts), and a trusted server's own value is kept (its
+ * sends one is refused (worker/intake/friendly.ts), and a trusted server's own value is kept (its
  * request's User-Agent and location are the server's, not a visitor's).
  */
 import { parse } from "bowser";
 import type { EdgeSource } from "../../shared/catalogue.ts";
-import { type Issue, relayFilledMessage } from "../../shared/friendly.ts";
 import { MAX_TEXT, valueCheck } from "../../shared/ortto-types.ts";
 import type { PlannedActivity, PlannedField, TrackingPlan } from "../../shared/plan.ts";
+import { type Issue, relayFilledMessage } from "./friendly.ts";
 
 interface ParsedAgent {
   browser?: string;

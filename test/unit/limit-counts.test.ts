@@ -1,0 +1,225 @@
+/**
+ * An isolate's counting toward the limits (worker/limits/counts.ts) against an in-memory ledger
+ * that counts as the `LimitLedger` objects do, on fake timers: the ledger's timeout, the report
+ * cadence and the windows play out without waiting. The wiring through the relay (workerd, the
+ * real ledger) is in test/worker/limits.test.ts.
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import {
+  type Ask,
+  BUSY_RETRY_SECONDS,
+  LEDGER_TIMEOUT_MS,
+  type LedgerPort,
+  LimitCounts,
+  REPORT_AT,
+  UNSYNCED_MAX,
+  type Verdict,
+} from "../../worker/limits/counts.ts";
+import type { LedgerCount, LedgerEntry } from "../../worker/limits/ledger-object.ts";
+
+const DAY = 24 * 60 * 60 * 1000;
+const T0 = Date.UTC(2026, 11, 6, 10);
+
+/** The shard objects' counting, in memory: a member counts from when it was admitted, once, for its window. */
+function memoryLedger() {
+  const counters = new Map<string, Map<string, number>>();
+  let seq = 0;
+  const calls: LedgerEntry[][] = [];
+  const ledger: LedgerPort & { calls: LedgerEntry[][]; down?: "fails" | "silent" | "answer lost" } = {
+    calls,
+    async sync(_shard, entries): Promise<LedgerCount[]> {
+      if (ledger.down === "fails") throw new Error("Durable Object unavailable");
+      if (ledger.down === "silent") return new Promise(() => {});
+      if (ledger.down === "answer lost") {
+        ledger.down = undefined;
+        void ledger.sync(_shard, entries);
+        return new Promise(() => {});
+      }
+      calls.push(entries);
+      const now = Date.now();
+      return entries.map(({ key, window, add, probe }) => {
+        const members = counters.get(key) ?? new Map<string, number>();
+        counters.set(key, members);
+        for (const [member, at] of add) if (!((members.get(member) ?? 0) > now)) members.set(member, Math.min(at, now) + window);
+        for (const [member, expires] of members) if (expires <= now) members.delete(member);
+        const expiries = [...members.values()];
+        return {
+          count: members.size,
+          known: probe.map((m) => members.get(m) ?? 0),
+          freesAt: expiries.length ? Math.min(...expiries) : 0,
+          seq: ++seq,
+        };
+      });
+    },
+  };
+  return ledger;
+}
+
+const ask = (key: string, member: string, limit = 50, window = DAY): Ask => ({ key, limit, window, members: [member] });
+
+/** Admits, and reports to the ledger when the verdict says a report is due (as the relay does after its answer). */
+async function admitted(counts: LimitCounts, ledger: LedgerPort, asks: Ask[]): Promise<Verdict> {
+  const verdict = await counts.admit(ledger, asks);
+  if (verdict.ok && verdict.report) {
+    const flushed = counts.flushSoon(ledger);
+    await vi.advanceTimersByTimeAsync(20);
+    await flushed;
+  }
+  return verdict;
+}
+
+beforeEach(() => {
+  vi.useFakeTimers({ now: T0 });
+  vi.spyOn(console, "log").mockImplementation(() => {});
+});
+afterEach(() => {
+  vi.useRealTimers();
+  vi.restoreAllMocks();
+});
+
+describe("one isolate's counts", () => {
+  it("admits up to the limit, then refuses until the oldest member leaves the window", async () => {
+    const counts = new LimitCounts();
+    const ledger = memoryLedger();
+    for (let i = 0; i < 3; i++) expect((await admitted(counts, ledger, [ask("c", `m${i}`, 3)])).ok).toBe(true);
+    const refused = await admitted(counts, ledger, [ask("c", "m3", 3)]);
+    expect(refused).toMatchObject({ ok: false, retryAfterSeconds: DAY / 1000 });
+    expect(refused.ok === false && refused.temporary).toBeFalsy();
+    // A day later the window has passed: the counter takes members again.
+    vi.setSystemTime(T0 + DAY + 1);
+    expect((await admitted(counts, ledger, [ask("c", "m4", 3)])).ok).toBe(true);
+  });
+
+  it("lets a re-sent member through without counting it again", async () => {
+    const counts = new LimitCounts();
+    const ledger = memoryLedger();
+    for (let i = 0; i < 2; i++) expect((await admitted(counts, ledger, [ask("c", `m${i}`, 2)])).ok).toBe(true);
+    expect((await admitted(counts, ledger, [ask("c", "m1", 2)])).ok).toBe(true);
+    expect((await admitted(counts, ledger, [ask("c", "m2", 2)])).ok).toBe(false);
+  });
+
+  it("counts a refused request nowhere: all of its counters or none", async () => {
+    const counts = new LimitCounts();
+    const ledger = memoryLedger();
+    expect((await admitted(counts, ledger, [ask("full", "a", 1)])).ok).toBe(true);
+    expect((await admitted(counts, ledger, [ask("other", "x", 2), ask("full", "b", 1)])).ok).toBe(false);
+    // "other" counted nothing of the refused request: two fresh members still fit.
+    expect((await admitted(counts, ledger, [ask("other", "y", 2)])).ok).toBe(true);
+    expect((await admitted(counts, ledger, [ask("other", "z", 2)])).ok).toBe(true);
+  });
+
+  it("reports a counter's members in groups of REPORT_AT, not one call per event", async () => {
+    const counts = new LimitCounts();
+    const ledger = memoryLedger();
+    for (let i = 0; i < 3 * REPORT_AT + 2; i++) expect((await admitted(counts, ledger, [ask("c", `m${i}`)])).ok).toBe(true);
+    expect(ledger.calls.map((entries) => entries.reduce((n, e) => n + e.add.length, 0))).toEqual([REPORT_AT, REPORT_AT, REPORT_AT]);
+  });
+
+  it("costs the ledger nothing for a visitor with fewer than REPORT_AT events", async () => {
+    const counts = new LimitCounts();
+    const ledger = memoryLedger();
+    for (let i = 0; i < REPORT_AT - 1; i++) await admitted(counts, ledger, [ask("few", `m${i}`)]);
+    expect(ledger.calls).toEqual([]);
+  });
+});
+
+describe("when the ledger cannot answer", () => {
+  it("holds at most UNSYNCED_MAX unreported members of a counter, and refuses the rest for a moment", async () => {
+    const counts = new LimitCounts();
+    const ledger = memoryLedger();
+    ledger.down = "fails";
+    const verdicts: Verdict[] = [];
+    for (let i = 0; i < UNSYNCED_MAX + 5; i++) verdicts.push(await admitted(counts, ledger, [ask("c", `m${i}`)]));
+    expect(verdicts.filter((v) => v.ok)).toHaveLength(UNSYNCED_MAX);
+    for (const refused of verdicts.filter((v) => !v.ok))
+      expect(refused).toMatchObject({ temporary: true, retryAfterSeconds: BUSY_RETRY_SECONDS });
+  });
+
+  it("decides on its own view once the ledger has not answered within LEDGER_TIMEOUT_MS", async () => {
+    const counts = new LimitCounts();
+    const ledger = memoryLedger();
+    ledger.down = "silent";
+    const verdict = counts.admit(ledger, [
+      { key: "c", limit: 50, window: DAY, members: Array.from({ length: UNSYNCED_MAX + 1 }, (_, i) => `m${i}`) },
+    ]);
+    let settled: Verdict | undefined;
+    void verdict.then((v) => {
+      settled = v;
+    });
+    await vi.advanceTimersByTimeAsync(LEDGER_TIMEOUT_MS - 1);
+    expect(settled).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(settled).toMatchObject({ ok: false, temporary: true });
+  });
+
+  it("sends what it could not report with the next report, so the ledger loses no count", async () => {
+    const counts = new LimitCounts();
+    const ledger = memoryLedger();
+    ledger.down = "fails";
+    for (let i = 0; i < REPORT_AT; i++) await admitted(counts, ledger, [ask("c", `m${i}`, 12)]);
+    ledger.down = undefined;
+    await admitted(counts, ledger, [ask("c", "next", 12)]);
+    // One report: the REPORT_AT members it could not send, with the new one.
+    expect(ledger.calls.map((entries) => entries.reduce((n, e) => n + e.add.length, 0))).toEqual([REPORT_AT + 1]);
+  });
+
+  it("keeps a contact's limit exact after a ledger call whose answer was lost (the ledger did record it)", async () => {
+    const counts = new LimitCounts();
+    const ledger = memoryLedger();
+    ledger.down = "answer lost";
+    for (let i = 0; i < REPORT_AT; i++) expect((await counts.admit(ledger, [ask("c", `m${i}`, 10)])).ok).toBe(true);
+    const flushed = counts.flushSoon(ledger);
+    await vi.advanceTimersByTimeAsync(20 + LEDGER_TIMEOUT_MS);
+    await flushed;
+    let more = 0;
+    for (let i = 0; i < 10; i++) if ((await admitted(counts, ledger, [ask("c", `n${i}`, 10)])).ok) more++;
+    expect(REPORT_AT + more).toBe(10);
+  });
+
+  it("asks the ledger again about a full counter it dropped from memory, so it still refuses", async () => {
+    const counts = new LimitCounts();
+    const ledger = memoryLedger();
+    for (let i = 0; i < 3; i++) await admitted(counts, ledger, [ask("full", `m${i}`, 3)]);
+    expect((await admitted(counts, ledger, [ask("full", "m3", 3)])).ok).toBe(false);
+    // 20,000 other counters of two members each push it out of this isolate's memory.
+    for (let i = 0; i < 20_000; i++) await counts.admit(ledger, [{ key: `other-${i}`, limit: 50, window: DAY, members: ["a", "b"] }]);
+    expect((await admitted(counts, ledger, [ask("full", "m4", 3)])).ok).toBe(false);
+  });
+});
+
+describe("isolates sharing the ledger", () => {
+  it("let at most limit + UNSYNCED_MAX × (isolates − 1) through, once the ledger has heard", async () => {
+    const ledger = memoryLedger();
+    const isolates = 4;
+    let accepted = 0;
+    let n = 0;
+    for (let i = 0; i < isolates; i++) {
+      const counts = new LimitCounts();
+      for (let j = 0; j < 30; j++) if ((await admitted(counts, ledger, [ask("c", `m${n++}`)])).ok) accepted++;
+    }
+    expect(accepted).toBeGreaterThanOrEqual(50);
+    expect(accepted).toBeLessThanOrEqual(50 + UNSYNCED_MAX * (isolates - 1));
+  });
+
+  it("a new isolate learns from the ledger that a counter is full, within its own count", async () => {
+    const ledger = memoryLedger();
+    const first = new LimitCounts();
+    for (let i = 0; i < 3; i++) await admitted(first, ledger, [ask("c", `a${i}`, 3)]);
+    expect((await admitted(first, ledger, [ask("c", "a3", 3)])).ok).toBe(false);
+    const next = new LimitCounts();
+    const verdicts: boolean[] = [];
+    for (let i = 0; i < 5; i++) verdicts.push((await admitted(next, ledger, [ask("c", `b${i}`, 3)])).ok);
+    expect(verdicts).toEqual([true, true, true, false, false]);
+  });
+
+  it("passes a person another isolate already counted, though the counter is full here", async () => {
+    const ledger = memoryLedger();
+    const first = new LimitCounts();
+    for (let i = 0; i < 2; i++) await admitted(first, ledger, [ask("n", `p${i}`, 2)]);
+    expect((await admitted(first, ledger, [ask("n", "p2", 2)])).ok).toBe(false);
+    const next = new LimitCounts();
+    for (let i = 0; i < 2; i++) expect((await admitted(next, ledger, [ask("n", `q${i}`, 2)])).ok).toBe(true);
+    // p0 is counted by the ledger (through the first isolate): a re-send of it is no new person.
+    expect((await admitted(next, ledger, [ask("n", "p0", 2)])).ok).toBe(true);
+  });
+});
