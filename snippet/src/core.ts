@@ -230,9 +230,10 @@ export function createRelay(options: RelayOptions): Relay {
     };
     /** Stores an event under its key; one that cannot be (a full or disabled storage) lives in memory only, with a warning (`U`). */
     const keep = (i: Item) => {
-      // The tab's heartbeat says whose it is (a tab holding events has one: written with its first
+      // The tab's heartbeat says whose it is (a tab holding events has one: written before its first
       // event, then every HEARTBEAT_MS, not at every call, which would cost every other tab a storage event).
-      q[1] || save();
+      // Before, not after: an event that takes the storage's last room would be stored with no heartbeat, which no page adopts.
+      q[1] || persist();
       i.m = allowed() && !put(i.k, i);
       i.m && warn("U", i.a);
     };

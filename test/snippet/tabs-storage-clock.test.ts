@@ -89,6 +89,34 @@ describe("storage full or disabled", () => {
   });
 });
 
+describe("storage that fills up", () => {
+  it("leaves no stored event without its tab's heartbeat when the event takes the storage's last room: a later page adopts it", async () => {
+    /** A storage whose last room an event takes: nothing more fits until something is removed. */
+    class LastRoom extends MemoryStorage {
+      full = false;
+      override setItem(key: string, value: string) {
+        if (this.full) throw new Error("QuotaExceededError");
+        super.setItem(key, value);
+        this.full = key.includes("|");
+      }
+      override removeItem(key: string) {
+        if (this.data.has(key)) this.full = false;
+        super.removeItem(key);
+      }
+    }
+    const storage = new LastRoom();
+    const first = openPage({ storage });
+    first.relay("track", "viewed-page");
+    await settle();
+    for (const k of storage.data.keys()) if (k.includes("|")) expect(storage.data.has(k.split("|")[0] as string)).toBe(true);
+    first.leave();
+    const next = openPage({ storage });
+    next.relay("identify", { email: "chris@example.com" });
+    await wait(STALE_MS + 2 * HEARTBEAT_MS);
+    expect(next.activities().map((a) => a.activity_id)).toEqual(["act:cm:viewed-page"]);
+  });
+});
+
 describe("a device clock that steps", () => {
   it("does not wait an hour more than a 60 s Retry-After when the device's clock steps back an hour before the next page", async () => {
     const storage = new MemoryStorage();
