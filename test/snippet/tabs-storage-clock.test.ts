@@ -55,6 +55,19 @@ describe("tabs", () => {
     ]);
     expect([...storage.data.keys()].filter((k) => k.startsWith(crashed))).toEqual([]);
   });
+
+  it("adopts a gone tab's events when a key of the site's own in the snippet's names holds a value that is not JSON", async () => {
+    const storage = new MemoryStorage();
+    storage.data.set(`${STORAGE_KEY}:prefs`, "dark");
+    const first = openPage({ storage });
+    first.relay("track", "viewed-page");
+    await settle();
+    first.leave();
+    const next = openPage({ storage });
+    next.relay("identify", { email: "chris@example.com" });
+    await settle();
+    expect(next.activities().map((a) => a.activity_id)).toEqual(["act:cm:viewed-page"]);
+  });
 });
 
 describe("storage full or disabled", () => {
