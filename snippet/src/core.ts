@@ -280,12 +280,12 @@ export function createRelay(options: RelayOptions): Relay {
           // Heartbeats only: not the shared state, not events (their keys have a `|`).
           if (k === STORAGE_KEY || k.includes("|")) continue;
           const raw = store().getItem(k) as string;
-          // (Not JSON, or not an object: a key of the site's in the snippet's names; taken for a gone tab's, not thrown on, which would stop every adoption.)
-          const v: TabQueue | undefined = get(k);
           // Alive: it has changed within STALE_MS of this page's clock (each heartbeat is seen once: it holds its writer's time).
+          // (A value that is not JSON, a key of the site's in the snippet's names, is taken for a gone tab's, not
+          // thrown on, which would stop every adoption.)
           const first = seen[raw] || now();
           seen[raw] = first;
-          if (v?.h && now() - first < STALE_MS) continue;
+          if ((get(k) as TabQueue | undefined)?.h && now() - first < STALE_MS) continue;
           const left: Item[] = [];
           for (const e of all)
             if (e.startsWith(`${k}|`)) {
