@@ -54,6 +54,8 @@ const minify = (module) =>
       unsafe_undefined: true,
       pure_getters: true,
       hoist_funs: true,
+      reduce_funcs: false,
+      conditionals: false,
     },
     mangle: { toplevel: true },
     format: { comments: false, wrap_func_args: false },

@@ -200,8 +200,8 @@ export interface StoredItem {
 
 /**
  * The snippet's stored state as the page sees it, or null when nothing is stored: the shared
- * state (localStorage "relay"), with `q` the events of every tab's queue ("relay:<random>") and
- * `f` their failures, and `tabs` the tab queues themselves.
+ * state (localStorage "relay"), with `q` every stored event ("relay:<tab>|<n>") and `f` the tabs'
+ * failures, and `tabs` the tabs' heartbeats ("relay:<tab>"), each with its events as `q`.
  */
 export async function stored(page: Page): Promise<{
   q: StoredItem[];
@@ -210,15 +210,19 @@ export async function stored(page: Page): Promise<{
   c?: boolean;
   i?: unknown;
   o?: number;
-  tabs: { h: number; f: number; q: StoredItem[] }[];
+  tabs: { h: number; f: number; l?: number; q: StoredItem[] }[];
 } | null> {
   return page.evaluate(() => {
     const shared = JSON.parse(localStorage.getItem("relay") ?? "null");
-    const tabs = Object.keys(localStorage)
-      .filter((k) => k.startsWith("relay:"))
-      .map((k) => JSON.parse(localStorage.getItem(k) as string));
-    if (!shared && !tabs.length) return null;
-    return { ...shared, q: tabs.flatMap((t) => t.q), f: tabs.reduce((n, t) => n + t.f, 0), tabs };
+    const keys = Object.keys(localStorage).sort();
+    const events = (prefix: string) =>
+      keys.filter((k) => k.startsWith(prefix) && k.includes("|")).map((k) => JSON.parse(localStorage.getItem(k) as string));
+    const tabs = keys
+      .filter((k) => k.startsWith("relay:") && !k.includes("|"))
+      .map((k) => ({ ...JSON.parse(localStorage.getItem(k) as string), q: events(`${k}|`) }));
+    const q = events("relay:");
+    if (!shared && !tabs.length && !q.length) return null;
+    return { ...shared, q, f: tabs.reduce((n, t) => n + (t.f ?? 0), 0), tabs };
   });
 }
 

@@ -60,7 +60,7 @@ describe("page views with a long URL", () => {
     await snippetLoaded(page);
     await page.evaluate((email) => relay("identify", { email }), email);
     await activitiesOf(email, 1);
-    await page.evaluate(() => history.pushState(null, "", `?state=${"s".repeat(25_000)}`));
+    await page.evaluate(() => history.pushState(null, "", `/search?state=${"s".repeat(25_000)}`));
     await sleep(900);
     await page.evaluate(() => history.pushState(null, "", "/next-route"));
     await sleep(900);

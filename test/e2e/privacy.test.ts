@@ -57,23 +57,20 @@ describe("consent and Global Privacy Control", () => {
   it("sends and stores nothing when navigator.globalPrivacyControl is true, even after consent, and removes what an earlier page stored", async () => {
     const email = emailFor("gpc");
     const seededEmail = emailFor("gpc-earlier-page");
-    // What an earlier page left unsent: without GPC, the next page load would send it at once.
+    // What an earlier page left unsent (its heartbeat, left at pagehide, and its event under a key of its own): without GPC,
+    // the next page load would send it at once.
     const seed = (email: string) => {
+      localStorage.setItem("relay:earlier-page", JSON.stringify({ h: 0, f: 0 }));
       localStorage.setItem(
-        "relay",
+        "relay:earlier-page|1000000001",
         JSON.stringify({
-          q: [
-            {
-              a: {
-                activity_id: "act:cm:logged-in",
-                key: crypto.randomUUID(),
-                created: new Date().toISOString(),
-                fields: { "str::email": email },
-              },
-            },
-          ],
-          d: 0,
-          f: 0,
+          a: {
+            activity_id: "act:cm:logged-in",
+            key: crypto.randomUUID(),
+            created: Date.now(),
+            fields: { "str::email": email },
+          },
+          k: "relay:earlier-page|1000000001",
         }),
       );
     };

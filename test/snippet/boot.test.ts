@@ -92,7 +92,7 @@ describe("the loader line and the script tag (source)", () => {
     await vi.advanceTimersByTimeAsync(0);
     expect(fetch.mock.calls[0]?.[0]).toBe("https://shop.example/r/v1/activities/create");
     globals.relay?.("bogus");
-    expect(warn).toHaveBeenCalledWith("relay:", "ignored", "bogus", undefined, undefined);
+    expect(warn).toHaveBeenCalledWith("relay:", "I", "bogus", undefined, undefined);
     warn.mockRestore();
   });
 

@@ -71,20 +71,32 @@ export class MemoryStorage {
         typeof key === "string" && this.data.has(key) ? { enumerable: true, configurable: true, value: this.data.get(key) } : undefined,
     });
   }
-  /** A tab's stored queue (`relay:<random>`), parsed. */
-  tabs(): TabQueue[] {
-    return [...this.data].filter(([k]) => k.startsWith(`${STORAGE_KEY}:`)).map(([, v]) => JSON.parse(v));
+  /** A tab's stored heartbeat (`relay:<tab>`), parsed, with `q` the events stored under its keys (`relay:<tab>|<n>`). */
+  tabs(): (TabQueue & { q: Item[]; f: number })[] {
+    return [...this.data]
+      .filter(([k]) => k.startsWith(`${STORAGE_KEY}:`) && !k.includes("|"))
+      .map(([k, v]) => ({ f: 0, q: [], ...JSON.parse(v), ...(JSON.parse(v).q ? {} : { q: this.events(k) }) }));
+  }
+  /** The events stored under keys starting with `prefix` (every event: `relay:`), oldest first. */
+  events(prefix = `${STORAGE_KEY}:`): Item[] {
+    return [...this.data]
+      .filter(([k]) => k.startsWith(prefix) && k.includes("|"))
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([, v]) => JSON.parse(v));
   }
   /**
-   * The snippet's stored state, parsed: the shared state, with `q` the events of every tab's
-   * queue and `f` their failures, or undefined when nothing is stored.
+   * The snippet's stored state, parsed: the shared state, with `q` every stored event (an older
+   * build's tab queues included) and `f` 0, or undefined when nothing is stored.
    */
   state(): (State & { q: Item[]; f: number }) | undefined {
     const raw = this.data.get(STORAGE_KEY);
-    const tabs = this.tabs();
-    if (raw === undefined && !tabs.length) return undefined;
+    const events = this.events();
+    const old = [...this.data]
+      .filter(([k, v]) => k.startsWith(`${STORAGE_KEY}:`) && !k.includes("|") && JSON.parse(v).q)
+      .flatMap(([, v]) => JSON.parse(v).q as Item[]);
+    if (raw === undefined && !events.length && !old.length && !this.tabs().length) return undefined;
     const shared: State = raw === undefined ? {} : JSON.parse(raw);
-    return { ...shared, q: [...(shared.q ?? []), ...tabs.flatMap((t) => t.q)], f: tabs.reduce((n, t) => n + t.f, 0) };
+    return { ...shared, q: [...((shared as { q?: Item[] }).q ?? []), ...old, ...events], f: 0 };
   }
 }
 
@@ -117,7 +129,7 @@ export interface Page {
   answers: Answer[];
   /** What sendBeacon returns. */
   beaconAccepts: boolean;
-  /** How far the relay's clock (its `Date` header) is ahead of the page's, in ms. */
+  /** How far the relay's clock is ahead of the page's, in ms (it corrects `created` by the request's `t`, and is its `Date` header). */
   relayAhead: number;
   /** The activities of every fetch, flattened. */
   activities(): ActivitiesRequest["activities"];
@@ -182,7 +194,12 @@ export function openPage(options: PageOptions = {}): Page {
   } as Page;
   page.fetch = vi.fn((target: string, init: RequestInit) => {
     const raw = init.body as string;
-    page.sent.push({ url: target, raw, body: expandShorthands(JSON.parse(raw)) as ActivitiesRequest, init });
+    page.sent.push({
+      url: target,
+      raw,
+      body: expandShorthands(JSON.parse(raw), undefined, Date.now() + page.relayAhead) as ActivitiesRequest,
+      init,
+    });
     const answer = page.answers.shift() ?? 200;
     if (answer === "hang") return new Promise(() => {});
     if (answer === "silent") return new Promise((_, reject) => init.signal?.addEventListener("abort", () => reject(init.signal?.reason)));

@@ -185,22 +185,22 @@ describe("events before identify", () => {
     expect(page.activities()).toHaveLength(1);
   });
 
-  it("stay held when an earlier build stored them with fields but no identifying field", async () => {
+  it("stay held when an earlier page stored them with fields but no identifying field", async () => {
     const storage = new MemoryStorage();
-    // What the previous build stored (one key for every tab) after identify({ first: "Chris" }) and a track.
+    // What an earlier page stored (its heartbeat, left at pagehide, and its event) after identify({ first: "Chris" }) and a track.
     const held = {
       a: { activity_id: "act:cm:logged-in", key: "k1", created: "2026-11-27T05:59:00.000Z", fields: { "str::first": "Chris" } },
     };
-    storage.data.set(
-      STORAGE_KEY,
-      JSON.stringify({ q: [held], d: 0, f: 0, i: { f: { "str::first": "Chris" } } } satisfies State & { f: number }),
-    );
+    storage.data.set(STORAGE_KEY, JSON.stringify({ d: 0, i: { f: { "str::first": "Chris" } } } satisfies State));
+    storage.data.set(`${STORAGE_KEY}:old-tab`, JSON.stringify({ h: 0 }));
+    storage.data.set(`${STORAGE_KEY}:old-tab|1000000001`, JSON.stringify({ ...held, k: `${STORAGE_KEY}:old-tab|1000000001` }));
 
     const next = openPage({ storage });
     await settle();
     expect(next.fetch).not.toHaveBeenCalled();
-    // Adopted: the old key keeps only the shared state.
-    expect(JSON.parse(storage.data.get(STORAGE_KEY) as string)).toEqual({ d: 0, f: 0, i: { f: { "str::first": "Chris" } } });
+    // Adopted: the earlier page's keys are gone, its event is the new page's.
+    expect(storage.data.has(`${STORAGE_KEY}:old-tab`)).toBe(false);
+    expect(storage.state()?.q.map((i) => i.a.key)).toEqual(["k1"]);
     next.relay("identify", { email: "chris@example.com" });
     await wait(FLUSH_MS);
     expect(next.activities().map((a) => [a.key, a.fields])).toEqual([["k1", { "str::first": "Chris", "str::email": "chris@example.com" }]]);

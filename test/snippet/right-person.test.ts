@@ -80,6 +80,6 @@ describe("the right person", () => {
     await settle();
     expect(later.activities().map((a) => a.attributes?.["int::v"])).toEqual([2]);
     expect(storage.state()?.d).toBe(1);
-    expect(warn).toHaveBeenCalledWith("relay:", "expired", expect.objectContaining({ activity_id: "viewed-page" }));
+    expect(warn).toHaveBeenCalledWith("relay:", "E", expect.objectContaining({ activity_id: "viewed-page" }));
   });
 });

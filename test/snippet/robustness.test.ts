@@ -133,14 +133,15 @@ describe("the page is never broken", () => {
       page.relay("identify", { email: "chris@example.com" });
       for (let n = 0; n < 5; n++) page.relay("track", "logged-in");
     }
-    // Each tab's queue under a key of its own.
+    // Each tab's heartbeat under a key of its own, and each event too.
     await vi.advanceTimersByTimeAsync(1);
-    expect([...storage.data.keys()].filter((k) => k.startsWith("relay:"))).toHaveLength(2);
+    expect(storage.tabs()).toHaveLength(2);
+    expect(storage.events()).toHaveLength(10);
     await settle();
     const keys = pages.flatMap((page) => page.activities().map((a) => a.key));
     expect(keys).toHaveLength(10);
     expect(new Set(keys).size).toBe(10);
-    expect(keys[0]).toMatch(/^relay:[0-9a-f-]{36}\d{10}$/);
+    expect(keys[0]).toMatch(/^relay:[0-9a-f-]{36}\|\d{10}$/);
   });
 
   it("gives every event a key of its own without crypto.randomUUID (an http page): Math.random's digits and a count", async () => {
@@ -151,7 +152,7 @@ describe("the page is never broken", () => {
       for (let n = 0; n < 100; n++) page.relay("track", "logged-in");
       await settle();
       const keys = page.activities().map((a) => a.key);
-      expect(keys[0]).toMatch(/^relay:0\.\d{10,}\d{10}$/);
+      expect(keys[0]).toMatch(/^relay:0\.\d{10,}\|\d{10}$/);
       expect(new Set(keys).size).toBe(100);
     } finally {
       vi.unstubAllGlobals();

@@ -133,6 +133,72 @@ describe("expandShorthands (the snippet's short forms, expanded by the relay)", 
     ]);
   });
 
+  it("moves each created in ms by the relay's receipt time less the device's t (in 10 s steps), and takes t off", () => {
+    const at = Date.UTC(2026, 10, 27, 6, 0, 0, 0);
+    const fast = 2 * 3_600_000; // the device's clock is 2 h fast
+    const body = {
+      t: at + fast - 300, // sent at `at` (its clock), received 300 ms later
+      activities: [
+        { activity_id: "logged-in", created: at + fast - 60_000 }, // tracked a minute before sending
+        { activity_id: "logged-in", created: "2026-11-27T05:00:00.000Z" }, // a string is left alone
+      ],
+    };
+    const out = expandShorthands(body, { issues: [], used: [] }, at) as Record<string, unknown> & typeof body;
+    expect(out.activities.map((a) => a.created)).toEqual(["2026-11-27T05:59:00.000Z", "2026-11-27T05:00:00.000Z"]);
+    expect("t" in out).toBe(false);
+    // A device whose clock is right is never moved (its latency rounds to 0): the created it stamped, to the ms.
+    const right = { t: at - 2_400, activities: [{ activity_id: "logged-in", created: at - 5_123 }] };
+    expect((expandShorthands(right, undefined, at) as typeof right).activities[0]?.created).toBe(new Date(at - 5_123).toISOString());
+    // A re-send, later and with another latency, gets the same created again (Ortto merges it on key and created).
+    for (const [later, latency] of [
+      [0, 300],
+      [5_000, 900],
+      [70_000, 2_100],
+    ] as const) {
+      const again = { t: at + fast - latency + later, activities: [{ activity_id: "logged-in", created: at + fast - 60_000 }] };
+      expect((expandShorthands(again, undefined, at + later) as typeof again).activities[0]?.created).toBe("2026-11-27T05:59:00.000Z");
+    }
+    // Without t (a server, an older snippet): as sent.
+    const server = { activities: [{ activity_id: "logged-in", created: at - 5_123 }] };
+    expect((expandShorthands(server, undefined, at + 3_600_000) as typeof server).activities[0]?.created).toBe(
+      new Date(at - 5_123).toISOString(),
+    );
+  });
+
+  it("leaves created as it is when the device is within a minute of the relay: the difference may be time in transit", () => {
+    const at = Date.UTC(2026, 10, 27, 6, 0, 0, 0);
+    // A request held 20 s (or 59 s) on its way, and its re-send a moment later: the same created.
+    for (const transit of [20_000, 59_000, 300]) {
+      const body = { t: at - transit, activities: [{ activity_id: "logged-in", created: at - 60_000 }] };
+      expect((expandShorthands(body, undefined, at) as typeof body).activities[0]?.created).toBe(new Date(at - 60_000).toISOString());
+    }
+    // A minute or more: a wrong clock, corrected.
+    const slow = { t: at - 61_000, activities: [{ activity_id: "logged-in", created: at - 70_000 }] };
+    expect((expandShorthands(slow, undefined, at) as typeof slow).activities[0]?.created).toBe(new Date(at - 10_000).toISOString());
+  });
+
+  it("rounds a page's created in fractions of a ms (its clock is performance.now()'s), t in fractions too", () => {
+    const at = Date.UTC(2026, 10, 27, 6, 0, 0, 0);
+    const page = { t: at - 0.4, activities: [{ activity_id: "logged-in", created: at - 5_000.6 }] };
+    expect((expandShorthands(page, { issues: [], used: [] }, at) as typeof page).activities[0]?.created).toBe(
+      new Date(at - 5_001).toISOString(),
+    );
+    // Without t (a server), a fraction is left for the schema to refuse.
+    const server = { activities: [{ activity_id: "logged-in", created: at - 5_000.6 }] };
+    expect((expandShorthands(server, undefined, at) as typeof server).activities[0]?.created).toBe(at - 5_000.6);
+  });
+
+  it("refuses a t that is not a date in ms, naming t, and never throws on one far off", () => {
+    for (const t of ["1764223200000", Number.NaN, Number.POSITIVE_INFINITY, -1, 0, 1e300, null, {}]) {
+      const expansion: Expansion = { issues: [], used: [] };
+      expandShorthands({ t, activities: [{ activity_id: "logged-in", created: 1 }] }, expansion);
+      expect(expansion.issues.map((i) => i.path)).toEqual(["t"]);
+    }
+    // A t at the edge of what a Date holds, with a created that would go beyond it: left a number, for the schema to refuse.
+    const far = { t: 1, activities: [{ activity_id: "logged-in", created: 8.64e15 }] };
+    expect((expandShorthands(far, { issues: [], used: [] }) as typeof far).activities[0]?.created).toBe(8.64e15);
+  });
+
   it("leaves whatever is not an activities body for the schema to refuse", () => {
     for (const body of [null, 42, "x", [], {}, { activities: "x" }, { activities: [null, 1, { activity_id: 42, fields: [] }] }]) {
       expect(expandShorthands(structuredClone(body))).toEqual(body);

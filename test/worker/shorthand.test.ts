@@ -34,6 +34,48 @@ describe("the snippet's short forms, expanded at the edge", () => {
     expect(await emulator.requests()).toEqual([]);
   });
 
+  it("dates a page's events by the relay's clock from the device's t, whatever the device's clock says", async () => {
+    // The device's clock is 2 h fast; it tracked an event 30 s before sending, and a re-send
+    // (the same key and created, a later t) is dated the same, so Ortto merges it.
+    const fast = 2 * 3_600_000;
+    const created = Date.now() + fast - 30_000;
+    for (let n = 0; n < 2; n++) {
+      const body = {
+        t: Date.now() + fast,
+        activities: [{ activity_id: "logged-in", key: "k-t-1", created, fields: { email: "t@example.com" } }],
+      };
+      expect((await post(body)).status).toBe(200);
+    }
+    const sent = (await emulator.requests()).map((r) => r.body);
+    expect(sent.every((b) => !("t" in b))).toBe(true);
+    const dates = sent.map((b) => Date.parse(b.activities?.[0]?.created as string));
+    expect(dates[0]).toBe(dates[1]);
+    // Within a clock step (10 s) of the real time the event happened, 30 s ago: not 2 h ahead (which the relay would refuse).
+    expect(Math.abs((dates[0] as number) - (Date.now() - 30_000))).toBeLessThanOrEqual(10_000);
+    expect((await emulator.activities()).duplicates).toBe(1);
+  });
+
+  it("refuses a t that is not a date in ms, naming t (a 400, never a 500), and checks the corrected created", async () => {
+    for (const t of ["now", -1, 1e300, null]) {
+      const res = await post({
+        t,
+        activities: [{ activity_id: "logged-in", key: "k", created: Date.now(), fields: { email: "t@example.com" } }],
+      });
+      expect(res.status).toBe(400);
+      const answer = (await res.json()) as { details: { path: string }[] };
+      expect(answer.details.map((d) => d.path)).toEqual(["t"]);
+    }
+    // An event tracked 100 days before its request (by the device's clock): refused as too old, as the corrected created.
+    const now = Date.now();
+    const old = await post({
+      t: now,
+      activities: [{ activity_id: "logged-in", key: "k", created: now - 100 * 86_400_000, fields: { email: "t@example.com" } }],
+    });
+    expect(old.status).toBe(400);
+    expect(((await old.json()) as { details: { path: string }[] }).details.map((d) => d.path)).toContain("activities.0.created");
+    expect(await emulator.requests()).toEqual([]);
+  });
+
   it("cuts the page-view attributes the snippet sends whole to Ortto's 255 characters", async () => {
     const url = `https://shop.example/${"p".repeat(400)}`;
     const res = await post({
@@ -77,7 +119,29 @@ describe("the snippet's short forms, expanded at the edge", () => {
     expect(cut).not.toMatch(/[\ud800-\udbff](?![\udc00-\udfff])/);
   });
 
-  it("refuses a created in ms that is not an integer, naming it, rather than truncating it", async () => {
+  it("forwards a page's created as sent when its request took 20 s to arrive (within a minute: time in transit, not a wrong clock)", async () => {
+    const created = Date.now() - 25_000;
+    const res = await post({
+      t: Date.now() - 20_000,
+      activities: [{ activity_id: "logged-in", key: "k-transit", created, fields: { email: "transit@example.com" } }],
+    });
+    expect(res.status).toBe(200);
+    const [activity] = (await emulator.requests())[0]?.body.activities ?? [];
+    expect(activity?.created).toBe(new Date(created).toISOString());
+  });
+
+  it("takes a page's created and t in fractions of a ms (its monotonic clock) and forwards created rounded to the ms", async () => {
+    const at = Date.now() - 60_000.25;
+    const res = await post({
+      t: Date.now() - 0.75,
+      activities: [{ activity_id: "logged-in", key: "k-page-frac", created: at, fields: { email: "page-frac@example.com" } }],
+    });
+    expect(res.status).toBe(200);
+    const [activity] = (await emulator.requests())[0]?.body.activities ?? [];
+    expect(activity?.created).toBe(new Date(Math.round(at)).toISOString());
+  });
+
+  it("refuses a created in ms that is not an integer without a page's t, naming it, rather than truncating it", async () => {
     // Never what the snippet sends; truncated, two different values would become one `created`.
     const ms = Date.now() - 60_000 + 0.5;
     const res = await post({

@@ -13,7 +13,16 @@ import { ConversionError, type Issue, phoneObject, type Renamed } from "./friend
  *   `page-title` and `referrer`, for `str:cm:page-url` …, whole: a text value is cut here to
  *   Ortto's 255 characters (never leaving half of a surrogate pair);
  * - `created` given as a number (ms since 1970, as the snippet stamps it) becomes Ortto's ISO 8601
- *   string, the same for every re-send of it (only an integer that is a date: any other number is left for the schema to refuse).
+ *   string, the same for every re-send of it (only an integer that is a date: any other number is left for the schema to refuse);
+ * - the device's clock: the snippet sends its own time at sending as a top-level `t` (ms),
+ *   and stamps `created` in that same clock. The relay takes `t` off the body and moves each
+ *   numeric `created` by its own receipt time less `t` when that is a minute or more
+ *   (CLOCK_TOLERANCE_MS: less may be time in transit), rounded to CLOCK_STEP_MS (so a device
+ *   clock hours off, or stepped since the call, still dates events right); the `created` checks
+ *   (not in the future, not too old) then judge the corrected value. The page's times (`t`, `created`)
+ *   may carry fractions of a ms (its clock is `performance.now()`'s): `created` is rounded here. A
+ *   body without `t` (a server, an older snippet) keeps its `created` as sent, and an integer only.
+ *   A `t` that is not a date in ms is a 400 naming `t`.
  * Everything else is left as it is, for the schema to judge.
  */
 const SHORTHANDS = [
@@ -81,20 +90,48 @@ function expand(
 
 /** The largest time a Date holds (ms): beyond it, `toISOString` would throw. */
 const MAX_DATE_MS = 8.64e15;
+/**
+ * The device's clock is corrected in whole steps of this (ms): a device whose clock is right is
+ * never moved (its request's latency rounds to 0), and a re-send of an event, whose latency
+ * differs, almost always gets the same `created` again, which Ortto merges on (with `key`).
+ */
+export const CLOCK_STEP_MS = 10_000;
+/**
+ * A device within this of the relay's clock is left as it is: the difference may be the request's
+ * time in transit (a request held 20 s by a slow network would otherwise date its events 20 s
+ * late, and differently from its re-send, which Ortto would then record twice).
+ */
+export const CLOCK_TOLERANCE_MS = 60_000;
 
 const isObject = (x: unknown): x is Record<string, unknown> => !!x && typeof x === "object" && !Array.isArray(x);
 
-export function expandShorthands(body: unknown, expansion?: Expansion): unknown {
+export function expandShorthands(body: unknown, expansion?: Expansion, receivedAt = Date.now()): unknown {
   const activities = isObject(body) ? body.activities : undefined;
   if (!Array.isArray(activities)) return body;
+  // The device's clock minus the relay's, in CLOCK_STEP_MS steps (0 without a `t`).
+  let skew = 0;
+  // A page's request (with `t`): its times are the page's monotonic clock, in fractions of a ms, rounded here.
+  let page = false;
+  if (isObject(body) && Object.hasOwn(body, "t")) {
+    const t = body.t;
+    if (typeof t === "number" && t > 0 && t <= MAX_DATE_MS) {
+      const off = receivedAt - t;
+      skew = Math.abs(off) < CLOCK_TOLERANCE_MS ? 0 : Math.round(off / CLOCK_STEP_MS) * CLOCK_STEP_MS;
+      page = true;
+      // Known to the relay only: what goes on is Ortto's shape.
+      delete body.t;
+    } else if (expansion) {
+      expansion.issues.push({ path: "t", message: "expected the device's time at sending, in ms since 1970" });
+    }
+  }
   for (let i = 0; i < activities.length; i++) {
     const activity: unknown = activities[i];
     if (!isObject(activity)) continue;
     const id = activity.activity_id;
     if (typeof id === "string" && id && !id.startsWith("act:")) activity.activity_id = `act:cm:${id}`;
     const created = activity.created;
-    if (typeof created === "number" && Number.isInteger(created) && Math.abs(created) <= MAX_DATE_MS)
-      activity.created = new Date(created).toISOString();
+    if (typeof created === "number" && (page || Number.isInteger(created)) && Math.abs(created + skew) <= MAX_DATE_MS)
+      activity.created = new Date(Math.round(created) + skew).toISOString();
     let used = 0;
     if (isObject(activity.attributes))
       used = expand(activity.attributes, ATTRIBUTE_SHORTHANDS, true, ATTRIBUTE_BIT, { i, part: "attributes", expansion });
