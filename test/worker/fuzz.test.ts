@@ -159,10 +159,16 @@ describe("property: the relay never answers 5xx and forwards only what the schem
     // The isolate's first send waits for the pacer's permit; on a loaded machine it may not come
     // within 500 ms and the batch is queued (202), which this count of forwards would miss.
     let warmed = 0;
-    const warm = () => (warmed++, send(JSON.stringify({ activities: [loggedIn({ created: new Date().toISOString() })] })));
+    const warm = () => {
+      warmed++;
+      return send(JSON.stringify({ activities: [loggedIn({ created: new Date().toISOString() })] }));
+    };
     expect((await eventually(warm, (a) => a.status === 200)).status).toBe(200);
     // What went to the queue arrives before the count starts.
-    await eventually(() => emulator.activities(), (a) => a.activities.length >= warmed);
+    await eventually(
+      () => emulator.activities(),
+      (a) => a.activities.length >= warmed,
+    );
     await emulator.reset();
     let accepted = 0;
     await fc.assert(
