@@ -3,7 +3,7 @@ import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
 import worker from "../../worker/index.ts";
-import { clearDeadLetters, deadLetters, emulator, eventually, loggedIn, pacerStats, post, postWith } from "./helpers.ts";
+import { clearDeadLetters, deadLetters, emulator, eventually, loggedIn, message, pacerStats, post, postWith } from "./helpers.ts";
 
 const stored = async () => (await emulator.activities()).activities;
 
@@ -22,14 +22,6 @@ function retryDelays(batch: MessageBatch<DeliveryMessage>) {
     });
   }
   return delays;
-}
-
-function message(
-  id: string,
-  activities: unknown[],
-  attempts = 1,
-): { id: string; timestamp: Date; attempts: number; body: DeliveryMessage } {
-  return { id, timestamp: new Date(), attempts, body: { v: 1, request_id: id, activities } as DeliveryMessage };
 }
 
 beforeEach(async () => {

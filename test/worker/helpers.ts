@@ -151,3 +151,12 @@ export async function windowWithTimeLeft(periodSeconds: number, leftSeconds: num
   const left = period - (Date.now() % period);
   if (left < leftSeconds * 1000) await new Promise((r) => setTimeout(r, left + 50));
 }
+
+/** A delivery-queue message as the relay enqueues it, for a batch handed to the worker's queue handler. */
+export function message(
+  id: string,
+  activities: unknown[],
+  attempts = 1,
+): { id: string; timestamp: Date; attempts: number; body: DeliveryMessage } {
+  return { id, timestamp: new Date(), attempts, body: { v: 1, request_id: id, activities } as DeliveryMessage };
+}

@@ -160,73 +160,60 @@ describe("a report whose answer never comes back", () => {
     expect(admitted).toBe(10);
   });
 });
+/**
+ * A counter of 12 with 11 members admitted across two isolates (p, x1–x4 reported by one; m0–m4
+ * reported, then m5, by the other), m5's report in flight to a ledger that fails it after 50 ms
+ * (a reset Durable Object) while probes still get through.
+ */
+async function elevenWithTheLastReportFailing() {
+  const key = `misaligned-${crypto.randomUUID()}`;
+  const ask = (members: string[]): Ask => ({ key, limit: 12, window: DAY_MS, members });
+  // Isolate B counts p and four others, and reports them.
+  expect((await admit(env, [ask(["p", "x1", "x2", "x3", "x4"])])).ok).toBe(true);
+  await flushSoon(env);
+  // Isolate A: five members, reported (the ledger now counts 10).
+  reachNewIsolate();
+  for (let i = 0; i < 5; i++) expect((await admit(env, [ask([`m${i}`])])).ok).toBe(true);
+  await flushSoon(env);
+  // An 11th, m5; its report fails after 50 ms (a reset Durable Object), while a probe gets through.
+  expect((await admit(env, [ask(["m5"])])).ok).toBe(true);
+  const flaky = {
+    ...env,
+    LIMIT_LEDGER: wrapLedger(
+      (real) => (entries) =>
+        entries.some((e) => e.add.length)
+          ? new Promise((_, reject) => setTimeout(() => reject(new Error("Durable Object reset")), 50))
+          : real(entries),
+    ),
+  } as typeof env;
+  const report = flushSoon(flaky);
+  await new Promise((r) => setTimeout(r, 30)); // m5 is in flight
+  return { ask, flaky, report };
+}
+
+/** 11 counted (p, x1–x4, m0–m5): one more fits, not two. */
+async function expectOneMoreFits(ask: (members: string[]) => Ask) {
+  await flushSoon(env);
+  const q1 = await admit(env, [ask(["q1"])]);
+  await flushSoon(env);
+  const q2 = await admit(env, [ask(["q2"])]);
+  expect(q1.ok).toBe(true);
+  expect(q2.ok).toBe(false);
+}
+
 describe("a failed report while a probe of the same counter gets through", () => {
   it("never loses an admitted member from the ledger (so the count stays exact)", async () => {
-    const key = `misaligned-${crypto.randomUUID()}`;
-    const ask = (members: string[]): Ask => ({ key, limit: 12, window: DAY_MS, members });
-    // Isolate B counts p and four others, and reports them.
-    expect((await admit(env, [ask(["p", "x1", "x2", "x3", "x4"])])).ok).toBe(true);
-    await flushSoon(env);
-    // Isolate A: five members, reported (the ledger now counts 10).
-    reachNewIsolate();
-    for (let i = 0; i < 5; i++) expect((await admit(env, [ask([`m${i}`])])).ok).toBe(true);
-    await flushSoon(env);
-    // An 11th, m5; its report fails after 50 ms (a reset Durable Object), while a probe gets through.
-    expect((await admit(env, [ask(["m5"])])).ok).toBe(true);
-    const flaky = {
-      ...env,
-      LIMIT_LEDGER: wrapLedger(
-        (real) => (entries) =>
-          entries.some((e) => e.add.length)
-            ? new Promise((_, reject) => setTimeout(() => reject(new Error("Durable Object reset")), 50))
-            : real(entries),
-      ),
-    } as typeof env;
-    const report = flushSoon(flaky);
-    await new Promise((r) => setTimeout(r, 30)); // m5 is in flight
+    const { ask, flaky, report } = await elevenWithTheLastReportFailing();
     // A request with p (the ledger knows it: remembered here) and two new ones: over 12, refused.
     expect((await admit(flaky, [ask(["p", "q1", "q2"])])).ok).toBe(false);
     await report; // fails: m5, the member it carried, is unreported again (not p, which the probe remembered)
-    await flushSoon(env);
-    // 11 counted (p, x1–x4, m0–m5): one more fits, not two.
-    const q1 = await admit(env, [ask(["q1"])]);
-    await flushSoon(env);
-    const q2 = await admit(env, [ask(["q2"])]);
-    expect(q1.ok).toBe(true);
-    expect(q2.ok).toBe(false);
+    await expectOneMoreFits(ask);
   });
 });
 describe("a failed report alone", () => {
   it("restores the failed report and keeps the count exact", async () => {
-    const key = `misaligned-${crypto.randomUUID()}`;
-    const ask = (members: string[]): Ask => ({ key, limit: 12, window: DAY_MS, members });
-    // Isolate B counts p and four others, and reports them.
-    expect((await admit(env, [ask(["p", "x1", "x2", "x3", "x4"])])).ok).toBe(true);
-    await flushSoon(env);
-    // Isolate A: five members, reported (the ledger now counts 10).
-    reachNewIsolate();
-    for (let i = 0; i < 5; i++) expect((await admit(env, [ask([`m${i}`])])).ok).toBe(true);
-    await flushSoon(env);
-    // An 11th, m5; its report fails after 50 ms (a reset Durable Object), while a probe gets through.
-    expect((await admit(env, [ask(["m5"])])).ok).toBe(true);
-    const flaky = {
-      ...env,
-      LIMIT_LEDGER: wrapLedger(
-        (real) => (entries) =>
-          entries.some((e) => e.add.length)
-            ? new Promise((_, reject) => setTimeout(() => reject(new Error("Durable Object reset")), 50))
-            : real(entries),
-      ),
-    } as typeof env;
-    const report = flushSoon(flaky);
-    await new Promise((r) => setTimeout(r, 30)); // m5 is in flight
+    const { ask, report } = await elevenWithTheLastReportFailing();
     await report; // fails: m5 is unreported again
-    await flushSoon(env);
-    // 11 counted (p, x1–x4, m0–m5): one more fits, not two.
-    const q1 = await admit(env, [ask(["q1"])]);
-    await flushSoon(env);
-    const q2 = await admit(env, [ask(["q2"])]);
-    expect(q1.ok).toBe(true);
-    expect(q2.ok).toBe(false);
+    await expectOneMoreFits(ask);
   });
 });

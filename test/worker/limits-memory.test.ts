@@ -8,18 +8,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { type Ask, REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
 import { DAY_MS } from "../../worker/limits/index.ts";
 import { emulator, randomIp } from "./helpers.ts";
-import { admit, flushSoon, open, person, postWith, reachNewIsolate, unique } from "./people.ts";
-
-const forwarded = async () => (await emulator.requests()).flatMap((r) => r.body.activities ?? []);
-const emailsForwarded = async () => new Set((await forwarded()).map((a) => a.fields?.["str::email"]));
-
-/** One new member of `key`, admitted or not; a due report is flushed before the next, as waitUntil would. */
-async function one(key: string, limit = 50, bindings: typeof env = env): Promise<boolean> {
-  const ask: Ask = { key, limit, window: DAY_MS, members: [crypto.randomUUID()] };
-  const verdict = await admit(bindings, [ask]);
-  if (verdict.ok && verdict.report) await flushSoon(bindings);
-  return verdict.ok;
-}
+import { admit, emailsForwarded, flushSoon, one, open, person, postWith, reachNewIsolate, unique } from "./people.ts";
 
 /**
  * Other contacts' counters (two events each, so real Counters, never due a report) until this

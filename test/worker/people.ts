@@ -1,8 +1,9 @@
 import { env } from "cloudflare:workers";
 import { newIsolate } from "../../worker/isolate.ts";
 import { type Ask, ledgerOf } from "../../worker/limits/counts.ts";
+import { DAY_MS } from "../../worker/limits/index.ts";
 import type { LedgerEntry } from "../../worker/limits/ledger-object.ts";
-import { loggedIn, type PostOptions, postWith as postThrough } from "./helpers.ts";
+import { emulator, loggedIn, type PostOptions, postWith as postThrough } from "./helpers.ts";
 
 /** The limits tests' server token, and their bindings: open mode, with the account's request budget
  * high enough never to coalesce (the budget project tests that), and Ortto given 30 s, not 5, before
@@ -64,4 +65,16 @@ export async function postServed(bindings: Parameters<typeof postWith>[0], body:
     res = await postWith(bindings, body, options);
   }
   return res;
+}
+
+/** Every activity Ortto received, and the people they were for. */
+export const forwarded = async () => (await emulator.requests()).flatMap((r) => r.body.activities ?? []);
+export const emailsForwarded = async () => new Set((await forwarded()).map((a) => a.fields?.["str::email"]));
+
+/** One new member of `key`, admitted or not; a due report is flushed before the next, as waitUntil would. */
+export async function one(key: string, limit = 50, bindings: typeof env = env): Promise<boolean> {
+  const ask: Ask = { key, limit, window: DAY_MS, members: [crypto.randomUUID()] };
+  const verdict = await admit(bindings, [ask]);
+  if (verdict.ok && verdict.report) await flushSoon(bindings);
+  return verdict.ok;
 }

@@ -9,17 +9,9 @@ import { beforeEach, describe, expect, it, vi } from "vitest";
 import { MAX_REPLAYS } from "../../worker/delivery/consumer.ts";
 import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
 import worker from "../../worker/index.ts";
-import { clearDeadLetters, deadLetters, emulator, eventually, loggedIn, post } from "./helpers.ts";
+import { clearDeadLetters, deadLetters, emulator, eventually, loggedIn, message, post } from "./helpers.ts";
 
 const stored = async () => (await emulator.activities()).activities;
-
-function message(
-  id: string,
-  activities: unknown[],
-  attempts = 1,
-): { id: string; timestamp: Date; attempts: number; body: DeliveryMessage } {
-  return { id, timestamp: new Date(), attempts, body: { v: 1, request_id: id, activities } as DeliveryMessage };
-}
 
 beforeEach(async () => {
   await emulator.reset();

@@ -5,7 +5,7 @@ import { MAX_AGE_MS } from "../../shared/activities.ts";
 import { MAX_REPLAYS } from "../../worker/delivery/consumer.ts";
 import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
 import worker from "../../worker/index.ts";
-import { clearDeadLetters, deadLetters, emulator, eventually, loggedIn, postWith } from "./helpers.ts";
+import { clearDeadLetters, deadLetters, emulator, eventually, loggedIn, message, postWith } from "./helpers.ts";
 
 /**
  * Delivery through the queue at its edges: activities that expire while they wait (and the edge
@@ -14,10 +14,6 @@ import { clearDeadLetters, deadLetters, emulator, eventually, loggedIn, postWith
  * part of a request.
  */
 const stored = async () => (await emulator.activities()).activities;
-
-function message(id: string, activities: unknown[], attempts = 1) {
-  return { id, timestamp: new Date(), attempts, body: { v: 1, request_id: id, activities } as DeliveryMessage };
-}
 
 /** Collects the log lines written while `run` runs. */
 async function logsOf(run: () => Promise<unknown>): Promise<Record<string, unknown>[]> {

@@ -4,9 +4,7 @@
  */
 import { beforeEach, describe, expect, it } from "vitest";
 import { emulator } from "./helpers.ts";
-import { open, person, postWith, SERVER_TOKEN, unique } from "./people.ts";
-
-const forwarded = async () => (await emulator.requests()).flatMap((r) => r.body.activities ?? []);
+import { forwarded, open, person, postWith, SERVER_TOKEN, unique } from "./people.ts";
 
 beforeEach(async () => {
   await emulator.reset();
