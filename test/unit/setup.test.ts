@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it, type TestContext } from "vitest";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -42,36 +42,37 @@ if (group === "queues" && command === "list") {
 } else { console.error("stand-in: unexpected " + args.join(" ")); process.exit(3); }
 `;
 
-let dir: string;
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), "relay-setup-test-"));
+/** A directory of its own for one test: the stand-in, its state and its calls. */
+function standIn(onTestFinished: TestContext["onTestFinished"]) {
+  const dir = mkdtempSync(join(tmpdir(), "relay-setup-test-"));
   writeFileSync(join(dir, "wrangler"), STAND_IN);
   chmodSync(join(dir, "wrangler"), 0o755);
   writeFileSync(join(dir, "state.json"), JSON.stringify({ queues: ["someone-elses-queue"], secrets: {} }));
   writeFileSync(join(dir, "calls.jsonl"), "");
-});
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
 
-const calls = () =>
-  readFileSync(join(dir, "calls.jsonl"), "utf8")
-    .split("\n")
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as string[]);
-const state = () =>
-  JSON.parse(readFileSync(join(dir, "state.json"), "utf8")) as { queues: string[]; secrets: Record<string, Record<string, string>> };
+  const calls = () =>
+    readFileSync(join(dir, "calls.jsonl"), "utf8")
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as string[]);
+  const state = () =>
+    JSON.parse(readFileSync(join(dir, "state.json"), "utf8")) as { queues: string[]; secrets: Record<string, Record<string, string>> };
 
-async function setup(args: string[], env: Record<string, string | undefined> = {}) {
-  const clean = { ...process.env, ORTTO_API_KEY: undefined, IDENTITY_SECRET: undefined, SERVER_TOKEN: undefined };
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [join(root, "scripts", "setup.mjs"), ...args], {
-      cwd: root,
-      env: { ...clean, ...env, PATH: `${dir}${delimiter}${process.env.PATH}` },
-    });
-    return { code: 0, output: stdout + stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, output: e.stdout + e.stderr };
+  async function setup(args: string[], env: Record<string, string | undefined> = {}) {
+    const clean = { ...process.env, ORTTO_API_KEY: undefined, IDENTITY_SECRET: undefined, SERVER_TOKEN: undefined };
+    try {
+      const { stdout, stderr } = await promisify(execFile)(process.execPath, [join(root, "scripts", "setup.mjs"), ...args], {
+        cwd: root,
+        env: { ...clean, ...env, PATH: `${dir}${delimiter}${process.env.PATH}` },
+      });
+      return { code: 0, output: stdout + stderr };
+    } catch (err) {
+      const e = err as { code: number; stdout: string; stderr: string };
+      return { code: e.code, output: e.stdout + e.stderr };
+    }
   }
+  return { dir, calls, state, setup };
 }
 
 const SECRETS = {
@@ -80,9 +81,13 @@ const SECRETS = {
   SERVER_TOKEN: "token-19bd-never-printed",
 };
 
-// Each run starts Node, loads wrangler and bundles the catalogue: seconds on a busy machine.
-describe("npm run setup -- --env production", { timeout: 60_000 }, () => {
-  it("lists the queues first, creates the environment's queues and dead-letter queue, sets its secrets, and says so", async () => {
+// Each run starts Node, loads wrangler and bundles the catalogue: seconds on a busy machine. The
+// tests wait on those processes, each in a directory of its own, so they run at once.
+describe.concurrent("npm run setup -- --env production", { timeout: 60_000 }, () => {
+  it("lists the queues first, creates the environment's queues and dead-letter queue, sets its secrets, and says so", async ({
+    onTestFinished,
+  }) => {
+    const { calls, state, setup } = standIn(onTestFinished);
     const { code, output } = await setup(["--env", "production"], SECRETS);
     expect(code).toBe(0);
     expect(calls()[0]).toEqual(["queues", "list", "--page", "1"]);
@@ -102,7 +107,8 @@ describe("npm run setup -- --env production", { timeout: 60_000 }, () => {
     }
   });
 
-  it("changes nothing when run twice: the second run only lists", async () => {
+  it("changes nothing when run twice: the second run only lists", async ({ onTestFinished }) => {
+    const { calls, state, setup } = standIn(onTestFinished);
     await setup(["--env", "production"], SECRETS);
     const after = state();
     const first = calls().length;
@@ -122,7 +128,8 @@ describe("npm run setup -- --env production", { timeout: 60_000 }, () => {
     expect(output).toMatch(/secret ORTTO_API_KEY +exists, unchanged/);
   });
 
-  it("reads the secret list from wrangler's JSON on stdout when wrangler also warns on stderr", async () => {
+  it("reads the secret list from wrangler's JSON on stdout when wrangler also warns on stderr", async ({ onTestFinished }) => {
+    const { dir, state, setup } = standIn(onTestFinished);
     await setup(["--env", "production"], SECRETS);
     writeFileSync(join(dir, "state.json"), JSON.stringify({ ...state(), warn: "Processing wrangler.toml configuration: [some warning]" }));
     const { code, output } = await setup(["--env", "production"], SECRETS);
@@ -130,7 +137,10 @@ describe("npm run setup -- --env production", { timeout: 60_000 }, () => {
     expect(code).toBe(0);
   });
 
-  it("stops, overwriting nothing, when listing the secrets fails for any reason but a Worker not yet deployed", async () => {
+  it("stops, overwriting nothing, when listing the secrets fails for any reason but a Worker not yet deployed", async ({
+    onTestFinished,
+  }) => {
+    const { dir, calls, state, setup } = standIn(onTestFinished);
     await setup(["--env", "production"], SECRETS);
     const listError =
       "✘ [ERROR] A request to the Cloudflare API (/accounts/x/workers/scripts/ortto-relay-production/secrets) failed.\n  Route not found [code: 7003]";
@@ -147,14 +157,18 @@ describe("npm run setup -- --env production", { timeout: 60_000 }, () => {
     expect(state().secrets.production?.ORTTO_API_KEY).toBe(SECRETS.ORTTO_API_KEY);
   });
 
-  it("refuses to run without --env, touching nothing: the top level is local development, not an account's Worker", async () => {
+  it("refuses to run without --env, touching nothing: the top level is local development, not an account's Worker", async ({
+    onTestFinished,
+  }) => {
+    const { calls, setup } = standIn(onTestFinished);
     const { code, output } = await setup([], SECRETS);
     expect(code).toBe(2);
     expect(output).toContain("--env");
     expect(calls()).toEqual([]);
   });
 
-  it("creates staging's own queues, apart from production's", async () => {
+  it("creates staging's own queues, apart from production's", async ({ onTestFinished }) => {
+    const { calls, state, setup } = standIn(onTestFinished);
     await setup(["--env", "staging"], SECRETS);
     expect(state().queues).toEqual(["someone-elses-queue", "ortto-relay-staging-delivery", "ortto-relay-staging-dead-letters"]);
     expect(
@@ -164,7 +178,10 @@ describe("npm run setup -- --env production", { timeout: 60_000 }, () => {
     ).toBe(true);
   });
 
-  it("fails naming a missing required secret, after creating the queues, and takes secrets from --secrets-file", async () => {
+  it("fails naming a missing required secret, after creating the queues, and takes secrets from --secrets-file", async ({
+    onTestFinished,
+  }) => {
+    const { dir, state, setup } = standIn(onTestFinished);
     const missing = await setup(["--env", "production"]);
     expect(missing.code).toBe(1);
     expect(missing.output).toMatch(/secret ORTTO_API_KEY +MISSING/);
@@ -178,7 +195,8 @@ describe("npm run setup -- --env production", { timeout: 60_000 }, () => {
     expect(state().secrets.production).toEqual({ ORTTO_API_KEY: SECRETS.ORTTO_API_KEY, SERVER_TOKEN: SECRETS.SERVER_TOKEN });
   });
 
-  it("refuses a --secrets-file that is not valid JSON without printing any of its text, and sets nothing", async () => {
+  it("refuses a --secrets-file that is not valid JSON without printing any of its text, and sets nothing", async ({ onTestFinished }) => {
+    const { dir, state, setup } = standIn(onTestFinished);
     const file = join(dir, "secrets.json");
     // A value left unquoted: Node's JSON.parse error quotes the text around the mistake.
     writeFileSync(file, `{"ORTTO_API_KEY": ${SECRETS.ORTTO_API_KEY}, "SERVER_TOKEN": "${SECRETS.SERVER_TOKEN}"}`);
