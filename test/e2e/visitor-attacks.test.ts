@@ -4,6 +4,10 @@
  * next page's adoption; a request aborted after 15 s, then retried) must be one activity in Ortto,
  * so `key` and `created` must be the same in every send. Each waits for what the emulator stored
  * or the proxy received, never for a time.
+ *
+ * The tests spend their time in the snippet's own windows (a 10 s lease, a 15 s abort, a 30 s
+ * Retry-After), so they run at once: each has its visitor, proxy and address, and looks only at
+ * its own keys. The emulator's reset before each is sent as they start, before any page loads.
  */
 import type { Page } from "playwright-core";
 import { describe, expect, it } from "vitest";
@@ -40,7 +44,7 @@ function sameCreated(requests: { body: { activities?: { key?: string; created?: 
   return [...created.values()].every((s) => s.size === 1);
 }
 
-describe("a visitor's re-sends, in a real browser", () => {
+describe.concurrent("a visitor's re-sends, in a real browser", () => {
   it("stores each exit event once when it is sent at page hide and again by the next page after its lease, with the same created", async () => {
     const proxy = await startProxy();
     try {
