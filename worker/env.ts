@@ -39,6 +39,7 @@ declare global {
 
 import type { IsolateBudget } from "./budget/gate.ts";
 import type { RelaySite } from "./config.ts";
+import type { Isolate } from "./isolate.ts";
 import type { LimitCounts } from "./limits/counts.ts";
 
 export type RelayEnv = Cloudflare.Env;
@@ -87,5 +88,7 @@ export interface AppEnv {
     limits: LimitCounts;
     /** This isolate's view of the account's request budget (worker/isolate.ts). */
     budget: IsolateBudget;
+    /** This isolate's memory as a whole: its delivery signals, what it has logged once (worker/isolate.ts). */
+    isolate: Isolate;
   };
 }

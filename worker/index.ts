@@ -46,8 +46,8 @@ const preflight = cors({
 });
 const exposed = EXPOSED.join(",");
 
-/** The relay's app, over one isolate's memory (its counts and its view of the budget). */
-export function relayApp(isolate: Isolate) {
+/** The relay's app, over one isolate's memory (its counts, its view of the budget, its delivery signals). */
+function relayApp(isolate: Isolate) {
   const app = new Hono<AppEnv>({ getPath: relayPath });
 
   app.use(requestId());
@@ -55,6 +55,7 @@ export function relayApp(isolate: Isolate) {
   app.use(async (c, next) => {
     c.set("limits", isolate.limits);
     c.set("budget", isolate.budget);
+    c.set("isolate", isolate);
     await next();
   });
   // The vars are checked on the first request of an isolate: a wrong one answers 503 naming it (and
@@ -105,15 +106,19 @@ export function relayApp(isolate: Isolate) {
   return app;
 }
 
-/** This isolate's memory, made once, shared by its requests and its queue batches. */
-const isolate = newIsolate();
-const app = relayApp(isolate);
+/**
+ * The relay's handlers over one isolate's memory, shared by its requests and its queue batches.
+ * The worker is made over this isolate's, once; a test makes another to stand for a new isolate.
+ */
+export function relay(isolate: Isolate) {
+  const app = relayApp(isolate);
+  return {
+    fetch: app.fetch,
+    queue: (batch, env) => consumeQueue(batch, env, isolate),
+  } satisfies ExportedHandler<AppEnv["Bindings"]>;
+}
 
-export default {
-  fetch: app.fetch,
-  queue: (batch, env) => consumeQueue(batch, env, isolate.budget),
-} satisfies ExportedHandler<AppEnv["Bindings"]>;
+export default relay(newIsolate());
 
 export { UpstreamPacer } from "./budget/pacer.ts";
 export { LimitLedger } from "./limits/ledger-object.ts";
-export { app };

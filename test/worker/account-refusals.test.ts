@@ -69,7 +69,7 @@ describe("without the account pacer, requests Ortto answers 4xx stay under its b
         DELIVERY_QUEUE: delivery.queue,
         DEAD_LETTERS: dead.queue,
       } as unknown as typeof env,
-      isolate.budget,
+      isolate,
     );
     const log = await requests();
     console.info(
@@ -116,7 +116,7 @@ describe("a consumer in an isolate that has heard nothing yet keeps the account'
       { id: "w1", timestamp: new Date(), attempts: 1, body: { v: 1, request_id: "w1", activities: [keyed("window-1")] } },
     ]);
     const delivery = recordingQueue();
-    await consumeQueue(batch, { ...env, DELIVERY_QUEUE: delivery.queue } as unknown as typeof env, isolate.budget);
+    await consumeQueue(batch, { ...env, DELIVERY_QUEUE: delivery.queue } as unknown as typeof env, isolate);
     expect(await requests()).toHaveLength(0);
     expect(delivery.sent.flatMap((m) => m.activities.map((a) => a.key))).toEqual(["window-1"]);
   });
@@ -133,7 +133,7 @@ describe("a consumer in an isolate that has heard nothing yet keeps the account'
         { id: "c1", timestamp: new Date(), attempts: 1, body: { v: 1, request_id: "c1", activities: [keyed("circuit-1")] } },
       ]);
       const delivery = recordingQueue();
-      await consumeQueue(batch, { ...env, DELIVERY_QUEUE: delivery.queue } as unknown as typeof env, isolate.budget);
+      await consumeQueue(batch, { ...env, DELIVERY_QUEUE: delivery.queue } as unknown as typeof env, isolate);
       expect(await requests()).toHaveLength(0);
       expect(delivery.sent.flatMap((m) => m.activities.map((a) => a.key))).toEqual(["circuit-1"]);
     } finally {

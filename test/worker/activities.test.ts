@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { app } from "../../worker/index.ts";
+import worker from "../../worker/index.ts";
 import { emulator, loggedIn, ORIGIN, post, postWith, RELAY } from "./helpers.ts";
 
 beforeEach(async () => {
@@ -153,7 +153,7 @@ describe("logs", () => {
     const problems = { LOG_REQUESTS: "problems", RELAY_EVENTS };
     expect((await postWith(problems, { activities: [loggedIn()] })).status).toBe(200);
     expect((await postWith(problems, { activities: [{ ...loggedIn(), activity_id: "act:cm:no-such" }] })).status).toBe(400);
-    await app.request(`${RELAY}/healthz`, undefined, { ...env, RELAY_EVENTS });
+    await worker.fetch(new Request(`${RELAY}/healthz`), { ...env, RELAY_EVENTS });
     expect(points.map((p) => [p.blobs?.[0], p.blobs?.[2], p.doubles])).toEqual([
       ["forwarded", "200", [1, 1, 0]],
       ["rejected", "400", [0, 0, 0]],

@@ -4,7 +4,7 @@ import { env, exports } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import { RELAY_JS } from "../../snippet/dist/relay-asset.ts";
 import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
-import worker, { app } from "../../worker/index.ts";
+import worker from "../../worker/index.ts";
 import { emulator, loggedIn, ORIGIN, postInit, postWith, RELAY } from "./helpers.ts";
 
 const relay = (path: string, init?: RequestInit) => exports.default.fetch(`${RELAY}${path}`, init);
@@ -67,7 +67,7 @@ describe("the relay under a path prefix (a route such as shop.example/r/*)", () 
 
 describe("vars checked at start", () => {
   const withVars = (vars: Record<string, string>, path = "/v1/activities/create", init = postInit({ activities: [loggedIn()] })) =>
-    app.request(new Request(`${RELAY}${path}`, init), undefined, { ...env, ...vars });
+    worker.fetch(new Request(`${RELAY}${path}`, init), { ...env, ...vars });
 
   it("answers 503 naming ORTTO_REGION and its accepted values, and forwards nothing, when the region is misspelt", async () => {
     const res = await withVars({ ORTTO_REGION: "europe" });
@@ -103,7 +103,7 @@ describe("vars checked at start", () => {
 
   it("uses a var written unquoted in wrangler.toml (a JSON number), rather than its default", async () => {
     // The settings in force are /healthz's details, the server token's to read.
-    const res = await app.request(new Request(`${RELAY}/healthz`, { headers: { Authorization: "Bearer vars-token" } }), undefined, {
+    const res = await worker.fetch(new Request(`${RELAY}/healthz`, { headers: { Authorization: "Bearer vars-token" } }), {
       ...env,
       SERVER_TOKEN: "vars-token",
       ORTTO_MAX_RPS: 30,
@@ -187,11 +187,10 @@ describe("observability", () => {
     const RELAY_EVENTS = { writeDataPoint: (point: AnalyticsEngineDataPoint) => void points.push(point) };
     try {
       const wrong = { ...loggedIn(), attributes: { accountOwner: "yes-secret-value", paymentPlan: 7 } };
-      const res = await app.request(
-        new Request(`${RELAY}/r/v1/activities/create`, postInit({ activities: [loggedIn(), wrong] })),
-        undefined,
-        { ...env, RELAY_EVENTS },
-      );
+      const res = await worker.fetch(new Request(`${RELAY}/r/v1/activities/create`, postInit({ activities: [loggedIn(), wrong] })), {
+        ...env,
+        RELAY_EVENTS,
+      });
       expect(res.status).toBe(400);
       const id = res.headers.get("x-request-id");
       // The line is written after the answer.
@@ -223,7 +222,7 @@ describe("observability", () => {
         const points: AnalyticsEngineDataPoint[] = [];
         const RELAY_EVENTS = { writeDataPoint: (point: AnalyticsEngineDataPoint) => void points.push(point) };
         const wrong = { ...loggedIn(), attributes: { [key]: true } };
-        const res = await app.request(new Request(`${RELAY}/v1/activities/create`, postInit({ activities: [wrong] })), undefined, {
+        const res = await worker.fetch(new Request(`${RELAY}/v1/activities/create`, postInit({ activities: [wrong] })), {
           ...env,
           RELAY_EVENTS,
         });

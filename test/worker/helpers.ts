@@ -1,6 +1,6 @@
 import { env, exports } from "cloudflare:workers";
 import type { DeliveryMessage } from "../../worker/delivery/messages.ts";
-import { app, relayApp } from "../../worker/index.ts";
+import worker, { relay } from "../../worker/index.ts";
 import type { Isolate } from "../../worker/isolate.ts";
 
 export const RELAY = "https://relay.test";
@@ -35,7 +35,7 @@ export function post(body: unknown, options?: PostOptions) {
   return exports.default.fetch(`${RELAY}/v1/activities/create`, postInit(body, options));
 }
 
-const apps = new WeakMap<Isolate, typeof app>();
+const workers = new WeakMap<Isolate, typeof worker>();
 
 /**
  * A POST through the app with some bindings changed (GEO_MODE, timeouts, a missing key); with
@@ -47,12 +47,12 @@ export function postWith(
   options?: PostOptions & { cf?: Record<string, unknown>; isolate?: Isolate },
 ) {
   const request = new Request(`${RELAY}/v1/activities/create`, { ...postInit(body, options), cf: options?.cf } as RequestInit);
-  let relay = app;
+  let handler = worker;
   if (options?.isolate) {
-    relay = apps.get(options.isolate) ?? relayApp(options.isolate);
-    apps.set(options.isolate, relay);
+    handler = workers.get(options.isolate) ?? relay(options.isolate);
+    workers.set(options.isolate, handler);
   }
-  return relay.request(request, undefined, { ...env, ...bindings });
+  return handler.fetch(request, { ...env, ...bindings });
 }
 
 export interface StoredActivity {
@@ -109,11 +109,10 @@ export const HEALTH_TOKEN = "health-token-for-tests";
 
 /** `/healthz` with the server token: the details an operator reads (this isolate's memory, no Durable Object). */
 export async function healthDetails<T = Record<string, unknown>>(): Promise<T> {
-  const res = await app.request(
-    `${RELAY}/healthz`,
-    { headers: { Authorization: `Bearer ${HEALTH_TOKEN}` } },
-    { ...env, SERVER_TOKEN: HEALTH_TOKEN },
-  );
+  const res = await worker.fetch(new Request(`${RELAY}/healthz`, { headers: { Authorization: `Bearer ${HEALTH_TOKEN}` } }), {
+    ...env,
+    SERVER_TOKEN: HEALTH_TOKEN,
+  });
   return (await res.json()) as T;
 }
 

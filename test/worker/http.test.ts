@@ -1,7 +1,8 @@
 import { env, exports } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { app } from "../../worker/index.ts";
-import { emulator, HEALTH_TOKEN, healthDetails, loggedIn, ORIGIN, post, RELAY } from "./helpers.ts";
+import worker, { relay } from "../../worker/index.ts";
+import { newIsolate } from "../../worker/isolate.ts";
+import { emulator, HEALTH_TOKEN, healthDetails, loggedIn, ORIGIN, post, postWith, RELAY } from "./helpers.ts";
 
 beforeEach(async () => {
   await emulator.reset();
@@ -86,11 +87,10 @@ describe("GET /healthz", () => {
   });
 
   it("reports settings and delivery signals to the server token, without any secret", async () => {
-    const res = await app.request(
-      `${RELAY}/healthz`,
-      { headers: { Authorization: `Bearer ${HEALTH_TOKEN}` } },
-      { ...env, SERVER_TOKEN: HEALTH_TOKEN },
-    );
+    const res = await worker.fetch(new Request(`${RELAY}/healthz`, { headers: { Authorization: `Bearer ${HEALTH_TOKEN}` } }), {
+      ...env,
+      SERVER_TOKEN: HEALTH_TOKEN,
+    });
     expect(res.status).toBe(200);
     const text = await res.text();
     expect(JSON.parse(text)).toMatchObject({
@@ -109,11 +109,10 @@ describe("GET /healthz", () => {
   });
 
   it("refuses a wrong server token with a 401", async () => {
-    const res = await app.request(
-      `${RELAY}/healthz`,
-      { headers: { Authorization: "Bearer nope" } },
-      { ...env, SERVER_TOKEN: HEALTH_TOKEN },
-    );
+    const res = await worker.fetch(new Request(`${RELAY}/healthz`, { headers: { Authorization: "Bearer nope" } }), {
+      ...env,
+      SERVER_TOKEN: HEALTH_TOKEN,
+    });
     expect(res.status).toBe(401);
   });
 
@@ -133,5 +132,30 @@ describe("GET /healthz", () => {
     }
     expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(0);
     expect(statuses.every((s) => s === 200 || s === 429)).toBe(true);
+  });
+});
+
+describe("one isolate's memory", () => {
+  it("counts on /healthz the activities queued by this isolate, not by another", async () => {
+    const isolate = newIsolate();
+    const details = async (handler: ReturnType<typeof relay>) => {
+      const request = new Request(`${RELAY}/healthz`, { headers: { Authorization: `Bearer ${HEALTH_TOKEN}` } });
+      const res = await handler.fetch(request, { ...env, SERVER_TOKEN: HEALTH_TOKEN });
+      return ((await res.json()) as { queue: { queued: number } }).queue;
+    };
+    const queueing = { DELIVERY: "queue" };
+    expect((await postWith(queueing, { activities: [loggedIn(), loggedIn()] }, { isolate })).status).toBe(202);
+    expect((await details(relay(isolate))).queued).toBe(2);
+    expect((await details(relay(newIsolate()))).queued).toBe(0);
+  });
+
+  it("logs once per isolate that identities are not verified (open mode)", async () => {
+    const log = vi.spyOn(console, "log");
+    const [first, second] = [newIsolate(), newIsolate()];
+    for (const isolate of [first, first, second]) {
+      expect((await postWith({}, { activities: [loggedIn()] }, { isolate })).status).toBe(200);
+    }
+    expect(log.mock.calls.filter(([line]) => String(line).includes('"event":"open_mode"'))).toHaveLength(2);
+    log.mockRestore();
   });
 });

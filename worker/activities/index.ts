@@ -11,7 +11,7 @@ import { KEY_REFUSED_REASON, type QueueReason } from "../budget/gate.ts";
 import { DEFAULT_SITE, relayConfig, siteFor, siteKey } from "../config.ts";
 import { deadLetterFailed } from "../delivery/dead-letters.ts";
 import { PartialSendError, QUEUED, sendMessages, toMessages } from "../delivery/messages.ts";
-import { deliveryStats } from "../delivery/stats.ts";
+import type { DeliveryStats } from "../delivery/stats.ts";
 import type { AppEnv } from "../env.ts";
 import { RelayError } from "../errors.ts";
 import { verifyIdentity } from "../identity.ts";
@@ -71,16 +71,17 @@ async function enqueue(
   request: Omit<ActivitiesRequest, "activities">,
   activities: ActivityInput[],
   relayDated: ReadonlySet<ActivityInput>,
+  stats: DeliveryStats,
 ) {
   const ordered = [...activities.filter((a) => !relayDated.has(a)), ...activities.filter((a) => relayDated.has(a))];
   const messages = toMessages(requestId, site, request, ordered);
   try {
     await sendMessages(env.DELIVERY_QUEUE, messages);
-    deliveryStats.queued += activities.length;
+    stats.queued += activities.length;
   } catch (err) {
     const sent = err instanceof PartialSendError ? err.sent : 0;
     const queued = messages.slice(0, sent).reduce((n, m) => n + m.activities.length, 0);
-    deliveryStats.queued += queued;
+    stats.queued += queued;
     const taken = new Set(ordered.slice(0, queued));
     // Those the relay keyed cannot merge with a re-send: the answer names them, not to be sent again.
     const keyedHere = activities.flatMap((a, i) => (taken.has(a) && relayDated.has(a) ? [i] : []));
@@ -109,9 +110,10 @@ async function keepFailed(
   from: Parameters<typeof deadLetterFailed>[1],
   activities: ActivityInput[],
   results: ActivityResult[],
+  stats: DeliveryStats,
 ) {
   try {
-    await deadLetterFailed(env, from, activities, results);
+    await deadLetterFailed(env, from, activities, results, stats);
   } catch (err) {
     const failed = activities.filter((_, i) => results[i]?.status === "failed");
     let requeued = false;
@@ -137,7 +139,6 @@ async function keepFailed(
 /** Each upstream answer of an inline send, noted in the isolate's budget (upstream.ts keeps no state). */
 const noteIn = (budget: AppEnv["Variables"]["budget"]) => async (result: UpstreamResult) => budget.noteUpstream(result);
 
-let openModeLogged = false;
 const QUEUED_HEADER = { "X-Relay-Outcome": "queued" };
 
 /**
@@ -204,8 +205,8 @@ export const activities = new Hono<AppEnv>().post(
           reason: "identity",
         });
       }
-    } else if (!config.identitySecret && !openModeLogged) {
-      openModeLogged = true;
+    } else if (!config.identitySecret && !c.var.isolate.openModeLogged) {
+      c.var.isolate.openModeLogged = true;
       console.log(
         JSON.stringify({
           event: "open_mode",
@@ -285,7 +286,7 @@ export const activities = new Hono<AppEnv>().post(
     }
     if (config.delivery === "queue" || queue) {
       if (queue) log.reason = queue;
-      await enqueue(c.env, c.get("requestId"), site.name, request, enriched, relayDated);
+      await enqueue(c.env, c.get("requestId"), site.name, request, enriched, relayDated, c.var.isolate.delivery);
       c.set("outcome", "queued");
       log.queued = enriched.length;
       // "queued", in the body and the header: nothing was forwarded yet.
@@ -306,7 +307,7 @@ export const activities = new Hono<AppEnv>().post(
       const from = { request_id: c.get("requestId"), site: site.name, ...request };
       // Rare (Ortto answers "failed" for an unknown person_id or its own daily limit), so awaited;
       // the page's answer does not depend on it.
-      await keepFailed(c.env, log, from, enriched, outcome.results);
+      await keepFailed(c.env, log, from, enriched, outcome.results, c.var.isolate.delivery);
       return c.json({ activities: outcome.results }, 200);
     }
     const failure = outcome.failure;
@@ -322,7 +323,7 @@ export const activities = new Hono<AppEnv>().post(
     // Ortto is slow, failing or rate-limiting: what it has not taken waits in the queue and is
     // retried until it is delivered. The browser's part is done.
     log.reason = failure.keyRefused ? KEY_REFUSED_REASON : failure.error;
-    await enqueue(c.env, c.get("requestId"), site.name, request, outcome.remaining, relayDated);
+    await enqueue(c.env, c.get("requestId"), site.name, request, outcome.remaining, relayDated, c.var.isolate.delivery);
     c.set("outcome", "queued");
     log.queued = outcome.remaining.length;
     return c.json({ activities: [...outcome.results, ...outcome.remaining.map(() => QUEUED)] }, 202, QUEUED_HEADER);

@@ -1,14 +1,13 @@
 import { type ActivityInput, MAX_AGE_MS } from "../../shared/activities.ts";
 import { pacerOf } from "../budget/binding.ts";
-import type { IsolateBudget } from "../budget/gate.ts";
 import { forwardPaced } from "../budget/paced.ts";
 import { DEFAULT_SITE, relayConfig, siteKey } from "../config.ts";
 import type { RelayEnv } from "../env.ts";
+import type { Isolate } from "../isolate.ts";
 import type { Failure } from "../upstream.ts";
 import { ConfigError } from "../vars.ts";
 import { countDelivery, deadLetterFailed, logDelivery, MAX_REASON } from "./dead-letters.ts";
 import { type DeliveryMessage, PartialSendError, retryDelaySeconds, sendMessages } from "./messages.ts";
-import { deliveryStats } from "./stats.ts";
 
 const MAX_ACTIVITIES_PER_REQUEST = 100;
 /** How long a batch waits between looks while the vars are invalid (holdWhileInvalid). */
@@ -82,16 +81,16 @@ function pack(messages: Msg[]): Msg[][] {
  * while a part fails (`split`), so a poison message is found in about 2·log₂(n) requests and the
  * others are delivered, never one request each.
  */
-async function deliverProbing(env: RelayEnv, budget: IsolateBudget, messages: Msg[]): Promise<void> {
+async function deliverProbing(env: RelayEnv, isolate: Isolate, messages: Msg[]): Promise<void> {
   const i = Math.floor(Math.random() * messages.length);
   const rest = messages.filter((_, j) => j !== i);
-  const failure = await deliver(env, budget, [messages[i] as Msg]);
+  const failure = await deliver(env, isolate, [messages[i] as Msg]);
   if (failure && !failure.permanent) {
-    if (failure.holdUntil !== undefined) await hold(env, rest, failure, rest[0]?.body.narrow);
-    else retry(env, rest, failure);
+    if (failure.holdUntil !== undefined) await hold(env, isolate, rest, failure, rest[0]?.body.narrow);
+    else retry(env, isolate, rest, failure);
     return;
   }
-  await split(env, budget, rest);
+  await split(env, isolate, rest);
 }
 
 /** How many parts of a split may fail transiently before the rest waits for the next try: one message Ortto chokes on costs about 2·log₂(n). */
@@ -103,37 +102,37 @@ const splitBudget = (n: number) => ({ failures: 2 * Math.ceil(Math.log2(n + 1)) 
  * (Ortto failing again, or several messages it chokes on), what is left is retried at no further
  * request, to be probed again on its next try: a split never costs one request a message.
  */
-async function split(env: RelayEnv, budget: IsolateBudget, messages: Msg[], failures = splitBudget(messages.length)): Promise<void> {
+async function split(env: RelayEnv, isolate: Isolate, messages: Msg[], failures = splitBudget(messages.length)): Promise<void> {
   if (!messages.length) return;
-  if (failures.failures <= 0 && failures.last) return retry(env, messages, failures.last);
-  const failure = await deliver(env, budget, messages, false, messages.length > 1);
+  if (failures.failures <= 0 && failures.last) return retry(env, isolate, messages, failures.last);
+  const failure = await deliver(env, isolate, messages, false, messages.length > 1);
   if (!failure || failure.permanent || failure.holdUntil !== undefined) return;
   failures.failures--;
   failures.last = failure;
   if (messages.length === 1) return;
   const half = Math.ceil(messages.length / 2);
-  for (const part of [messages.slice(0, half), messages.slice(half)]) await split(env, budget, part, failures);
+  for (const part of [messages.slice(0, half), messages.slice(half)]) await split(env, isolate, part, failures);
 }
 
-async function deadLetter(env: RelayEnv, message: Msg, reason: string) {
+async function deadLetter(env: RelayEnv, isolate: Isolate, message: Msg, reason: string) {
   const body = asDeadLetter(message.body);
   await sendMessages(env.DEAD_LETTERS, [{ ...body, dead_reason: reason.slice(0, MAX_REASON) }]);
   message.ack();
-  deliveryStats.dead_lettered++;
+  isolate.delivery.dead_lettered++;
   countDelivery(env, body.site, "dead_lettered", body.activities.length);
   logDelivery("dead_lettered", { request_id: body.request_id, activities: body.activities.length, reason, attempts: message.attempts });
 }
 
 /** A transient failure (5xx, timeout, outage): the messages are retried together, with one delay, so they come back packed. */
-function retry(env: RelayEnv, messages: Msg[], failure: Failure) {
+function retry(env: RelayEnv, isolate: Isolate, messages: Msg[], failure: Failure) {
   const { base, max } = backoff(env);
   const attempts = Math.max(...messages.map((m) => m.attempts));
   const delaySeconds = retryDelaySeconds(attempts, base, failure.permanent ? 0 : failure.retryAfterSeconds, max);
   for (const message of messages) {
     message.retry({ delaySeconds });
-    deliveryStats.retried++;
+    isolate.delivery.retried++;
   }
-  deliveryStats.last_upstream_failure_at = new Date().toISOString();
+  isolate.delivery.last_upstream_failure_at = new Date().toISOString();
   logDelivery("delivery_retry", {
     messages: messages.length,
     upstream_status: failure.status ?? null,
@@ -149,7 +148,7 @@ function retry(env: RelayEnv, messages: Msg[], failure: Failure) {
  * retry is spent and they come back to be packed in full requests. `narrow`: the part of a refused
  * pack being narrowed, kept together as one request when it comes back.
  */
-async function hold(env: RelayEnv, messages: Msg[], failure: Failure, narrow?: string) {
+async function hold(env: RelayEnv, isolate: Isolate, messages: Msg[], failure: Failure, narrow?: string) {
   const untilMs = failure.permanent ? Date.now() : (failure.holdUntil ?? Date.now());
   // At least until the wait ends (whole seconds, rounded up), at most the queue's 12 hours.
   const delaySeconds = Math.min(43_200, Math.max(1, Math.ceil((untilMs - Date.now()) / 1000)));
@@ -163,7 +162,7 @@ async function hold(env: RelayEnv, messages: Msg[], failure: Failure, narrow?: s
   } catch {
     for (const m of messages) m.retry({ delaySeconds });
   }
-  deliveryStats.held += messages.length;
+  isolate.delivery.held += messages.length;
   logDelivery("delivery_held", {
     messages: messages.length,
     upstream_status: failure.status ?? null,
@@ -198,7 +197,7 @@ function refusedByDetails(details: unknown, count: number): Set<number> | undefi
  */
 async function narrow(
   env: RelayEnv,
-  budget: IsolateBudget,
+  isolate: Isolate,
   messages: Msg[],
   activities: ActivityInput[],
   failure: Extract<Failure, { permanent: true }>,
@@ -220,19 +219,19 @@ async function narrow(
       await sendMessages(env.DEAD_LETTERS, [{ ...m.body, activities: bad, dead_reason: reason.slice(0, MAX_REASON) }]);
       if (good.length) await sendMessages(env.DELIVERY_QUEUE, [{ ...m.body, activities: good }]);
       m.ack();
-      deliveryStats.dead_lettered++;
+      isolate.delivery.dead_lettered++;
       countDelivery(env, m.body.site, "dead_lettered", bad.length);
       logDelivery("dead_lettered", { request_id: m.body.request_id, activities: bad.length, reason, attempts: m.attempts });
     }
-    if (rest.length) await deliver(env, budget, rest, true);
+    if (rest.length) await deliver(env, isolate, rest, true);
     return;
   }
   if (messages.length > 1) {
     const half = Math.ceil(messages.length / 2);
-    for (const part of [messages.slice(0, half), messages.slice(half)]) await deliver(env, budget, part, true);
+    for (const part of [messages.slice(0, half), messages.slice(half)]) await deliver(env, isolate, part, true);
     return;
   }
-  await deadLetter(env, messages[0] as Msg, reason);
+  await deadLetter(env, isolate, messages[0] as Msg, reason);
 }
 
 /**
@@ -241,7 +240,7 @@ async function narrow(
  */
 async function deliver(
   env: RelayEnv,
-  budget: IsolateBudget,
+  isolate: Isolate,
   messages: Msg[],
   narrowing = false,
   keepTransient = false,
@@ -253,7 +252,7 @@ async function deliver(
   const activities = messages.flatMap((m) => m.body.activities);
   // Paced by the account's request budget (worker/budget/): one slot per request, 429s pause every sender.
   const outcome = await forwardPaced(
-    budget,
+    isolate.budget,
     pacerOf(env),
     relayConfig(env),
     apiKey,
@@ -263,10 +262,10 @@ async function deliver(
   );
   if (!outcome.failure) {
     // Activities Ortto answered "failed" for are kept, with its answer, before the batch is acked.
-    const failed = await deadLetterFailed(env, first.body, activities, outcome.results);
+    const failed = await deadLetterFailed(env, first.body, activities, outcome.results, isolate.delivery);
     for (const m of messages) m.ack();
-    deliveryStats.delivered_from_queue += activities.length - failed;
-    deliveryStats.last_queue_delivery_at = new Date().toISOString();
+    isolate.delivery.delivered_from_queue += activities.length - failed;
+    isolate.delivery.last_queue_delivery_at = new Date().toISOString();
     countDelivery(env, first.body.site, "delivered", activities.length - failed);
     logDelivery("delivered", {
       messages: messages.length,
@@ -277,9 +276,10 @@ async function deliver(
     return;
   }
   const failure = outcome.failure;
-  if (failure.permanent) await narrow(env, budget, messages, activities, failure);
-  else if (failure.holdUntil !== undefined) await hold(env, messages, failure, narrowing ? crypto.randomUUID() : first.body.narrow);
-  else if (!keepTransient) retry(env, messages, failure);
+  if (failure.permanent) await narrow(env, isolate, messages, activities, failure);
+  else if (failure.holdUntil !== undefined)
+    await hold(env, isolate, messages, failure, narrowing ? crypto.randomUUID() : first.body.narrow);
+  else if (!keepTransient) retry(env, isolate, messages, failure);
   return failure;
 }
 
@@ -289,7 +289,7 @@ async function deliver(
  * from the dead-letter queue (attached only when an operator wants a replay) is put back on
  * the delivery queue.
  */
-export async function consumeQueue(batch: MessageBatch<unknown>, env: RelayEnv, budget: IsolateBudget): Promise<void> {
+export async function consumeQueue(batch: MessageBatch<unknown>, env: RelayEnv, isolate: Isolate): Promise<void> {
   let deadLetterQueue: string;
   try {
     // DEAD_LETTER_QUEUE names the queue wrangler.toml dead-letters into, per environment.
@@ -299,16 +299,16 @@ export async function consumeQueue(batch: MessageBatch<unknown>, env: RelayEnv, 
     if (!(err instanceof ConfigError)) throw err;
     return holdWhileInvalid(batch, env);
   }
-  if (batch.queue === deadLetterQueue) return replayDeadLetters(batch, env);
+  if (batch.queue === deadLetterQueue) return replayDeadLetters(batch, env, isolate);
   const valid: Msg[] = [];
   for (const m of batch.messages) {
     if (isDeliveryMessage(m.body)) valid.push(m as Msg);
-    else await deadLetter(env, m as Msg, "not a delivery message");
+    else await deadLetter(env, isolate, m as Msg, "not a delivery message");
   }
-  budget.noteBatch(batch.messages);
-  for (const group of pack(await setAsideExpired(env, valid))) {
-    if (group.length > 1 && group.every(tired)) await deliverProbing(env, budget, group);
-    else await deliver(env, budget, group);
+  isolate.budget.noteBatch(batch.messages);
+  for (const group of pack(await setAsideExpired(env, isolate, valid))) {
+    if (group.length > 1 && group.every(tired)) await deliverProbing(env, isolate, group);
+    else await deliver(env, isolate, group);
   }
 }
 
@@ -369,7 +369,7 @@ const EXPIRED = "Created date is more than 90 days ago (checked at delivery: the
  * on the delivery queue as a new message, and the message is acked. Returns the messages
  * with nothing expired, to deliver now.
  */
-async function setAsideExpired(env: RelayEnv, messages: Msg[]): Promise<Msg[]> {
+async function setAsideExpired(env: RelayEnv, isolate: Isolate, messages: Msg[]): Promise<Msg[]> {
   const oldest = Date.now() - MAX_AGE_MS + EXPIRY_MARGIN_MS;
   const isExpired = (a: ActivityInput) => a.created !== undefined && Date.parse(a.created) < oldest;
   const live: Msg[] = [];
@@ -383,7 +383,7 @@ async function setAsideExpired(env: RelayEnv, messages: Msg[]): Promise<Msg[]> {
     await sendMessages(env.DEAD_LETTERS, [{ ...m.body, activities: expired, dead_reason: EXPIRED }]);
     if (rest.length) await sendMessages(env.DELIVERY_QUEUE, [{ ...m.body, activities: rest }]);
     m.ack();
-    deliveryStats.dead_lettered++;
+    isolate.delivery.dead_lettered++;
     countDelivery(env, m.body.site, "dead_lettered", expired.length);
     logDelivery("dead_lettered", { request_id: m.body.request_id, activities: expired.length, reason: EXPIRED, attempts: m.attempts });
   }
@@ -399,7 +399,7 @@ export const MAX_REPLAYS = 3;
  * keeps refusing it) is not replayed again but kept in the dead-letter queue, so replaying
  * never loops and never drops it.
  */
-async function replayDeadLetters(batch: MessageBatch<unknown>, env: RelayEnv): Promise<void> {
+async function replayDeadLetters(batch: MessageBatch<unknown>, env: RelayEnv, isolate: Isolate): Promise<void> {
   const replay: { message: Message; body: DeliveryMessage }[] = [];
   const keep: { message: Message; body: DeliveryMessage }[] = [];
   for (const m of batch.messages) {
@@ -424,7 +424,7 @@ async function replayDeadLetters(batch: MessageBatch<unknown>, env: RelayEnv): P
     43_200,
   );
   for (const { message } of [...replay, ...keep]) message.ack();
-  deliveryStats.replayed += replay.length;
+  isolate.delivery.replayed += replay.length;
   for (const { body } of keep)
     logDelivery("dead_letter_kept", { request_id: body.request_id, reason: body.dead_reason ?? "not a delivery message" });
   logDelivery("dead_letters_replayed", { messages: replay.length });

@@ -6,7 +6,7 @@ import type { ActivityInput, ActivityResult } from "../../shared/activities.ts";
 import { DEFAULT_SITE } from "../config.ts";
 import type { RelayEnv } from "../env.ts";
 import { type DeliveryMessage, sendMessages, toMessages } from "./messages.ts";
-import { deliveryStats } from "./stats.ts";
+import type { DeliveryStats } from "./stats.ts";
 
 /** Ortto's error text is not ours to bound; a dead letter must stay under the 128 KB message limit. */
 export const MAX_REASON = 500;
@@ -39,6 +39,7 @@ export async function deadLetterFailed(
   from: Pick<DeliveryMessage, "request_id" | "site" | "async" | "merge_by" | "replays">,
   activities: ActivityInput[],
   results: ActivityResult[],
+  stats: DeliveryStats,
 ): Promise<number> {
   const failed = activities.flatMap((activity, i) => (results[i]?.status === "failed" ? [{ activity, result: results[i] }] : []));
   if (!failed.length) return 0;
@@ -57,7 +58,7 @@ export async function deadLetterFailed(
     // The replay count travels on: a message Ortto keeps answering "failed" must not loop through replays.
     messages.map((m) => ({ ...m, ...(from.replays ? { replays: from.replays } : {}), dead_reason: reason })),
   );
-  deliveryStats.dead_lettered += messages.length;
+  stats.dead_lettered += messages.length;
   countDelivery(env, from.site, "dead_lettered", failed.length);
   logDelivery("dead_lettered", { request_id: from.request_id, activities: failed.length, reason });
   return failed.length;

@@ -4,7 +4,6 @@ import catalogue from "../../relay.config.ts";
 import { ipRateLimit, trustedSender } from "../abuse.ts";
 import { KEY_REFUSED_REASON } from "../budget/gate.ts";
 import { relayConfig, siteKey } from "../config.ts";
-import { deliveryStats } from "../delivery/stats.ts";
 import type { AppEnv } from "../env.ts";
 
 /**
@@ -41,7 +40,7 @@ export const health = new Hono<AppEnv>().get("/healthz", trustedSender, ipRateLi
     delivery: config.delivery,
     activities: Object.keys(catalogue.activities).length,
     // Per-isolate counters (see delivery/stats.ts): cheap hints of upstream trouble, not the queue's depth.
-    queue: { ...deliveryStats },
+    queue: { ...c.get("isolate").delivery },
     // Sites whose key Ortto refuses (401/403/404): their activities wait in the queue behind a probing circuit.
     circuits,
     // This isolate's view of the account's request budget (the pacer's, as of its last sync).
