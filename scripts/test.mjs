@@ -1,0 +1,32 @@
+#!/usr/bin/env node
+/**
+ * The middle of `npm test`: the type check and Biome beside `vitest run`. Most test files wait (on
+ * queue retries, Ortto's windows, a browser) rather than compute, so the checks' CPU fits in beside
+ * them instead of coming first. vitest prints as it goes; the checks' output follows it. Extra
+ * arguments go to vitest. Exits 1 if any of the three fails.
+ */
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+const bin = (name) => fileURLToPath(new URL(`../node_modules/.bin/${name}`, import.meta.url));
+
+/** Runs a command; with `quiet`, its output is kept for the end. Resolves to its exit code and output. */
+function run(name, args, quiet) {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { stdio: quiet ? ["ignore", "pipe", "pipe"] : "inherit" });
+    let output = "";
+    child.stdout?.on("data", (d) => (output += d));
+    child.stderr?.on("data", (d) => (output += d));
+    child.on("close", (code) => resolve({ name, code, output }));
+  });
+}
+
+const results = await Promise.all([
+  run("typecheck", ["scripts/typecheck.mjs"], true),
+  run("lint", [bin("biome"), "check", "."], true),
+  run("vitest", [bin("vitest"), "run", ...process.argv.slice(2)], false),
+]);
+for (const { name, code, output } of results.filter((r) => r.output)) {
+  process.stdout.write(`\n${name}${code === 0 ? "" : " FAILED"}:\n${output}`);
+}
+process.exit(results.some((r) => r.code !== 0) ? 1 : 0);
