@@ -1,9 +1,9 @@
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
 import { signIdentity } from "../../worker/identity.ts";
-import { REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
+import { UNSYNCED_MAX } from "../../worker/limits/counts.ts";
 import { emulator, loggedIn, withinOneRateWindow } from "./helpers.ts";
-import { admit, flushSoon, open, person, postServed, postWith, reachNewIsolate, SERVER_TOKEN, unique, wrapLedger } from "./people.ts";
+import { flushSoon, open, person, postServed, postWith, reachNewIsolate, SERVER_TOKEN, unique } from "./people.ts";
 
 const stored = async () => (await emulator.activities()).activities.length;
 const bearer = (token = SERVER_TOKEN) => ({ headers: { Authorization: `Bearer ${token}` } });
@@ -245,29 +245,6 @@ describe("SERVER_TOKEN: a trusted backend's batches", () => {
       200,
     );
     expect((await postWith(signed, { activities: [person(unique("c"))] })).status).toBe(401);
-  });
-});
-
-describe("reports to the ledger", () => {
-  it("sends a counter's members in groups of REPORT_AT, not one call per event once it has been reported", async () => {
-    reachNewIsolate();
-    // The real ledger, watched: this test is about how often the isolate calls it.
-    const calls: number[] = [];
-    const watched = {
-      ...env,
-      LIMIT_LEDGER: wrapLedger((real) => (entries) => {
-        calls.push(entries.reduce((n, e) => n + e.add.length, 0));
-        return real(entries);
-      }),
-    };
-    const key = `c:${unique("cadence")}|act:cm:logged-in`;
-    for (let i = 0; i < 3 * REPORT_AT + 2; i++) {
-      const verdict = await admit(watched, [{ key, limit: 50, window: 86_400_000, members: [`event-${i}`] }]);
-      expect(verdict.ok).toBe(true);
-      if (verdict.ok && verdict.report) await flushSoon(watched);
-    }
-    expect(calls).toEqual([REPORT_AT, REPORT_AT, REPORT_AT]);
-    reachNewIsolate();
   });
 });
 
