@@ -42,6 +42,23 @@ if (group === "queues" && command === "list") {
 } else { console.error("stand-in: unexpected " + args.join(" ")); process.exit(3); }
 `;
 
+/**
+ * Each run of setup.mjs is mostly CPU (Node loading wrangler): four at a time, so that the tests
+ * running at once do not starve each other (and the files beside them) on a two-core machine.
+ */
+let running = 0;
+const waiting: (() => void)[] = [];
+async function fourAtOnce<T>(run: () => Promise<T>): Promise<T> {
+  while (running >= 4) await new Promise<void>((resolve) => waiting.push(resolve));
+  running++;
+  try {
+    return await run();
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
+}
+
 /** A directory of its own for one test: the stand-in, its state and its calls. */
 function standIn(onTestFinished: TestContext["onTestFinished"]) {
   const dir = mkdtempSync(join(tmpdir(), "relay-setup-test-"));
@@ -62,10 +79,12 @@ function standIn(onTestFinished: TestContext["onTestFinished"]) {
   async function setup(args: string[], env: Record<string, string | undefined> = {}) {
     const clean = { ...process.env, ORTTO_API_KEY: undefined, IDENTITY_SECRET: undefined, SERVER_TOKEN: undefined };
     try {
-      const { stdout, stderr } = await promisify(execFile)(process.execPath, [join(root, "scripts", "setup.mjs"), ...args], {
-        cwd: root,
-        env: { ...clean, ...env, PATH: `${dir}${delimiter}${process.env.PATH}` },
-      });
+      const { stdout, stderr } = await fourAtOnce(() =>
+        promisify(execFile)(process.execPath, [join(root, "scripts", "setup.mjs"), ...args], {
+          cwd: root,
+          env: { ...clean, ...env, PATH: `${dir}${delimiter}${process.env.PATH}` },
+        }),
+      );
       return { code: 0, output: stdout + stderr };
     } catch (err) {
       const e = err as { code: number; stdout: string; stderr: string };
@@ -82,8 +101,9 @@ const SECRETS = {
 };
 
 // Each run starts Node, loads wrangler and bundles the catalogue: seconds on a busy machine. The
-// tests wait on those processes, each in a directory of its own, so they run at once.
-describe.concurrent("npm run setup -- --env production", { timeout: 60_000 }, () => {
+// tests wait on those processes, each in a directory of its own, so they run at once, four runs
+// at a time (fourAtOnce): a test's timeout covers its turn in that line, 13 runs in all.
+describe.concurrent("npm run setup -- --env production", { timeout: 180_000 }, () => {
   it("lists the queues first, creates the environment's queues and dead-letter queue, sets its secrets, and says so", async ({
     onTestFinished,
   }) => {
