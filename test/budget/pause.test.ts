@@ -19,6 +19,7 @@ async function healthz() {
         coalescing_until: string | null;
         page_batches_inline: number;
         page_batches_coalesced: number;
+        inline_lease: { per_second: number; until: string } | null;
       };
     };
   }>();
@@ -28,10 +29,12 @@ async function healthz() {
 beforeEach(async () => {
   vi.spyOn(console, "log").mockImplementation(() => {});
   await emulator.reset();
-  // Whatever an earlier test paused or coalesced has passed (a pause here is 2 s, its aftermath 10 s more).
+  // Whatever an earlier test paused or coalesced has passed (a pause here is 2 s, its aftermath 10 s
+  // more), and the isolate's inline lease is not one the queue's sends left no room in.
   for (const until = Date.now() + 30_000; Date.now() < until; await sleep(500)) {
     const { account, isolate } = (await healthz()).budget;
-    if (!account.paused_until && !account.short_until && !isolate.paused_until && !isolate.coalescing_until) break;
+    const leaseRoom = !isolate.inline_lease || isolate.inline_lease.per_second > 0;
+    if (!account.paused_until && !account.short_until && !isolate.paused_until && !isolate.coalescing_until && leaseRoom) break;
   }
 }, 40_000);
 
