@@ -1,16 +1,17 @@
 #!/usr/bin/env node
 /**
- * The middle of `npm test`: the type check and Biome beside `vitest run`. Most test files wait (on
- * queue retries, Ortto's windows, a browser) rather than compute, so the checks' CPU fits in beside
- * them instead of coming first. vitest prints as it goes; the checks' output follows it. Extra
- * arguments go to vitest. Exits 1 if any of the three fails.
+ * The middle of `npm test`: the type check, Biome and the size budgets beside `vitest run`. Most
+ * test files wait (on queue retries, Ortto's windows, a browser) rather than compute, so the
+ * checks' CPU fits in beside them instead of coming first or last; none of them measures time.
+ * vitest prints as it goes; the checks' output follows it. Extra arguments go to vitest. Exits 1
+ * if any fails.
  */
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
 const bin = (name) => fileURLToPath(new URL(`../node_modules/.bin/${name}`, import.meta.url));
 
-/** Runs a command; with `quiet`, its output is kept for the end. Resolves to its exit code and output. */
+/** Runs a Node script; with `quiet`, its output is kept for the end. Resolves to its exit code and output. */
 function run(name, args, quiet) {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, { stdio: quiet ? ["ignore", "pipe", "pipe"] : "inherit" });
@@ -24,6 +25,12 @@ function run(name, args, quiet) {
 const results = await Promise.all([
   run("typecheck", ["scripts/typecheck.mjs"], true),
   run("lint", [bin("biome"), "check", "."], true),
+  // npm run size: the snippet's, then the worker bundle's.
+  run("size", ["scripts/size.mjs"], true).then(async (snippet) => {
+    if (snippet.code !== 0) return snippet;
+    const worker = await run("size", ["scripts/worker-size.mjs"], true);
+    return { ...worker, output: snippet.output + worker.output };
+  }),
   run("vitest", [bin("vitest"), "run", ...process.argv.slice(2)], false),
 ]);
 for (const { name, code, output } of results.filter((r) => r.output)) {
