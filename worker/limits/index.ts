@@ -36,12 +36,19 @@ export async function takeLimits(
   const limit = settings.contactActivityLimit;
   const byCounter = new Map<string, { index: number; activity: string; members: string[] }>();
   const people = new Set<string>();
-  for (const [index, a] of activities.entries()) {
-    for (const contact of identifiersOf(a).map(contactKey)) {
+  for (let index = 0; index < activities.length; index++) {
+    const a = activities[index] as ActivityInput;
+    const member = `${a.key}|${a.created}`;
+    for (const identifier of identifiersOf(a)) {
+      const contact = contactKey(identifier);
       people.add(contact);
       const key = `${contact}|${a.activity_id}`;
-      const counter = byCounter.get(key) ?? { index, activity: a.activity_id, members: [] };
-      counter.members.push(`${a.key}|${a.created}`);
+      const counter = byCounter.get(key);
+      if (!counter) {
+        byCounter.set(key, { index, activity: a.activity_id, members: [member] });
+        continue;
+      }
+      counter.members.push(member);
       if (counter.members.length > limit && new Set(counter.members).size > limit) {
         throw new RelayError(
           400,
@@ -50,7 +57,6 @@ export async function takeLimits(
           { reason: "contact_limit" },
         );
       }
-      byCounter.set(key, counter);
     }
   }
   const asks: (Ask & { index: number; activity?: string })[] = [...byCounter].map(([key, c]) => ({
