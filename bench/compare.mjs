@@ -37,7 +37,7 @@ import {
  * workload; the CI floors are regression guards a busy 2-core machine cannot trip by chance.
  */
 export const TARGET = 0.85;
-export const FLOOR = { single: 0.4, known: 0.2, fresh: 0.4 };
+export const FLOOR = { single: 0.4, known: 0.15, fresh: 0.3 };
 /** The fresh-people batch's p99, as a multiple of the pass-through's: target 3, guard 5. */
 const P99_FACTOR = 5;
 
@@ -126,10 +126,12 @@ const f = (n, d = 0) => n.toLocaleString("en-US", { maximumFractionDigits: d, mi
 console.log(
   `\nRelay vs ceiling-relay and pass-through (same workerd, same upstream, ${CONNECTIONS} connections, alternated, 3 rounds of ${PHASE_MS / 1000} s)`,
 );
-console.log("  request                             relay ok/s  p50 / p99 ms   ceiling ok/s  pass ok/s  ÷ ceiling  ÷ pass");
+console.log(
+  "  request                             relay ok/s  p50 / p99 ms   ceiling ok/s  pass ok/s  pass p99 ms  ÷ ceiling  ÷ pass",
+);
 for (const { name, relay, ceiling, pass, toCeiling, toPass } of rows) {
   console.log(
-    `  ${name.padEnd(35)} ${f(relay.okPerSecond).padStart(9)}  ${`${f(relay.p50, 1)} / ${f(relay.p99, 1)}`.padEnd(13)} ${f(ceiling.okPerSecond).padStart(11)} ${f(pass.okPerSecond).padStart(10)}  ${f(toCeiling, 2).padStart(9)} ${f(toPass, 2).padStart(7)}`,
+    `  ${name.padEnd(35)} ${f(relay.okPerSecond).padStart(9)}  ${`${f(relay.p50, 1)} / ${f(relay.p99, 1)}`.padEnd(13)} ${f(ceiling.okPerSecond).padStart(11)} ${f(pass.okPerSecond).padStart(10)}  ${f(pass.p99, 1).padStart(11)}  ${f(toCeiling, 2).padStart(9)} ${f(toPass, 2).padStart(7)}`,
   );
 }
 const problems = [];
