@@ -126,9 +126,7 @@ const f = (n, d = 0) => n.toLocaleString("en-US", { maximumFractionDigits: d, mi
 console.log(
   `\nRelay vs ceiling-relay and pass-through (same workerd, same upstream, ${CONNECTIONS} connections, alternated, 3 rounds of ${PHASE_MS / 1000} s)`,
 );
-console.log(
-  "  request                             relay ok/s  p50 / p99 ms   ceiling ok/s  pass ok/s  pass p99 ms  ÷ ceiling  ÷ pass",
-);
+console.log("  request                             relay ok/s  p50 / p99 ms   ceiling ok/s  pass ok/s  pass p99 ms  ÷ ceiling  ÷ pass");
 for (const { name, relay, ceiling, pass, toCeiling, toPass } of rows) {
   console.log(
     `  ${name.padEnd(35)} ${f(relay.okPerSecond).padStart(9)}  ${`${f(relay.p50, 1)} / ${f(relay.p99, 1)}`.padEnd(13)} ${f(ceiling.okPerSecond).padStart(11)} ${f(pass.okPerSecond).padStart(10)}  ${f(pass.p99, 1).padStart(11)}  ${f(toCeiling, 2).padStart(9)} ${f(toPass, 2).padStart(7)}`,
