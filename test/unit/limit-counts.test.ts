@@ -187,6 +187,27 @@ describe("when the ledger cannot answer", () => {
   });
 });
 
+describe("an isolate whose memory of counters is full", () => {
+  it("keeps a counter exact when the request counting into it also makes the counter that fills memory", async () => {
+    const counts = new LimitCounts();
+    const ledger = memoryLedger();
+    // A contact's 10 events, all reported: the ledger counts them, and this isolate's counter is the least recently used.
+    for (let i = 0; i < 2 * REPORT_AT; i++) expect((await admitted(counts, ledger, [ask("visitor", `m${i}`, 11)])).ok).toBe(true);
+    expect(ledger.calls).toHaveLength(2);
+    for (let i = 0; i < 19_999; i++) await counts.admit(ledger, [{ key: `other-${i}`, limit: 50, window: DAY, members: ["a", "b"] }]);
+    // Its 11th event comes with a new counter (another activity's second event), made first: memory is full.
+    const eleventh = await admitted(counts, ledger, [
+      { key: "newcomer", limit: 50, window: DAY, members: ["a", "b"] },
+      ask("visitor", `m${2 * REPORT_AT}`, 11),
+    ]);
+    expect(eleventh.ok).toBe(true);
+    // The limit of 11 is reached: every further event is refused.
+    let more = 0;
+    for (let i = 0; i < REPORT_AT; i++) if ((await admitted(counts, ledger, [ask("visitor", `late${i}`, 11)])).ok) more++;
+    expect(more).toBe(0);
+  });
+});
+
 describe("isolates sharing the ledger", () => {
   it("let at most limit + UNSYNCED_MAX × (isolates − 1) through, once the ledger has heard", async () => {
     const ledger = memoryLedger();
