@@ -509,10 +509,19 @@ export class LimitCounts {
    * Commits a decided request: its fresh members into their counters (a lone first member as a first
    * sighting). `looks`: this isolate's view of each ask, taken since the last pause.
    */
-  private commit(asks: Ask[], now: number, looks?: Look[]): { ok: true; report: boolean } {
+  private commit(asks: Ask[], now: number, looks = asks.map((ask) => this.look(ask, now))): { ok: true; report: boolean } {
+    // The counters it counts into become the most recently used first: a counter made below may evict
+    // the least recently used tenth, and one of these, dropped and made again, would forget the ledger's count.
+    for (const [i, ask] of asks.entries()) {
+      const { c, fresh } = looks[i] as Look;
+      if (c && fresh.length && this.counters.get(ask.key) === c) {
+        this.counters.delete(ask.key);
+        this.counters.set(ask.key, c);
+      }
+    }
     let report = false;
     for (const [i, ask] of asks.entries()) {
-      const { c, fresh, forgotten } = looks?.[i] ?? this.look(ask, now);
+      const { c, fresh, forgotten } = looks[i] as Look;
       if (!fresh.length) continue;
       if (!c && !forgotten && fresh.length === 1 && !this.firsts.has(ask.key)) {
         this.rememberFirst(ask.key, fresh[0] as string, now);
