@@ -115,6 +115,26 @@ describe("one isolate's counts", () => {
     expect(ledger.calls.map((entries) => entries.reduce((n, e) => n + e.add.length, 0))).toEqual([REPORT_AT, REPORT_AT, REPORT_AT]);
   });
 
+  it("counts again, in a counter of many members, the re-sent members whose time ran out, and only those", async () => {
+    const counts = new LimitCounts();
+    const ledger = memoryLedger();
+    const HOUR = DAY / 24;
+    // Twenty events an hour apart: four reports of REPORT_AT.
+    for (let i = 0; i < 20; i++) {
+      vi.setSystemTime(T0 + i * HOUR);
+      expect((await admitted(counts, ledger, [ask("c", `m${i}`)])).ok).toBe(true);
+    }
+    // A day after the fifth: the first five left the window, fifteen remain; all twenty sent again, then each once more.
+    vi.setSystemTime(T0 + DAY + 4.5 * HOUR);
+    const all = Array.from({ length: 20 }, (_, i) => `m${i}`);
+    expect((await admitted(counts, ledger, [{ key: "c", limit: 50, window: DAY, members: all }])).ok).toBe(true);
+    for (const m of all) expect((await admitted(counts, ledger, [ask("c", m)])).ok).toBe(true);
+    // Reported (hashed): four groups of five, then the first five again.
+    const reports = ledger.calls.map((entries) => entries.flatMap((e) => e.add.map(([m]) => m)));
+    expect(reports.map((r) => r.length)).toEqual([5, 5, 5, 5, 5]);
+    expect(reports[4]).toEqual(reports[0]);
+  });
+
   it("costs the ledger nothing for a visitor with fewer than REPORT_AT events", async () => {
     const counts = new LimitCounts();
     const ledger = memoryLedger();
