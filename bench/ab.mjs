@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `node bench/ab.mjs [ref] [single|batch]`: is a change to the relay faster? The working tree (B)
+ * `node bench/ab.mjs [ref] [single|known|fresh]`: is a change to the relay faster? The working tree (B)
  * against a git ref (A, default HEAD), both bundled as `wrangler deploy` bundles them and run side by
  * side in one workerd with the relay's bindings, against the same instant upstream, 16 connections,
  * alternated over six rounds. Prints B's throughput over A's and the workerd process's CPU per
@@ -47,6 +47,7 @@ const mf = new Miniflare({
 await mf.ready;
 const targets = { a: await mf.unsafeGetDirectURL("a"), b: await mf.unsafeGetDirectURL("b") };
 const make = workloads()[load];
+if (!make) throw new Error(`unknown workload ${load}: single, known or fresh`);
 const { post, close } = client();
 
 const workerd = execFileSync("pgrep", ["-f", "workerd serve"]).toString().trim().split("\n").at(-1);

@@ -1,5 +1,5 @@
-// The least any relay that keeps the product's promises must do (BENCH_CEILING=1 npm run bench
-// measures it beside the real one): refuse other origins, ask the rate limiter, read and parse
+// The least any relay that keeps the product's promises must do (npm run bench measures the
+// relay against it): refuse other origins, ask the rate limiter, read and parse
 // the body, check its shape, serialise it again with the key added at the edge, forward it, read
 // Ortto's per-activity results (the page is told what became of each, and "failed" ones must be
 // kept), and answer with CORS headers. No catalogue, identity, limits, location, queue or log.

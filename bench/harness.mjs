@@ -1,7 +1,7 @@
 /**
  * What the workerd benchmarks share (bench/compare.mjs, bench/ab.mjs): the relay bundled as
  * `wrangler deploy` bundles it, its Miniflare worker with the real bindings of wrangler.toml, the
- * instant upstream, the two workloads and a keep-alive client.
+ * instant upstream, the three workloads and a keep-alive client.
  */
 import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
@@ -76,11 +76,15 @@ export function quiet(stdout, stderr) {
 }
 
 /**
- * The two workloads; each call makes the next request.
+ * The three workloads; each call makes the next request.
  * - `single`: one visitor's event as the snippet sends it: signed, from a browser, one of 2,000
  *   visitors (few enough that each comes back, so the per-contact limit does real work; many
  *   enough that none nears 50 events a day in a run), each request from its own address.
- * - `batch`: a server's full batch, 100 activities of 100 new people, with the server token.
+ * - `known`: a server's full batch, 100 activities of 100 people the relay has seen before, with
+ *   the server token: 20 batches of people in turn, each person coming back 45 times (Ortto's
+ *   limit is 50 events per activity per contact a day), then the next 2,000 people.
+ * - `fresh`: a server's full batch, 100 activities of 100 people never seen before (new contacts
+ *   in every request, as a busy site's queue sends them).
  */
 export function workloads() {
   const visitors = Array.from({ length: 2000 }, (_, i) => {
@@ -88,7 +92,13 @@ export function workloads() {
     return { email, token: createHmac("sha256", SECRET).update(email).digest("hex") };
   });
   const activity = (email, i) => placedOrder(email, `bench-${i}-${Math.random().toString(36).slice(2)}`);
+  const server = { Authorization: `Bearer ${SERVER_TOKEN}`, "Content-Type": "application/json", "CF-Connecting-IP": "203.0.113.9" };
+  const batchOf = (person) => ({
+    headers: server,
+    body: JSON.stringify({ activities: Array.from({ length: 100 }, (_, i) => activity(person(i), i)) }),
+  });
   let sent = 0;
+  let batches = 0;
   let people = 0;
   return {
     single: () => {
@@ -104,10 +114,12 @@ export function workloads() {
         body: JSON.stringify({ identity_token: v.token, activities: [activity(v.email, n)] }),
       };
     },
-    batch: () => ({
-      headers: { Authorization: `Bearer ${SERVER_TOKEN}`, "Content-Type": "application/json", "CF-Connecting-IP": "203.0.113.9" },
-      body: JSON.stringify({ activities: Array.from({ length: 100 }, (_, i) => activity(`person${people++}@example.com`, i)) }),
-    }),
+    known: () => {
+      const n = batches++;
+      const generation = Math.floor(n / (20 * 45));
+      return batchOf((i) => `known${generation}-${(n % 20) * 100 + i}@example.com`);
+    },
+    fresh: () => batchOf(() => `person${people++}@example.com`),
   };
 }
 

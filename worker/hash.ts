@@ -9,10 +9,17 @@ const hashed = new Map<string, Promise<string>>();
 const MAX_HASHED = 10_000;
 const MEMO_BYTES = 16;
 
-async function digestHex(value: string): Promise<string> {
+/** Each byte's two hex digits. */
+const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
+
+/**
+ * The first 16 bytes of a value's SHA-256, in hex, not remembered: for values hashed once (an
+ * event's id on its way to the ledger), which would only push the contacts out of the memo.
+ */
+export async function digestHex(value: string): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(value)));
   let hex = "";
-  for (let i = 0; i < MEMO_BYTES; i++) hex += (digest[i] as number).toString(16).padStart(2, "0");
+  for (let i = 0; i < MEMO_BYTES; i++) hex += HEX[digest[i] as number];
   return hex;
 }
 

@@ -3,6 +3,7 @@ import { afterAnswer } from "./after.ts";
 import { relayConfig } from "./config.ts";
 import type { AppEnv, RequestLog } from "./env.ts";
 import { sha256Hex } from "./hash.ts";
+import { LOGGED_PEOPLE } from "./limits/index.ts";
 
 /**
  * One structured JSON line per request that is not a plain success (all of them with
@@ -47,7 +48,9 @@ export const requestLog = createMiddleware<AppEnv>(async (c, next) => {
     (async () => {
       // First 12 hex of each contact's SHA-256: enough to follow one person through the logs, never the address itself.
       if (line) {
-        const people = contacts?.length ? await Promise.all(contacts.slice(0, 10).map((contact) => sha256Hex(contact, 6))) : undefined;
+        const people = contacts?.length
+          ? await Promise.all(contacts.slice(0, LOGGED_PEOPLE).map((contact) => sha256Hex(contact, 6)))
+          : undefined;
         console.log(JSON.stringify(people ? { ...line, people } : line));
       }
       // One data point per activities request, queryable with SQL (docs/deploy.md, "Watching it"):

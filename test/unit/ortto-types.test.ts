@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { FieldKind } from "../../shared/field-ids.ts";
-import { valueSchema } from "../../shared/ortto-types.ts";
+import { isDateTime, isoDateTime, valueSchema } from "../../shared/ortto-types.ts";
 
 /** For each kind: values Ortto unmarshals, and values it would refuse (with the message we give). */
 const cases: Record<FieldKind, { valid: unknown[]; invalid: [unknown, string][] }> = {
@@ -129,5 +129,46 @@ describe("Ortto field kinds", () => {
     const schema = valueSchema("multi_select", ["a", "b"]);
     expect(schema.safeParse(["a", "b"]).success).toBe(true);
     expect(schema.safeParse(["a", "c"]).error?.issues[0]?.message).toBe("expected values from: a, b");
+  });
+});
+
+describe("isDateTime, the hot path's date-time check", () => {
+  it("accepts exactly the strings isoDateTime accepts: leap days, 24:00, offsets, lengths, digits of other scripts", () => {
+    // A seeded generator: the same strings every run.
+    let seed = 0x2400;
+    const rnd = (n: number) => {
+      seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) | 0;
+      return (seed >>> 0) % n;
+    };
+    const pad = (n: number, width = 2) => String(n).padStart(width, "0");
+    const seeds = [
+      "2024-02-29T12:00:00Z",
+      "2023-02-29T12:00:00Z",
+      "2000-02-29T00:00:00+00:00",
+      "1900-02-29T00:00:00Z",
+      "2026-12-31T23:59:59.999-11:30",
+      "2026-01-01T24:00:00Z",
+      "2026-04-31T00:00:00Z",
+      "2026-11-27T06:56:33+14:00",
+    ];
+    const swaps = ["0", "2", "9", "-", "T", "Z", ":", "+", ".", " ", "t", "z", "\n", "\u0662", "\uff12", "\u{1d7d0}"];
+    const strings: unknown[] = [...seeds, 20260229, null, ["2024-02-29T12:00:00Z"]];
+    for (let i = 0; i < 20_000; i++) {
+      // Dates and times of every field's range and a little past it.
+      strings.push(
+        `${pad(rnd(10_000), 4)}-${pad(rnd(14))}-${pad(rnd(33))}T${pad(rnd(26))}:${pad(rnd(61))}:${pad(rnd(61))}${["", ".5", ".123456789"][rnd(3)]}${["Z", "+00:00", "-24:00", "+23:59", "z", ""][rnd(6)]}`,
+      );
+      // A valid one with a character replaced, added or removed.
+      const chars = [...(seeds[rnd(seeds.length)] as string)];
+      const at = rnd(chars.length + 1);
+      const op = rnd(3);
+      if (op === 0) chars[at] = swaps[rnd(swaps.length)] as string;
+      else if (op === 1) chars.splice(at, 0, swaps[rnd(swaps.length)] as string);
+      else chars.splice(at, 1);
+      strings.push(chars.join(""));
+    }
+    const disagree = strings.filter((v) => isDateTime(v) !== isoDateTime.safeParse(v).success);
+    expect(disagree).toEqual([]);
+    expect(strings.filter(isDateTime).length).toBeGreaterThan(1000);
   });
 });

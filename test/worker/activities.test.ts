@@ -1,7 +1,9 @@
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it, vi } from "vitest";
+import { sha256Hex } from "../../worker/hash.ts";
 import worker from "../../worker/index.ts";
 import { emulator, loggedIn, ORIGIN, post, postWith, RELAY } from "./helpers.ts";
+import { open, SERVER_TOKEN } from "./people.ts";
 
 beforeEach(async () => {
   await emulator.reset();
@@ -183,6 +185,33 @@ describe("logs", () => {
     expect(ids.every(Boolean)).toBe(true);
     expect(entries.map((e) => [e.status, e.outcome])).toEqual([[400, "rejected"]]);
   });
+
+  // A page's request counts every person against its network's budget; a server's counts none.
+  for (const sender of ["a page's", "a server's"] as const)
+    it(`names in ${sender} log line the request's first 10 people, hashed, each once, in the order they came`, async () => {
+      const emails = Array.from({ length: 12 }, (_, i) => `log-${i}-${crypto.randomUUID()}@example.com`);
+      // Each person twice, the second time after the next: the log follows first sightings.
+      const order = emails.flatMap((e, i) => (i ? [e, emails[i - 1] as string] : [e]));
+      const activities = order.map((email) => loggedIn({ fields: { "str::first": "Chris", "str::email": email } }));
+      const lines: string[] = [];
+      const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
+      let id: string | null = null;
+      try {
+        const res =
+          sender === "a server's"
+            ? await postWith(open, { activities }, { headers: { Authorization: `Bearer ${SERVER_TOKEN}` } })
+            : await post({ activities });
+        expect(res.status).toBe(200);
+        id = res.headers.get("x-request-id");
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      } finally {
+        spy.mockRestore();
+      }
+      const entry = lines.map((line) => JSON.parse(line)).find((e) => e.request_id === id);
+      const expected = await Promise.all(emails.slice(0, 10).map((email) => sha256Hex(`e:${email}`, 6)));
+      expect(entry?.people).toEqual(expected);
+      expect(entry?.sender).toBe(sender === "a server's" ? "server" : undefined);
+    });
 
   it("writes one JSON line per request with counts and upstream status, never the key or a raw email", async () => {
     const lines: string[] = [];

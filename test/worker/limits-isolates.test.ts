@@ -5,10 +5,22 @@
  */
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { type Ask, REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
+import { type Ask, LEDGER_TIMEOUT_MS, REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
 import { DAY_MS } from "../../worker/limits/index.ts";
 import { emulator, randomIp } from "./helpers.ts";
-import { admit, emailsForwarded, flushSoon, one, open, person, postWith, reachNewIsolate, unique, wrapLedger } from "./people.ts";
+import {
+  admit,
+  emailsForwarded,
+  flushSoon,
+  one,
+  open,
+  person,
+  postServed,
+  postWith,
+  reachNewIsolate,
+  unique,
+  wrapLedger,
+} from "./people.ts";
 
 beforeEach(async () => {
   await emulator.reset();
@@ -131,32 +143,46 @@ describe("the bound across isolates, with reports in groups of REPORT_AT", () =>
 // Waits on one counter share one ledger call, ten new members a round.
 describe("many requests waiting on one counter at once share the ledger's answers", () => {
   let calls = 0;
+  /** Whether a ledger call took LEDGER_TIMEOUT_MS or more (a loaded machine): its waiters may then be told to come back. */
+  let late = false;
   const run = async (delayMs: number, requests: number) => {
     const budget = { ...open, PEOPLE_PER_NETWORK: "1000" };
-    const bindings =
-      delayMs === 0
-        ? budget
-        : {
-            ...budget,
-            LIMIT_LEDGER: wrapLedger((real) => (e) => {
-              calls++;
-              return new Promise((r) => setTimeout(() => r(real(e)), delayMs));
-            }),
-          };
+    const bindings = {
+      ...budget,
+      LIMIT_LEDGER: wrapLedger((real) => async (e) => {
+        calls++;
+        const started = Date.now();
+        const timer = setTimeout(() => {
+          late = true;
+        }, LEDGER_TIMEOUT_MS);
+        try {
+          if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
+          return await real(e);
+        } finally {
+          clearTimeout(timer);
+          if (Date.now() - started >= LEDGER_TIMEOUT_MS) late = true;
+        }
+      }),
+    };
     calls = 0;
+    late = false;
     const ip = randomIp();
-    const answers = await Promise.all(
-      Array.from({ length: requests }, () => postWith(bindings, { activities: [person(unique("office"))] }, { ip })),
-    );
+    const bodies = Array.from({ length: requests }, () => ({ activities: [person(unique("office"))] }));
+    const answers = await Promise.all(bodies.map((body) => postWith(bindings, body, { ip })));
     const statuses = await Promise.all(
       answers.map(
         async (r) =>
-          `${r.status}${r.headers.get("Retry-After") ? `/${r.headers.get("Retry-After")} ${((await r.json()) as { error?: string }).error?.slice(0, 40)}` : ""}`,
+          `${r.status}${r.headers.get("Retry-After") ? `/${r.headers.get("Retry-After")} ${((await r.clone().json()) as { error?: string }).error?.slice(0, 40)}` : ""}`,
       ),
     );
     const tally: Record<string, number> = {};
     for (const s of statuses) tally[s] = (tally[s] ?? 0) + 1;
-    return tally;
+    if (!late) return tally;
+    // The ledger did not answer in time (the machine, not the relay): those told to come back do, as the snippet would.
+    const again = await Promise.all(
+      answers.map(async (r, i) => (r.status === 429 ? (await postServed(bindings, bodies[i], { ip })).status : r.status)),
+    );
+    return { "200": again.filter((s) => s === 200).length };
   };
   it("serves every person of a busy office network far below its budget (ledger answering in 0 ms)", async () => {
     const tally = await run(0, 90);

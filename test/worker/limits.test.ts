@@ -248,6 +248,30 @@ describe("SERVER_TOKEN: a trusted backend's batches", () => {
   });
 });
 
+describe("the ledger records each member once", () => {
+  const ledger = () => env.LIMIT_LEDGER.get(env.LIMIT_LEDGER.idFromName(`records-${crypto.randomUUID()}`));
+  const HOUR = 60 * 60 * 1000;
+  // Around the rows one statement records (32: 96 values and the time, of the 100 a statement may bind).
+  for (const n of [1, 31, 32, 33, 64, 65, 100])
+    it(`counts ${n} members reported in one call, each once, however often the call names it`, async () => {
+      const now = Date.now();
+      const members = Array.from({ length: n }, (_, i) => `m${i}`);
+      // Every member named again, inside its statement's rows and across statements.
+      const add: [string, number][] = [...members, ...members.slice().reverse(), members[0] as string].map((m) => [m, now]);
+      const stub = ledger();
+      const [first] = await stub.sync([{ key: "k", window: HOUR, add, probe: [] }], now);
+      expect(first?.count).toBe(n);
+      // Reported again (a report that timed out): still counted once, still dated from the first report.
+      const [again] = await stub.sync([{ key: "k", window: HOUR, add: add.map(([m]) => [m, now + 1000]), probe: members }], now + 1000);
+      expect(again?.count).toBe(n);
+      expect(again?.known).toEqual(members.map(() => now + HOUR));
+      // Past the window, each counts again, from its new report.
+      const later = now + HOUR + 1;
+      const [renewed] = await stub.sync([{ key: "k", window: HOUR, add: add.map(([m]) => [m, later]), probe: [] }], later);
+      expect(renewed).toMatchObject({ count: n, freesAt: later + HOUR });
+    });
+});
+
 describe("one contact, however its identifiers are written", () => {
   it("counts case and padding of an email, and every phone notation of the same digits, as one person", async () => {
     const limited = { ...open, CONTACT_ACTIVITY_LIMIT: "2" };

@@ -48,12 +48,12 @@ function relayKey(): string {
  * server's batch of 100 is 100 objects fewer to build.
  */
 export function enrichActivities(activities: ActivityInput[], location: Location | undefined, now: Date): ActivityInput[] {
-  const receivedAt = now.toISOString();
+  let receivedAt: string | undefined;
   for (const activity of activities) {
     const email = activity.fields?.["str::email"];
     if (typeof email === "string" && activity.fields) activity.fields["str::email"] = email.trim();
     activity.key ??= relayKey();
-    activity.created ??= receivedAt;
+    activity.created ??= receivedAt ??= now.toISOString();
     // Replaced, never merged: a page's location is not trusted (undefined is left out of the JSON).
     activity.location = location;
   }

@@ -18,7 +18,7 @@
  * limit + UNSYNCED_MAX × (I − 1) through; Ortto enforces its own 50 a day exactly behind us.
  */
 import type { RelayEnv } from "../env.ts";
-import { sha256Hex } from "../hash.ts";
+import { digestHex } from "../hash.ts";
 import type { Clock } from "../isolate.ts";
 import type { LedgerCount, LedgerEntry } from "./ledger-object.ts";
 
@@ -75,10 +75,14 @@ const FLUSH_DELAY_MS = 20;
  */
 const MAX_ROUNDS = 10;
 
+/** A counter's members are looked up in a set from this many on (a returning contact's day of events), in its array below. */
+const INDEX_FROM = 8;
+
 /** Counters kept with a single member (`firsts`); past it the oldest tenth go. */
 const MAX_FIRSTS = 50_000;
 
-const hash = (value: string) => sha256Hex(value);
+/** Counters' keys and members, hashed as they leave for the ledger (a counter remembers its key's hash). */
+const hash = (value: string) => digestHex(value);
 
 /** A counter as this isolate knows it. Plain arrays: an isolate holds thousands, most with a few members. */
 class Counter {
@@ -118,6 +122,7 @@ class Counter {
     let n = 0;
     while (n < this.times.length && (this.times[n] as number) <= oldest) n++;
     if (n) {
+      this.#index = undefined;
       this.members.splice(0, n);
       this.times.splice(0, n);
       this.unreported = Math.min(this.unreported, this.members.length);
@@ -125,8 +130,13 @@ class Counter {
     if (this.known) for (const [member, expires] of this.known) if (expires <= now) this.known.delete(member);
   }
 
+  /** The members as a set, once there are enough that a scan of the array costs more (see `counted`). */
+  #index?: Set<string>;
+
   private counted(m: string) {
-    return this.members.includes(m) || this.known?.has(m) === true;
+    if (this.members.length < INDEX_FROM) return this.members.includes(m) || this.known?.has(m) === true;
+    this.#index ??= new Set(this.members);
+    return this.#index.has(m) || this.known?.has(m) === true;
   }
 
   fresh(members: string[]): string[] {
@@ -138,6 +148,7 @@ class Counter {
     for (const m of members) {
       this.members.push(m);
       this.times.push(now);
+      this.#index?.add(m);
     }
     this.unreported += members.length;
   }
@@ -224,7 +235,7 @@ export class LimitCounts {
       const looks = asks.map((ask) => this.look(ask, now));
       const { over, slow } = this.undecided(asks, looks, answered);
       // Decided without a pause since the look: commit.
-      if (!over.length && !slow.length) return this.commit(asks, now);
+      if (!over.length && !slow.length) return this.commit(asks, now, looks);
       // The ledger has answered for this counter in this request and it is still over: refused.
       const confirmed = over.find((i) => answered.has((asks[i] as Ask).key) && !(looks[i] as Look).forgotten);
       if (confirmed !== undefined) return this.drop(made, this.refusal(asks[confirmed] as Ask, now));
@@ -494,11 +505,23 @@ export class LimitCounts {
     return { fresh: unique.filter((m) => m !== first.member), view: 1, unsynced: 1, forgotten };
   }
 
-  /** Commits a decided request: its fresh members into their counters (a lone first member as a first sighting). */
-  private commit(asks: Ask[], now: number): { ok: true; report: boolean } {
+  /**
+   * Commits a decided request: its fresh members into their counters (a lone first member as a first
+   * sighting). `looks`: this isolate's view of each ask, taken since the last pause.
+   */
+  private commit(asks: Ask[], now: number, looks = asks.map((ask) => this.look(ask, now))): { ok: true; report: boolean } {
+    // The counters it counts into become the most recently used first: a counter made below may evict
+    // the least recently used tenth, and one of these, dropped and made again, would forget the ledger's count.
+    for (const [i, ask] of asks.entries()) {
+      const { c, fresh } = looks[i] as Look;
+      if (c && fresh.length && this.counters.get(ask.key) === c) {
+        this.counters.delete(ask.key);
+        this.counters.set(ask.key, c);
+      }
+    }
     let report = false;
-    for (const ask of asks) {
-      const { c, fresh, forgotten } = this.look(ask, now);
+    for (const [i, ask] of asks.entries()) {
+      const { c, fresh, forgotten } = looks[i] as Look;
       if (!fresh.length) continue;
       if (!c && !forgotten && fresh.length === 1 && !this.firsts.has(ask.key)) {
         this.rememberFirst(ask.key, fresh[0] as string, now);

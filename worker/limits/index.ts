@@ -13,6 +13,8 @@ import { WIDE_NETWORK_FACTOR, wideNetwork } from "./network.ts";
 
 export const DAY_MS = 24 * 60 * 60 * 1000;
 export const HOUR_MS = 60 * 60 * 1000;
+/** Contacts the log line names (hashed, worker/log.ts). */
+export const LOGGED_PEOPLE = 10;
 
 export interface LimitSettings {
   /** Events per activity per contact per 24 h. */
@@ -24,7 +26,7 @@ export interface LimitSettings {
 /**
  * Counts a request's (already keyed) activities against its limits: all of them, or none. A
  * request that alone holds more than a limit can never pass, so it is a 400, not a 429 to retry.
- * Returns the contacts (kind and normalised value) for the request's log, which hashes them, and
+ * Returns the first LOGGED_PEOPLE contacts (kind and normalised value) for the request's log, which hashes them, and
  * whether the ledger is due a report (after the answer: `flushSoon`).
  */
 export async function takeLimits(
@@ -35,13 +37,23 @@ export async function takeLimits(
 ): Promise<{ contacts: string[]; report: boolean }> {
   const limit = settings.contactActivityLimit;
   const byCounter = new Map<string, { index: number; activity: string; members: string[] }>();
+  // The request's distinct people: all of them for the people budget (open mode), else the first
+  // LOGGED_PEOPLE for the log line.
   const people = new Set<string>();
-  for (const [index, a] of activities.entries()) {
-    for (const contact of identifiersOf(a).map(contactKey)) {
-      people.add(contact);
+  const counting = settings.people !== undefined;
+  for (let index = 0; index < activities.length; index++) {
+    const a = activities[index] as ActivityInput;
+    const member = `${a.key}|${a.created}`;
+    for (const identifier of identifiersOf(a)) {
+      const contact = contactKey(identifier);
+      if (counting || people.size < LOGGED_PEOPLE) people.add(contact);
       const key = `${contact}|${a.activity_id}`;
-      const counter = byCounter.get(key) ?? { index, activity: a.activity_id, members: [] };
-      counter.members.push(`${a.key}|${a.created}`);
+      const counter = byCounter.get(key);
+      if (!counter) {
+        byCounter.set(key, { index, activity: a.activity_id, members: [member] });
+        continue;
+      }
+      counter.members.push(member);
       if (counter.members.length > limit && new Set(counter.members).size > limit) {
         throw new RelayError(
           400,
@@ -50,7 +62,6 @@ export async function takeLimits(
           { reason: "contact_limit" },
         );
       }
-      byCounter.set(key, counter);
     }
   }
   const asks: (Ask & { index: number; activity?: string })[] = [...byCounter].map(([key, c]) => ({
