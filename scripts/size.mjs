@@ -16,8 +16,9 @@ import { brotliCompressSync, constants, gzipSync } from "node:zlib";
 // 116 B for losing no event (every exit event at page hide, a hung request aborted after 15 s, a
 // refused keepalive request sent again in halves, gone pages' queues adopted whole), and 40 B net for
 // issue 20's O(1) calls, heartbeats, storage full or disabled, clock steps and path-only page views
-// (after moving the clock to the relay): 2,594 B, 6 B under the ceiling.
-const BUDGET = { script: 2594, loader: 100 };
+// (after moving the clock to the relay), less 5 B of the build (booleans as 1 and 0, the endpoint's
+// path added in one replace): 2,589 B, 11 B under the ceiling.
+const BUDGET = { script: 2589, loader: 100 };
 const root = new URL("../snippet/", import.meta.url);
 
 let script;

@@ -141,7 +141,7 @@ export function createRelay(options: RelayOptions): Relay {
   try {
     const { endpoint, consent: mode, gpc, debug, pageviews, window: w = window } = options;
     const { navigator: nav, document: doc, location: loc } = w;
-    const url = `${endpoint.replace(/\/+$/, "")}/v1/activities/create`;
+    const url = endpoint.replace(/\/*$/, "/v1/activities/create");
     /**
      * The page's clock: the device's as it was at the start, moved on monotonically (no step of the
      * device's clock reaches it), in ms with fractions (the relay rounds `created`).
