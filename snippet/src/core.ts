@@ -139,8 +139,8 @@ export function createRelay(options: RelayOptions): Relay {
   // A relay that does nothing, if even starting fails (no window in SSR, a hostile page).
   let api: Relay = () => {};
   try {
-    const { endpoint, consent: mode, gpc, debug, pageviews, window: w = window } = options;
-    const { navigator: nav, document: doc, location: loc } = w;
+    const { endpoint, consent: mode, gpc, debug, pageviews, hash, window: w = window } = options;
+    const { navigator: nav, document: doc, location: loc, history: his } = w;
     const url = endpoint.replace(/\/*$/, "/v1/activities/create");
     /**
      * The page's clock: the device's as it was at the start, moved on monotonically (no step of the
@@ -618,14 +618,15 @@ export function createRelay(options: RelayOptions): Relay {
     let path: string | undefined;
     /**
      * A page view (with data-pageviews), unless the path is the last one's: a change of the query
-     * alone (UTM stripping, search as you type) or of the hash is no page view.
+     * alone (UTM stripping, search as you type) is no page view, nor one of the hash unless hash
+     * routes count (data-hash).
      */
     const view = safe(() => {
-      const p = loc.pathname;
-      // The URL, without the hash (it may carry tokens), cut to 2,000 characters, as are the title
-      // and the referrer: the relay cuts them to Ortto's 255, and a longer one (a SPA's state in
-      // the URL) would make the event too large to send at all.
-      const href = (loc.href.split("#")[0] as string).slice(0, 2e3);
+      const p = loc.pathname + (hash ? loc.hash : "");
+      // The URL, without the hash unless hash routes count (it may carry tokens), cut to 2,000
+      // characters, as are the title and the referrer: the relay cuts them to Ortto's 255, and a
+      // longer one (a SPA's state in the URL) would make the event too large to send at all.
+      const href = (hash ? loc.href : (loc.href.split("#")[0] as string)).slice(0, 2e3);
       if (pageviews && p !== path) {
         track(pageviews, {
           "page-url": href,
@@ -654,11 +655,21 @@ export function createRelay(options: RelayOptions): Relay {
         }
       }),
     );
-    // A single-page app's navigations (pushState, replaceState, back and forward): the path, looked
-    // at every 300 ms, so a route shown that long is recorded, 0–300 ms after the navigation.
-    // Nothing of the page's (history) is wrapped. (Page views from wrapped `history` calls and
-    // `popstate`, with no timer while idle, and hash routes on `data-hash`, would cost 84 B gzip more.)
-    if (pageviews) setInterval(view, 300);
+    if (pageviews) {
+      // A single-page app's navigations: `pushState`, `replaceState` and back/forward (`popstate`,
+      // which a change of the hash fires too), each looked at once, 100 ms later (when the router has
+      // set the title); nothing runs while the page is idle. The page's own call runs first, as it would.
+      const soon = () => setTimeout(view, 100);
+      const wrap =
+        (original: History["pushState"]) =>
+        (...args: Parameters<History["pushState"]>) => {
+          original.apply(his, args);
+          soon();
+        };
+      his.pushState = wrap(his.pushState);
+      his.replaceState = wrap(his.replaceState);
+      w.addEventListener("popstate", soon);
+    }
     // After the loader's queued calls (boot replays them as this returns): a logout page's reset or a
     // login page's identify comes before its page view.
     queueMicrotask(view);

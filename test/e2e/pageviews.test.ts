@@ -19,7 +19,7 @@ describe("page views", () => {
     await snippetLoaded(page);
     // The load's page view waits (stored) for an identity: Ortto records activities only for people.
     await page.evaluate((email) => relay("identify", { email }), email);
-    // A router's navigation: a new URL, then the title (the snippet records the URL once it has stayed for one look, 300 ms).
+    // A router's navigation: a new URL, then the title (the snippet records the page view 100 ms after the navigation).
     await page.evaluate(() => {
       history.pushState({ page: 2 }, "", "/shop/chairs?colour=red");
       document.title = "Chairs";
@@ -69,5 +69,109 @@ describe("page views with a long URL", () => {
     const d = (await stored(page))?.d ?? 0;
     await context.close();
     expect({ views: views.length, d }).toEqual({ views: 3, d: 0 });
+  });
+});
+
+describe("page views from history and popstate", () => {
+  /** A page with page views on (and `extra` attributes), its visitor identified, its load's page view arrived. */
+  async function spa(name: string, extra: Record<string, string> = {}) {
+    const context = await newVisitor(browser());
+    const page = await context.newPage();
+    const email = emailFor(name);
+    const first = pageUrl("tag", { "data-pageviews": "act:cm:viewed-page", ...extra });
+    await page.goto(first);
+    await snippetLoaded(page);
+    await page.evaluate((email) => relay("identify", { email }), email);
+    await activitiesOf(email, 1);
+    const urls = async () =>
+      (await mine(email)).map(
+        (a) => new URL(a.attributes["str:cm:page-url"] as string).pathname + new URL(a.attributes["str:cm:page-url"] as string).hash,
+      );
+    return { context, page, email, urls };
+  }
+
+  it("records one page view on pushState to a new path and one on popstate (back), none on query-only replaceState (UTM stripping, search as you type)", async () => {
+    const { context, page, email, urls } = await spa("history");
+    await page.evaluate(async () => {
+      // UTM stripping, then search as you type: the query alone changes.
+      history.replaceState(null, "", `${location.pathname}?`);
+      for (const q of ["c", "ch", "cha", "chai", "chair"]) {
+        history.replaceState(null, "", `?q=${q}`);
+        await new Promise((r) => setTimeout(r, 150));
+      }
+      history.pushState(null, "", "/shop/chairs");
+      await new Promise((r) => setTimeout(r, 400));
+      history.back();
+    });
+    await activitiesOf(email, 3);
+    await sleep(1_000);
+    expect(await urls()).toEqual(["/tag.html", "/shop/chairs", "/tag.html"]);
+    await context.close();
+  });
+
+  it("records every route shown for 350 ms (20 of 20)", async () => {
+    const { context, page, email, urls } = await spa("short-routes");
+    await page.evaluate(async () => {
+      for (let i = 0; i < 20; i++) {
+        history.pushState(null, "", `/route/${i}`);
+        await new Promise((r) => setTimeout(r, 350));
+      }
+    });
+    await activitiesOf(email, 21);
+    expect((await urls()).slice(1)).toEqual(Array.from({ length: 20 }, (_, i) => `/route/${i}`));
+    await context.close();
+  });
+
+  it("counts a change of the hash alone as no page view, and as one with data-hash (its URL with the hash)", async () => {
+    const plain = await spa("hash-off");
+    const hashed = await spa("hash-on", { "data-hash": "" });
+    for (const { page } of [plain, hashed])
+      await page.evaluate(async () => {
+        location.hash = "#/cart";
+        await new Promise((r) => setTimeout(r, 400));
+        history.pushState(null, "", "#/checkout");
+      });
+    await activitiesOf(hashed.email, 3);
+    await sleep(1_000);
+    expect({ plain: await plain.urls(), hashed: await hashed.urls() }).toEqual({
+      plain: ["/tag.html"],
+      hashed: ["/tag.html", "/tag.html#/cart", "/tag.html#/checkout"],
+    });
+    await plain.context.close();
+    await hashed.context.close();
+  });
+
+  it("runs no timer while the page is idle (after start-up, between heartbeats)", async () => {
+    const context = await newVisitor(browser());
+    // Counts every timer callback the page runs (the snippet's included), from before any script.
+    await context.addInitScript(() => {
+      const w = window as unknown as { wakes: number };
+      w.wakes = 0;
+      for (const name of ["setTimeout", "setInterval"] as const) {
+        const original = window[name] as (f: unknown, ...rest: unknown[]) => number;
+        (window as unknown as Record<string, unknown>)[name] = (f: unknown, ...rest: unknown[]) =>
+          original(
+            typeof f === "function"
+              ? (...args: unknown[]) => {
+                  w.wakes++;
+                  return f(...args);
+                }
+              : f,
+            ...rest,
+          );
+      }
+    });
+    const page = await context.newPage();
+    const email = emailFor("idle");
+    await page.goto(pageUrl("tag", { "data-pageviews": "act:cm:viewed-page" }));
+    await snippetLoaded(page);
+    await page.evaluate((email) => relay("identify", { email }), email);
+    await activitiesOf(email, 1);
+    await sleep(1_500);
+    const before = await page.evaluate(() => (window as unknown as { wakes: number }).wakes);
+    await sleep(5_000);
+    const after = await page.evaluate(() => (window as unknown as { wakes: number }).wakes);
+    expect(after - before).toBe(0);
+    await context.close();
   });
 });

@@ -36,8 +36,8 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
   it("records one on pushState, with the previous URL as referrer and the title the router sets after it", async () => {
     const { views, history, doc } = await spa();
     history.pushState({}, "", "/products/42?colour=red");
-    // The router renders, then sets the title: a page view is recorded once its URL has stayed for one look (300 ms).
-    await wait(250);
+    // The router renders, then sets the title: the page view is recorded 100 ms after the navigation.
+    await wait(50);
     doc.title = "Product 42";
     expect(await views()).toEqual([
       ["https://shop.example/", "Home", "https://search.example/?q=shoes"],
@@ -85,12 +85,26 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
     expect((await views()).map((v) => v[0])).toEqual(["https://shop.example/", "https://shop.example/a", "https://shop.example/"]);
   });
 
-  it("leaves the page's history alone (nothing wrapped): it only looks at the URL", () => {
-    const page = openPage({ pageviews: "act:cm:viewed-page" });
-    const { pushState, replaceState } = page.w.History.prototype;
-    expect(Object.hasOwn(page.w.history, "pushState")).toBe(false);
-    expect(page.w.history.pushState).toBe(pushState);
-    expect(page.w.history.replaceState).toBe(replaceState);
+  it("wraps history.pushState and replaceState, which still do what they did (the page's own call runs first)", async () => {
+    const { views, history, page } = await spa();
+    const { pushState } = page.w.History.prototype;
+    expect(history.pushState).not.toBe(pushState);
+    history.pushState({ n: 1 }, "", "/a");
+    expect([page.w.location.pathname, history.state]).toEqual(["/a", { n: 1 }]);
+    expect(() => history.pushState({}, "", "https://elsewhere.example/")).toThrow();
+    expect((await views()).map((v) => v[0])).toEqual(["https://shop.example/", "https://shop.example/a"]);
+  });
+
+  it("runs no timer while idle: none before a navigation, one after it", async () => {
+    const { page, history } = await spa();
+    await settle();
+    vi.advanceTimersByTime(2_000);
+    expect(vi.getTimerCount()).toBe(1); // the heartbeat's interval
+    history.pushState({}, "", "/a");
+    expect(vi.getTimerCount()).toBeGreaterThan(1);
+    await settle();
+    expect(vi.getTimerCount()).toBe(1);
+    expect(page.w.location.pathname).toBe("/a");
   });
 
   it("records a navigation made just before the page is hidden, before its next look at the URL", async () => {
