@@ -74,8 +74,10 @@ describe("page views with a long URL", () => {
 
 describe("page views from history and popstate", () => {
   /** A page with page views on (and `extra` attributes), its visitor identified, its load's page view arrived. */
-  async function spa(name: string, extra: Record<string, string> = {}) {
+  async function spa(name: string, extra: Record<string, string> = {}, withoutNavigationApi = false) {
     const context = await newVisitor(browser());
+    // A browser without the Navigation API (Safari before 26.2, Firefox before 147).
+    if (withoutNavigationApi) await context.addInitScript(() => Object.defineProperty(window, "navigation", { value: undefined }));
     const page = await context.newPage();
     const email = emailFor(name);
     const first = pageUrl("tag", { "data-pageviews": "act:cm:viewed-page", ...extra });
@@ -139,6 +141,25 @@ describe("page views from history and popstate", () => {
     });
     await plain.context.close();
     await hashed.context.close();
+  });
+
+  it("without the Navigation API, records pushState, popstate and hash routes (data-hash) from a look at the URL every 300 ms", async () => {
+    const { context, page, email, urls } = await spa("no-navigation-api", { "data-hash": "" }, true);
+    expect(await page.evaluate(() => (window as { navigation?: unknown }).navigation)).toBeUndefined();
+    await page.evaluate(async () => {
+      const shown = () => new Promise((r) => setTimeout(r, 400));
+      history.replaceState(null, "", "?utm_source=mail");
+      await shown();
+      history.pushState(null, "", "/shop/chairs");
+      await shown();
+      location.hash = "#/cart";
+      await shown();
+      history.back();
+    });
+    await activitiesOf(email, 4);
+    await sleep(1_000);
+    expect(await urls()).toEqual(["/tag.html", "/shop/chairs", "/shop/chairs#/cart", "/shop/chairs"]);
+    await context.close();
   });
 
   it("runs no timer while the page is idle (after start-up, between heartbeats)", async () => {

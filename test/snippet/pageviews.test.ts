@@ -1,5 +1,6 @@
+import type { Window } from "happy-dom";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { openPage, settle, wait } from "./helpers.ts";
+import { openPage, type PageOptions, settle, wait } from "./helpers.ts";
 
 beforeEach(() => {
   vi.useFakeTimers();
@@ -9,12 +10,31 @@ afterEach(() => {
 });
 
 /**
+ * The Navigation API as far as the snippet uses it (happy-dom has none; Chromium's is in
+ * test/e2e/pageviews.test.ts): `navigation`, an EventTarget that fires `currententrychange` after
+ * each history change, as a browser does for pushState, replaceState and traversals.
+ */
+function withNavigation(w: Window) {
+  const navigation = new w.EventTarget();
+  const fire = () => navigation.dispatchEvent(new w.Event("currententrychange"));
+  for (const name of ["pushState", "replaceState"] as const) {
+    const original = w.history[name];
+    w.history[name] = (...args: [unknown, string, string?]) => {
+      original.apply(w.history, args);
+      fire();
+    };
+  }
+  w.addEventListener("popstate", fire);
+  Object.defineProperty(w, "navigation", { value: navigation, configurable: true });
+}
+
+/**
  * An identified page with page views on, once its script has run (the start-up page view comes at
  * the end of the script's task, after the loader's queued calls); returns the page views sent so
  * far, as [url, title, referrer].
  */
-async function spa(url = "https://shop.example/") {
-  const page = openPage({ url, title: "Home", referrer: "https://search.example/?q=shoes", pageviews: "act:cm:viewed-page" });
+async function spa(url = "https://shop.example/", beforeStart?: PageOptions["beforeStart"]) {
+  const page = openPage({ url, title: "Home", referrer: "https://search.example/?q=shoes", pageviews: "act:cm:viewed-page", beforeStart });
   page.relay("identify", { email: "chris@example.com" });
   await Promise.resolve();
   const views = async () => {
@@ -36,7 +56,7 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
   it("records one on pushState, with the previous URL as referrer and the title the router sets after it", async () => {
     const { views, history, doc } = await spa();
     history.pushState({}, "", "/products/42?colour=red");
-    // The router renders, then sets the title: the page view is recorded 100 ms after the navigation.
+    // The router renders, then sets the title: without the Navigation API the path is looked at every 300 ms.
     await wait(50);
     doc.title = "Product 42";
     expect(await views()).toEqual([
@@ -60,9 +80,7 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
       [31, 255, 255],
     ]);
     const sent = page.sent.flatMap((s) => (JSON.parse(s.raw) as { activities: { attributes: Record<string, string> }[] }).activities);
-    expect(
-      sent.slice(1).map((a) => [a.attributes["page-url"]?.length, a.attributes["page-title"]?.length, a.attributes.referrer?.length]),
-    ).toEqual([
+    expect(sent.slice(1).map((a) => [a.attributes.u?.length, a.attributes.t?.length, a.attributes.r?.length])).toEqual([
       [2000, 2000, 21],
       [31, 2000, 2000],
     ]);
@@ -85,26 +103,57 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
     expect((await views()).map((v) => v[0])).toEqual(["https://shop.example/", "https://shop.example/a", "https://shop.example/"]);
   });
 
-  it("wraps history.pushState and replaceState, which still do what they did (the page's own call runs first)", async () => {
-    const { views, history, page } = await spa();
-    const { pushState } = page.w.History.prototype;
-    expect(history.pushState).not.toBe(pushState);
-    history.pushState({ n: 1 }, "", "/a");
-    expect([page.w.location.pathname, history.state]).toEqual(["/a", { n: 1 }]);
-    expect(() => history.pushState({}, "", "https://elsewhere.example/")).toThrow();
-    expect((await views()).map((v) => v[0])).toEqual(["https://shop.example/", "https://shop.example/a"]);
+  it("leaves the page's history alone (nothing wrapped)", () => {
+    const page = openPage({ pageviews: "act:cm:viewed-page" });
+    const { pushState, replaceState } = page.w.History.prototype;
+    expect(Object.hasOwn(page.w.history, "pushState")).toBe(false);
+    expect(page.w.history.pushState).toBe(pushState);
+    expect(page.w.history.replaceState).toBe(replaceState);
   });
 
-  it("runs no timer while idle: none before a navigation, one after it", async () => {
-    const { page, history } = await spa();
+  it("with the Navigation API, looks once 100 ms after currententrychange, with the title the router set meanwhile", async () => {
+    const { views, history, doc } = await spa(undefined, withNavigation);
+    history.pushState({}, "", "/products/42?colour=red");
+    await wait(50);
+    doc.title = "Product 42";
+    await wait(60);
+    history.replaceState({}, "", "/products/42?colour=blue");
+    history.pushState({}, "", "#reviews");
+    expect(await views()).toEqual([
+      ["https://shop.example/", "Home", "https://search.example/?q=shoes"],
+      ["https://shop.example/products/42?colour=red", "Product 42", "https://shop.example/"],
+    ]);
+    history.back();
+    history.back();
+    history.back();
+    expect((await views()).map((v) => v[0])).toEqual([
+      "https://shop.example/",
+      "https://shop.example/products/42?colour=red",
+      "https://shop.example/",
+    ]);
+  });
+
+  it("with the Navigation API, runs no timer while idle: none before a navigation, one after it", async () => {
+    const { page, history } = await spa(undefined, withNavigation);
     await settle();
     vi.advanceTimersByTime(2_000);
     expect(vi.getTimerCount()).toBe(1); // the heartbeat's interval
     history.pushState({}, "", "/a");
-    expect(vi.getTimerCount()).toBeGreaterThan(1);
+    expect(vi.getTimerCount()).toBe(2);
+    vi.advanceTimersByTime(100);
+    expect(vi.getTimerCount()).toBe(2); // the page view's batch (1 s)
     await settle();
     expect(vi.getTimerCount()).toBe(1);
-    expect(page.w.location.pathname).toBe("/a");
+    expect(page.activities().map((a) => a.attributes?.["str:cm:page-url"])).toEqual(["https://shop.example/", "https://shop.example/a"]);
+  });
+
+  it("without the Navigation API, looks at the path every 300 ms", async () => {
+    const { views, history } = await spa();
+    await settle();
+    expect(vi.getTimerCount()).toBe(2); // the heartbeat's interval and the path's
+    history.pushState({}, "", "/a");
+    vi.advanceTimersByTime(300);
+    expect((await views()).map((v) => v[0])).toEqual(["https://shop.example/", "https://shop.example/a"]);
   });
 
   it("records a navigation made just before the page is hidden, before its next look at the URL", async () => {
