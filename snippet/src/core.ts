@@ -618,17 +618,20 @@ export function createRelay(options: RelayOptions): Relay {
      * routes count (data-hash), and then a change of the hash route's query alone is none either.
      */
     const view = safe(() => {
-      // The URL, without the hash unless hash routes count (it may carry tokens); the path is the
-      // URL without its queries. The URL, the title and the referrer are cut to 2,000 characters:
-      // the relay cuts them to Ortto's 255, and a longer one (a SPA's state in the URL) would make
-      // the event too large to send at all. They go as `u`, `t` and `r`, which the relay expands.
-      const href = loc.href.replace(hash ? "" : /#.*/, "");
+      // The URL, without the hash unless hash routes count (it may carry tokens), cut to 2,000
+      // characters, as is the title: the relay cuts them to Ortto's 255, and a longer one (a SPA's
+      // state in the URL) would make the event too large to send at all. The referrer is the last
+      // page view's URL, so cut already, or the browser's referrer, whole: a page view stays
+      // sendable with one of up to 15,000 characters (Chromium and Firefox keep it under 4 kB), and
+      // the relay cuts it. The path is the URL as cut, without its queries. They go as `u`, `t` and
+      // `r`, which the relay expands.
+      const href = loc.href.replace(hash ? "" : /#.*/, "").slice(0, 2e3);
       const p = href.replace(/\?[^#]*/g, "");
       if (pageviews && p !== path) {
         track(pageviews, {
-          u: href.slice(0, 2e3),
+          u: href,
           t: doc.title.slice(0, 2e3),
-          r: (last || doc.referrer).slice(0, 2e3),
+          r: last || doc.referrer,
         });
         last = href;
         path = p;
@@ -652,14 +655,10 @@ export function createRelay(options: RelayOptions): Relay {
         }
       }),
     );
-    // A single-page app's navigations (pushState, replaceState, back/forward, a hash change): each
-    // looked at once, 100 ms after the Navigation API's `currententrychange` (by then the router has
-    // set the title), so nothing runs while the page is idle and nothing of the page's is wrapped.
-    // A browser without the Navigation API (Safari before 26.2, Firefox before 147) looks every 300 ms.
-    if (pageviews) {
-      const n = (w as { navigation?: EventTarget }).navigation;
-      n ? n.addEventListener("currententrychange", () => setTimeout(view, 100)) : setInterval(view, 300);
-    }
+    // A single-page app's navigations (pushState, replaceState, back and forward, a hash route with
+    // data-hash): the URL, looked at every 300 ms, so a route shown that long is recorded, 0–300 ms
+    // after the navigation. Nothing of the page's (history) is wrapped.
+    if (pageviews) setInterval(view, 300);
     // After the loader's queued calls (boot replays them as this returns): a logout page's reset or a
     // login page's identify comes before its page view.
     queueMicrotask(view);
