@@ -48,9 +48,9 @@ describe("page views", () => {
 
 describe("page views with a long URL or referrer", () => {
   /**
-   * Page-view strings are cut to 2,000 characters in the page (the relay cuts them to 255): sent
-   * whole, a URL over 20,000 characters made its page view, and the next one's (its referrer), too
-   * large to send at all, and both were given up.
+   * The URL and the title are cut to 2,000 characters in the page (the relay cuts them to 255):
+   * whole, a URL over 20,000 characters would make its page view, and the next one's (its
+   * referrer), too large to send at all.
    */
   it("records the page views of a SPA route with a 25,000-character URL and of the route after it", async () => {
     const context = await newVisitor(browser());

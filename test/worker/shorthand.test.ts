@@ -96,6 +96,26 @@ describe("the snippet's short forms, expanded at the edge", () => {
     });
   });
 
+  it("forwards a page view as the snippet sends it (u, t, r), its 5,000-character referrer cut to 255", async () => {
+    const referrer = `https://www.google.com/?q=${"q".repeat(4_977)}`;
+    const res = await post({
+      activities: [
+        {
+          activity_id: "viewed-page",
+          fields: { email: "pv-r@example.com" },
+          attributes: { u: "https://shop.example/", t: "Shop", r: referrer },
+        },
+      ],
+    });
+    expect(res.status).toBe(200);
+    const [activity] = (await emulator.requests())[0]?.body.activities ?? [];
+    expect(activity?.attributes).toEqual({
+      "str:cm:page-url": "https://shop.example/",
+      "str:cm:page-title": "Shop",
+      "str:cm:referrer": referrer.slice(0, 255),
+    });
+  });
+
   it("still refuses an Ortto id's text over 255 characters (only the snippet's short forms are cut)", async () => {
     const res = await post({
       activities: [
