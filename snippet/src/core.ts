@@ -618,20 +618,19 @@ export function createRelay(options: RelayOptions): Relay {
      * routes count (data-hash), and then a change of the hash route's query alone is none either.
      */
     const view = safe(() => {
-      // The URL, without the hash unless hash routes count (it may carry tokens), cut to 2,000
-      // characters, as is the title: the relay cuts them to Ortto's 255, and a longer one (a SPA's
-      // state in the URL) would make the event too large to send at all. The referrer is the last
-      // page view's URL, so cut already, or the browser's referrer, whole: a page view stays
-      // sendable with one of up to 15,000 characters (Chromium and Firefox keep it under 4 kB), and
-      // the relay cuts it. The path is the URL as cut, without its queries. They go as `u`, `t` and
-      // `r`, which the relay expands.
-      const href = loc.href.replace(hash ? "" : /#.*/, "").slice(0, 2e3);
+      // The URL, without the hash unless hash routes count (it may carry tokens); the path is the
+      // whole URL without its queries (a hash route after a long query is still told apart). What
+      // is sent is cut to 2,000 characters, the URL, title and referrer alike: the relay cuts them
+      // to Ortto's 255, and a longer one (a SPA's state in the URL, a referrer a browser does not
+      // cap at 4 kB) would make the event too large to send at all. They go as `u`, `t` and `r`,
+      // which the relay expands.
+      const href = loc.href.replace(hash ? "" : /#.*/, "");
       const p = href.replace(/\?[^#]*/g, "");
       if (pageviews && p !== path) {
         track(pageviews, {
-          u: href,
+          u: href.slice(0, 2e3),
           t: doc.title.slice(0, 2e3),
-          r: last || doc.referrer,
+          r: (last || doc.referrer).slice(0, 2e3),
         });
         last = href;
         path = p;
