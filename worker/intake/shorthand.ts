@@ -1,3 +1,4 @@
+import { SNIPPET_PAGE_VIEW_SHORTHANDS } from "../../shared/catalogue.ts";
 import { ConversionError, type Issue, phoneObject, type Renamed } from "./friendly.ts";
 
 /**
@@ -34,15 +35,8 @@ const SHORTHANDS = [
   ["phone", "phn::phone"],
 ] as const;
 
-/** The snippet's page-view attributes (catalogue ids `str:cm:page-url` …), and as scripts cached from before send them. */
-const ATTRIBUTE_SHORTHANDS = [
-  ["u", "str:cm:page-url"],
-  ["t", "str:cm:page-title"],
-  ["r", "str:cm:referrer"],
-  ["page-url", "str:cm:page-url"],
-  ["page-title", "str:cm:page-title"],
-  ["referrer", "str:cm:referrer"],
-] as const;
+/** The snippet's page-view attributes (catalogue ids `str:cm:page-url` …), and as scripts cached from before send them (no other attribute's friendly name: shared/catalogue.ts). */
+const ATTRIBUTE_SHORTHANDS = SNIPPET_PAGE_VIEW_SHORTHANDS;
 
 /**
  * What the pass found, when the relay asks (the tests' callers need not): its 400s, as the page
