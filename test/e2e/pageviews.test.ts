@@ -158,6 +158,24 @@ describe("page views of a single-page app's routes (the URL looked at every 300 
     await hashed.context.close();
   });
 
+  it("with data-hash, counts a change of the hash route's query alone (#/a?x=1 to #/a?x=2) as no page view, and the next route as one", async () => {
+    const { context, page, email, urls } = await spa("hash-route-query", { "data-hash": "" });
+    await page.evaluate(async () => {
+      const shown = () => new Promise((r) => setTimeout(r, 400));
+      location.hash = "#/a?x=1";
+      await shown();
+      location.hash = "#/a?x=2";
+      await shown();
+      history.replaceState(null, "", "?q=1#/a?x=3");
+      await shown();
+      location.hash = "#/b?x=3";
+    });
+    await activitiesOf(email, 3);
+    await sleep(1_000);
+    expect(await urls()).toEqual(["/tag.html", "/tag.html#/a?x=1", "/tag.html#/b?x=3"]);
+    await context.close();
+  });
+
   it("with data-hash, records a query-only replaceState as none, then pushState, a hash route and back (popstate) to the path", async () => {
     const { context, page, email, urls } = await spa("hash-routes-back", { "data-hash": "" });
     await page.evaluate(async () => {
