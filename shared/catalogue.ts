@@ -228,12 +228,12 @@ function planProblems(where: string, fields: Record<string, FieldSpec>, person: 
     if (details?.timezone !== undefined && k !== "date") problems.push(`${where}.${id}: a timezone is for date attributes only`);
     // The snippet's shorthands (`email` … `phone`) always mean Ortto's built-in fields, and the
     // snippet holds events until the identity has `email`, `ei` or `phone`: those names stay theirs.
-    const shorthand = SNIPPET_SHORTHANDS[name];
-    if (person && shorthand !== undefined && Object.hasOwn(SNIPPET_SHORTHANDS, name) && shorthand !== id)
+    // So do the page views' attribute shorthands (`u` … `referrer`), which the relay expands in every activity.
+    const shorthand = person
+      ? Object.hasOwn(SNIPPET_SHORTHANDS, name) && SNIPPET_SHORTHANDS[name]
+      : SNIPPET_PAGE_VIEW_SHORTHANDS.find(([short]) => short === name)?.[1];
+    if (shorthand && shorthand !== id)
       problems.push(`${where}.${id}: the friendly name ${name} is the snippet's shorthand for ${shorthand}; give it another name`);
-    const pageView = SNIPPET_PAGE_VIEW_SHORTHANDS.find(([short]) => short === name)?.[1];
-    if (!person && pageView !== undefined && pageView !== id)
-      problems.push(`${where}.${id}: the friendly name ${name} is the snippet's shorthand for ${pageView}; give it another name`);
     const own = SNIPPET_NAMES[id];
     if (person && own !== undefined && Object.hasOwn(SNIPPET_NAMES, id) && own !== name)
       problems.push(`${where}.${id}: keeps its name ${own} (the snippet's shorthand, by which it knows who the visitor is)`);
