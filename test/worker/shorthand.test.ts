@@ -116,6 +116,26 @@ describe("the snippet's short forms, expanded at the edge", () => {
     });
   });
 
+  it("refuses page views sent to an activity without the page-view attributes (a data-pageviews that names another), naming u, t and r as sent", async () => {
+    const res = await post({
+      activities: [
+        {
+          activity_id: "logged-in",
+          fields: { email: "pv-wrong@example.com" },
+          attributes: { u: "https://shop.example/", t: "Shop", r: "" },
+        },
+      ],
+    });
+    const body = (await res.json()) as { details: { path: string; message: string }[] };
+    expect({ status: res.status, details: body.details }).toEqual({
+      status: 400,
+      details: [
+        { path: "activities.0.attributes.u", message: "unknown attributes u, t, r: not declared in the catalogue for this activity" },
+      ],
+    });
+    expect(await emulator.requests()).toEqual([]);
+  });
+
   it("still refuses an Ortto id's text over 255 characters (only the snippet's short forms are cut)", async () => {
     const res = await post({
       activities: [
