@@ -200,6 +200,18 @@ const SNIPPET_SHORTHANDS: Readonly<Record<string, string>> = Object.fromEntries(
  * expanded by worker/intake/shorthand.ts): a page always writes them, so none may have a `source`.
  */
 const SNIPPET_PAGE_VIEW_ATTRIBUTES: readonly string[] = ["str:cm:page-url", "str:cm:page-title", "str:cm:referrer"];
+/**
+ * The names the snippet sends them by (`u`, `t`, `r`; a script cached from before: `page-url` …),
+ * which the relay expands in every activity before friendly names: no other attribute may be named so.
+ */
+export const SNIPPET_PAGE_VIEW_SHORTHANDS = [
+  ["u", "str:cm:page-url"],
+  ["t", "str:cm:page-title"],
+  ["r", "str:cm:referrer"],
+  ["page-url", "str:cm:page-url"],
+  ["page-title", "str:cm:page-title"],
+  ["referrer", "str:cm:referrer"],
+] as const;
 
 /** The tracking plan's own rules: friendly names unique and usable, sources and time zones where they fit. */
 function planProblems(where: string, fields: Record<string, FieldSpec>, person: boolean): string[] {
@@ -216,8 +228,11 @@ function planProblems(where: string, fields: Record<string, FieldSpec>, person: 
     if (details?.timezone !== undefined && k !== "date") problems.push(`${where}.${id}: a timezone is for date attributes only`);
     // The snippet's shorthands (`email` … `phone`) always mean Ortto's built-in fields, and the
     // snippet holds events until the identity has `email`, `ei` or `phone`: those names stay theirs.
-    const shorthand = SNIPPET_SHORTHANDS[name];
-    if (person && shorthand !== undefined && Object.hasOwn(SNIPPET_SHORTHANDS, name) && shorthand !== id)
+    // So do the page views' attribute shorthands (`u` … `referrer`), which the relay expands in every activity.
+    const shorthand = person
+      ? Object.hasOwn(SNIPPET_SHORTHANDS, name) && SNIPPET_SHORTHANDS[name]
+      : SNIPPET_PAGE_VIEW_SHORTHANDS.find(([short]) => short === name)?.[1];
+    if (shorthand && shorthand !== id)
       problems.push(`${where}.${id}: the friendly name ${name} is the snippet's shorthand for ${shorthand}; give it another name`);
     const own = SNIPPET_NAMES[id];
     if (person && own !== undefined && Object.hasOwn(SNIPPET_NAMES, id) && own !== name)

@@ -35,7 +35,8 @@ const ts = () =>
 /**
  * Terser, tuned the way Umami's tracker is: several passes, and the "unsafe" rewrites that
  * hold for this code (no getters with side effects on our own objects, no `arguments` tricks,
- * no reliance on function `.name` or `.length`). Properties are not mangled: the stored queue's
+ * no reliance on function `.name` or `.length`; booleans as 1 and 0, since the one comparison with
+ * a boolean, GPC's `=== true`, reads a browser's boolean). Properties are not mangled: the stored queue's
  * names are already one letter and must not change between builds, and the wire's are Ortto's.
  */
 const minify = (module) =>
@@ -56,6 +57,7 @@ const minify = (module) =>
       hoist_funs: true,
       reduce_funcs: false,
       conditionals: false,
+      booleans_as_integers: true,
     },
     mangle: { toplevel: true },
     format: { comments: false, wrap_func_args: false },

@@ -14,7 +14,12 @@ export function boot() {
     if (!stub?.l) {
       const script = document.currentScript as HTMLScriptElement;
       const data = script.dataset;
-      const relay: Stub = createRelay({ ...data, endpoint: data.endpoint || new URL(".", script.src).href, debug: data.debug != null });
+      const relay: Stub = createRelay({
+        ...data,
+        endpoint: data.endpoint || new URL(".", script.src).href,
+        debug: data.debug != null,
+        hash: data.hash != null,
+      });
       relay.l = 1;
       window.relay = relay;
       for (const args of stub?.q || []) (relay as (...args: unknown[]) => void).apply(0, args as unknown[]);

@@ -139,9 +139,9 @@ export function createRelay(options: RelayOptions): Relay {
   // A relay that does nothing, if even starting fails (no window in SSR, a hostile page).
   let api: Relay = () => {};
   try {
-    const { endpoint, consent: mode, gpc, debug, pageviews, window: w = window } = options;
+    const { endpoint, consent: mode, gpc, debug, pageviews, hash, window: w = window } = options;
     const { navigator: nav, document: doc, location: loc } = w;
-    const url = `${endpoint.replace(/\/+$/, "")}/v1/activities/create`;
+    const url = endpoint.replace(/\/*$/, "/v1/activities/create");
     /**
      * The page's clock: the device's as it was at the start, moved on monotonically (no step of the
      * device's clock reaches it), in ms with fractions (the relay rounds `created`).
@@ -177,11 +177,11 @@ export function createRelay(options: RelayOptions): Relay {
      * This tab has a request in flight (one at a time, so keepalive's 64 KiB holds), until it is
      * answered or aborted at 15 s (a browser without `AbortSignal.timeout` waits as long as it does).
      */
-    let busy = 0;
+    let busy: unknown;
     /** A tally and heartbeat are due at the end of this task. */
-    let due = 0;
+    let due: unknown;
     /** The page is hidden for good (pagehide): late answers are ignored, and a live page may adopt what it leaves. */
-    let gone: boolean | 0 = 0;
+    let gone: unknown;
     /** Set by page hide until the end of its task: what the site tracks in its own hide handlers goes at once. */
     let hiding: unknown;
     /** The last write of the shared state failed (a full storage): what this tab holds in memory is the truth. */
@@ -216,9 +216,7 @@ export function createRelay(options: RelayOptions): Relay {
     };
     /** Reads the shared state (unless this tab could not write its last change); when storage is broken, this tab goes on with what it holds. */
     const read = () => {
-      try {
-        if (!stuck) mem = parse(store().getItem(STORAGE_KEY) as string) || {};
-      } catch {}
+      if (!stuck) mem = (get(STORAGE_KEY) ?? mem) || {};
     };
     /** The shared state as it is now, unless this tab holds it in memory only (no consent yet). */
     const fresh = () => allowed() && read();
@@ -286,19 +284,17 @@ export function createRelay(options: RelayOptions): Relay {
           const first = seen[raw] || now();
           seen[raw] = first;
           if ((get(k) as TabQueue | undefined)?.h && now() - first < STALE_MS) continue;
-          const left: Item[] = [];
           for (const e of all)
             if (e.startsWith(`${k}|`)) {
-              left.push(get(e));
+              const i: Item | undefined = get(e);
               put(e);
-            }
-          for (const i of left)
-            if (i) {
-              // A request page hide sent may be in flight: left alone until its lease is over, at most LEASE_MS from now.
-              i.l = Math.min(i.l as number, now() + LEASE_MS);
-              i.k = `${own}|${++count}`;
-              n = q.push(i);
-              keep(i);
+              if (i) {
+                // A request page hide sent may be in flight: left alone until its lease is over, at most LEASE_MS from now.
+                i.l = Math.min(i.l as number, now() + LEASE_MS);
+                i.k = `${own}|${++count}`;
+                n = q.push(i);
+                keep(i);
+              }
             }
           put(k);
         }
@@ -613,24 +609,28 @@ export function createRelay(options: RelayOptions): Relay {
     w.addEventListener("pagehide", hide);
     doc.addEventListener("visibilitychange", (e) => doc.hidden && hide(e));
     w.addEventListener("online", flush);
-    /** The last page view's URL ("" after a back/forward cache restore: the next is one, with `document.referrer`), and its path. */
+    /** The last page view's URL ("" after a back/forward cache restore: the next is one, with `document.referrer`), and its path (without queries). */
     let last: string | undefined;
     let path: string | undefined;
     /**
      * A page view (with data-pageviews), unless the path is the last one's: a change of the query
-     * alone (UTM stripping, search as you type) or of the hash is no page view.
+     * alone (UTM stripping, search as you type) is no page view, nor one of the hash unless hash
+     * routes count (data-hash), and then a change of the hash route's query alone is none either.
      */
     const view = safe(() => {
-      const p = loc.pathname;
-      // The URL, without the hash (it may carry tokens), cut to 2,000 characters, as are the title
-      // and the referrer: the relay cuts them to Ortto's 255, and a longer one (a SPA's state in
-      // the URL) would make the event too large to send at all.
-      const href = (loc.href.split("#")[0] as string).slice(0, 2e3);
+      // The URL, without the hash unless hash routes count (it may carry tokens); the path is the
+      // whole URL without its queries (a hash route after a long query is still told apart). What
+      // is sent is cut to 2,000 characters, the URL, title and referrer alike: the relay cuts them
+      // to Ortto's 255, and a longer one (a SPA's state in the URL, a referrer a browser does not
+      // cap at 4 kB) would make the event too large to send at all. They go as `u`, `t` and `r`,
+      // which the relay expands.
+      const href = loc.href.replace(hash ? "" : /#.*/, "");
+      const p = href.replace(/\?[^#]*/g, "");
       if (pageviews && p !== path) {
         track(pageviews, {
-          "page-url": href,
-          "page-title": doc.title.slice(0, 2e3),
-          referrer: (last || doc.referrer).slice(0, 2e3),
+          u: href.slice(0, 2e3),
+          t: doc.title.slice(0, 2e3),
+          r: (last || doc.referrer).slice(0, 2e3),
         });
         last = href;
         path = p;
@@ -654,10 +654,9 @@ export function createRelay(options: RelayOptions): Relay {
         }
       }),
     );
-    // A single-page app's navigations (pushState, replaceState, back and forward): the path, looked
-    // at every 300 ms, so a route shown that long is recorded, 0–300 ms after the navigation.
-    // Nothing of the page's (history) is wrapped. (Page views from wrapped `history` calls and
-    // `popstate`, with no timer while idle, and hash routes on `data-hash`, would cost 84 B gzip more.)
+    // A single-page app's navigations (pushState, replaceState, back and forward, a hash route with
+    // data-hash): the URL, looked at every 300 ms, so a route shown that long is recorded, 0–300 ms
+    // after the navigation. Nothing of the page's (history) is wrapped.
     if (pageviews) setInterval(view, 300);
     // After the loader's queued calls (boot replays them as this returns): a logout page's reset or a
     // login page's identify comes before its page view.

@@ -52,6 +52,8 @@ export interface RelayOptions {
   debug?: boolean;
   /** An activity id (`act:cm:viewed-page`) to record a page view with, on start and on every SPA navigation. */
   pageviews?: string;
+  /** With `pageviews`: hash routes (`#/cart`) are page views too, and the page view's URL keeps its hash. */
+  hash?: boolean;
   /** The window to work in (tests); defaults to the global one. */
   window?: Window;
 }

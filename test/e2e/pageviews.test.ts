@@ -46,11 +46,11 @@ describe("page views", () => {
   });
 });
 
-describe("page views with a long URL", () => {
+describe("page views with a long URL or referrer", () => {
   /**
-   * Page-view strings are cut to 2,000 characters in the page (the relay cuts them to 255): sent
-   * whole, a URL over 20,000 characters made its page view, and the next one's (its referrer), too
-   * large to send at all, and both were given up.
+   * The URL, the title and the referrer are cut to 2,000 characters in the page (the relay cuts
+   * them to 255): whole, one over 20,000 characters would make its page view, and the next one's
+   * (its referrer), too large to send at all.
    */
   it("records the page views of a SPA route with a 25,000-character URL and of the route after it", async () => {
     const context = await newVisitor(browser());
@@ -69,5 +69,128 @@ describe("page views with a long URL", () => {
     const d = (await stored(page))?.d ?? 0;
     await context.close();
     expect({ views: views.length, d }).toEqual({ views: 3, d: 0 });
+  });
+
+  it("records the page view of a page whose referrer has 30,000 characters, its referrer cut to 255", async () => {
+    const referrer = `https://search.example/?q=${"q".repeat(29_974)}`;
+    const context = await newVisitor(browser());
+    // Chromium strips a referrer over 4 kB to its origin; another browser may not.
+    await context.addInitScript((referrer) => Object.defineProperty(document, "referrer", { value: referrer }), referrer);
+    const page = await context.newPage();
+    const email = emailFor("long-referrer");
+    await page.goto(pageUrl("tag", { "data-pageviews": "act:cm:viewed-page", "data-debug": "" }));
+    await snippetLoaded(page);
+    expect(await page.evaluate(() => document.referrer.length)).toBe(30_000);
+    await page.evaluate((email) => relay("identify", { email }), email);
+    const [view] = await activitiesOf(email, 1);
+    const d = (await stored(page))?.d ?? 0;
+    await context.close();
+    expect({ referrer: view?.attributes["str:cm:referrer"], d }).toEqual({ referrer: referrer.slice(0, 255), d: 0 });
+  });
+});
+
+describe("page views of a single-page app's routes (the URL looked at every 300 ms)", () => {
+  /** A page with page views on (and `extra` attributes), its visitor identified, its load's page view arrived. */
+  async function spa(name: string, extra: Record<string, string> = {}) {
+    const context = await newVisitor(browser());
+    const page = await context.newPage();
+    const email = emailFor(name);
+    const first = pageUrl("tag", { "data-pageviews": "act:cm:viewed-page", ...extra });
+    await page.goto(first);
+    await snippetLoaded(page);
+    await page.evaluate((email) => relay("identify", { email }), email);
+    await activitiesOf(email, 1);
+    const urls = async () =>
+      (await mine(email)).map(
+        (a) => new URL(a.attributes["str:cm:page-url"] as string).pathname + new URL(a.attributes["str:cm:page-url"] as string).hash,
+      );
+    return { context, page, email, urls };
+  }
+
+  it("records one page view on pushState to a new path and one on popstate (back), none on query-only replaceState (UTM stripping, search as you type)", async () => {
+    const { context, page, email, urls } = await spa("history");
+    await page.evaluate(async () => {
+      // UTM stripping, then search as you type: the query alone changes.
+      history.replaceState(null, "", `${location.pathname}?`);
+      for (const q of ["c", "ch", "cha", "chai", "chair"]) {
+        history.replaceState(null, "", `?q=${q}`);
+        await new Promise((r) => setTimeout(r, 150));
+      }
+      history.pushState(null, "", "/shop/chairs");
+      await new Promise((r) => setTimeout(r, 400));
+      history.back();
+    });
+    await activitiesOf(email, 3);
+    await sleep(1_000);
+    expect(await urls()).toEqual(["/tag.html", "/shop/chairs", "/tag.html"]);
+    await context.close();
+  });
+
+  it("records every route shown for 350 ms (20 of 20)", async () => {
+    const { context, page, email, urls } = await spa("short-routes");
+    await page.evaluate(async () => {
+      for (let i = 0; i < 20; i++) {
+        history.pushState(null, "", `/route/${i}`);
+        await new Promise((r) => setTimeout(r, 350));
+      }
+    });
+    await activitiesOf(email, 21);
+    expect((await urls()).slice(1)).toEqual(Array.from({ length: 20 }, (_, i) => `/route/${i}`));
+    await context.close();
+  });
+
+  it("counts a change of the hash alone as no page view, and as one with data-hash (its URL with the hash)", async () => {
+    const plain = await spa("hash-off");
+    const hashed = await spa("hash-on", { "data-hash": "" });
+    for (const { page } of [plain, hashed])
+      await page.evaluate(async () => {
+        location.hash = "#/cart";
+        await new Promise((r) => setTimeout(r, 400));
+        history.pushState(null, "", "#/checkout");
+      });
+    await activitiesOf(hashed.email, 3);
+    await sleep(1_000);
+    expect({ plain: await plain.urls(), hashed: await hashed.urls() }).toEqual({
+      plain: ["/tag.html"],
+      hashed: ["/tag.html", "/tag.html#/cart", "/tag.html#/checkout"],
+    });
+    await plain.context.close();
+    await hashed.context.close();
+  });
+
+  it("with data-hash, counts a change of the hash route's query alone (#/a?x=1 to #/a?x=2) as no page view, and the next route as one", async () => {
+    const { context, page, email, urls } = await spa("hash-route-query", { "data-hash": "" });
+    await page.evaluate(async () => {
+      const shown = () => new Promise((r) => setTimeout(r, 400));
+      location.hash = "#/a?x=1";
+      await shown();
+      location.hash = "#/a?x=2";
+      await shown();
+      history.replaceState(null, "", "?q=1#/a?x=3");
+      await shown();
+      location.hash = "#/b?x=3";
+    });
+    await activitiesOf(email, 3);
+    await sleep(1_000);
+    expect(await urls()).toEqual(["/tag.html", "/tag.html#/a?x=1", "/tag.html#/b?x=3"]);
+    await context.close();
+  });
+
+  it("with data-hash, records a query-only replaceState as none, then pushState, a hash route and back (popstate) to the path", async () => {
+    const { context, page, email, urls } = await spa("hash-routes-back", { "data-hash": "" });
+    await page.evaluate(async () => {
+      const shown = () => new Promise((r) => setTimeout(r, 400));
+      history.replaceState(null, "", "?utm_source=mail");
+      await shown();
+      history.pushState(null, "", "/shop/chairs");
+      await shown();
+      location.hash = "#/cart";
+      await shown();
+      history.back();
+    });
+    await activitiesOf(email, 4);
+    await sleep(1_000);
+    expect(await urls()).toEqual(["/tag.html", "/shop/chairs", "/shop/chairs#/cart", "/shop/chairs"]);
+    await context.close();
   });
 });

@@ -297,7 +297,7 @@ describe("the back/forward cache and what changed meanwhile in another page", ()
 
 describe("a page that seeds Math.random", () => {
   /**
-   * snippet/README.md: "no other live page writes" a tab's key. A page may seed `Math.random`
+   * docs/snippet.md: "no other live page writes" a tab's key. A page may seed `Math.random`
    * (seedrandom's global mode, a game), so the tab's key comes from crypto.randomUUID and the
    * events' keys from the tab's key and a count: tabs never share keys, and no tab's events are lost.
    */

@@ -13,8 +13,8 @@ afterEach(() => {
  * the end of the script's task, after the loader's queued calls); returns the page views sent so
  * far, as [url, title, referrer].
  */
-async function spa(url = "https://shop.example/") {
-  const page = openPage({ url, title: "Home", referrer: "https://search.example/?q=shoes", pageviews: "act:cm:viewed-page" });
+async function spa(url = "https://shop.example/", referrer = "https://search.example/?q=shoes") {
+  const page = openPage({ url, title: "Home", referrer, pageviews: "act:cm:viewed-page" });
   page.relay("identify", { email: "chris@example.com" });
   await Promise.resolve();
   const views = async () => {
@@ -60,12 +60,19 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
       [31, 255, 255],
     ]);
     const sent = page.sent.flatMap((s) => (JSON.parse(s.raw) as { activities: { attributes: Record<string, string> }[] }).activities);
-    expect(
-      sent.slice(1).map((a) => [a.attributes["page-url"]?.length, a.attributes["page-title"]?.length, a.attributes.referrer?.length]),
-    ).toEqual([
+    expect(sent.slice(1).map((a) => [a.attributes.u?.length, a.attributes.t?.length, a.attributes.r?.length])).toEqual([
       [2000, 2000, 21],
       [31, 2000, 2000],
     ]);
+    expect(page.storage.state()?.d ?? 0).toBe(0);
+  });
+
+  it("sends a 5,000-character referrer cut to 2,000 characters, which the relay cuts to 255, and gives up no event for it", async () => {
+    const referrer = `https://search.example/?q=${"q".repeat(4_974)}`;
+    const { page, views } = await spa(undefined, referrer);
+    const [[, , cut]] = (await views()) as [[string, string, string]];
+    const sent = page.sent.flatMap((s) => (JSON.parse(s.raw) as { activities: { attributes: Record<string, string> }[] }).activities);
+    expect({ sent: sent.map((a) => a.attributes.r?.length), cut: cut === referrer.slice(0, 255) }).toEqual({ sent: [2_000], cut: true });
     expect(page.storage.state()?.d ?? 0).toBe(0);
   });
 
@@ -93,6 +100,15 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
     expect(page.w.history.replaceState).toBe(replaceState);
   });
 
+  it("looks at the URL every 300 ms, a timer beside the heartbeat's", async () => {
+    const { views, history } = await spa();
+    await settle();
+    expect(vi.getTimerCount()).toBe(2); // the heartbeat's interval and the path's
+    history.pushState({}, "", "/a");
+    vi.advanceTimersByTime(300);
+    expect((await views()).map((v) => v[0])).toEqual(["https://shop.example/", "https://shop.example/a"]);
+  });
+
   it("records a navigation made just before the page is hidden, before its next look at the URL", async () => {
     const { page, views, history } = await spa();
     await settle();
@@ -108,6 +124,33 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
     const [[url]] = (await views()) as [[string]];
     expect(url).toHaveLength(255);
     expect(url).not.toContain("#");
+  });
+
+  it("sends a page view whose referrer is 30,000 characters long (a browser that does not cap it at 4 kB), cut to 2,000", async () => {
+    const referrer = `https://search.example/?q=${"q".repeat(29_974)}`;
+    const { page, views } = await spa(undefined, referrer);
+    const count = (await views()).length;
+    const sent = page.sent.flatMap((s) => (JSON.parse(s.raw) as { activities: { attributes: Record<string, string> }[] }).activities);
+    expect({ views: count, r: sent.map((a) => a.attributes.r?.length), given_up: page.storage.state()?.d ?? 0 }).toEqual({
+      views: 1,
+      r: [2000],
+      given_up: 0,
+    });
+  });
+
+  it("with data-hash, records a hash route of a page whose query is longer than the 2,000 characters it sends", async () => {
+    const page = openPage({
+      url: `https://shop.example/app?state=${"s".repeat(3_000)}#/home`,
+      pageviews: "act:cm:viewed-page",
+      hash: true,
+    });
+    page.relay("identify", { email: "chris@example.com" });
+    await settle();
+    page.w.location.hash = "#/cart";
+    await wait(700);
+    page.w.location.hash = "#/cart?step=2";
+    await wait(700);
+    expect(page.activities().filter((a) => a.activity_id === "act:cm:viewed-page")).toHaveLength(2);
   });
 
   it("is off without the attribute", async () => {

@@ -96,6 +96,16 @@ describe("the catalogue's tracking plan rules", () => {
     ).not.toThrow();
   });
 
+  it("keeps the snippet's page-view attribute shorthands (u, t, r, and referrer from cached scripts) for the page-view attributes", () => {
+    // The relay expands them in every activity before friendly names: an attribute named so would never be reached.
+    expect(one({ "str:cm:r": "text" })).toThrow(/the friendly name r is the snippet's shorthand for str:cm:referrer/);
+    expect(one({ "int:cm:rating": { kind: "integer", name: "t" } })).toThrow(
+      /the friendly name t is the snippet's shorthand for str:cm:page-title/,
+    );
+    expect(one({ "txt:cm:referrer": "long_text" })).toThrow(/the friendly name referrer is the snippet's shorthand for str:cm:referrer/);
+    expect(one({ "str:cm:referrer": "text", "str:cm:page-url": "url" })).not.toThrow();
+  });
+
   it("refuses a display template naming an attribute the activity does not have", () => {
     expect(one({ "str:cm:number": "text" }, { display: "Order {{attribute.number}} of {{attribute.item_name}}" })).toThrow(
       /\{\{attribute.item_name\}\} is not an attribute of this activity \(it has number\)/,

@@ -115,6 +115,31 @@ describe("expandShorthands (the snippet's short forms, expanded by the relay)", 
     });
   });
 
+  it("expands the page-view attributes as the snippet sends them (u, t, r) and as scripts cached from before do, naming the one-letter name in errors", () => {
+    const long = `https://shop.example/${"p".repeat(400)}`;
+    const body = {
+      activities: [
+        { activity_id: "viewed-page", attributes: { u: long, t: "Cart", r: "https://shop.example/" } },
+        { activity_id: "viewed-page", attributes: { "page-url": "https://shop.example/a", "page-title": "A", referrer: "" } },
+      ],
+    };
+    const expansion: Expansion = { issues: [], used: [] };
+    expect(expandShorthands(body, expansion)).toEqual({
+      activities: [
+        {
+          activity_id: "act:cm:viewed-page",
+          attributes: { "str:cm:page-url": long.slice(0, 255), "str:cm:page-title": "Cart", "str:cm:referrer": "https://shop.example/" },
+        },
+        {
+          activity_id: "act:cm:viewed-page",
+          attributes: { "str:cm:page-url": "https://shop.example/a", "str:cm:page-title": "A", "str:cm:referrer": "" },
+        },
+      ],
+    });
+    expect(expansion.issues).toEqual([]);
+    expect(shorthandNames(expansion)?.get(0)?.attributes?.get("str:cm:page-title")).toBe("t");
+  });
+
   it("writes a created in ms as Ortto's ISO 8601 string, and leaves a string or a number that is no date alone", () => {
     const ms = Date.UTC(2026, 10, 27, 6, 0, 0, 123);
     const body = {

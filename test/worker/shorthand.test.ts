@@ -96,6 +96,46 @@ describe("the snippet's short forms, expanded at the edge", () => {
     });
   });
 
+  it("forwards a page view as the snippet sends it (u, t, r), its 5,000-character referrer cut to 255", async () => {
+    const referrer = `https://www.google.com/?q=${"q".repeat(4_977)}`;
+    const res = await post({
+      activities: [
+        {
+          activity_id: "viewed-page",
+          fields: { email: "pv-r@example.com" },
+          attributes: { u: "https://shop.example/", t: "Shop", r: referrer },
+        },
+      ],
+    });
+    expect(res.status).toBe(200);
+    const [activity] = (await emulator.requests())[0]?.body.activities ?? [];
+    expect(activity?.attributes).toEqual({
+      "str:cm:page-url": "https://shop.example/",
+      "str:cm:page-title": "Shop",
+      "str:cm:referrer": referrer.slice(0, 255),
+    });
+  });
+
+  it("refuses page views sent to an activity without the page-view attributes (a data-pageviews that names another), naming u, t and r as sent", async () => {
+    const res = await post({
+      activities: [
+        {
+          activity_id: "logged-in",
+          fields: { email: "pv-wrong@example.com" },
+          attributes: { u: "https://shop.example/", t: "Shop", r: "" },
+        },
+      ],
+    });
+    const body = (await res.json()) as { details: { path: string; message: string }[] };
+    expect({ status: res.status, details: body.details }).toEqual({
+      status: 400,
+      details: [
+        { path: "activities.0.attributes.u", message: "unknown attributes u, t, r: not declared in the catalogue for this activity" },
+      ],
+    });
+    expect(await emulator.requests()).toEqual([]);
+  });
+
   it("still refuses an Ortto id's text over 255 characters (only the snippet's short forms are cut)", async () => {
     const res = await post({
       activities: [

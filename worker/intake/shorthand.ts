@@ -1,3 +1,4 @@
+import { SNIPPET_PAGE_VIEW_SHORTHANDS } from "../../shared/catalogue.ts";
 import { ConversionError, type Issue, phoneObject, type Renamed } from "./friendly.ts";
 
 /**
@@ -9,9 +10,10 @@ import { ConversionError, type Issue, phoneObject, type Renamed } from "./friend
  * - a phone given as a string (`phone` or `phn::phone`) becomes Ortto's
  *   `{"phone": "+61401234567", "parse_with_country_code": true}`, keeping only digits and `+`
  *   (a string with an extension or a `(0)` is a 400: worker/intake/friendly.ts `phoneObject`).
- * - the page-view attributes the snippet records (`data-pageviews`) come as `page-url`,
- *   `page-title` and `referrer`, for `str:cm:page-url` …, whole: a text value is cut here to
- *   Ortto's 255 characters (never leaving half of a surrogate pair);
+ * - the page-view attributes the snippet records (`data-pageviews`) come as `u`, `t` and `r`
+ *   (scripts cached from before as `page-url`, `page-title` and `referrer`), for
+ *   `str:cm:page-url`, `str:cm:page-title` and `str:cm:referrer`, whole: a text value is cut here
+ *   to Ortto's 255 characters (never leaving half of a surrogate pair);
  * - `created` given as a number (ms since 1970, as the snippet stamps it) becomes Ortto's ISO 8601
  *   string, the same for every re-send of it (only an integer that is a date: any other number is left for the schema to refuse);
  * - the device's clock: the snippet sends its own time at sending as a top-level `t` (ms),
@@ -33,12 +35,8 @@ const SHORTHANDS = [
   ["phone", "phn::phone"],
 ] as const;
 
-/** The snippet's page-view attributes (catalogue ids `str:cm:page-url` …). */
-const ATTRIBUTE_SHORTHANDS = [
-  ["page-url", "str:cm:page-url"],
-  ["page-title", "str:cm:page-title"],
-  ["referrer", "str:cm:referrer"],
-] as const;
+/** The snippet's page-view attributes (catalogue ids `str:cm:page-url` …), and as scripts cached from before send them (no other attribute's friendly name: shared/catalogue.ts). */
+const ATTRIBUTE_SHORTHANDS = SNIPPET_PAGE_VIEW_SHORTHANDS;
 
 /**
  * What the pass found, when the relay asks (the tests' callers need not): its 400s, as the page
