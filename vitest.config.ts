@@ -1,8 +1,6 @@
-import { relative } from "node:path";
 import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
 import { buildSync } from "esbuild";
 import { defineConfig } from "vitest/config";
-import { BaseSequencer, type TestSpecification } from "vitest/node";
 
 // The relay's worker tests reach the local Ortto emulator as their upstream: it runs as a
 // second worker in the same workerd, and every outbound fetch of the relay is routed to it
@@ -65,47 +63,6 @@ function relayProject(
   };
 }
 
-/**
- * The files that take longest, in seconds on a loaded 2-core machine: most wait on queue retries,
- * Ortto's windows or a browser rather than compute. Only their order matters.
- */
-const longFiles: Record<string, number> = {
-  "test/worker/ortto-answers.test.ts": 42,
-  "test/e2e/tabs.test.ts": 41,
-  "test/worker/limits-memory.test.ts": 40,
-  "test/e2e/tabs-lifecycle.test.ts": 38,
-  "test/worker/queue-consumer.test.ts": 37,
-  "test/e2e/visitor-attacks.test.ts": 34,
-  "test/worker/delivery.test.ts": 26,
-  "test/e2e/clock.test.ts": 26,
-  "test/unit/setup.test.ts": 22,
-  "test/e2e/delivery.test.ts": 21,
-  "test/budget/pause.test.ts": 20,
-  "test/worker/fuzz.test.ts": 20,
-  "test/unit/plan-push.test.ts": 18,
-  "test/emulator/create.test.ts": 15,
-  "test/worker/queue-hardening.test.ts": 13,
-  "test/unit/smoke.test.ts": 13,
-  "test/budget/load.test.ts": 12,
-  "test/worker/limits.test.ts": 11,
-};
-
-/**
- * Every project's files in one queue, longest first, so that the run does not end on one long
- * file while the other workers idle (vitest's own order runs the projects one after another). A
- * file's length is the one vitest measured in the last run here, else the table above, else 1 s.
- */
-class LongestFirst extends BaseSequencer {
-  override async sort(files: TestSpecification[]) {
-    const seconds = (spec: TestSpecification) => {
-      const path = relative(this.ctx.config.root, spec.moduleId);
-      const last = this.ctx.cache.getFileTestResults(`${spec.project.name}:${path}`);
-      return last ? last.duration / 1000 : (longFiles[path] ?? 1);
-    };
-    return [...files].sort((a, b) => seconds(b) - seconds(a));
-  }
-}
-
 export default defineConfig({
   test: {
     // The relay's own JSON log lines (one per request) are kept out of the output, so a failing run
@@ -115,7 +72,6 @@ export default defineConfig({
     // time on a 2-core machine (vitest's default there is one). Every project's files are
     // independent: a workerd of their own, or (e2e) visitors, pages and proxies of their own.
     maxWorkers: 3,
-    sequence: { sequencer: LongestFirst },
     projects: [
       {
         test: { name: "unit", include: ["test/unit/**/*.test.ts"], environment: "node" },
