@@ -8,12 +8,10 @@ import {
   activitiesOf,
   clockShift,
   emailFor,
-  emulator,
-  emulatorRequests,
   logIn,
   newVisitor,
   pageUrl,
-  sleep,
+  settled,
   snippetLoaded,
   startProxy,
   useBrowser,
@@ -23,18 +21,6 @@ import {
 const browser = useBrowser();
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
-
-/** What the emulator holds for `email` once nothing more is on its way, and how many re-sends it merged. */
-async function settled(email: string) {
-  await sleep(1_500);
-  const mine = (await emulator()).activities.filter((a) => a.fields["str::email"] === email);
-  // This visitor's re-sends (merged by key + created), from the request log: the emulator's own count is every test's.
-  const sent = (await emulatorRequests())
-    .filter((r) => r.status < 300)
-    .flatMap((r) => r.body.activities ?? [])
-    .filter((a) => a.fields?.["str::email"] === email);
-  return { mine, duplicates: sent.length - mine.length };
-}
 
 describe("a device whose clock is wrong", () => {
   it("delivers exactly once, with the relay's time, from a page whose clock is 2 h fast", async () => {

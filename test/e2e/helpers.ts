@@ -60,6 +60,18 @@ export async function resetEmulator(): Promise<void> {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** What the emulator holds for `email` once nothing more is on its way, and how many re-sends it merged. */
+export async function settled(email: string) {
+  await sleep(1_500);
+  const mine = (await emulator()).activities.filter((a) => a.fields["str::email"] === email);
+  // This visitor's re-sends (merged by key + created), from the request log: the emulator's own count is every test's.
+  const sent = (await emulatorRequests())
+    .filter((r) => r.status < 300)
+    .flatMap((r) => r.body.activities ?? [])
+    .filter((a) => a.fields?.["str::email"] === email);
+  return { mine, duplicates: sent.length - mine.length };
+}
+
 /** Polls until `check` returns a value that is not undefined/false, or fails after `timeout` ms with `what`. */
 export async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeout = 15_000): Promise<T> {
   const end = Date.now() + timeout;

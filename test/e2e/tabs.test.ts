@@ -10,11 +10,10 @@ import {
   activitiesOf,
   clockShift,
   emailFor,
-  emulator,
-  emulatorRequests,
   moveClock,
   newVisitor,
   pageUrl,
+  settled,
   sleep,
   snippetLoaded,
   startProxy,
@@ -36,18 +35,6 @@ async function tabs(context: BrowserContext, count: number, query: Record<string
     pages.push(page);
   }
   return pages;
-}
-
-/** The activities the emulator holds for `email`, after a pause long enough for any straggler. */
-async function settled(email: string) {
-  await sleep(1_500);
-  const mine = (await emulator()).activities.filter((a) => a.fields["str::email"] === email);
-  // This visitor's re-sends (merged by key + created), from the request log: the emulator's own count is every test's.
-  const sent = (await emulatorRequests())
-    .filter((r) => r.status < 300)
-    .flatMap((r) => r.body.activities ?? [])
-    .filter((a) => a.fields?.["str::email"] === email);
-  return { mine, duplicates: sent.length - mine.length };
 }
 
 describe("several tabs share the queue", () => {

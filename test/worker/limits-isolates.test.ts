@@ -4,12 +4,13 @@
  * limit + UNSYNCED_MAX × (I − 1). `reachNewIsolate()` stands for a request reaching a new isolate.
  */
 import { env } from "cloudflare:workers";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { type Ask, LEDGER_TIMEOUT_MS, REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
 import { DAY_MS } from "../../worker/limits/index.ts";
-import { emulator, randomIp } from "./helpers.ts";
+import { randomIp } from "./helpers.ts";
 import {
   admit,
+  eachTestInANewIsolate,
   emailsForwarded,
   flushSoon,
   one,
@@ -22,14 +23,7 @@ import {
   wrapLedger,
 } from "./people.ts";
 
-beforeEach(async () => {
-  await emulator.reset();
-  reachNewIsolate();
-});
-afterEach(() => {
-  vi.useRealTimers();
-  reachNewIsolate();
-});
+eachTestInANewIsolate();
 
 describe("a network the ledger says is full, reached through a new isolate", () => {
   it("lets a new isolate admit at most UNSYNCED_MAX people for a network the ledger says is full, however the requests race", async () => {

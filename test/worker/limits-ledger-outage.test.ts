@@ -4,23 +4,16 @@
  * not report, a refusal asks for a retry within the snippet's hour, and no count is lost or kept too long.
  */
 import { env } from "cloudflare:workers";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { type Ask, LEDGER_TIMEOUT_MS, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
 import { DAY_MS } from "../../worker/limits/index.ts";
-import { emulator, randomIp } from "./helpers.ts";
-import { admit, flushSoon, open, person, postWith, reachNewIsolate, unique, wrapLedger } from "./people.ts";
+import { randomIp } from "./helpers.ts";
+import { admit, eachTestInANewIsolate, flushSoon, open, person, postWith, reachNewIsolate, unique, wrapLedger } from "./people.ts";
 
 /** The snippet's MAX_RETRY_AFTER: a 429 asking for longer is dropped for good (snippet/src/core.ts). */
 const SNIPPET_MAX_RETRY_AFTER = 3600;
 
-beforeEach(async () => {
-  await emulator.reset();
-  reachNewIsolate();
-});
-afterEach(() => {
-  vi.useRealTimers();
-  reachNewIsolate();
-});
+eachTestInANewIsolate();
 
 describe("the ledger unreachable or slow", () => {
   const ledgerThat = (sync: () => Promise<unknown>) =>

@@ -4,11 +4,11 @@
  * and refused requests cannot push a full counter out.
  */
 import { env } from "cloudflare:workers";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type Ask, REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
 import { DAY_MS } from "../../worker/limits/index.ts";
-import { emulator, randomIp } from "./helpers.ts";
-import { admit, emailsForwarded, flushSoon, one, open, person, postServed, postWith, reachNewIsolate, unique } from "./people.ts";
+import { randomIp } from "./helpers.ts";
+import { admit, eachTestInANewIsolate, emailsForwarded, flushSoon, one, open, person, postServed, postWith, unique } from "./people.ts";
 
 /**
  * Other contacts' counters (two events each, so real Counters, never due a report) until this
@@ -24,14 +24,7 @@ async function churn() {
   }
 }
 
-beforeEach(async () => {
-  await emulator.reset();
-  reachNewIsolate();
-});
-afterEach(() => {
-  vi.useRealTimers();
-  reachNewIsolate();
-});
+eachTestInANewIsolate();
 
 describe("a dropped counter's unreported members", () => {
   it("lets at most 50 through one isolate that drops a reported counter from memory with 4 members unreported", {

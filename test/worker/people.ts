@@ -1,4 +1,5 @@
 import { env } from "cloudflare:workers";
+import { afterEach, beforeEach, vi } from "vitest";
 import { newIsolate } from "../../worker/isolate.ts";
 import { type Ask, ledgerOf } from "../../worker/limits/counts.ts";
 import { DAY_MS } from "../../worker/limits/index.ts";
@@ -50,6 +51,21 @@ export const flushSoon = (bindings: typeof env) => isolate.limits.flushSoon(ledg
 export const reachNewIsolate = () => {
   isolate = newIsolate();
 };
+
+/**
+ * Each test of the file starts with an emptied emulator in a new isolate, and leaves a new isolate
+ * (and real timers) behind: no test's counts reach the next.
+ */
+export function eachTestInANewIsolate() {
+  beforeEach(async () => {
+    await emulator.reset();
+    reachNewIsolate();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+    reachNewIsolate();
+  });
+}
 
 /**
  * postWith, sending again after its Retry-After (at most 5 times) a refusal "to send again in a
