@@ -13,14 +13,18 @@ const MEMO_BYTES = 16;
 const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
 
 /**
- * The first 16 bytes of a value's SHA-256, in hex, not remembered: for values hashed once (an
- * event's id on its way to the ledger), which would only push the contacts out of the memo.
+ * The first 16 bytes of each value's SHA-256, in hex, not remembered: for values hashed once (an
+ * event's id on its way to the ledger), which would only push the contacts out of the memo. All
+ * digests are asked for at once, and one await serves them all.
  */
-export async function digestHex(value: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(value)));
-  let hex = "";
-  for (let i = 0; i < MEMO_BYTES; i++) hex += HEX[digest[i] as number];
-  return hex;
+export async function digestsHex(values: string[]): Promise<string[]> {
+  const digests = await Promise.all(values.map((value) => crypto.subtle.digest("SHA-256", encoder.encode(value))));
+  return digests.map((buffer) => {
+    const digest = new Uint8Array(buffer, 0, MEMO_BYTES);
+    let hex = "";
+    for (let i = 0; i < MEMO_BYTES; i++) hex += HEX[digest[i] as number];
+    return hex;
+  });
 }
 
 /**
@@ -33,7 +37,7 @@ export async function sha256Hex(value: string, bytes: number = MEMO_BYTES): Prom
   let hex = hashed.get(value);
   if (!hex) {
     if (hashed.size >= MAX_HASHED) hashed.clear();
-    hex = digestHex(value);
+    hex = digestsHex([value]).then(([h]) => h as string);
     hashed.set(value, hex);
   }
   return bytes === MEMO_BYTES ? hex : (await hex).slice(0, bytes * 2);

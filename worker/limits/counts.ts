@@ -18,7 +18,7 @@
  * limit + UNSYNCED_MAX × (I − 1) through; Ortto enforces its own 50 a day exactly behind us.
  */
 import type { RelayEnv } from "../env.ts";
-import { digestHex } from "../hash.ts";
+import { digestsHex } from "../hash.ts";
 import type { Clock } from "../isolate.ts";
 import type { LedgerCount, LedgerEntry } from "./ledger-object.ts";
 
@@ -81,9 +81,6 @@ const INDEX_FROM = 8;
 /** Counters kept with a single member (`firsts`); past it the oldest tenth go. */
 const MAX_FIRSTS = 50_000;
 
-/** Counters' keys and members, hashed as they leave for the ledger (a counter remembers its key's hash). */
-const hash = (value: string) => digestHex(value);
-
 /** A counter as this isolate knows it. Plain arrays: an isolate holds thousands, most with a few members. */
 class Counter {
   /** Members this isolate admitted, oldest first, and when (for dedup, and expiry of what was never reported). */
@@ -104,17 +101,11 @@ class Counter {
   reported = false;
   /** The ledger call this counter is waiting for, shared by every request that needs it. */
   waiting?: Promise<unknown>;
-  #hashed?: Promise<string>;
 
   constructor(
     readonly key: string,
     readonly window: number,
   ) {}
-
-  hashed() {
-    this.#hashed ??= hash(this.key);
-    return this.#hashed;
-  }
 
   /** Forgets members whose time ran out (an unreported one is then never reported: it no longer counts). */
   prune(now: number) {
@@ -448,15 +439,19 @@ export class LimitCounts {
       for (const [j, i] of indexes.entries()) apply(i, counts[j] as LedgerCount);
     };
     const all = (async () => {
-      const entries = await Promise.all(
-        items.map(
-          async ({ counter: c, probe }, i): Promise<LedgerEntry> => ({
-            key: await c.hashed(),
-            window: c.window,
-            add: await Promise.all((sends[i] ?? []).map(async ([member, at]): Promise<[string, number]> => [await hash(member), at])),
-            probe: await Promise.all(probe.map(hash)),
-          }),
-        ),
+      // Counters' keys and members, hashed as they leave for the ledger, all at once (in items' order,
+      // each item's key, its added members, then its probes).
+      const hashes = await digestsHex(
+        items.flatMap(({ counter: c, probe }, i) => [c.key, ...(sends[i] ?? []).map(([member]) => member), ...probe]),
+      );
+      let h = 0;
+      const entries = items.map(
+        ({ counter: c, probe }, i): LedgerEntry => ({
+          key: hashes[h++] as string,
+          window: c.window,
+          add: (sends[i] ?? []).map(([, at]) => [hashes[h++] as string, at]),
+          probe: probe.map(() => hashes[h++] as string),
+        }),
       );
       const byShard = new Map<number, number[]>();
       entries.forEach((e, i) => {
