@@ -516,9 +516,10 @@ export class LimitCounts {
     }
     let report = false;
     for (const [i, ask] of asks.entries()) {
-      const { c, fresh, forgotten } = looks[i] as Look;
+      const { c, fresh, forgotten, view } = looks[i] as Look;
       if (!fresh.length) continue;
-      if (!c && !forgotten && fresh.length === 1 && !this.firsts.has(ask.key)) {
+      // No counter and no first sighting (`view` 0; asks name distinct counters): this is the first.
+      if (!c && !forgotten && fresh.length === 1 && !view) {
         this.rememberFirst(ask.key, fresh[0] as string, now);
         continue;
       }
