@@ -456,7 +456,7 @@ export class LimitCounts {
       const byShard = new Map<number, number[]>();
       entries.forEach((e, i) => {
         const shard = Number.parseInt(e.key.slice(0, 4), 16) % SHARDS;
-        byShard.set(shard, [...(byShard.get(shard) ?? []), i]);
+        byShard.get(shard)?.push(i) ?? byShard.set(shard, [i]);
       });
       await Promise.all([...byShard].map(([shard, indexes]) => call(shard, indexes, entries)));
       settle(true);
