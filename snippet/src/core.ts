@@ -341,8 +341,7 @@ export function createRelay(options: RelayOptions): Relay {
           }
         }
         const first = batch[0];
-        if (!known(i.a.fields) || (i.l as number) > now() || batch[MAX_BATCH - 1] || (first && i.t !== first.t))
-          return 1;
+        if (!known(i.a.fields) || (i.l as number) > now() || batch[MAX_BATCH - 1] || (first && i.t !== first.t)) return 1;
         // UTF-8 takes at most 3 bytes per UTF-16 unit: a bound (which covers the commas too), not a Blob per event.
         const size = stringify(i.a).length * 3;
         // Too large for any request (keepalive carries 64 KiB): it would stay queued forever.
@@ -438,8 +437,7 @@ export function createRelay(options: RelayOptions): Relay {
         // A 2xx names each activity it refused (the rest went on): those are given up, counted. (In JSON,
         // `"index":` is only ever a key: a string's quotes are escaped.)
         dropped += (text as string).split('"index":').length - 1;
-      }
-      else if (!refused) {
+      } else if (!refused) {
         f++;
         // No request before Retry-After is over (its length stored too: no clock step stretches it); the backoff still applies.
         (after as number) > 0 &&

@@ -206,7 +206,10 @@ describe("page views of a single-page app's routes (the Navigation API's navigat
     });
     await activitiesOf(email, 2);
     await sleep(1_000);
-    const views = (await mine(email)).map((a) => [new URL(a.attributes["str:cm:page-url"] as string).pathname, a.attributes["str:cm:page-title"]]);
+    const views = (await mine(email)).map((a) => [
+      new URL(a.attributes["str:cm:page-url"] as string).pathname,
+      a.attributes["str:cm:page-title"],
+    ]);
     expect(views.slice(1)).toEqual([["/shop/tables", "Tables"]]);
     await context.close();
   });

@@ -306,17 +306,20 @@ describe("retries", () => {
     expect(warn).toHaveBeenCalledWith("relay:", status, `{"status":${status}}`);
   });
 
-  it.each([400, 413])("drops and counts a whole batch refused with %s, in one request (the relay refuses every activity of it)", async (status) => {
-    const page = identifiedPage();
-    page.answers.push(status);
-    page.relay("track", "logged-in", { n: 1 });
-    page.relay("track", "logged-in", { n: 2 });
-    page.relay("track", "logged-in", { n: 3 });
-    await settle();
-    expect(page.sent.map((s) => s.body.activities.map((a) => a.attributes?.n))).toEqual([[1, 2, 3]]);
-    expect(page.storage.state()?.q).toEqual([]);
-    expect(page.storage.state()?.d).toBe(3);
-  });
+  it.each([400, 413])(
+    "drops and counts a whole batch refused with %s, in one request (the relay refuses every activity of it)",
+    async (status) => {
+      const page = identifiedPage();
+      page.answers.push(status);
+      page.relay("track", "logged-in", { n: 1 });
+      page.relay("track", "logged-in", { n: 2 });
+      page.relay("track", "logged-in", { n: 3 });
+      await settle();
+      expect(page.sent.map((s) => s.body.activities.map((a) => a.attributes?.n))).toEqual([[1, 2, 3]]);
+      expect(page.storage.state()?.q).toEqual([]);
+      expect(page.storage.state()?.d).toBe(3);
+    },
+  );
 
   it("retries what an earlier page left, as soon as the next page loads", async () => {
     const storage = new MemoryStorage();

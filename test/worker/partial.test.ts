@@ -40,11 +40,16 @@ describe("a batch taken in part: each activity judged on its own", () => {
 
   it("names every problem of a refused activity with several, the first as its path and message", async () => {
     const [a, b] = [unique("a"), unique("b")];
-    const res = await postWith(open, { activities: [person(a), person(b, { attributes: { "int::v": "x", "bol:cm:account-owner": "yes" } })] });
+    const res = await postWith(open, {
+      activities: [person(a), person(b, { attributes: { "int::v": "x", "bol:cm:account-owner": "yes" } })],
+    });
     expect(res.status).toBe(207);
     const [refused] = ((await res.json()) as PartialAnswer).refused;
     expect(refused?.index).toBe(1);
-    expect(refused?.details?.map((d) => d.path).sort()).toEqual(["activities.1.attributes.bol:cm:account-owner", "activities.1.attributes.int::v"]);
+    expect(refused?.details?.map((d) => d.path).sort()).toEqual([
+      "activities.1.attributes.bol:cm:account-owner",
+      "activities.1.attributes.int::v",
+    ]);
     expect(refused?.path).toBe(refused?.details?.[0]?.path);
     expect(await forwarded()).toEqual([a]);
   });
@@ -124,7 +129,11 @@ describe("a batch taken in part: the daily limit per contact", () => {
     const body = (await res.json()) as PartialAnswer;
     expect(body.forwarded).toBe(4);
     expect(body.refused).toEqual([
-      { index: 3, path: "activities.3.activity_id", message: "expected at most 3 events per activity per contact in 24 hours (Ortto's limit)" },
+      {
+        index: 3,
+        path: "activities.3.activity_id",
+        message: "expected at most 3 events per activity per contact in 24 hours (Ortto's limit)",
+      },
     ]);
     expect((await forwarded()).filter((e) => e === a)).toHaveLength(3);
     // Full now: a request of a's events alone is refused whole, to come back when the limit frees.

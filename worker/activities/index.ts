@@ -292,7 +292,11 @@ export const activities = new Hono<AppEnv>().post(
     // Over a person's daily limit: refused in the answer (takeLimits refused the request itself when all are).
     if (limits.over.length) {
       const over = new Set(limits.over.map((o) => o.position));
-      for (const o of limits.over) refused.push({ index: kept[o.position] as number, ...intake.named({ path: `activities.${kept[o.position]}.activity_id`, message: o.message }) });
+      for (const o of limits.over)
+        refused.push({
+          index: kept[o.position] as number,
+          ...intake.named({ path: `activities.${kept[o.position]}.activity_id`, message: o.message }),
+        });
       enriched = enriched.filter((_, j) => !over.has(j));
       kept = kept.filter((_, j) => !over.has(j));
     }

@@ -117,7 +117,8 @@ export function expandShorthands(body: unknown, expansion?: Expansion, receivedA
   if (isObject(body))
     for (const [short, long] of REQUEST_SHORTHANDS)
       if (Object.hasOwn(body, short)) {
-        if (Object.hasOwn(body, long)) expansion?.issues.push({ path: short, message: `given twice: as ${short} and as ${long}; send one` });
+        if (Object.hasOwn(body, long))
+          expansion?.issues.push({ path: short, message: `given twice: as ${short} and as ${long}; send one` });
         else {
           body[long] = body[short];
           delete body[short];

@@ -50,9 +50,7 @@ export interface Ask {
  * for good until a slot frees (`temporary` unset: the ledger confirmed the counter is full; `room`:
  * how many of the request's new members it would still take), or for a moment (the ledger did not answer in time, or the counter is too busy to decide now).
  */
-export type Verdict =
-  | { ok: true; report: boolean }
-  | { ok: false; ask: Ask; retryAfterSeconds: number; temporary?: true; room?: number };
+export type Verdict = { ok: true; report: boolean } | { ok: false; ask: Ask; retryAfterSeconds: number; temporary?: true; room?: number };
 
 /** Shard objects: a request's counters reach at most this many objects. */
 export const SHARDS = 16;
@@ -324,7 +322,12 @@ export class LimitCounts {
     const c = this.counters.get(ask.key);
     const until = c && c.freesAt > now ? c.freesAt : now + ask.window;
     // `room`: how many more members the counter holds, as the ledger has just said (for a request to keep that many).
-    return { ok: false, ask, retryAfterSeconds: Math.max(1, Math.ceil((until - now) / 1000)), room: Math.max(0, ask.limit - (c?.view() ?? ask.limit)) };
+    return {
+      ok: false,
+      ask,
+      retryAfterSeconds: Math.max(1, Math.ceil((until - now) / 1000)),
+      room: Math.max(0, ask.limit - (c?.view() ?? ask.limit)),
+    };
   }
 
   private firstOf(key: string, window: number, now: number): { member: string; at: number } | undefined {

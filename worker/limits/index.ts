@@ -50,17 +50,19 @@ export async function takeLimits(
   const message = `expected at most ${limit} events per activity per contact in 24 hours (Ortto's limit)`;
   // Over the limit within the request itself: the events after a person's `limit`th of an activity.
   const seen = new Map<string, Set<string>>();
-  let left = activities.map((_, i) => i).filter((index) => {
-    const a = activities[index] as ActivityInput;
-    const member = `${a.key}|${a.created}`;
-    const keys = identifiersOf(a).map((identifier) => `${contactKey(identifier)}|${a.activity_id}`);
-    if (keys.some((key) => !seen.get(key)?.has(member) && (seen.get(key)?.size ?? 0) >= limit)) {
-      over.push({ position: index, message });
-      return false;
-    }
-    for (const key of keys) seen.set(key, (seen.get(key) ?? new Set()).add(member));
-    return true;
-  });
+  let left = activities
+    .map((_, i) => i)
+    .filter((index) => {
+      const a = activities[index] as ActivityInput;
+      const member = `${a.key}|${a.created}`;
+      const keys = identifiersOf(a).map((identifier) => `${contactKey(identifier)}|${a.activity_id}`);
+      if (keys.some((key) => !seen.get(key)?.has(member) && (seen.get(key)?.size ?? 0) >= limit)) {
+        over.push({ position: index, message });
+        return false;
+      }
+      for (const key of keys) seen.set(key, (seen.get(key) ?? new Set()).add(member));
+      return true;
+    });
   // A confirmed refusal of a contact's counter keeps the events it has room for and asks again without the rest.
   for (;;) {
     const verdict = await attempt(counts, ledger, activities, left, settings);
@@ -143,7 +145,11 @@ async function attempt(
   if (verdict.ok) return { ok: true, contacts: [...people], report: verdict.report };
   return {
     ok: false,
-    refusal: { ask: { ...(verdict.ask as LimitAsk), room: verdict.room }, retryAfterSeconds: verdict.retryAfterSeconds, temporary: verdict.temporary },
+    refusal: {
+      ask: { ...(verdict.ask as LimitAsk), room: verdict.room },
+      retryAfterSeconds: verdict.retryAfterSeconds,
+      temporary: verdict.temporary,
+    },
   };
 }
 
