@@ -54,6 +54,23 @@ describe("a batch taken in part: each activity judged on its own", () => {
     expect(await forwarded()).toEqual([a]);
   });
 
+  it("refuses for merge_by an activity lacking its field beside one refused for an attribute, and forwards the rest", async () => {
+    const ei = (id: string, extra: Record<string, unknown> = {}) =>
+      person(unique(id), { fields: { "str::email": unique(id), "str::ei": id }, ...extra });
+    const res = await postWith(open, {
+      merge_by: ["str::ei"],
+      activities: [ei("bad-value", { attributes: { "int::v": "x" } }), person(unique("no-ei")), ei("good")],
+    });
+    expect(res.status).toBe(207);
+    const { refused } = (await res.json()) as PartialAnswer;
+    expect(refused.map((r) => [r.index, r.path])).toEqual([
+      [0, "activities.0.attributes.int::v"],
+      [1, "activities.1.fields.str::ei"],
+    ]);
+    const sent = (await emulator.requests()).flatMap((r) => r.body.activities ?? []);
+    expect(sent.map((a) => a.fields?.["str::ei"])).toEqual(["good"]);
+  });
+
   it("a batch all refused is a 400 and forwards nothing", async () => {
     const res = await postWith(open, {
       activities: [person(unique("a"), { attributes: { "int::v": "x" } }), person(unique("b"), { fields: { "str::first": "no email" } })],

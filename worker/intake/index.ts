@@ -59,8 +59,8 @@ const activityOf = (path: string) => {
  * JSON, no activities array, more than 100, a bad `identity_token`, `t` or `merge_by`) are a 400,
  * and so is a request whose every activity is refused: nothing is forwarded. Otherwise the valid
  * activities go on, and each refused one is named with the problems of the first step that found
- * any (as before partial acceptance, a shorthand given twice is named as such, not again as an
- * unknown key). `fromPage`: not a trusted server's.
+ * any (a shorthand given twice is named as such, not again as an unknown key). `fromPage`: not a
+ * trusted server's.
  */
 export function readActivities(text: string, request: Request, fromPage: boolean): Intake {
   const expansion: Expansion = { issues: [], used: [] };
@@ -93,15 +93,33 @@ export function readActivities(text: string, request: Request, fromPage: boolean
     }
   const details = steps.flatMap((step, n) => step.filter((d) => first.get(activityOf(d.path)) === n));
   const list = body.activities;
-  const kept = list.flatMap((_, i) => (first.has(i) ? [] : [i]));
-  if (!kept.length) throw invalid(named(details));
-  const rest = { ...body, activities: kept.map((i) => list[i] as ActivityInput) };
-  const refused = refusals(named(details), details);
-  if (accepted(rest)) return { body: rest, kept, refused, named: namer(expansion) };
-  const again = requestSchema.safeParse(rest);
-  if (again.success) return { body: again.data as ActivitiesRequest, kept, refused, named: namer(expansion) };
-  // Not expected (each activity was judged on its own above): refused whole rather than forwarded.
-  throw invalid(named(again.error.issues.map((issue) => describeIssue(issue))));
+  let kept = list.flatMap((_, i) => (first.has(i) ? [] : [i]));
+  // The rest, judged again as a request: a rule over the whole request (merge_by) runs only once its
+  // activities pass, so it may refuse more of them now (their paths put back to the request's indexes).
+  for (;;) {
+    if (!kept.length) throw invalid(named(details));
+    const rest = { ...body, activities: kept.map((i) => list[i] as ActivityInput) };
+    const done = (valid: ActivitiesRequest): Intake => ({
+      body: valid,
+      kept,
+      refused: refusals(named(details), details),
+      named: namer(expansion),
+    });
+    if (accepted(rest)) return done(rest);
+    const again = requestSchema.safeParse(rest);
+    if (again.success) return done(again.data as ActivitiesRequest);
+    const at = kept;
+    const more = again.error.issues.map((issue) => {
+      const [top, index, ...tail] = issue.path;
+      const path = top === "activities" && typeof index === "number" ? [top, at[index] as number, ...tail] : issue.path;
+      const problem = describeIssue({ ...issue, path });
+      return renamed && path !== issue.path ? describeIssue(asSent({ ...issue, path }, renamed)) : problem;
+    });
+    if (more.some((d) => activityOf(d.path) < 0)) throw invalid(named(more));
+    details.push(...more);
+    const out = new Set(more.map((d) => activityOf(d.path)));
+    kept = kept.filter((i) => !out.has(i));
+  }
 }
 
 /**
