@@ -51,6 +51,8 @@ export interface RequestLog {
   upstream_status?: number;
   upstream_ms?: number;
   queued?: number;
+  /** Activities refused on their own (the rest went on): the answer names them, and the log line counts them. */
+  refused?: number;
   /** The request's contacts (normalised identifiers): memory only; the log line shows the first 12 hex of their SHA-256, never a raw address. */
   contacts?: string[];
   reason?: string;

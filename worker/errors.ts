@@ -59,7 +59,7 @@ export class RelayError extends HTTPException {
  * in the path: it has dots or spaces; or one with an `@`) may be a value typed as a key, an
  * address above all, and shows as `?`. The sender's answer still names it.
  */
-function loggablePath(path: string): string {
+export function loggablePath(path: string): string {
   return path
     .replace(/"(?:[^"\\]|\\.)*"/g, '"?"')
     .split(".")

@@ -25,7 +25,7 @@ export const requestLog = createMiddleware<AppEnv>(async (c, next) => {
   // A plain success (forwarded, or any other answer under 300 with nothing to explain) is counted by
   // its Analytics Engine point; its line only with LOG_REQUESTS=all. A line costs CPU (a quarter of
   // a forwarded request's, measured in workerd) and, on Workers Logs, money: not even built unwritten.
-  const plain = status < 300 && (outcome === "forwarded" || outcome === "ok") && !log.reason;
+  const plain = status < 300 && (outcome === "forwarded" || outcome === "ok") && !log.reason && !log.refused;
   const line =
     !plain || logsAll(env)
       ? {

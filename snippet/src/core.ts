@@ -45,8 +45,6 @@ export interface Item {
    * most LEASE_MS, whatever the clocks did.
    */
   l?: number;
-  /** Send alone: it was in a batch the relay refused (a 400, a 413, or a 429 for the daily limit), so one bad event cannot sink the others. */
-  o?: 1;
   /** The shared state's `n` at the call: a held event whose `n` is not the current one was tracked before a `reset()`. */
   n?: number;
   /** In memory only: it could not be stored (a full or disabled storage); counted lost if its page goes with it. */
@@ -343,8 +341,7 @@ export function createRelay(options: RelayOptions): Relay {
           }
         }
         const first = batch[0];
-        if (!known(i.a.fields) || (i.l as number) > now() || batch[MAX_BATCH - 1] || (first && (i.t !== first.t || i.o || first.o)))
-          return 1;
+        if (!known(i.a.fields) || (i.l as number) > now() || batch[MAX_BATCH - 1] || (first && i.t !== first.t)) return 1;
         // UTF-8 takes at most 3 bytes per UTF-16 unit: a bound (which covers the commas too), not a Blob per event.
         const size = stringify(i.a).length * 3;
         // Too large for any request (keepalive carries 64 KiB): it would stay queued forever.
@@ -373,6 +370,7 @@ export function createRelay(options: RelayOptions): Relay {
       }
       // text/plain (a string body) makes this a CORS "simple request": no preflight. keepalive lets
       // it outlive the page. The async wrapper turns a synchronous throw into a failure like any other.
+      // `a` and `i`: the request's `activities` and `identity_token`, which the relay expands.
       // `t`: the page's time at sending, by which the relay corrects every `created` to its own clock.
       (async () =>
         w.fetch(url, {
@@ -381,7 +379,7 @@ export function createRelay(options: RelayOptions): Relay {
           // A request unanswered this long is given up (a hung relay): its batch is kept and retried.
           // (Browsers without AbortSignal.timeout, Safari before 16, wait as long as the browser does.)
           signal: (w as unknown as typeof globalThis).AbortSignal.timeout?.(15e3),
-          body: stringify({ activities: batch.map((i) => i.a), identity_token: (batch[0] as Item).t, t: now() }),
+          body: stringify({ a: batch.map((i) => i.a), i: (batch[0] as Item).t, t: now() }),
         }))()
         .then((r) => r.text().then((text) => done(batch, r.status, text, +(r.headers.get("retry-after") as string))))
         // Refused at page hide (keepalive's 64 KiB is shared with the site's own beacons and fetches): sent again in halves.
@@ -421,23 +419,25 @@ export function createRelay(options: RelayOptions): Relay {
       // Gone: a live page adopts what is left, once the lease is over.
       if (gone) return;
       const sent = status > 199 && status < 300;
-      // A 4xx would fail again: drop it. So would a 429 asking for more than an hour (Ortto's daily limit per contact).
+      // A 4xx would fail again: drop it. So would a 429 asking for more than an hour (Ortto's daily
+      // limit per contact). The relay refuses a batch whole only when every event of it is refused.
       const refused = status > 399 && status < 500 && (status !== 429 || (after as number) > MAX_RETRY_AFTER);
-      // But a refused batch of several is first split up: one bad, too large or over-limit event must not sink the others.
-      const split = refused && batch[1] && [400, 413, 429].includes(status);
-      if (sent || (refused && !split)) q = q.filter((i) => !batch.includes(i) || forget(i));
+      if (sent || refused) q = q.filter((i) => !batch.includes(i) || forget(i));
       else
         for (const i of batch) {
           delete i.l;
-          if (split) i.o = 1;
           keep(i);
         }
-      if (refused && !split) dropped += batch.length;
+      if (refused) dropped += batch.length;
       // Under `debug`, every answer but a plain 200, with its body: a refusal and its reason, a retry, and a 202
       // (taken but not forwarded yet: queued, or a crawler's verdict with its reason).
       status - 200 && warn(status, text);
-      if (sent) f = 0;
-      else if (!refused) {
+      if (sent) {
+        f = 0;
+        // A 2xx names each activity it refused (the rest went on): those are given up, counted. (In JSON,
+        // `"index":` is only ever a key: a string's quotes are escaped.)
+        dropped += (text as string).split('"index":').length - 1;
+      } else if (!refused) {
         f++;
         // No request before Retry-After is over (its length stored too: no clock step stretches it); the backoff still applies.
         (after as number) > 0 &&
@@ -654,10 +654,15 @@ export function createRelay(options: RelayOptions): Relay {
         }
       }),
     );
-    // A single-page app's navigations (pushState, replaceState, back and forward, a hash route with
-    // data-hash): the URL, looked at every 300 ms, so a route shown that long is recorded, 0–300 ms
-    // after the navigation. Nothing of the page's (history) is wrapped.
-    if (pageviews) setInterval(view, 300);
+    // A single-page app's navigations (pushState, replaceState, back/forward, a hash route with
+    // data-hash): each looked at once, 100 ms after the Navigation API's `navigate` (which fires
+    // before the URL changes; by then the router has set the title), so nothing runs while the page
+    // is idle and nothing of the page's (history) is wrapped. A browser without the Navigation API
+    // (Safari before 26.2, Firefox before 147) looks at the URL every 300 ms.
+    if (pageviews) {
+      const n = (w as { navigation?: EventTarget }).navigation;
+      n ? n.addEventListener("navigate", () => setTimeout(view, 100)) : setInterval(view, 300);
+    }
     // After the loader's queued calls (boot replays them as this returns): a logout page's reset or a
     // login page's identify comes before its page view.
     queueMicrotask(view);

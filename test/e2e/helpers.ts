@@ -167,6 +167,15 @@ export async function newVisitor(browser: Browser): Promise<BrowserContext> {
   return context;
 }
 
+/**
+ * A request's body as the snippet sends it, with its `a` and `i` (which the relay expands) read as
+ * the request's `activities` and `identity_token`.
+ */
+function wireBody(raw: string): SentRequest["body"] {
+  const { a, i, ...rest } = JSON.parse(raw);
+  return { ...rest, ...(a === undefined ? {} : { activities: a }), ...(i === undefined ? {} : { identity_token: i }) };
+}
+
 /** Requests from the page to the relay's create endpoint. */
 export interface SentRequest {
   /** "fetch" (fetch with keepalive) or "ping" (navigator.sendBeacon). */
@@ -192,7 +201,7 @@ export function watch(page: Page) {
   const byRequest = new Map<object, SentRequest>();
   page.on("request", (r) => {
     if (!create(r)) return;
-    const entry = { type: r.resourceType(), body: JSON.parse(r.postData() ?? "{}") };
+    const entry = { type: r.resourceType(), body: wireBody(r.postData() ?? "{}") };
     byRequest.set(r, entry);
     sent.push(entry);
   });
@@ -280,7 +289,7 @@ export async function startProxy() {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const raw = Buffer.concat(chunks).toString();
-    const request: ProxiedRequest = { at: Date.now(), body: raw ? JSON.parse(raw) : {} };
+    const request: ProxiedRequest = { at: Date.now(), body: raw ? wireBody(raw) : {} };
     if (req.method === "POST") requests.push(request);
     const answer = req.method === "POST" ? proxy.rule(request) : undefined;
     if (answer && "status" in answer) {

@@ -89,10 +89,12 @@ describe("page views with a long URL or referrer", () => {
   });
 });
 
-describe("page views of a single-page app's routes (the URL looked at every 300 ms)", () => {
+describe("page views of a single-page app's routes (the Navigation API's navigate, or a look at the URL every 300 ms without it)", () => {
   /** A page with page views on (and `extra` attributes), its visitor identified, its load's page view arrived. */
-  async function spa(name: string, extra: Record<string, string> = {}) {
+  async function spa(name: string, extra: Record<string, string> = {}, withoutNavigationApi = false) {
     const context = await newVisitor(browser());
+    // A browser without the Navigation API (Safari before 26.2, Firefox before 147).
+    if (withoutNavigationApi) await context.addInitScript(() => Object.defineProperty(window, "navigation", { value: undefined }));
     const page = await context.newPage();
     const email = emailFor(name);
     const first = pageUrl("tag", { "data-pageviews": "act:cm:viewed-page", ...extra });
@@ -191,6 +193,77 @@ describe("page views of a single-page app's routes (the URL looked at every 300 
     await activitiesOf(email, 4);
     await sleep(1_000);
     expect(await urls()).toEqual(["/tag.html", "/shop/chairs", "/shop/chairs#/cart", "/shop/chairs"]);
+    await context.close();
+  });
+
+  it("records the title a router sets 50 ms after pushState, and one page view for a route and its query-only replaceState", async () => {
+    const { context, page, email } = await spa("late-title");
+    await page.evaluate(async () => {
+      history.pushState(null, "", "/shop/tables");
+      await new Promise((r) => setTimeout(r, 50));
+      document.title = "Tables";
+      history.replaceState(null, "", "/shop/tables?sort=price");
+    });
+    await activitiesOf(email, 2);
+    await sleep(1_000);
+    const views = (await mine(email)).map((a) => [
+      new URL(a.attributes["str:cm:page-url"] as string).pathname,
+      a.attributes["str:cm:page-title"],
+    ]);
+    expect(views.slice(1)).toEqual([["/shop/tables", "Tables"]]);
+    await context.close();
+  });
+
+  it("without the Navigation API, records pushState, popstate and hash routes (data-hash) from a look at the URL every 300 ms", async () => {
+    const { context, page, email, urls } = await spa("no-navigation-api", { "data-hash": "" }, true);
+    expect(await page.evaluate(() => (window as { navigation?: unknown }).navigation)).toBeUndefined();
+    await page.evaluate(async () => {
+      const shown = () => new Promise((r) => setTimeout(r, 400));
+      history.replaceState(null, "", "?utm_source=mail");
+      await shown();
+      history.pushState(null, "", "/shop/chairs");
+      await shown();
+      location.hash = "#/cart";
+      await shown();
+      history.back();
+    });
+    await activitiesOf(email, 4);
+    await sleep(1_000);
+    expect(await urls()).toEqual(["/tag.html", "/shop/chairs", "/shop/chairs#/cart", "/shop/chairs"]);
+    await context.close();
+  });
+
+  it("runs no timer while the page is idle (after start-up, between heartbeats)", async () => {
+    const context = await newVisitor(browser());
+    // Counts every timer callback the page runs (the snippet's included), from before any script.
+    await context.addInitScript(() => {
+      const w = window as unknown as { wakes: number };
+      w.wakes = 0;
+      for (const name of ["setTimeout", "setInterval"] as const) {
+        const original = window[name] as (f: unknown, ...rest: unknown[]) => number;
+        (window as unknown as Record<string, unknown>)[name] = (f: unknown, ...rest: unknown[]) =>
+          original(
+            typeof f === "function"
+              ? (...args: unknown[]) => {
+                  w.wakes++;
+                  return f(...args);
+                }
+              : f,
+            ...rest,
+          );
+      }
+    });
+    const page = await context.newPage();
+    const email = emailFor("idle");
+    await page.goto(pageUrl("tag", { "data-pageviews": "act:cm:viewed-page" }));
+    await snippetLoaded(page);
+    await page.evaluate((email) => relay("identify", { email }), email);
+    await activitiesOf(email, 1);
+    await sleep(1_500);
+    const before = await page.evaluate(() => (window as unknown as { wakes: number }).wakes);
+    await sleep(5_000);
+    const after = await page.evaluate(() => (window as unknown as { wakes: number }).wakes);
+    expect(after - before).toBe(0);
     await context.close();
   });
 });

@@ -70,8 +70,8 @@ describe("the loader line and the script tag (source)", () => {
     const [url, init] = fetch.mock.calls[0] as [string, RequestInit];
     expect(url).toBe("https://relay.example/v1/activities/create");
     const body = JSON.parse(init.body as string);
-    // As called: the relay expands `logged-in` to `act:cm:logged-in`.
-    expect(body.activities.map((a: { activity_id: string }) => a.activity_id)).toEqual(["viewed-page", "logged-in", "placed-order"]);
+    // As called: the relay expands `logged-in` to `act:cm:logged-in`, and `a` to the request's `activities`.
+    expect(body.a.map((a: { activity_id: string }) => a.activity_id)).toEqual(["viewed-page", "logged-in", "placed-order"]);
   });
 
   it("lets a second copy of the tag change nothing", () => {
@@ -153,10 +153,11 @@ describe("the built relay.js in a page", () => {
     load({ endpoint: "https://relay.example", pageviews: "act:cm:viewed-page" });
     await vi.waitFor(() => expect(bodies).toHaveLength(1), { timeout: 3000 });
     const body = JSON.parse(bodies[0] ?? "");
-    expect(body.identity_token).toBe("tok");
+    // The request's `identity_token` and `activities` as `i` and `a`, which the relay expands.
+    expect(body.i).toBe("tok");
     // The queued calls first, then the start-up page view: a login page's own identify comes before its view.
-    expect(body.activities.map((a: { activity_id: string }) => a.activity_id)).toEqual(["logged-in", "act:cm:viewed-page"]);
-    expect(body.activities[0]).toMatchObject({
+    expect(body.a.map((a: { activity_id: string }) => a.activity_id)).toEqual(["logged-in", "act:cm:viewed-page"]);
+    expect(body.a[0]).toMatchObject({
       key: expect.any(String),
       // In ms on the wire: the relay writes Ortto's ISO string (worker/intake/shorthand.ts).
       created: expect.any(Number),
@@ -192,7 +193,7 @@ describe("the built relay.js in a page", () => {
     for (let n = 0; n < 10; n++) relay("track", "logged-in");
     // Sent at once at ten events, in a task of its own (never inside the call).
     expect(bodies).toHaveLength(0);
-    await vi.waitFor(() => expect(JSON.parse(bodies[0] ?? "{}").activities).toHaveLength(10));
+    await vi.waitFor(() => expect(JSON.parse(bodies[0] ?? "{}").a).toHaveLength(10));
     await w.happyDOM.close();
   });
 

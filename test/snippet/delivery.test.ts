@@ -220,17 +220,38 @@ describe("retries", () => {
     expect(page.sent).toHaveLength(2);
   });
 
-  it("splits a batch refused for the daily limit, so only the events over it are dropped", async () => {
-    const page = identifiedPage();
-    const overLimit = { status: 429, retryAfter: "86400" };
-    // This person is over the limit for logged-in, not for placed-order.
-    page.answers.push(overLimit, overLimit, 200, overLimit);
+  it("a batch answered with refused activities drops and counts exactly those, and says why under debug", async () => {
+    const page = identifiedPage({ debug: true });
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    // What the relay answers when it forwards some of a batch and refuses others (each named by index, field and rule).
+    const text = JSON.stringify({
+      activities: [{ status: "ingested" }],
+      forwarded: 1,
+      refused: [
+        { index: 1, path: "a.1.attributes.int::v", message: "expected a number such as 24.99" },
+        { index: 2, path: "a.2.activity_id", message: "expected at most 50 events per activity per contact in 24 hours (Ortto's limit)" },
+      ],
+    });
+    page.answers.push({ status: 207, text });
     page.relay("track", "logged-in", { n: 1 });
     page.relay("track", "placed-order", { n: 2 });
     page.relay("track", "logged-in", { n: 3 });
     await settle();
-    expect(page.sent.map((s) => s.body.activities.map((a) => a.attributes?.n))).toEqual([[1, 2, 3], [1], [2], [3]]);
+    // One request, never split or re-sent: the relay took what it could.
+    expect(page.sent.map((s) => s.body.activities.map((a) => a.attributes?.n))).toEqual([[1, 2, 3]]);
     expect(page.storage.state()?.q).toEqual([]);
+    expect(page.storage.state()?.d).toBe(2);
+    expect(warn).toHaveBeenCalledWith("relay:", 207, text);
+  });
+
+  it("counts nothing given up for a 2xx that refuses nothing, whatever its activities' text holds", async () => {
+    const page = identifiedPage();
+    // A quote in a value is escaped in JSON: `"index":` is only ever a key.
+    page.answers.push({ status: 200, text: JSON.stringify({ activities: [{ status: "ingested", note: '"index": 1' }] }) });
+    page.relay("track", "logged-in");
+    await settle();
+    expect(page.sent).toHaveLength(1);
+    expect(page.storage.state()?.d).toBeUndefined();
   });
 
   it("says under debug why the relay took a batch without forwarding it (a crawler's verdict), and only under debug", async () => {
@@ -285,16 +306,20 @@ describe("retries", () => {
     expect(warn).toHaveBeenCalledWith("relay:", status, `{"status":${status}}`);
   });
 
-  it.each([400, 413])("splits a batch refused with %s, so one bad (or too large) event does not sink the others", async (status) => {
-    const page = identifiedPage();
-    page.answers.push(status, 200, status, 200);
-    page.relay("track", "logged-in", { n: 1 });
-    page.relay("track", "logged-in", { n: 2, bad: true });
-    page.relay("track", "logged-in", { n: 3 });
-    await settle();
-    expect(page.sent.map((s) => s.body.activities.map((a) => a.attributes?.n))).toEqual([[1, 2, 3], [1], [2], [3]]);
-    expect(page.storage.state()?.q).toEqual([]);
-  });
+  it.each([400, 413])(
+    "drops and counts a whole batch refused with %s, in one request (the relay refuses every activity of it)",
+    async (status) => {
+      const page = identifiedPage();
+      page.answers.push(status);
+      page.relay("track", "logged-in", { n: 1 });
+      page.relay("track", "logged-in", { n: 2 });
+      page.relay("track", "logged-in", { n: 3 });
+      await settle();
+      expect(page.sent.map((s) => s.body.activities.map((a) => a.attributes?.n))).toEqual([[1, 2, 3]]);
+      expect(page.storage.state()?.q).toEqual([]);
+      expect(page.storage.state()?.d).toBe(3);
+    },
+  );
 
   it("retries what an earlier page left, as soon as the next page loads", async () => {
     const storage = new MemoryStorage();
@@ -673,16 +698,5 @@ describe("a device whose clock is wrong", () => {
     await wait(FLUSH_MS);
     expect(JSON.parse(page.sent[0]?.raw as string).t).toBe(Date.parse("2026-11-27T06:00:01.000Z"));
     expect(page.activities()[0]?.created).toBe("2026-11-27T06:00:00.000Z");
-  });
-
-  it("never re-dates an event the relay may have recorded: a 400 for another reason keeps created, and splits as before", async () => {
-    const page = identifiedPage();
-    page.answers.push(400, 200, 200);
-    page.relay("track", "logged-in");
-    page.relay("track", "placed-order");
-    await settle();
-    const created = new Set(page.activities().map((a) => a.created));
-    expect(created).toEqual(new Set(["2026-11-27T06:00:00.000Z"]));
-    expect(page.sent).toHaveLength(3);
   });
 });

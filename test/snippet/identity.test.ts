@@ -24,7 +24,7 @@ describe("identify", () => {
     page.relay("track", "logged-in");
     await wait(FLUSH_MS);
     // On the wire: the short forms (the relay's mapping need not be in every page's script).
-    expect(JSON.parse(page.sent[0]?.raw as string).activities[0]).toMatchObject({ activity_id: "logged-in", fields });
+    expect(JSON.parse(page.sent[0]?.raw as string).a[0]).toMatchObject({ activity_id: "logged-in", fields });
     // As the relay reads it.
     expect(page.activities()[0]?.activity_id).toBe("act:cm:logged-in");
     expect(page.activities()[0]?.fields).toEqual({

@@ -1,5 +1,6 @@
+import type { Window } from "happy-dom";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { openPage, settle, wait } from "./helpers.ts";
+import { openPage, type PageOptions, settle, wait } from "./helpers.ts";
 
 beforeEach(() => {
   vi.useFakeTimers();
@@ -9,12 +10,31 @@ afterEach(() => {
 });
 
 /**
+ * The Navigation API as far as the snippet uses it (happy-dom has none; Chromium's is in
+ * test/e2e/pageviews.test.ts): `navigation`, an EventTarget that fires `navigate` before each
+ * pushState and replaceState, as a browser does (before the URL changes), and on a traversal.
+ */
+function withNavigation(w: Window) {
+  const navigation = new w.EventTarget();
+  const fire = () => navigation.dispatchEvent(new w.Event("navigate"));
+  for (const name of ["pushState", "replaceState"] as const) {
+    const original = w.history[name];
+    w.history[name] = (...args: [unknown, string, string?]) => {
+      fire();
+      original.apply(w.history, args);
+    };
+  }
+  w.addEventListener("popstate", fire);
+  Object.defineProperty(w, "navigation", { value: navigation, configurable: true });
+}
+
+/**
  * An identified page with page views on, once its script has run (the start-up page view comes at
  * the end of the script's task, after the loader's queued calls); returns the page views sent so
  * far, as [url, title, referrer].
  */
-async function spa(url = "https://shop.example/", referrer = "https://search.example/?q=shoes") {
-  const page = openPage({ url, title: "Home", referrer, pageviews: "act:cm:viewed-page" });
+async function spa(url = "https://shop.example/", referrer = "https://search.example/?q=shoes", beforeStart?: PageOptions["beforeStart"]) {
+  const page = openPage({ url, title: "Home", referrer, pageviews: "act:cm:viewed-page", beforeStart });
   page.relay("identify", { email: "chris@example.com" });
   await Promise.resolve();
   const views = async () => {
@@ -59,7 +79,7 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
       [255, 255, 21],
       [31, 255, 255],
     ]);
-    const sent = page.sent.flatMap((s) => (JSON.parse(s.raw) as { activities: { attributes: Record<string, string> }[] }).activities);
+    const sent = page.sent.flatMap((s) => (JSON.parse(s.raw) as { a: { attributes: Record<string, string> }[] }).a);
     expect(sent.slice(1).map((a) => [a.attributes.u?.length, a.attributes.t?.length, a.attributes.r?.length])).toEqual([
       [2000, 2000, 21],
       [31, 2000, 2000],
@@ -71,7 +91,7 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
     const referrer = `https://search.example/?q=${"q".repeat(4_974)}`;
     const { page, views } = await spa(undefined, referrer);
     const [[, , cut]] = (await views()) as [[string, string, string]];
-    const sent = page.sent.flatMap((s) => (JSON.parse(s.raw) as { activities: { attributes: Record<string, string> }[] }).activities);
+    const sent = page.sent.flatMap((s) => (JSON.parse(s.raw) as { a: { attributes: Record<string, string> }[] }).a);
     expect({ sent: sent.map((a) => a.attributes.r?.length), cut: cut === referrer.slice(0, 255) }).toEqual({ sent: [2_000], cut: true });
     expect(page.storage.state()?.d ?? 0).toBe(0);
   });
@@ -100,7 +120,44 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
     expect(page.w.history.replaceState).toBe(replaceState);
   });
 
-  it("looks at the URL every 300 ms, a timer beside the heartbeat's", async () => {
+  it("with the Navigation API, looks once 100 ms after navigate, with the title the router set meanwhile", async () => {
+    const { views, history, doc } = await spa(undefined, undefined, withNavigation);
+    history.pushState({}, "", "/products/42?colour=red");
+    await wait(50);
+    doc.title = "Product 42";
+    await wait(60);
+    // The query alone, then the hash alone: no page view.
+    history.replaceState({}, "", "/products/42?colour=blue");
+    history.pushState({}, "", "#reviews");
+    expect(await views()).toEqual([
+      ["https://shop.example/", "Home", "https://search.example/?q=shoes"],
+      ["https://shop.example/products/42?colour=red", "Product 42", "https://shop.example/"],
+    ]);
+    history.back();
+    history.back();
+    history.back();
+    expect((await views()).map((v) => v[0])).toEqual([
+      "https://shop.example/",
+      "https://shop.example/products/42?colour=red",
+      "https://shop.example/",
+    ]);
+  });
+
+  it("with the Navigation API, runs no timer while idle: none before a navigation, one after it", async () => {
+    const { page, history } = await spa(undefined, undefined, withNavigation);
+    await settle();
+    vi.advanceTimersByTime(2_000);
+    expect(vi.getTimerCount()).toBe(1); // the heartbeat's interval
+    history.pushState({}, "", "/a");
+    expect(vi.getTimerCount()).toBe(2);
+    vi.advanceTimersByTime(100);
+    expect(vi.getTimerCount()).toBe(2); // the page view's batch (1 s)
+    await settle();
+    expect(vi.getTimerCount()).toBe(1);
+    expect(page.activities().map((a) => a.attributes?.["str:cm:page-url"])).toEqual(["https://shop.example/", "https://shop.example/a"]);
+  });
+
+  it("without the Navigation API, looks at the URL every 300 ms, a timer beside the heartbeat's", async () => {
     const { views, history } = await spa();
     await settle();
     expect(vi.getTimerCount()).toBe(2); // the heartbeat's interval and the path's
@@ -130,7 +187,7 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
     const referrer = `https://search.example/?q=${"q".repeat(29_974)}`;
     const { page, views } = await spa(undefined, referrer);
     const count = (await views()).length;
-    const sent = page.sent.flatMap((s) => (JSON.parse(s.raw) as { activities: { attributes: Record<string, string> }[] }).activities);
+    const sent = page.sent.flatMap((s) => (JSON.parse(s.raw) as { a: { attributes: Record<string, string> }[] }).a);
     expect({ views: count, r: sent.map((a) => a.attributes.r?.length), given_up: page.storage.state()?.d ?? 0 }).toEqual({
       views: 1,
       r: [2000],

@@ -187,7 +187,7 @@ describe("observability", () => {
     const RELAY_EVENTS = { writeDataPoint: (point: AnalyticsEngineDataPoint) => void points.push(point) };
     try {
       const wrong = { ...loggedIn(), attributes: { accountOwner: "yes-secret-value", paymentPlan: 7 } };
-      const res = await worker.fetch(new Request(`${RELAY}/r/v1/activities/create`, postInit({ activities: [loggedIn(), wrong] })), {
+      const res = await worker.fetch(new Request(`${RELAY}/r/v1/activities/create`, postInit({ activities: [wrong, wrong] })), {
         ...env,
         RELAY_EVENTS,
       });
@@ -205,6 +205,33 @@ describe("observability", () => {
       await vi.waitFor(() => expect(points).toHaveLength(1));
       expect(points[0]?.blobs?.[3]).toContain("activities.*.attributes.accountOwner");
       expect(points[0]?.blobs?.[3]).not.toContain("activities.1.");
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it("logs a batch taken in part with the refused activities' count and paths, never their values", async () => {
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
+    const points: AnalyticsEngineDataPoint[] = [];
+    const RELAY_EVENTS = { writeDataPoint: (point: AnalyticsEngineDataPoint) => void points.push(point) };
+    try {
+      const wrong = { ...loggedIn(), attributes: { accountOwner: "yes-secret-value" } };
+      const res = await worker.fetch(new Request(`${RELAY}/r/v1/activities/create`, postInit({ activities: [loggedIn(), wrong] })), {
+        ...env,
+        RELAY_EVENTS,
+      });
+      expect(res.status).toBe(207);
+      const id = res.headers.get("x-request-id");
+      const line = await vi.waitFor(() => {
+        const found = lines.find((l) => l.includes(`"request_id":"${id}"`));
+        if (!found) throw new Error("no log line yet");
+        return JSON.parse(found) as { refused: number; paths: string[]; forwarded: number };
+      });
+      expect(line).toMatchObject({ refused: 1, forwarded: 1, paths: ["activities.1.attributes.accountOwner"] });
+      expect(JSON.stringify(line)).not.toContain("yes-secret-value");
+      await vi.waitFor(() => expect(points).toHaveLength(1));
+      expect(points[0]?.blobs?.[3]).toBe("activities.*.attributes.accountOwner");
     } finally {
       spy.mockRestore();
     }

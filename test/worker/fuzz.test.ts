@@ -20,7 +20,13 @@ const MUTATED_RUNS = 3000;
 
 interface Answer {
   status: number;
-  body: { code?: number; error?: string; details?: { path: string; message: string }[]; activities?: unknown[] };
+  body: {
+    code?: number;
+    error?: string;
+    details?: { path: string; message: string }[];
+    activities?: unknown[];
+    refused?: { index: number; path: string; message: string }[];
+  };
 }
 
 async function send(raw: string): Promise<Answer> {
@@ -180,10 +186,21 @@ describe("property: the relay never answers 5xx and forwards only what the schem
           const valid = schema.safeParse(JSON.parse(raw)).success;
           const answer = await send(raw);
           // A valid payload is forwarded, unless a mutation made one contact send too much
-          // (the per-contact limit answers a named 429 and forwards nothing).
+          // (the per-contact limit answers a named 429 and forwards nothing). An invalid one is
+          // refused, or taken in part: its valid activities forwarded and each refused one named.
           if (valid && answer.status !== 429) {
             expect(answer.status).toBe(200);
             expect(answer.body.activities).toHaveLength(payload.activities.length);
+            accepted++;
+          } else if (answer.status === 207) {
+            expect(valid).toBe(false);
+            const refused = answer.body.refused ?? [];
+            expect(refused.length).toBeGreaterThan(0);
+            for (const r of refused) {
+              expect(r.path).toMatch(/\S/);
+              expect(r.message).toMatch(/\S/);
+            }
+            expect(answer.body.activities).toHaveLength(payload.activities.length - refused.length);
             accepted++;
           } else expectNamedRejection(answer);
         },

@@ -93,11 +93,22 @@ describe("requests Ortto would fail are refused with a 400 naming the field", ()
     expect(await emulator.requests()).toHaveLength(0);
   });
 
-  it("refuses merge_by naming a field an activity lacks", async () => {
+  it("refuses an activity lacking a field merge_by names, and forwards the others", async () => {
     const res = await post({ merge_by: ["str::ei"], activities: [loggedIn(), loggedIn({ fields: { "str::ei": "User-42" } })] });
+    expect(res.status).toBe(207);
+    expect(((await res.json()) as { refused: unknown[] }).refused).toEqual([
+      { index: 0, path: "activities.0.fields.str::ei", message: expect.stringContaining("merge_by") },
+    ]);
+    const forwarded = (await emulator.requests()).flatMap((r) => r.body.activities ?? []);
+    expect(forwarded.map((a) => a.fields?.["str::ei"])).toEqual(["User-42"]);
+  });
+
+  it("refuses merge_by naming a field every activity lacks, forwarding nothing", async () => {
+    const res = await post({ merge_by: ["str::ei"], activities: [loggedIn(), loggedIn()] });
     expect(res.status).toBe(400);
     expect(((await res.json()) as Refusal).details).toEqual([
       { path: "activities.0.fields.str::ei", message: expect.stringContaining("merge_by") },
+      { path: "activities.1.fields.str::ei", message: expect.stringContaining("merge_by") },
     ]);
     expect(await emulator.requests()).toHaveLength(0);
   });

@@ -69,7 +69,10 @@ describe("per-contact limit, counted in isolate memory and the shared ledger", (
     expect((await postWith(limited, { activities: [person(b), person(b)] })).status).toBe(200);
     let accepted = 0;
     for (let i = 0; i < 10; i++) {
-      expect((await postWith(limited, { activities: [lastOfA, person(b)] })).status).toBe(429);
+      // The re-send of a's counted event goes again (Ortto merges it); b's new one is over b's limit.
+      const res = await postWith(limited, { activities: [lastOfA, person(b)] });
+      expect(res.status).toBe(207);
+      expect(((await res.json()) as { refused: { index: number }[] }).refused.map((r) => r.index)).toEqual([1]);
       if ((await postWith(limited, { activities: [person(a)] })).status === 200) accepted++;
     }
     expect(accepted).toBe(0);

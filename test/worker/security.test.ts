@@ -150,23 +150,24 @@ describe("per-contact limit (Ortto's 50 events per activity per contact per 24 h
     expect((await postWith({ CONTACT_ACTIVITY_LIMIT: "2" }, { activities: [person(`EVE-${id}@EXAMPLE.COM`)] })).status).toBe(429);
   });
 
-  it("refuses a whole request that would cross the limit and counts none of it", async () => {
+  it("admits of a request that would cross the limit what each person has room for, and counts only that", async () => {
     const id = crypto.randomUUID();
     const limited = { CONTACT_ACTIVITY_LIMIT: "3" };
     const [a, b] = [`a-${id}@example.com`, `b-${id}@example.com`];
     expect((await postWith(limited, { activities: [person(b), person(b)] })).status).toBe(200);
-    expect((await postWith(limited, { activities: [person(a), person(b), person(b)] })).status).toBe(429);
-    // a's event was given back, so a still has all 3.
-    expect((await postWith(limited, { activities: [person(a), person(a), person(a)] })).status).toBe(200);
+    const res = await postWith(limited, { activities: [person(a), person(b), person(b)] });
+    expect(res.status).toBe(207);
+    expect(await res.json()).toMatchObject({ forwarded: 2, refused: [{ index: 2, path: "activities.2.activity_id" }] });
+    // b's refused event was not counted: b is at 3; a has 2 left.
+    expect((await postWith(limited, { activities: [person(a), person(a)] })).status).toBe(200);
+    expect((await postWith(limited, { activities: [person(b)] })).status).toBe(429);
   });
 
-  it("answers 400, not a 429 to retry, for one request holding more than the limit for one person", async () => {
-    const res = await postWith(
-      { CONTACT_ACTIVITY_LIMIT: "2" },
-      { activities: [person("x@example.com"), person("x@example.com"), person("x@example.com")] },
-    );
-    expect(res.status).toBe(400);
-    expect(await res.json()).toMatchObject({ details: [{ path: "activities.2" }] });
+  it("forwards a person's first events of one request holding more than the limit, and names the rest", async () => {
+    const x = `x-${crypto.randomUUID()}@example.com`;
+    const res = await postWith({ CONTACT_ACTIVITY_LIMIT: "2" }, { activities: [person(x), person(x), person(x)] });
+    expect(res.status).toBe(207);
+    expect(await res.json()).toMatchObject({ forwarded: 2, refused: [{ index: 2, path: "activities.2.activity_id" }] });
   });
 
   it("does not count a re-send (same key and created) twice", async () => {

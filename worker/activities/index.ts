@@ -13,7 +13,7 @@ import { deadLetterFailed } from "../delivery/dead-letters.ts";
 import { PartialSendError, QUEUED, sendMessages, toMessages } from "../delivery/messages.ts";
 import type { DeliveryStats } from "../delivery/stats.ts";
 import type { AppEnv } from "../env.ts";
-import { RelayError } from "../errors.ts";
+import { loggablePath, RelayError } from "../errors.ts";
 import { verifyIdentity } from "../identity.ts";
 import { readActivities } from "../intake/index.ts";
 import { ledgerOf } from "../limits/counts.ts";
@@ -177,16 +177,41 @@ export const activities = new Hono<AppEnv>().post(
 
     // The snippet's shorthands (`logged-in`, `email` …) and the catalogue's friendly names become Ortto's ids
     // here, so the page need not carry the code.
-    const body = readActivities(await c.req.text(), c.req.raw, c.get("server") !== true);
-    const { activities: valid, identity_token: token, ...request } = body;
+    // Each activity is judged on its own: the valid ones go on, and the answer names each refused one.
+    const intake = readActivities(await c.req.text(), c.req.raw, c.get("server") !== true);
+    const { activities: read, identity_token: token, ...request } = intake.body;
+    const refused = intake.refused;
+    /** The valid activities, and each one's index in the request. */
+    let valid = read;
+    let kept = intake.kept;
+    /**
+     * Refuses the valid activities at `positions` (in `valid`), each with its problem; when that
+     * leaves none, the request is refused as a whole with `whole` (nothing is forwarded).
+     */
+    const refuse = (positions: number[], problem: (j: number) => { path: string; message: string }, whole: () => RelayError) => {
+      if (!positions.length) return;
+      if (positions.length === valid.length) throw whole();
+      for (const j of positions) refused.push({ index: kept[j] as number, ...intake.named(problem(j)) });
+      valid = valid.filter((_, j) => !positions.includes(j));
+      kept = kept.filter((_, j) => !positions.includes(j));
+    };
     log.activities = valid.length;
-    const notForSite = site.activities ? valid.findIndex((a) => !site.activities?.has(a.activity_id)) : -1;
-    if (notForSite >= 0) {
-      throw new RelayError(
-        400,
-        `Activity ${valid[notForSite]?.activity_id} is not enabled for site ${site.name}`,
-        [{ path: `activities.${notForSite}.activity_id`, message: `expected one of the activities of site ${site.name}` }],
-        { reason: "site_activity" },
+    if (site.activities) {
+      const notForSite = valid.flatMap((a, j) => (site.activities?.has(a.activity_id) ? [] : [j]));
+      const problem = (j: number) => ({
+        path: `activities.${kept[j]}.activity_id`,
+        message: `expected one of the activities of site ${site.name}`,
+      });
+      refuse(
+        notForSite,
+        problem,
+        () =>
+          new RelayError(
+            400,
+            `Activity ${valid[notForSite[0] as number]?.activity_id} is not enabled for site ${site.name}`,
+            [...refused.map(({ path, message }) => ({ path, message })), ...notForSite.map((j) => intake.named(problem(j)))],
+            { reason: "site_activity" },
+          ),
       );
     }
 
@@ -217,13 +242,13 @@ export const activities = new Hono<AppEnv>().post(
 
     // A stranger must not be able to unsubscribe someone: consent fields need a verified identity (or a trusted server).
     if (!config.identitySecret && !server) {
-      for (const [i, a] of valid.entries()) {
+      for (const [j, a] of valid.entries()) {
         const field = CONSENT.find((f) => a.fields?.[f] !== undefined);
         if (field) {
           throw new RelayError(
             403,
             `Consent field ${field} can only be set for a verified identity (IDENTITY_SECRET)`,
-            [{ path: `activities.${i}.fields.${field}`, message: "expected a verified identity to change consent" }],
+            [intake.named({ path: `activities.${kept[j]}.fields.${field}`, message: "expected a verified identity to change consent" })],
             { reason: "consent" },
           );
         }
@@ -242,7 +267,7 @@ export const activities = new Hono<AppEnv>().post(
 
     // The activities the relay keys or dates itself, which a re-send cannot merge (see enqueue).
     const relayDated = new Set(valid.filter((a) => a.created === undefined || a.key === undefined));
-    const enriched = enrichActivities(valid, locationFor(c.req.raw, config.geoMode), new Date());
+    let enriched = enrichActivities(valid, locationFor(c.req.raw, config.geoMode), new Date());
     if (dryRun) {
       c.set("outcome", "dry_run");
       return c.json({
@@ -252,6 +277,7 @@ export const activities = new Hono<AppEnv>().post(
         site: site.name,
         ...request,
         activities: enriched,
+        ...(refused.length ? { refused } : {}),
       });
     }
 
@@ -263,6 +289,25 @@ export const activities = new Hono<AppEnv>().post(
       contactActivityLimit: config.contactActivityLimit,
       people: config.identitySecret || server ? undefined : { network: c.get("network"), budget: config.peoplePerNetwork },
     });
+    // Over a person's daily limit: refused in the answer (takeLimits refused the request itself when all are).
+    if (limits.over.length) {
+      const over = new Set(limits.over.map((o) => o.position));
+      for (const o of limits.over)
+        refused.push({
+          index: kept[o.position] as number,
+          ...intake.named({ path: `activities.${kept[o.position]}.activity_id`, message: o.message }),
+        });
+      enriched = enriched.filter((_, j) => !over.has(j));
+      kept = kept.filter((_, j) => !over.has(j));
+    }
+    refused.sort((a, b) => a.index - b.index);
+    if (refused.length) {
+      // The log line names what was refused, as a refusal's does (paths, never values), and counts it.
+      log.refused = refused.length;
+      log.paths = refused.slice(0, 10).map((r) => loggablePath(r.path.replace(/^a\./, "activities.")));
+    }
+    /** What the answer adds when activities were refused: how many went on, and each refused one. */
+    const partly = (taken: { forwarded: number; queued?: number }) => (refused.length ? { ...taken, refused } : {});
     log.contacts = limits.contacts;
     // The counts reach the shared ledger after the answer, coalesced with other requests'.
     if (limits.report) afterAnswer(c, counts.flushSoon(ledger));
@@ -290,7 +335,7 @@ export const activities = new Hono<AppEnv>().post(
       c.set("outcome", "queued");
       log.queued = enriched.length;
       // "queued", in the body and the header: nothing was forwarded yet.
-      return c.json({ activities: enriched.map(() => QUEUED) }, 202, QUEUED_HEADER);
+      return c.json({ activities: enriched.map(() => QUEUED), ...partly({ forwarded: 0, queued: enriched.length }) }, 202, QUEUED_HEADER);
     }
 
     const started = Date.now();
@@ -308,7 +353,10 @@ export const activities = new Hono<AppEnv>().post(
       // Rare (Ortto answers "failed" for an unknown person_id or its own daily limit), so awaited;
       // the page's answer does not depend on it.
       await keepFailed(c.env, log, from, enriched, outcome.results, c.var.isolate.delivery);
-      return c.json({ activities: outcome.results }, 200);
+      // 207 when some were refused: a sender (the snippet under data-debug) shows any answer but a plain 200.
+      return refused.length
+        ? c.json({ activities: outcome.results, ...partly({ forwarded: outcome.results.length }) }, 207)
+        : c.json({ activities: outcome.results }, 200);
     }
     const failure = outcome.failure;
     if (failure.permanent) {
@@ -326,6 +374,13 @@ export const activities = new Hono<AppEnv>().post(
     await enqueue(c.env, c.get("requestId"), site.name, request, outcome.remaining, relayDated, c.var.isolate.delivery);
     c.set("outcome", "queued");
     log.queued = outcome.remaining.length;
-    return c.json({ activities: [...outcome.results, ...outcome.remaining.map(() => QUEUED)] }, 202, QUEUED_HEADER);
+    return c.json(
+      {
+        activities: [...outcome.results, ...outcome.remaining.map(() => QUEUED)],
+        ...partly({ forwarded: outcome.results.length, queued: outcome.remaining.length }),
+      },
+      202,
+      QUEUED_HEADER,
+    );
   },
 );

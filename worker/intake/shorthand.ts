@@ -25,6 +25,8 @@ import { ConversionError, type Issue, phoneObject, type Renamed } from "./friend
  *   may carry fractions of a ms (its clock is `performance.now()`'s): `created` is rounded here. A
  *   body without `t` (a server, an older snippet) keeps its `created` as sent, and an integer only.
  *   A `t` that is not a date in ms is a 400 naming `t`.
+ * - the request's `activities` and `identity_token` come as `a` and `i` (scripts cached from
+ *   before send the long names, still taken; both ways in one request is a 400);
  * Everything else is left as it is, for the schema to judge.
  */
 const SHORTHANDS = [
@@ -47,6 +49,8 @@ const ATTRIBUTE_SHORTHANDS = SNIPPET_PAGE_VIEW_SHORTHANDS;
 export interface Expansion {
   issues: Issue[];
   used: number[];
+  /** The request came as `a` and `i` (the snippet's): errors name them so. */
+  short?: boolean;
 }
 const ATTRIBUTE_BIT = 8;
 const PHONE_SHORTHAND = 1 << SHORTHANDS.findIndex(([short]) => short === "phone");
@@ -103,7 +107,24 @@ export const CLOCK_TOLERANCE_MS = 60_000;
 
 const isObject = (x: unknown): x is Record<string, unknown> => !!x && typeof x === "object" && !Array.isArray(x);
 
+/** The request's own keys as the snippet sends them: `{"a": [...], "i": token, "t": ms}`. */
+export const REQUEST_SHORTHANDS = [
+  ["a", "activities"],
+  ["i", "identity_token"],
+] as const;
+
 export function expandShorthands(body: unknown, expansion?: Expansion, receivedAt = Date.now()): unknown {
+  if (isObject(body))
+    for (const [short, long] of REQUEST_SHORTHANDS)
+      if (Object.hasOwn(body, short)) {
+        if (Object.hasOwn(body, long))
+          expansion?.issues.push({ path: short, message: `given twice: as ${short} and as ${long}; send one` });
+        else {
+          body[long] = body[short];
+          delete body[short];
+          if (expansion) expansion.short = true;
+        }
+      }
   const activities = isObject(body) ? body.activities : undefined;
   if (!Array.isArray(activities)) return body;
   // The device's clock minus the relay's, in CLOCK_STEP_MS steps (0 without a `t`).

@@ -47,10 +47,10 @@ export interface Ask {
 
 /**
  * Admitted (with `report` when some counter now has members to report to the ledger), or refused:
- * for good until a slot frees (`temporary` unset: the ledger confirmed the counter is full), or for
- * a moment (the ledger did not answer in time, or the counter is too busy to decide now).
+ * for good until a slot frees (`temporary` unset: the ledger confirmed the counter is full; `room`:
+ * how many of the request's new members it would still take), or for a moment (the ledger did not answer in time, or the counter is too busy to decide now).
  */
-export type Verdict = { ok: true; report: boolean } | { ok: false; ask: Ask; retryAfterSeconds: number; temporary?: true };
+export type Verdict = { ok: true; report: boolean } | { ok: false; ask: Ask; retryAfterSeconds: number; temporary?: true; room?: number };
 
 /** Shard objects: a request's counters reach at most this many objects. */
 export const SHARDS = 16;
@@ -312,7 +312,13 @@ export class LimitCounts {
   private refusal(ask: Ask, now: number): Verdict {
     const c = this.counters.get(ask.key);
     const until = c && c.freesAt > now ? c.freesAt : now + ask.window;
-    return { ok: false, ask, retryAfterSeconds: Math.max(1, Math.ceil((until - now) / 1000)) };
+    // `room`: how many more members the counter holds, as the ledger has just said (for a request to keep that many).
+    return {
+      ok: false,
+      ask,
+      retryAfterSeconds: Math.max(1, Math.ceil((until - now) / 1000)),
+      room: Math.max(0, ask.limit - (c?.view() ?? ask.limit)),
+    };
   }
 
   private firstOf(key: string, window: number, now: number): { member: string; at: number } | undefined {

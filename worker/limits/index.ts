@@ -23,25 +23,84 @@ export interface LimitSettings {
   people?: { network: string; budget: number };
 }
 
+/** An activity the daily limit per contact refuses: its position in the list counted, and why. */
+export interface OverLimit {
+  position: number;
+  message: string;
+}
+
 /**
- * Counts a request's (already keyed) activities against its limits: all of them, or none. A
- * request that alone holds more than a limit can never pass, so it is a 400, not a 429 to retry.
- * Returns the first LOGGED_PEOPLE contacts (kind and normalised value) for the request's log, which hashes them, and
- * whether the ledger is due a report (after the answer: `flushSoon`).
+ * Counts a request's (already keyed) activities against its limits. The daily limit per contact is
+ * judged per activity: the events a person has room for are admitted, in the request's order, and
+ * the rest are returned (`over`), for the answer to name (a request that alone holds more than the
+ * limit for a person has the events past it over); only when every activity is over is the request
+ * refused, a 429 with Retry-After. The people budget, and a count the ledger could not confirm in time, refuse
+ * the request as a whole. Returns the first LOGGED_PEOPLE contacts (kind and normalised value) for
+ * the request's log, which hashes them, and whether the ledger is due a report (after the answer:
+ * `flushSoon`).
  */
 export async function takeLimits(
   counts: LimitCounts,
   ledger: LedgerPort,
   activities: ActivityInput[],
   settings: LimitSettings,
-): Promise<{ contacts: string[]; report: boolean }> {
+): Promise<{ contacts: string[]; report: boolean; over: OverLimit[] }> {
+  const limit = settings.contactActivityLimit;
+  const over: OverLimit[] = [];
+  const message = `expected at most ${limit} events per activity per contact in 24 hours (Ortto's limit)`;
+  // Over the limit within the request itself: the events after a person's `limit`th of an activity.
+  const seen = new Map<string, Set<string>>();
+  let left = activities
+    .map((_, i) => i)
+    .filter((index) => {
+      const a = activities[index] as ActivityInput;
+      const member = `${a.key}|${a.created}`;
+      const keys = identifiersOf(a).map((identifier) => `${contactKey(identifier)}|${a.activity_id}`);
+      if (keys.some((key) => !seen.get(key)?.has(member) && (seen.get(key)?.size ?? 0) >= limit)) {
+        over.push({ position: index, message });
+        return false;
+      }
+      for (const key of keys) seen.set(key, (seen.get(key) ?? new Set()).add(member));
+      return true;
+    });
+  // A confirmed refusal of a contact's counter keeps the events it has room for and asks again without the rest.
+  for (;;) {
+    const verdict = await attempt(counts, ledger, activities, left, settings);
+    if (verdict.ok || verdict.refusal.temporary || !verdict.refusal.ask.activity) {
+      if (!verdict.ok) throw refusalOf(verdict.refusal, limit);
+      return { contacts: verdict.contacts, report: verdict.report, over: over.sort((x, y) => x.position - y.position) };
+    }
+    const { members, room = 0 } = verdict.refusal.ask;
+    const refused = new Set(members.slice(room));
+    const next = left.filter((index) => {
+      const a = activities[index] as ActivityInput;
+      if (!refused.has(`${a.key}|${a.created}`)) return true;
+      over.push({ position: index, message });
+      return false;
+    });
+    // Every event is over: the request is refused as a whole, to come back when the limit frees.
+    if (!next.length || next.length === left.length) throw refusalOf(verdict.refusal, limit);
+    left = next;
+  }
+}
+
+type LimitAsk = Ask & { index: number; activity?: string; room?: number };
+
+/** One try of `admit` with the activities at `positions`: admitted, with the log's contacts, or the refusal. */
+async function attempt(
+  counts: LimitCounts,
+  ledger: LedgerPort,
+  activities: ActivityInput[],
+  positions: number[],
+  settings: LimitSettings,
+): Promise<{ ok: true; contacts: string[]; report: boolean } | { ok: false; refusal: Refusal }> {
   const limit = settings.contactActivityLimit;
   const byCounter = new Map<string, { index: number; activity: string; members: string[] }>();
   // The request's distinct people: all of them for the people budget (open mode), else the first
   // LOGGED_PEOPLE for the log line.
   const people = new Set<string>();
   const counting = settings.people !== undefined;
-  for (let index = 0; index < activities.length; index++) {
+  for (const index of positions) {
     const a = activities[index] as ActivityInput;
     const member = `${a.key}|${a.created}`;
     for (const identifier of identifiersOf(a)) {
@@ -49,22 +108,11 @@ export async function takeLimits(
       if (counting || people.size < LOGGED_PEOPLE) people.add(contact);
       const key = `${contact}|${a.activity_id}`;
       const counter = byCounter.get(key);
-      if (!counter) {
-        byCounter.set(key, { index, activity: a.activity_id, members: [member] });
-        continue;
-      }
-      counter.members.push(member);
-      if (counter.members.length > limit && new Set(counter.members).size > limit) {
-        throw new RelayError(
-          400,
-          `One request holds more than ${limit} ${a.activity_id} events for one person (Ortto's limit per day)`,
-          [{ path: `activities.${index}`, message: `expected at most ${limit} events per activity per contact in 24 hours` }],
-          { reason: "contact_limit" },
-        );
-      }
+      if (counter) counter.members.push(member);
+      else byCounter.set(key, { index, activity: a.activity_id, members: [member] });
     }
   }
-  const asks: (Ask & { index: number; activity?: string })[] = [...byCounter].map(([key, c]) => ({
+  const asks: LimitAsk[] = [...byCounter].map(([key, c]) => ({
     key,
     limit,
     window: DAY_MS,
@@ -94,14 +142,31 @@ export async function takeLimits(
   }
 
   const verdict = await counts.admit(ledger, asks);
-  if (verdict.ok) return { contacts: [...people], report: verdict.report };
-  const ask = verdict.ask as (typeof asks)[number];
-  const headers = { "Retry-After": String(verdict.retryAfterSeconds) };
-  if (verdict.temporary) {
+  if (verdict.ok) return { ok: true, contacts: [...people], report: verdict.report };
+  return {
+    ok: false,
+    refusal: {
+      ask: { ...(verdict.ask as LimitAsk), room: verdict.room },
+      retryAfterSeconds: verdict.retryAfterSeconds,
+      temporary: verdict.temporary,
+    },
+  };
+}
+
+interface Refusal {
+  ask: LimitAsk;
+  retryAfterSeconds: number;
+  temporary?: true;
+}
+
+/** A request refused as a whole by its limits. */
+function refusalOf({ ask, retryAfterSeconds, temporary }: Refusal, limit: number): RelayError {
+  const headers = { "Retry-After": String(retryAfterSeconds) };
+  if (temporary) {
     // Not a limit reached: the shared count could not be confirmed in time. Nothing was counted.
-    throw new RelayError(
+    return new RelayError(
       429,
-      `The relay could not confirm this request against its limits just now; send it again in ${verdict.retryAfterSeconds} s`,
+      `The relay could not confirm this request against its limits just now; send it again in ${retryAfterSeconds} s`,
       [
         {
           path: ask.activity ? `activities.${ask.index}` : "activities",
@@ -112,14 +177,14 @@ export async function takeLimits(
     );
   }
   if (!ask.activity) {
-    throw new RelayError(
+    return new RelayError(
       429,
       `This network has reached ${ask.limit} people in an hour (the relay's budget of people per client network in open mode)`,
       [{ path: "headers.cf-connecting-ip", message: `expected at most ${ask.limit} distinct people per client network per hour` }],
       { reason: "people_budget", headers },
     );
   }
-  throw new RelayError(
+  return new RelayError(
     429,
     `This person has reached ${limit} ${ask.activity} events in 24 hours (Ortto's limit per activity per contact)`,
     [{ path: `activities.${ask.index}.activity_id`, message: `expected at most ${limit} events per contact in 24 hours` }],
