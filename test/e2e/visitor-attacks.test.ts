@@ -24,7 +24,7 @@ import {
   useBrowser,
 } from "./helpers.ts";
 
-const browser = useBrowser();
+const browser = useBrowser({ concurrent: true });
 
 async function open(page: Page, query: Record<string, string> = {}) {
   await page.goto(pageUrl("tag", query));
