@@ -105,6 +105,7 @@ export default defineConfig({
           include: ["test/e2e/**/*.test.ts"],
           environment: "node",
           globalSetup: ["test/e2e/global-setup.ts"],
+          setupFiles: ["test/e2e/stack-ready.ts"],
           testTimeout: 60_000,
           hookTimeout: 120_000,
         },

@@ -6,7 +6,8 @@
  * origin. The relay allows both page origins through ALLOWED_ORIGINS. One such stack per vitest
  * worker, so that files running side by side never share a relay (its per-IP budget and the
  * account's request budget are spent by every page of one machine); a test reads its worker's
- * URLs with `urls()` (test/e2e/helpers.ts).
+ * URLs with `urls()` (test/e2e/helpers.ts). The stacks start in the background: setup returns
+ * their URLs at once, and each e2e file waits for its stack's readiness (test/e2e/stack-ready.ts).
  *
  * It expects the snippet to be built (`npm run build`, which `npm test` and `npm run test:e2e` run).
  */
@@ -64,10 +65,16 @@ const escapeAttribute = (s: string) => s.replace(/&/g, "&amp;").replace(/"/g, "&
  * its back/forward cache. Any other path answers 404 (a SPA's pushState URLs
  * never reach the server).
  */
-function startPages(relay: string, port: number): Promise<Server> {
+function startPages(relay: string, port: number, stack: StackState): Promise<Server> {
   const loader = readFileSync(join(root, "snippet", "loader.txt"), "utf8").trim();
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://pages");
+    if (url.pathname === "/_ready") {
+      // 200 once the stack is ready, 503 while it starts, 500 with dev.mjs's output if it failed.
+      const status = stack.error ? 500 : stack.ready ? 200 : 503;
+      res.writeHead(status, { "Content-Type": "text/plain" }).end(stack.error ?? (stack.ready ? "ready" : "starting"));
+      return;
+    }
     const name = /^\/([a-z-]+)\.html$/.exec(url.pathname)?.[1];
     const file = name ? join(pagesDir, `${name}.html`) : undefined;
     if (!file || !existsSync(file)) {
@@ -117,7 +124,17 @@ async function killGroup(child: ChildProcess): Promise<void> {
   }
 }
 
-/** Starts one stack (dev.mjs and a pages server), on the E2E_* ports for the first one if set. */
+/** Where a stack's start stands, as its pages server answers `GET /_ready` (test/e2e/stack-ready.ts waits on it). */
+interface StackState {
+  ready: boolean;
+  error?: string;
+}
+
+/**
+ * Starts one stack (dev.mjs and a pages server), on the E2E_* ports for the first one if set.
+ * Resolves once the pages server listens, with dev.mjs still starting: the files of the projects
+ * before e2e run meanwhile, and each e2e file waits for its stack (`/_ready`) before its tests.
+ */
 async function startStack(first: boolean): Promise<{ urls: E2eUrls; stop: () => Promise<void> }> {
   const [relayPort, emulatorPort, demoPort, pagesPort] = await Promise.all(
     ["E2E_RELAY_PORT", "E2E_EMULATOR_PORT", "E2E_DEMO_PORT", "E2E_PAGES_PORT"].map((name) =>
@@ -179,17 +196,24 @@ async function startStack(first: boolean): Promise<{ urls: E2eUrls; stop: () => 
     });
   });
 
-  ready.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled"
+  const state: StackState = { ready: false };
   let pages: Server | undefined;
   try {
-    pages = await startPages(urls.relay, pagesPort as number);
-    await ready;
+    pages = await startPages(urls.relay, pagesPort as number, state);
   } catch (err) {
     await killGroup(child);
-    pages?.close();
     rmSync(persist, { recursive: true, force: true });
-    throw new Error(`${(err as Error).message}\n--- dev.mjs output ---\n${output.slice(-4000)}`);
+    throw err;
   }
+  ready.then(
+    () => {
+      state.ready = true;
+    },
+    async (err) => {
+      state.error = `${(err as Error).message}\n--- dev.mjs output ---\n${output.slice(-4000)}`;
+      await killGroup(child);
+    },
+  );
 
   return {
     urls,

@@ -130,9 +130,11 @@ const userAgent = desktopUserAgent();
 /**
  * Chromium, once per test file: Debian's build (CHROMIUM_PATH overrides it), headless, with
  * nothing of its own talking to the network, as a visitor rather than a crawler (above).
- * The emulator is reset before each test.
+ * The emulator is reset before each test; with `concurrent` (a file whose tests run at once, each
+ * reading only its own visitor's activities), once before the file's first test, so that a test
+ * starting later cannot wipe what another is waiting for.
  */
-export function useBrowser(options: { backForwardCache?: boolean } = {}): () => Browser {
+export function useBrowser(options: { backForwardCache?: boolean; concurrent?: boolean } = {}): () => Browser {
   let browser: Browser | undefined;
   beforeAll(async () => {
     browser = await chromium.launch({
@@ -154,7 +156,8 @@ export function useBrowser(options: { backForwardCache?: boolean } = {}): () => 
   afterAll(async () => {
     await browser?.close();
   });
-  beforeEach(resetEmulator);
+  if (options.concurrent) beforeAll(resetEmulator);
+  else beforeEach(resetEmulator);
   return () => browser as Browser;
 }
 

@@ -21,7 +21,7 @@ import {
   useBrowser,
 } from "./helpers.ts";
 
-const browser = useBrowser({ backForwardCache: true });
+const browser = useBrowser({ backForwardCache: true, concurrent: true });
 
 const mine = async (email: string) => (await emulator()).activities.filter((a) => a.fields["str::email"] === email);
 
@@ -40,7 +40,9 @@ async function elsewhereThenBack(page: Page, call: () => void) {
   expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(42);
 }
 
-describe("consent withdrawn in one tab while another tracks", () => {
+// Each test is a visitor of its own waiting on its own windows: the suites run at once, but for the
+// main-thread timing, which runs alone.
+describe.concurrent("consent withdrawn in one tab while another tracks", () => {
   /**
    * README: "`false` forgets the identity and every unsent event, of every tab ... it stores only
    * the refusal". Tab A's consent(false) wipes every key, but tab B learns of it only from the
@@ -92,7 +94,7 @@ describe("consent withdrawn in one tab while another tracks", () => {
   });
 });
 
-describe("three tabs bursting while one navigates", () => {
+describe.concurrent("three tabs bursting while one navigates", () => {
   /** Every event arrives once (re-sends merged by key + created, never a second activity). */
   it("delivers 60 of 60 when three tabs burst and one navigates mid-burst", async () => {
     const context = await newVisitor(browser());
@@ -128,7 +130,7 @@ describe("three tabs bursting while one navigates", () => {
   });
 });
 
-describe("storage full, then the back/forward cache", () => {
+describe.concurrent("storage full, then the back/forward cache", () => {
   /**
    * README: "A failed write (a full quota) costs only this tab's copy ... the tab goes on in memory".
    * With the quota full, events held for `identify` live only in memory. The visitor navigates away
@@ -211,7 +213,7 @@ describe("main-thread time per call", () => {
   });
 });
 
-describe("reset in one tab while another holds events", () => {
+describe.concurrent("reset in one tab while another holds events", () => {
   /**
    * README: "`reset()` forgets the identity ... and events still held for want of one", in every
    * tab: otherwise tab B's held events (tracked while nobody was identified) would go to whoever
@@ -246,7 +248,7 @@ describe("reset in one tab while another holds events", () => {
   });
 });
 
-describe("the back/forward cache and what changed meanwhile in another page", () => {
+describe.concurrent("the back/forward cache and what changed meanwhile in another page", () => {
   /**
    * A guard: snippet/README.md "consent(false) ... forgets the identity and every
    * unsent event, of every tab"; "an opt-out that lasts across pages". A page in the back/forward
@@ -295,7 +297,7 @@ describe("the back/forward cache and what changed meanwhile in another page", ()
   });
 });
 
-describe("a page that seeds Math.random", () => {
+describe.concurrent("a page that seeds Math.random", () => {
   /**
    * docs/snippet.md: "no other live page writes" a tab's key. A page may seed `Math.random`
    * (seedrandom's global mode, a game), so the tab's key comes from crypto.randomUUID and the
@@ -336,7 +338,7 @@ describe("a page that seeds Math.random", () => {
   });
 });
 
-describe("reset() and a clock that steps back", () => {
+describe.concurrent("reset() and a clock that steps back", () => {
   /**
    * snippet/README.md: `reset()` forgets the events held *since before* it. `n` is a count of resets,
    * stamped on every event, not a time: a device clock stepping back after the reset (an NTP

@@ -7,7 +7,7 @@
  *
  * The tests spend their time in the snippet's own windows (a 10 s lease, a 15 s abort, a 30 s
  * Retry-After), so they run at once: each has its visitor, proxy and address, and looks only at
- * its own keys. The emulator's reset before each is sent as they start, before any page loads.
+ * its own keys. The emulator is reset once, before the file's first test.
  */
 import type { Page } from "playwright-core";
 import { describe, expect, it } from "vitest";
@@ -20,11 +20,12 @@ import {
   pageUrl,
   snippetLoaded,
   startProxy,
+  stored,
   until,
   useBrowser,
 } from "./helpers.ts";
 
-const browser = useBrowser();
+const browser = useBrowser({ concurrent: true });
 
 async function open(page: Page, query: Record<string, string> = {}) {
   await page.goto(pageUrl("tag", query));
@@ -118,6 +119,9 @@ describe.concurrent("a visitor's re-sends, in a real browser", () => {
       await open(page, query);
       await page.evaluate((email) => relay("identify", { email }), email);
       await until("the first request, answered 429", async () => proxy.requests.length === 1);
+      // The page has heard the answer (the pause is stored): leaving before it would send the next
+      // page's view, the pause not known yet on a loaded machine.
+      await until("the pause stored", async () => ((await stored(page)) as { r?: number } | null)?.r !== undefined);
       // The visitor goes through 10 pages of the site, quickly (each page loaded, then the next).
       for (let n = 1; n <= 10; n++) await open(page, { ...query, n: String(n) });
       const during = proxy.requests.filter((r) => r.at < until429).length;
