@@ -655,13 +655,14 @@ export function createRelay(options: RelayOptions): Relay {
       }),
     );
     // A single-page app's navigations (pushState, replaceState, back/forward, a hash route with
-    // data-hash): each looked at once, 100 ms after the Navigation API's `navigate` (which fires
-    // before the URL changes; by then the router has set the title), so nothing runs while the page
-    // is idle and nothing of the page's (history) is wrapped. A browser without the Navigation API
-    // (Safari before 26.2, Firefox before 147) looks at the URL every 300 ms.
+    // data-hash, a navigation.intercept() whose URL commits late): each looked at once, 300 ms after
+    // the Navigation API's `currententrychange` (the URL has changed; by then the router has set the
+    // title), so nothing runs while the page is idle, nothing for a cancelled or cross-document
+    // navigation, and nothing of the page's (history) is wrapped. A browser without the Navigation
+    // API (Safari before 26.2, Firefox before 147) looks at the URL every 300 ms.
     if (pageviews) {
       const n = (w as { navigation?: EventTarget }).navigation;
-      n ? n.addEventListener("navigate", () => setTimeout(view, 100)) : setInterval(view, 300);
+      n ? n.addEventListener("currententrychange", () => setTimeout(view, 300)) : setInterval(view, 300);
     }
     // After the loader's queued calls (boot replays them as this returns): a logout page's reset or a
     // login page's identify comes before its page view.

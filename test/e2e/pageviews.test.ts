@@ -89,7 +89,7 @@ describe("page views with a long URL or referrer", () => {
   });
 });
 
-describe("page views of a single-page app's routes (the Navigation API's navigate, or a look at the URL every 300 ms without it)", () => {
+describe("page views of a single-page app's routes (the Navigation API's currententrychange, or a look at the URL every 300 ms without it)", () => {
   /** A page with page views on (and `extra` attributes), its visitor identified, its load's page view arrived. */
   async function spa(name: string, extra: Record<string, string> = {}, withoutNavigationApi = false) {
     const context = await newVisitor(browser());
@@ -211,6 +211,59 @@ describe("page views of a single-page app's routes (the Navigation API's navigat
       a.attributes["str:cm:page-title"],
     ]);
     expect(views.slice(1)).toEqual([["/shop/tables", "Tables"]]);
+    await context.close();
+  });
+
+  it("records the title a router sets 250 ms after pushState", async () => {
+    const { context, page, email } = await spa("later-title");
+    await page.evaluate(async () => {
+      history.pushState(null, "", "/shop/tables");
+      await new Promise((r) => setTimeout(r, 250));
+      document.title = "Tables";
+    });
+    await activitiesOf(email, 2);
+    await sleep(1_000);
+    const titles = (await mine(email)).map((a) => a.attributes["str:cm:page-title"]);
+    expect(titles.slice(1)).toEqual(["Tables"]);
+    await context.close();
+  });
+
+  it("records a route whose navigation.intercept() commits its URL after a precommitHandler, before the next route", async () => {
+    const { context, page, email, urls } = await spa("late-commit");
+    await page.evaluate(async () => {
+      const navigation = (window as unknown as { navigation: EventTarget & { navigate(url: string): { finished: Promise<unknown> } } })
+        .navigation;
+      // A router that loads the route's data before the URL changes (commit after 300 ms).
+      const route = (e: Event) =>
+        (e as Event & { intercept(options: object): void }).intercept({
+          precommitHandler: () => new Promise((r) => setTimeout(r, 300)),
+          handler: async () => {
+            document.title = "Beds";
+          },
+        });
+      navigation.addEventListener("navigate", route, { once: true });
+      await navigation.navigate("/shop/beds").finished;
+      await new Promise((r) => setTimeout(r, 1_000));
+      history.pushState(null, "", "/shop/lamps");
+    });
+    await activitiesOf(email, 3);
+    await sleep(1_000);
+    expect(await urls()).toEqual(["/tag.html", "/shop/beds", "/shop/lamps"]);
+    await context.close();
+  });
+
+  it("records no page view for a navigation the site cancels (navigate's preventDefault)", async () => {
+    const { context, page, email, urls } = await spa("cancelled");
+    await page.evaluate(async () => {
+      const navigation = (window as unknown as { navigation: EventTarget }).navigation;
+      navigation.addEventListener("navigate", (e) => e.preventDefault(), { once: true });
+      history.pushState(null, "", "/shop/never");
+      await new Promise((r) => setTimeout(r, 500));
+      history.pushState(null, "", "/shop/next");
+    });
+    await activitiesOf(email, 2);
+    await sleep(1_000);
+    expect(await urls()).toEqual(["/tag.html", "/shop/next"]);
     await context.close();
   });
 
