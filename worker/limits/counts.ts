@@ -52,9 +52,7 @@ export interface Ask {
  * room for), or for a moment (the ledger did not answer in time, or the counter is too busy to
  * decide now).
  */
-export type Verdict =
-  | { ok: true; report: boolean }
-  | { ok: false; ask: Ask; retryAfterSeconds: number; temporary?: true; full?: Full[] };
+export type Verdict = { ok: true; report: boolean } | { ok: false; ask: Ask; retryAfterSeconds: number; temporary?: true; full?: Full[] };
 
 /** A counter the ledger confirmed full: the request's new members it has no room for, and when it frees a slot. */
 export interface Full {
