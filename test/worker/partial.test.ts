@@ -125,6 +125,15 @@ describe("a batch taken in part: each activity judged on its own", () => {
     expect(await forwarded()).toEqual([b]);
   });
 
+  it("names the activities it refused itself when Ortto refuses (400) the part it forwarded", async () => {
+    await emulator.faults({ failRate: 1, statuses: [400] });
+    const res = await postWith(open, { activities: [person(unique("a")), person(unique("b"), { attributes: { "int::v": "x" } })] });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: string; details?: { path: string; message: string }[] };
+    expect(body.error).toMatch(/^Ortto refused the activities/);
+    expect(body.details).toEqual([{ path: "activities.1.attributes.int::v", message: "expected an integer" }]);
+  });
+
   it("names in a queued answer (202) the activities it refused", async () => {
     const [a, b] = [unique("a"), unique("b")];
     const res = await postWith({ ...open, DELIVERY: "queue" }, { activities: [person(a), person(b, { attributes: { "int::v": "x" } })] });

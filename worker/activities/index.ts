@@ -360,13 +360,17 @@ export const activities = new Hono<AppEnv>().post(
     }
     const failure = outcome.failure;
     if (failure.permanent) {
-      const details = Array.isArray(failure.details)
+      const ortto = Array.isArray(failure.details)
         ? failure.details.slice(0, 10).map((d) => ({
             path: "body",
             message: String((d as { error?: unknown })?.error ?? JSON.stringify(d)).slice(0, 300),
           }))
-        : undefined;
-      throw new RelayError(failure.status as 400, `Ortto refused the activities: ${failure.error}`, details, { reason: "ortto_refused" });
+        : [];
+      // What the relay refused itself is named too: nothing of the batch went on.
+      const details = [...refused.map(({ path, message }) => ({ path, message })), ...ortto];
+      throw new RelayError(failure.status as 400, `Ortto refused the activities: ${failure.error}`, details.length ? details : undefined, {
+        reason: "ortto_refused",
+      });
     }
     // Ortto is slow, failing or rate-limiting: what it has not taken waits in the queue and is
     // retried until it is delivered. The browser's part is done.
