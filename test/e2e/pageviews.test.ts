@@ -91,10 +91,11 @@ describe("page views with a long URL or referrer", () => {
 
 describe("page views of a single-page app's routes (the Navigation API's currententrychange, or a look at the URL every 300 ms without it)", () => {
   /** A page with page views on (and `extra` attributes), its visitor identified, its load's page view arrived. */
-  async function spa(name: string, extra: Record<string, string> = {}, withoutNavigationApi = false) {
+  async function spa(name: string, extra: Record<string, string> = {}, withoutNavigationApi = false, beforeStart?: () => void) {
     const context = await newVisitor(browser());
     // A browser without the Navigation API (Safari before 26.2, Firefox before 147).
     if (withoutNavigationApi) await context.addInitScript(() => Object.defineProperty(window, "navigation", { value: undefined }));
+    if (beforeStart) await context.addInitScript(beforeStart);
     const page = await context.newPage();
     const email = emailFor(name);
     const first = pageUrl("tag", { "data-pageviews": "act:cm:viewed-page", ...extra });
@@ -285,6 +286,23 @@ describe("page views of a single-page app's routes (the Navigation API's current
     expect(await urls()).toEqual(["/tag.html", "/shop/chairs", "/shop/chairs#/cart", "/shop/chairs"]);
     await context.close();
   });
+
+  // A site's own global `navigation` (`var navigation = $(".navigation")` in a classic script)
+  // replaces the Navigation API's: window.navigation is [Replaceable].
+  for (const [what, replace] of [
+    ["a menu's element", () => Object.assign(window, { navigation: document.createElement("nav") })],
+    ["a jQuery-like object", () => Object.assign(window, { navigation: { length: 1, 0: "nav" } })],
+  ] as const) {
+    it(`records the start-up page view and pushState routes on a page whose global navigation is ${what}`, async () => {
+      const { context, page, email, urls } = await spa(`own-navigation-${what.length}`, {}, false, replace);
+      expect(await page.evaluate(() => "currentEntry" in (window as unknown as { navigation: object }).navigation)).toBe(false);
+      await page.evaluate(() => history.pushState(null, "", "/shop/sofas"));
+      await activitiesOf(email, 2);
+      await sleep(1_000);
+      expect(await urls()).toEqual(["/tag.html", "/shop/sofas"]);
+      await context.close();
+    });
+  }
 
   it("runs no timer while the page is idle (after start-up, between heartbeats)", async () => {
     const context = await newVisitor(browser());

@@ -11,11 +11,13 @@ afterEach(() => {
 
 /**
  * The Navigation API as far as the snippet uses it (happy-dom has none; Chromium's is in
- * test/e2e/pageviews.test.ts): `navigation`, an EventTarget that fires `currententrychange` after
- * each pushState and replaceState, as a browser does (once the URL has changed), and on a traversal.
+ * test/e2e/pageviews.test.ts): `navigation`, an EventTarget with a `currentEntry` that fires
+ * `currententrychange` after each pushState and replaceState, as a browser does (once the URL has
+ * changed), and on a traversal.
  */
 function withNavigation(w: Window) {
-  const navigation = new w.EventTarget();
+  // Its currentEntry tells it from a site's own global `navigation` (test/e2e/pageviews.test.ts).
+  const navigation = Object.assign(new w.EventTarget(), { currentEntry: {} });
   const fire = () => navigation.dispatchEvent(new w.Event("currententrychange"));
   for (const name of ["pushState", "replaceState"] as const) {
     const original = w.history[name];
