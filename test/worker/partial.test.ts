@@ -168,6 +168,16 @@ describe("a batch taken in part: the daily limit per contact", () => {
     expect(Number(full.headers.get("Retry-After"))).toBeGreaterThan(86_000);
   });
 
+  it("names, when every valid activity is over the daily limit (429), each by its index in the request, beside those refused before", async () => {
+    const a = unique("a");
+    const one = { ...open, CONTACT_ACTIVITY_LIMIT: "1" };
+    expect((await postWith(one, { activities: [person(a)] })).status).toBe(200);
+    const res = await postWith(one, { a: [person(unique("b"), { attributes: { "int::v": "x" } }), person(a)] });
+    expect(res.status).toBe(429);
+    const { details } = (await res.json()) as { details: { path: string }[] };
+    expect(details.map((d) => d.path)).toEqual(["a.0.attributes.int::v", "a.1.activity_id"]);
+  });
+
   it("forwards the first events of a batch holding more than a person's daily limit, and names the rest over the contact's daily limit", async () => {
     const a = unique("a");
     const res = await postWith(limited, { activities: [person(a), person(a), person(a), person(a), person(a)] });

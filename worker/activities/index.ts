@@ -291,6 +291,17 @@ export const activities = new Hono<AppEnv>().post(
     const limits = await takeLimits(counts, ledger, enriched, {
       contactActivityLimit: config.contactActivityLimit,
       people: config.identitySecret || server ? undefined : { network: c.get("network"), budget: config.peoplePerNetwork },
+    }).catch((err: unknown) => {
+      if (!(err instanceof RelayError) || !refused.length) throw err;
+      // Refused whole by the limits: its paths name activities among those counted, put back to their
+      // index in the request, beside the activities refused before.
+      const details = (err.details ?? []).map((d) =>
+        intake.named({ ...d, path: d.path.replace(/^activities\.(\d+)/, (_, j) => `activities.${kept[Number(j)]}`) }),
+      );
+      throw new RelayError(err.status, err.sentence, [...refused.map(({ path, message }) => ({ path, message })), ...details], {
+        reason: err.reason,
+        headers: err.headers,
+      });
     });
     // Over a person's daily limit: refused in the answer (takeLimits refused the request itself when all are).
     if (limits.over.length) {
