@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { signIdentity } from "../../worker/identity.ts";
 import { emulator, loggedIn } from "./helpers.ts";
 import { eachTestInANewIsolate, open, person, postWith, SERVER_TOKEN, unique, wrapLedger } from "./people.ts";
 
@@ -132,6 +133,22 @@ describe("a batch taken in part: each activity judged on its own", () => {
     const body = (await res.json()) as { error: string; details?: { path: string; message: string }[] };
     expect(body.error).toMatch(/^Ortto refused the activities/);
     expect(body.details).toEqual([{ path: "activities.1.attributes.int::v", message: "expected an integer" }]);
+  });
+
+  it("names the activity a signed identity fails for (401) by its index in the request, as the snippet wrote it", async () => {
+    const secret = "partial-identity-secret";
+    const a = unique("a");
+    const token = await signIdentity(secret, a);
+    const res = await postWith(
+      { ...open, IDENTITY_SECRET: secret },
+      { i: token, a: [person(a, { attributes: { "int::v": "x" } }), person(a), person(unique("someone-else"))] },
+    );
+    expect(res.status).toBe(401);
+    const { details } = (await res.json()) as { details: { path: string }[] };
+    expect(details.map((d) => d.path)).toEqual(["i"]);
+    const unsigned = await postWith({ ...open, IDENTITY_SECRET: secret }, { a: [person(a, { attributes: { "int::v": "x" } }), person(a)] });
+    expect(unsigned.status).toBe(401);
+    expect(((await unsigned.json()) as { details: { path: string }[] }).details.map((d) => d.path)).toEqual(["a.1"]);
   });
 
   it("names in a queued answer (202) the activities it refused", async () => {

@@ -229,7 +229,9 @@ export const activities = new Hono<AppEnv>().post(
         config.identityField,
       );
       if (failure) {
-        throw new RelayError(401, `Unverified identity: ${failure.reason}`, [{ path: failure.path, message: failure.reason }], {
+        // Its path names an activity among the valid ones: put back to its index in the request, as the sender wrote it.
+        const path = failure.path.replace(/^activities\.(\d+)/, (_, j) => `activities.${kept[Number(j)]}`);
+        throw new RelayError(401, `Unverified identity: ${failure.reason}`, [intake.named({ path, message: failure.reason })], {
           reason: "identity",
         });
       }
