@@ -89,12 +89,13 @@ describe("page views with a long URL or referrer", () => {
   });
 });
 
-describe("page views of a single-page app's routes (the Navigation API's navigate, or a look at the URL every 300 ms without it)", () => {
+describe("page views of a single-page app's routes (the Navigation API's currententrychange, or a look at the URL every 300 ms without it)", () => {
   /** A page with page views on (and `extra` attributes), its visitor identified, its load's page view arrived. */
-  async function spa(name: string, extra: Record<string, string> = {}, withoutNavigationApi = false) {
+  async function spa(name: string, extra: Record<string, string> = {}, withoutNavigationApi = false, beforeStart?: () => void) {
     const context = await newVisitor(browser());
     // A browser without the Navigation API (Safari before 26.2, Firefox before 147).
     if (withoutNavigationApi) await context.addInitScript(() => Object.defineProperty(window, "navigation", { value: undefined }));
+    if (beforeStart) await context.addInitScript(beforeStart);
     const page = await context.newPage();
     const email = emailFor(name);
     const first = pageUrl("tag", { "data-pageviews": "act:cm:viewed-page", ...extra });
@@ -214,6 +215,59 @@ describe("page views of a single-page app's routes (the Navigation API's navigat
     await context.close();
   });
 
+  it("records the title a router sets 250 ms after pushState", async () => {
+    const { context, page, email } = await spa("later-title");
+    await page.evaluate(async () => {
+      history.pushState(null, "", "/shop/tables");
+      await new Promise((r) => setTimeout(r, 250));
+      document.title = "Tables";
+    });
+    await activitiesOf(email, 2);
+    await sleep(1_000);
+    const titles = (await mine(email)).map((a) => a.attributes["str:cm:page-title"]);
+    expect(titles.slice(1)).toEqual(["Tables"]);
+    await context.close();
+  });
+
+  it("records a route whose navigation.intercept() commits its URL after a precommitHandler, before the next route", async () => {
+    const { context, page, email, urls } = await spa("late-commit");
+    await page.evaluate(async () => {
+      const navigation = (window as unknown as { navigation: EventTarget & { navigate(url: string): { finished: Promise<unknown> } } })
+        .navigation;
+      // A router that loads the route's data before the URL changes (commit after 300 ms).
+      const route = (e: Event) =>
+        (e as Event & { intercept(options: object): void }).intercept({
+          precommitHandler: () => new Promise((r) => setTimeout(r, 300)),
+          handler: async () => {
+            document.title = "Beds";
+          },
+        });
+      navigation.addEventListener("navigate", route, { once: true });
+      await navigation.navigate("/shop/beds").finished;
+      await new Promise((r) => setTimeout(r, 1_000));
+      history.pushState(null, "", "/shop/lamps");
+    });
+    await activitiesOf(email, 3);
+    await sleep(1_000);
+    expect(await urls()).toEqual(["/tag.html", "/shop/beds", "/shop/lamps"]);
+    await context.close();
+  });
+
+  it("records no page view for a navigation the site cancels (navigate's preventDefault)", async () => {
+    const { context, page, email, urls } = await spa("cancelled");
+    await page.evaluate(async () => {
+      const navigation = (window as unknown as { navigation: EventTarget }).navigation;
+      navigation.addEventListener("navigate", (e) => e.preventDefault(), { once: true });
+      history.pushState(null, "", "/shop/never");
+      await new Promise((r) => setTimeout(r, 500));
+      history.pushState(null, "", "/shop/next");
+    });
+    await activitiesOf(email, 2);
+    await sleep(1_000);
+    expect(await urls()).toEqual(["/tag.html", "/shop/next"]);
+    await context.close();
+  });
+
   it("without the Navigation API, records pushState, popstate and hash routes (data-hash) from a look at the URL every 300 ms", async () => {
     const { context, page, email, urls } = await spa("no-navigation-api", { "data-hash": "" }, true);
     expect(await page.evaluate(() => (window as { navigation?: unknown }).navigation)).toBeUndefined();
@@ -232,6 +286,23 @@ describe("page views of a single-page app's routes (the Navigation API's navigat
     expect(await urls()).toEqual(["/tag.html", "/shop/chairs", "/shop/chairs#/cart", "/shop/chairs"]);
     await context.close();
   });
+
+  // A site's own global `navigation` (`var navigation = $(".navigation")` in a classic script)
+  // replaces the Navigation API's: window.navigation is [Replaceable].
+  for (const [what, replace] of [
+    ["a menu's element", () => Object.assign(window, { navigation: document.createElement("nav") })],
+    ["a jQuery-like object", () => Object.assign(window, { navigation: { length: 1, 0: "nav" } })],
+  ] as const) {
+    it(`records the start-up page view and pushState routes on a page whose global navigation is ${what}`, async () => {
+      const { context, page, email, urls } = await spa(`own-navigation-${what.length}`, {}, false, replace);
+      expect(await page.evaluate(() => "currentEntry" in (window as unknown as { navigation: object }).navigation)).toBe(false);
+      await page.evaluate(() => history.pushState(null, "", "/shop/sofas"));
+      await activitiesOf(email, 2);
+      await sleep(1_000);
+      expect(await urls()).toEqual(["/tag.html", "/shop/sofas"]);
+      await context.close();
+    });
+  }
 
   it("runs no timer while the page is idle (after start-up, between heartbeats)", async () => {
     const context = await newVisitor(browser());

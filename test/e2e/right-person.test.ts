@@ -6,7 +6,19 @@
  */
 import type { Page } from "playwright-core";
 import { describe, expect, it } from "vitest";
-import { activitiesOf, emailFor, emulator, newVisitor, pageUrl, snippetLoaded, stored, until, useBrowser, watch } from "./helpers.ts";
+import {
+  activitiesOf,
+  emailFor,
+  emulator,
+  newVisitor,
+  pageUrl,
+  settled,
+  snippetLoaded,
+  stored,
+  until,
+  useBrowser,
+  watch,
+} from "./helpers.ts";
 
 const browser = useBrowser({ backForwardCache: true });
 
@@ -71,6 +83,37 @@ describe("the right person, in a real browser", () => {
     // X: only the first page's view.
     expect((await mine(x)).map((a) => a.attributes["str:cm:page-url"])).toEqual([pageUrl("tag", views)]);
     expect(seen.errors).toEqual([]);
+    await context.close();
+  });
+
+  it("leaves a SPA for another page by a link and comes back from the back/forward cache with one page view, none at leaving", async () => {
+    const context = await newVisitor(browser());
+    const page = await context.newPage();
+    const x = emailFor("bf-link");
+    await open(page, { "data-pageviews": "act:cm:viewed-page", bfcache: "" });
+    await page.evaluate((x) => relay("identify", { email: x }), x);
+    await activitiesOf(x, 1);
+    await page.evaluate(async () => {
+      (window as unknown as { marker: number }).marker = 7;
+      history.pushState(null, "", "/shop/desks");
+      await new Promise((r) => setTimeout(r, 500));
+      // A link to another document: the Navigation API sees it leave, and the page is frozen, not closed.
+      const a = document.createElement("a");
+      a.href = "/bye.html";
+      document.body.append(a);
+      a.click();
+    });
+    await page.waitForURL(/bye\.html/);
+    await page.goBack({ waitUntil: "commit" });
+    expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(7);
+    // The load, the route, and the restore (a page view with the route's URL): no more.
+    await activitiesOf(x, 3);
+    const { mine } = await settled(x);
+    expect(mine.map((a) => new URL(a.attributes["str:cm:page-url"] as string).pathname)).toEqual([
+      "/tag.html",
+      "/shop/desks",
+      "/shop/desks",
+    ]);
     await context.close();
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { signIdentity } from "../../worker/identity.ts";
 import { emulator, loggedIn } from "./helpers.ts";
-import { eachTestInANewIsolate, open, person, postWith, SERVER_TOKEN, unique } from "./people.ts";
+import { eachTestInANewIsolate, open, person, postWith, SERVER_TOKEN, unique, wrapLedger } from "./people.ts";
 
 interface PartialAnswer {
   activities: { status: string }[];
@@ -125,6 +126,31 @@ describe("a batch taken in part: each activity judged on its own", () => {
     expect(await forwarded()).toEqual([b]);
   });
 
+  it("names the activities it refused itself when Ortto refuses (400) the part it forwarded", async () => {
+    await emulator.faults({ failRate: 1, statuses: [400] });
+    const res = await postWith(open, { activities: [person(unique("a")), person(unique("b"), { attributes: { "int::v": "x" } })] });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: string; details?: { path: string; message: string }[] };
+    expect(body.error).toMatch(/^Ortto refused the activities/);
+    expect(body.details).toEqual([{ path: "activities.1.attributes.int::v", message: "expected an integer" }]);
+  });
+
+  it("names the activity a signed identity fails for (401) by its index in the request, as the snippet wrote it", async () => {
+    const secret = "partial-identity-secret";
+    const a = unique("a");
+    const token = await signIdentity(secret, a);
+    const res = await postWith(
+      { ...open, IDENTITY_SECRET: secret },
+      { i: token, a: [person(a, { attributes: { "int::v": "x" } }), person(a), person(unique("someone-else"))] },
+    );
+    expect(res.status).toBe(401);
+    const { details } = (await res.json()) as { details: { path: string }[] };
+    expect(details.map((d) => d.path)).toEqual(["i"]);
+    const unsigned = await postWith({ ...open, IDENTITY_SECRET: secret }, { a: [person(a, { attributes: { "int::v": "x" } }), person(a)] });
+    expect(unsigned.status).toBe(401);
+    expect(((await unsigned.json()) as { details: { path: string }[] }).details.map((d) => d.path)).toEqual(["a.1"]);
+  });
+
   it("names in a queued answer (202) the activities it refused", async () => {
     const [a, b] = [unique("a"), unique("b")];
     const res = await postWith({ ...open, DELIVERY: "queue" }, { activities: [person(a), person(b, { attributes: { "int::v": "x" } })] });
@@ -159,11 +185,51 @@ describe("a batch taken in part: the daily limit per contact", () => {
     expect(Number(full.headers.get("Retry-After"))).toBeGreaterThan(86_000);
   });
 
+  it("names, when every valid activity is over the daily limit (429), each by its index in the request, beside those refused before", async () => {
+    const a = unique("a");
+    const one = { ...open, CONTACT_ACTIVITY_LIMIT: "1" };
+    expect((await postWith(one, { activities: [person(a)] })).status).toBe(200);
+    const res = await postWith(one, { a: [person(unique("b"), { attributes: { "int::v": "x" } }), person(a)] });
+    expect(res.status).toBe(429);
+    const { details } = (await res.json()) as { details: { path: string }[] };
+    expect(details.map((d) => d.path)).toEqual(["a.0.attributes.int::v", "a.1.activity_id"]);
+  });
+
   it("forwards the first events of a batch holding more than a person's daily limit, and names the rest over the contact's daily limit", async () => {
     const a = unique("a");
     const res = await postWith(limited, { activities: [person(a), person(a), person(a), person(a), person(a)] });
     expect(res.status).toBe(207);
     expect(((await res.json()) as PartialAnswer).refused.map((r) => r.index)).toEqual([3, 4]);
     expect(await forwarded()).toEqual([a, a, a]);
+  });
+
+  it("asks the ledger a few times, not once a contact, for a batch of 40 contacts each over the daily limit", async () => {
+    const one = { ...open, CONTACT_ACTIVITY_LIMIT: "1" };
+    const server = { origin: "", contentType: "application/json", headers: { Authorization: `Bearer ${SERVER_TOKEN}` } };
+    const emails = Array.from({ length: 40 }, (_, i) => unique(`full-${i}`));
+    expect((await postWith(one, { activities: emails.map((e) => person(e)) }, server)).status).toBe(200);
+    let calls = 0;
+    const ledger = wrapLedger((sync) => (entries) => {
+      calls++;
+      return sync(entries);
+    });
+    const fresh = unique("fresh");
+    const res = await postWith({ ...one, LIMIT_LEDGER: ledger }, { activities: [...emails.map((e) => person(e)), person(fresh)] }, server);
+    expect(res.status).toBe(207);
+    const body = (await res.json()) as PartialAnswer;
+    expect({ forwarded: body.forwarded, refused: body.refused.length }).toEqual({ forwarded: 1, refused: 40 });
+    // One round of the ledger's shards for the 40 full counters, not one a counter (422 calls, 830 ms).
+    expect(calls).toBeLessThanOrEqual(2 * 16);
+  });
+
+  it("admits the new events a person has room for when the batch also re-sends one already counted", async () => {
+    const a = unique("a");
+    const three = { ...open, CONTACT_ACTIVITY_LIMIT: "3" };
+    const sent = person(a);
+    expect((await postWith(three, { activities: [sent, person(a)] })).status).toBe(200);
+    // Room for one new event: the re-sent one passes (already counted), the first new one goes, the second is over.
+    const res = await postWith(three, { activities: [sent, person(a), person(a)] });
+    expect(res.status).toBe(207);
+    expect(((await res.json()) as PartialAnswer).refused.map((r) => r.index)).toEqual([2]);
   });
 });

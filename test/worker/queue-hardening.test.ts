@@ -201,4 +201,30 @@ describe("a delivery queue that takes only part of a request", () => {
     expect(delivered).toHaveLength(30);
     expect(new Set(delivered.map((a) => a.fields?.["str::email"])).size).toBe(30);
   });
+
+  it("names the queued activities by their index in the request when it also refused some, so re-sending the rest creates one activity per event", {
+    timeout: 30_000,
+  }, async () => {
+    const order = (i: number, dated: boolean) => ({
+      activity_id: "act:cm:placed-order",
+      ...(dated ? { created: new Date(Date.now() - i * 1000).toISOString() } : {}),
+      fields: { "str::email": `shifted-${i}@example.com` },
+      attributes: { "txt:cm:gift-message": "g".repeat(4000), "obj:cm:items": [{ note: "n".repeat(7000), i }] },
+    });
+    // Refused at index 0 (an order total that is not a number): every other index is one more than its place among the valid.
+    const bad = { ...order(99, true), attributes: { "int:cm:order-total": "lots" } };
+    const body = { activities: [bad, ...Array.from({ length: 30 }, (_, i) => order(i, i >= 2))] };
+    const first = await postWith({ DELIVERY: "queue", DELIVERY_QUEUE: failingQueue(env.DELIVERY_QUEUE, [2]) as never }, body);
+    expect(first.status).toBe(503);
+    const refusal = (await first.json()) as { details: { path: string }[] };
+    const queued = new Set(refusal.details.map((d) => Number(d.path.split(".")[1])));
+    expect(queued.has(0)).toBe(false);
+    const rest = { activities: body.activities.filter((_, i) => i > 0 && !queued.has(i)) };
+    expect((await postWith({ DELIVERY: "queue" }, rest)).status).toBe(202);
+    await eventually(stored, (a) => a.length >= 30);
+    await new Promise((r) => setTimeout(r, 2000)); // time for any duplicate to arrive
+    const delivered = await stored();
+    expect(delivered).toHaveLength(30);
+    expect(new Set(delivered.map((a) => a.fields?.["str::email"])).size).toBe(30);
+  });
 });

@@ -62,7 +62,9 @@ const bodyType = createMiddleware<AppEnv>(async (c, next) => {
  * through. The re-send of the same body merges in Ortto what was queued when the sender gave
  * `key` and `created`. Activities the relay keyed or dated at receipt would get a new key or
  * `created` on the re-send, so they are queued last (in the final sendBatch call while they fit
- * in one): a failure before it has queued none of them.
+ * in one): a failure before it has queued none of them. `at` names an activity by its place in the
+ * request as the sender wrote it (the activities here may be some of the request's: the rest were
+ * refused, or forwarded already).
  */
 async function enqueue(
   env: AppEnv["Bindings"],
@@ -72,6 +74,7 @@ async function enqueue(
   activities: ActivityInput[],
   relayDated: ReadonlySet<ActivityInput>,
   stats: DeliveryStats,
+  at: (activity: ActivityInput) => string,
 ) {
   const ordered = [...activities.filter((a) => !relayDated.has(a)), ...activities.filter((a) => relayDated.has(a))];
   const messages = toMessages(requestId, site, request, ordered);
@@ -84,7 +87,7 @@ async function enqueue(
     stats.queued += queued;
     const taken = new Set(ordered.slice(0, queued));
     // Those the relay keyed cannot merge with a re-send: the answer names them, not to be sent again.
-    const keyedHere = activities.flatMap((a, i) => (taken.has(a) && relayDated.has(a) ? [i] : []));
+    const keyedHere = activities.filter((a) => taken.has(a) && relayDated.has(a));
     throw new RelayError(
       503,
       !queued
@@ -92,7 +95,7 @@ async function enqueue(
         : keyedHere.length
           ? `The delivery queue took ${queued} of ${activities.length} activities, then failed; send again all but those named in details (they have no key and created of yours, so a re-send would be a new activity)`
           : `The delivery queue took ${queued} of ${activities.length} activities, then failed; send the same body again: what it took merges in Ortto`,
-      keyedHere.length ? keyedHere.map((i) => ({ path: `activities.${i}`, message: "queued: do not send again" })) : undefined,
+      keyedHere.length ? keyedHere.map((a) => ({ path: at(a), message: "queued: do not send again" })) : undefined,
       { headers: { "Retry-After": "30" } },
     );
   }
@@ -226,7 +229,9 @@ export const activities = new Hono<AppEnv>().post(
         config.identityField,
       );
       if (failure) {
-        throw new RelayError(401, `Unverified identity: ${failure.reason}`, [{ path: failure.path, message: failure.reason }], {
+        // Its path names an activity among the valid ones: put back to its index in the request, as the sender wrote it.
+        const path = failure.path.replace(/^activities\.(\d+)/, (_, j) => `activities.${kept[Number(j)]}`);
+        throw new RelayError(401, `Unverified identity: ${failure.reason}`, [intake.named({ path, message: failure.reason })], {
           reason: "identity",
         });
       }
@@ -288,6 +293,17 @@ export const activities = new Hono<AppEnv>().post(
     const limits = await takeLimits(counts, ledger, enriched, {
       contactActivityLimit: config.contactActivityLimit,
       people: config.identitySecret || server ? undefined : { network: c.get("network"), budget: config.peoplePerNetwork },
+    }).catch((err: unknown) => {
+      if (!(err instanceof RelayError) || !refused.length) throw err;
+      // Refused whole by the limits: its paths name activities among those counted, put back to their
+      // index in the request, beside the activities refused before.
+      const details = (err.details ?? []).map((d) =>
+        intake.named({ ...d, path: d.path.replace(/^activities\.(\d+)/, (_, j) => `activities.${kept[Number(j)]}`) }),
+      );
+      throw new RelayError(err.status, err.sentence, [...refused.map(({ path, message }) => ({ path, message })), ...details], {
+        reason: err.reason,
+        headers: err.headers,
+      });
     });
     // Over a person's daily limit: refused in the answer (takeLimits refused the request itself when all are).
     if (limits.over.length) {
@@ -306,6 +322,9 @@ export const activities = new Hono<AppEnv>().post(
       log.refused = refused.length;
       log.paths = refused.slice(0, 10).map((r) => loggablePath(r.path.replace(/^a\./, "activities.")));
     }
+    /** An activity as the sender wrote it: `activities.3` (`a.3` in the snippet's request). */
+    const indexes = new Map(enriched.map((a, j) => [a, kept[j] as number]));
+    const at = (a: ActivityInput) => intake.named({ path: `activities.${indexes.get(a)}`, message: "" }).path;
     /** What the answer adds when activities were refused: how many went on, and each refused one. */
     const partly = (taken: { forwarded: number; queued?: number }) => (refused.length ? { ...taken, refused } : {});
     log.contacts = limits.contacts;
@@ -331,7 +350,7 @@ export const activities = new Hono<AppEnv>().post(
     }
     if (config.delivery === "queue" || queue) {
       if (queue) log.reason = queue;
-      await enqueue(c.env, c.get("requestId"), site.name, request, enriched, relayDated, c.var.isolate.delivery);
+      await enqueue(c.env, c.get("requestId"), site.name, request, enriched, relayDated, c.var.isolate.delivery, at);
       c.set("outcome", "queued");
       log.queued = enriched.length;
       // "queued", in the body and the header: nothing was forwarded yet.
@@ -360,18 +379,22 @@ export const activities = new Hono<AppEnv>().post(
     }
     const failure = outcome.failure;
     if (failure.permanent) {
-      const details = Array.isArray(failure.details)
+      const ortto = Array.isArray(failure.details)
         ? failure.details.slice(0, 10).map((d) => ({
             path: "body",
             message: String((d as { error?: unknown })?.error ?? JSON.stringify(d)).slice(0, 300),
           }))
-        : undefined;
-      throw new RelayError(failure.status as 400, `Ortto refused the activities: ${failure.error}`, details, { reason: "ortto_refused" });
+        : [];
+      // What the relay refused itself is named too: nothing of the batch went on.
+      const details = [...refused.map(({ path, message }) => ({ path, message })), ...ortto];
+      throw new RelayError(failure.status as 400, `Ortto refused the activities: ${failure.error}`, details.length ? details : undefined, {
+        reason: "ortto_refused",
+      });
     }
     // Ortto is slow, failing or rate-limiting: what it has not taken waits in the queue and is
     // retried until it is delivered. The browser's part is done.
     log.reason = failure.keyRefused ? KEY_REFUSED_REASON : failure.error;
-    await enqueue(c.env, c.get("requestId"), site.name, request, outcome.remaining, relayDated, c.var.isolate.delivery);
+    await enqueue(c.env, c.get("requestId"), site.name, request, outcome.remaining, relayDated, c.var.isolate.delivery, at);
     c.set("outcome", "queued");
     log.queued = outcome.remaining.length;
     return c.json(

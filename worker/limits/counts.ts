@@ -47,10 +47,19 @@ export interface Ask {
 
 /**
  * Admitted (with `report` when some counter now has members to report to the ledger), or refused:
- * for good until a slot frees (`temporary` unset: the ledger confirmed the counter is full; `room`:
- * how many of the request's new members it would still take), or for a moment (the ledger did not answer in time, or the counter is too busy to decide now).
+ * for good until a slot frees (`temporary` unset: the ledger confirmed the counter is full; `full`:
+ * every counter of the request it confirmed full, each with the request's new members it has no
+ * room for), or for a moment (the ledger did not answer in time, or the counter is too busy to
+ * decide now).
  */
-export type Verdict = { ok: true; report: boolean } | { ok: false; ask: Ask; retryAfterSeconds: number; temporary?: true; room?: number };
+export type Verdict = { ok: true; report: boolean } | { ok: false; ask: Ask; retryAfterSeconds: number; temporary?: true; full?: Full[] };
+
+/** A counter the ledger confirmed full: the request's new members it has no room for, and when it frees a slot. */
+export interface Full {
+  ask: Ask;
+  over: string[];
+  retryAfterSeconds: number;
+}
 
 /** Shard objects: a request's counters reach at most this many objects. */
 export const SHARDS = 16;
@@ -227,9 +236,10 @@ export class LimitCounts {
       const { over, slow } = this.undecided(asks, looks, answered);
       // Decided without a pause since the look: commit.
       if (!over.length && !slow.length) return this.commit(asks, now, looks);
-      // The ledger has answered for this counter in this request and it is still over: refused.
-      const confirmed = over.find((i) => answered.has((asks[i] as Ask).key) && !(looks[i] as Look).forgotten);
-      if (confirmed !== undefined) return this.drop(made, this.refusal(asks[confirmed] as Ask, now));
+      // The ledger has answered for these counters in this request and they are still over: refused,
+      // naming every one of them (a request that keeps what each has room for then asks once more, not once a counter).
+      const confirmed = over.filter((i) => answered.has((asks[i] as Ask).key) && !(looks[i] as Look).forgotten);
+      if (confirmed.length) return this.drop(made, this.refusal(asks, looks, confirmed, now));
       if (round === MAX_ROUNDS) return this.drop(made, busy(asks[over[0] ?? (slow[0] as number)] as Ask));
       try {
         await this.askLedger(ledger, asks, looks, over, slow, made, now);
@@ -309,16 +319,18 @@ export class LimitCounts {
     return verdict;
   }
 
-  private refusal(ask: Ask, now: number): Verdict {
-    const c = this.counters.get(ask.key);
-    const until = c && c.freesAt > now ? c.freesAt : now + ask.window;
-    // `room`: how many more members the counter holds, as the ledger has just said (for a request to keep that many).
-    return {
-      ok: false,
-      ask,
-      retryAfterSeconds: Math.max(1, Math.ceil((until - now) / 1000)),
-      room: Math.max(0, ask.limit - (c?.view() ?? ask.limit)),
-    };
+  /** Refused by the counters at `confirmed` (full, as the ledger has just said), the first of them named. */
+  private refusal(asks: Ask[], looks: Look[], confirmed: number[], now: number): Verdict {
+    // Each counter's new members past the room it has left (members it already holds pass, as a re-send does).
+    const full = confirmed.map((i): Full => {
+      const ask = asks[i] as Ask;
+      const c = this.counters.get(ask.key);
+      const until = c && c.freesAt > now ? c.freesAt : now + ask.window;
+      const room = Math.max(0, ask.limit - (c?.view() ?? ask.limit));
+      return { ask, over: (looks[i] as Look).fresh.slice(room), retryAfterSeconds: Math.max(1, Math.ceil((until - now) / 1000)) };
+    });
+    const [first] = full as [Full];
+    return { ok: false, ask: first.ask, retryAfterSeconds: first.retryAfterSeconds, full };
   }
 
   private firstOf(key: string, window: number, now: number): { member: string; at: number } | undefined {

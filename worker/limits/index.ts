@@ -8,7 +8,7 @@
 import type { ActivityInput } from "../../shared/activities.ts";
 import { RelayError } from "../errors.ts";
 import { contactKey, identifiersOf } from "../identifiers.ts";
-import type { Ask, LedgerPort, LimitCounts } from "./counts.ts";
+import type { Ask, Full, LedgerPort, LimitCounts } from "./counts.ts";
 import { WIDE_NETWORK_FACTOR, wideNetwork } from "./network.ts";
 
 export const DAY_MS = 24 * 60 * 60 * 1000;
@@ -63,18 +63,22 @@ export async function takeLimits(
       for (const key of keys) seen.set(key, (seen.get(key) ?? new Set()).add(member));
       return true;
     });
-  // A confirmed refusal of a contact's counter keeps the events it has room for and asks again without the rest.
+  // A confirmed refusal of contacts' counters keeps the events each has room for and asks again
+  // without the rest: once for all the counters the ledger found full, not once a counter.
   for (;;) {
     const verdict = await attempt(counts, ledger, activities, left, settings);
-    if (verdict.ok || verdict.refusal.temporary || !verdict.refusal.ask.activity) {
-      if (!verdict.ok) throw refusalOf(verdict.refusal, limit);
-      return { contacts: verdict.contacts, report: verdict.report, over: over.sort((x, y) => x.position - y.position) };
-    }
-    const { members, room = 0 } = verdict.refusal.ask;
-    const refused = new Set(members.slice(room));
+    if (verdict.ok) return { contacts: verdict.contacts, report: verdict.report, over: over.sort((x, y) => x.position - y.position) };
+    const { refusal } = verdict;
+    const people = refusal.full?.find((f) => !f.ask.activity);
+    if (refusal.temporary || !refusal.full?.length || people) throw refusalOf(people ?? refusal, limit);
+    // An event is refused when a counter it counts in has no room for it.
+    const refused = new Map<string, Set<string>>();
+    for (const { ask, over: members } of refusal.full) refused.set(ask.key, new Set(members));
     const next = left.filter((index) => {
       const a = activities[index] as ActivityInput;
-      if (!refused.has(`${a.key}|${a.created}`)) return true;
+      const member = `${a.key}|${a.created}`;
+      const keys = identifiersOf(a).map((identifier) => `${contactKey(identifier)}|${a.activity_id}`);
+      if (!keys.some((key) => refused.get(key)?.has(member))) return true;
       over.push({ position: index, message });
       return false;
     });
@@ -84,7 +88,7 @@ export async function takeLimits(
   }
 }
 
-type LimitAsk = Ask & { index: number; activity?: string; room?: number };
+type LimitAsk = Ask & { index: number; activity?: string };
 
 /** One try of `admit` with the activities at `positions`: admitted, with the log's contacts, or the refusal. */
 async function attempt(
@@ -146,9 +150,10 @@ async function attempt(
   return {
     ok: false,
     refusal: {
-      ask: { ...(verdict.ask as LimitAsk), room: verdict.room },
+      ask: verdict.ask as LimitAsk,
       retryAfterSeconds: verdict.retryAfterSeconds,
       temporary: verdict.temporary,
+      full: verdict.full as Refusal["full"],
     },
   };
 }
@@ -157,6 +162,8 @@ interface Refusal {
   ask: LimitAsk;
   retryAfterSeconds: number;
   temporary?: true;
+  /** Every counter the ledger confirmed full, with the request's new members it has no room for. */
+  full?: (Full & { ask: LimitAsk })[];
 }
 
 /** A request refused as a whole by its limits. */
