@@ -107,7 +107,17 @@ export class LimitLedger extends DurableObject {
       freesAt = Math.min(freesAt, f);
     }
     let changed = false;
-    const put = () => sql.exec("INSERT OR REPLACE INTO counters VALUES (?, ?, ?, ?, ?, ?)", key, p, m, n, f, e);
+    const put = () =>
+      sql.exec(
+        // An update in place when the row is there: one row written, where a replace is two (its key's index entry too).
+        "INSERT INTO counters VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET m = excluded.m, n = excluded.n, f = excluded.f, e = excluded.e",
+        key,
+        p,
+        m,
+        n,
+        f,
+        e,
+      );
     for (const [member, expires] of add) {
       const entry = `,${JSON.stringify(member)},`;
       if (held.includes(entry)) continue;
