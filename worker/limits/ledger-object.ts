@@ -82,7 +82,9 @@ export class LimitLedger extends DurableObject {
     const known = probe.map(() => 0);
     let count = 0;
     let freesAt = NEVER;
-    // Every live member as text (to tell a new member from one held), and the last row as it will be written.
+    // Every live member as text, to tell a new member from one held: members are the isolates' hex
+    // digests (no quote, comma or backslash), so `,"member",` is found only where it is held. And the
+    // last row as it will be written.
     let held = "";
     let { p, m, n, f, e }: Omit<Row, "k"> = { p: 0, m: "", n: 0, f: NEVER, e: 0 };
     for (const row of sql.exec<Row>("SELECT * FROM counters WHERE k = ? AND e > ? ORDER BY p", key, now).toArray()) {
