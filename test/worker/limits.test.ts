@@ -1,3 +1,4 @@
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
 import { signIdentity } from "../../worker/identity.ts";
@@ -273,6 +274,88 @@ describe("the ledger records each member once", () => {
       const [renewed] = await stub.sync([{ key: "k", window: HOUR, add: add.map(([m]) => [m, later]), probe: [] }], later);
       expect(renewed).toMatchObject({ count: n, freesAt: later + HOUR });
     });
+});
+
+describe("the ledger counts a rolling window", () => {
+  const ledger = () => env.LIMIT_LEDGER.get(env.LIMIT_LEDGER.idFromName(`window-${crypto.randomUUID()}`));
+  const HOUR = 60 * 60 * 1000;
+  const entry = (add: [string, number][], probe: string[] = []) => [{ key: "k", window: HOUR, add, probe }];
+
+  it("forgets each member when its own window ends, and frees the next slot when the oldest left leaves", async () => {
+    const stub = ledger();
+    const t0 = Date.now();
+    await stub.sync(entry([["a", t0]]), t0);
+    await stub.sync(entry([["b", t0 + 1000]]), t0 + 1000);
+    const [both] = await stub.sync(entry([["c", t0 + 2000]], ["a", "b", "x"]), t0 + 2000);
+    expect(both).toMatchObject({ count: 3, known: [t0 + HOUR, t0 + 1000 + HOUR, 0], freesAt: t0 + HOUR });
+    // a has left; b and c still count, and a counts again once reported again.
+    const [after] = await stub.sync(entry([], ["a", "b"]), t0 + HOUR);
+    expect(after).toMatchObject({ count: 2, known: [0, t0 + 1000 + HOUR], freesAt: t0 + 1000 + HOUR });
+    const [again] = await stub.sync(entry([["a", t0 + HOUR + 5]]), t0 + HOUR + 5);
+    expect(again).toMatchObject({ count: 3, freesAt: t0 + 1000 + HOUR });
+  });
+
+  it("keeps counting a counter of more members than one row holds, each member once, as members leave", async () => {
+    const stub = ledger();
+    const t0 = Date.now();
+    const early = Array.from({ length: 100 }, (_, i) => `early${i}`);
+    const late = Array.from({ length: 100 }, (_, i) => `late${i}`);
+    for (let i = 0; i < 100; i += 10) await stub.sync(entry(early.slice(i, i + 10).map((m) => [m, t0])), t0);
+    const [all] = await stub.sync(entry([...early, ...late].map((m) => [m, t0 + 1000])), t0 + 1000);
+    expect(all?.count).toBe(200);
+    const [probed] = await stub.sync(entry([], [early[99] as string, late[0] as string, late[99] as string, "never"]), t0 + 1000);
+    expect(probed?.known).toEqual([t0 + HOUR, t0 + 1000 + HOUR, t0 + 1000 + HOUR, 0]);
+    // The early hundred leave together; the late ones stay, and one more makes 101.
+    const [left] = await stub.sync(entry([...late, "more"].map((m) => [m, t0 + HOUR])), t0 + HOUR);
+    expect(left).toMatchObject({ count: 101, freesAt: t0 + 1000 + HOUR });
+  });
+});
+
+describe("a ledger that holds a row per member", () => {
+  const HOUR = 60 * 60 * 1000;
+
+  it("counts the members it held before, each once, and forgets those whose time has run out", async () => {
+    const stub = env.LIMIT_LEDGER.get(env.LIMIT_LEDGER.idFromName(`rows-${crypto.randomUUID()}`));
+    const now = Date.now();
+    // The table a deployed ledger holds: one row per counter and member.
+    await runInDurableObject(stub, (_, state) => {
+      const sql = state.storage.sql;
+      sql.exec(
+        "CREATE TABLE members (counter TEXT NOT NULL, member TEXT NOT NULL, expires INTEGER NOT NULL, PRIMARY KEY (counter, member)) WITHOUT ROWID",
+      );
+      for (let i = 0; i < 70; i++) sql.exec("INSERT INTO members VALUES (?, ?, ?)", "full", `m${i}`, now + HOUR - i);
+      sql.exec("INSERT INTO members VALUES (?, ?, ?)", "other", "x", now + 60_000);
+      sql.exec("INSERT INTO members VALUES (?, ?, ?)", "other", "gone", now - 1);
+    });
+    const [full, other] = await stub.sync(
+      [
+        {
+          key: "full",
+          window: HOUR,
+          add: [
+            ["m0", now],
+            ["m69", now],
+            ["new", now],
+          ],
+          probe: ["m5"],
+        },
+        { key: "other", window: HOUR, add: [], probe: ["x", "gone"] },
+      ],
+      now,
+    );
+    expect(full).toMatchObject({ count: 71, known: [now + HOUR - 5], freesAt: now + HOUR - 69 });
+    expect(other).toMatchObject({ count: 1, known: [now + 60_000, 0], freesAt: now + 60_000 });
+    // Moved once: the old table is gone, and the counts go on from the packed rows.
+    const tables = await runInDurableObject(stub, (_, state) =>
+      state.storage.sql
+        .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .toArray()
+        .map((t) => t.name),
+    );
+    expect(tables).not.toContain("members");
+    const [later] = await stub.sync([{ key: "full", window: HOUR, add: [["m1", now + 20]], probe: [] }], now + 20);
+    expect(later?.count).toBe(71);
+  });
 });
 
 describe("one contact, however its identifiers are written", () => {

@@ -23,17 +23,28 @@ export interface LedgerCount {
   seq: number;
 }
 
-/** Members one INSERT records: 3 bound values each, and a Durable Object's SQL takes at most 100 a statement. */
-const ROWS_PER_INSERT = 32;
+/** Members one row holds at most (~3 KB, within one SQLite page): a counter with more spans rows. */
+const PART = 64;
 
 /** How often expired members are swept. */
 const SWEEP_MS = 60 * 60 * 1000;
 
+const NEVER = Number.POSITIVE_INFINITY;
+
+/**
+ * A row of the `counters` table: part `p` of counter `k`, holding `n` (at most PART) of its members
+ * as `,"member",expires` each in `m`, the first of them to leave the window at `f`, the last at `e`.
+ */
+type Row = { k: string; p: number; m: string; n: number; f: number; e: number };
+
 /**
  * The shared side of the relay's counting (see limits/counts.ts): one of a few shard objects,
  * each holding the members of many counters in one SQLite table, so a request costs at most one
- * call per shard — and usually none, since isolates report here after answering. Exact: a member
- * is one row, keyed by counter and member, so re-sends are never counted twice.
+ * call per shard — and usually none, since isolates report here after answering. A counter's
+ * members are packed in a row (more than PART span rows), each with when it leaves the window,
+ * and the row keeps how many it holds and when the first leaves: a report reads its counter's row
+ * and writes it once, not a row per member, and reads the members one by one only once one has
+ * left the window or to answer probes. Exact: a member a row holds is never counted twice.
  */
 export class LimitLedger extends DurableObject {
   #ready = false;
@@ -41,50 +52,109 @@ export class LimitLedger extends DurableObject {
   #seq = 0;
 
   #table() {
+    const sql = this.ctx.storage.sql;
     if (!this.#ready) {
-      this.ctx.storage.sql.exec(
-        "CREATE TABLE IF NOT EXISTS members (counter TEXT NOT NULL, member TEXT NOT NULL, expires INTEGER NOT NULL, PRIMARY KEY (counter, member)) WITHOUT ROWID",
-      );
       this.#ready = true;
+      sql.exec("CREATE TABLE IF NOT EXISTS counters (k TEXT, p INT, m TEXT, n INT, f INT, e INT, PRIMARY KEY (k, p))");
+      // A ledger that kept a row per member (`members`, the same keys and members): its live members
+      // are packed into their counters' rows, once, synchronously, so no call sees the table half moved.
+      if (sql.exec("SELECT 1 FROM sqlite_master WHERE name = 'members'").toArray().length) {
+        const now = Date.now();
+        const old = new Map<string, [string, number][]>();
+        for (const { counter, member, expires } of sql.exec<{ counter: string; member: string; expires: number }>(
+          "SELECT * FROM members WHERE expires > ?",
+          now,
+        ))
+          old.get(counter)?.push([member, expires]) ?? old.set(counter, [[member, expires]]);
+        for (const [key, add] of old) this.#counter(key, add, [], now);
+        sql.exec("DROP TABLE members");
+      }
     }
-    return this.ctx.storage.sql;
+    return sql;
   }
 
-  /** Records and counts. Each entry: one upsert per added member, one count, one lookup per probed member. */
-  async sync(entries: LedgerEntry[], now = Date.now()): Promise<LedgerCount[]> {
+  /**
+   * Records `add` (member, when it leaves the window) in a counter and counts it: the counter's rows
+   * are read, and the last written again if a member was new (a full one starts the next).
+   */
+  #counter(key: string, add: [string, number][], probe: string[], now: number): Omit<LedgerCount, "seq"> {
     const sql = this.#table();
+    const known = probe.map(() => 0);
+    let count = 0;
+    let freesAt = NEVER;
+    // Every live member as text, to tell a new member from one held: members are the isolates' hex
+    // digests (no quote, comma or backslash), so `,"member",` is found only where it is held. And the
+    // last row as it will be written.
+    let held = "";
+    let { p, m, n, f, e }: Omit<Row, "k"> = { p: 0, m: "", n: 0, f: NEVER, e: 0 };
+    for (const row of sql.exec<Row>("SELECT * FROM counters WHERE k = ? AND e > ? ORDER BY p", key, now).toArray()) {
+      ({ p, m, n, f, e } = row);
+      if (f <= now || probe.length) {
+        // A member has left the window, or the call asks about members: each is read.
+        const list = JSON.parse(`[${m.slice(1)}]`) as (string | number)[];
+        [m, n, f] = ["", 0, NEVER];
+        for (let i = 0; i < list.length; i += 2) {
+          const [member, expires] = [list[i] as string, list[i + 1] as number];
+          if (expires <= now) continue;
+          m += `,${JSON.stringify(member)},${expires}`;
+          n++;
+          f = Math.min(f, expires);
+          probe.forEach((asked, j) => {
+            if (asked === member) known[j] = expires;
+          });
+        }
+      }
+      held += m;
+      count += n;
+      freesAt = Math.min(freesAt, f);
+    }
+    let changed = false;
+    const put = () =>
+      sql.exec(
+        // An update in place when the row is there: one row written, where a replace is two (its key's index entry too).
+        "INSERT INTO counters VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET m = excluded.m, n = excluded.n, f = excluded.f, e = excluded.e",
+        key,
+        p,
+        m,
+        n,
+        f,
+        e,
+      );
+    for (const [member, expires] of add) {
+      const entry = `,${JSON.stringify(member)},`;
+      if (held.includes(entry)) continue;
+      if (n >= PART) {
+        if (changed) put();
+        [p, m, n, f, e] = [p + 1, "", 0, NEVER, 0];
+      }
+      m += entry + expires;
+      held += entry + expires;
+      n++;
+      count++;
+      f = Math.min(f, expires);
+      e = Math.max(e, expires);
+      freesAt = Math.min(freesAt, expires);
+      changed = true;
+    }
+    if (changed) put();
+    return { count, known, freesAt: count ? freesAt : 0 };
+  }
+
+  /** Records and counts. Each entry: its counter's rows read once, and the last written again if a member is new. */
+  async sync(entries: LedgerEntry[], now = Date.now()): Promise<LedgerCount[]> {
     // Calls run one at a time here; time orders them across restarts, the sequence within a millisecond.
     this.#seq = Math.max(now * 1000, this.#seq + 1);
     const seq = this.#seq;
-    const counts = entries.map(({ key, window, add, probe }) => {
-      // Counted from when the isolate admitted it (it may report later); one whose time ran out counts
-      // again. Up to ROWS_PER_INSERT members a statement: rows are upserted one after another, as by
-      // separate statements, at a fraction of the calls.
-      for (let from = 0; from < add.length; from += ROWS_PER_INSERT) {
-        const rows = add.slice(from, from + ROWS_PER_INSERT);
-        const values: (string | number)[] = [];
-        for (const [member, at] of rows) values.push(key, member, Math.min(at, now) + window);
-        sql.exec(
-          `INSERT INTO members VALUES ${rows.map(() => "(?, ?, ?)").join(", ")} ON CONFLICT (counter, member) DO UPDATE SET expires = excluded.expires WHERE members.expires <= ?`,
-          ...values,
-          now,
-        );
-      }
-      const row = sql
-        .exec<{ n: number; f: number | null }>(
-          "SELECT count(*) AS n, min(expires) AS f FROM members WHERE counter = ? AND expires > ?",
-          key,
-          now,
-        )
-        .one();
-      const known = probe.map(
-        (member) =>
-          sql
-            .exec<{ e: number }>("SELECT expires AS e FROM members WHERE counter = ? AND member = ? AND expires > ?", key, member, now)
-            .toArray()[0]?.e ?? 0,
-      );
-      return { count: row.n, known, freesAt: row.f ?? 0, seq };
-    });
+    // Counted from when the isolate admitted it (it may report later); one whose time ran out counts again.
+    const counts = entries.map(({ key, window, add, probe }) => ({
+      ...this.#counter(
+        key,
+        add.map(([member, at]) => [member, Math.min(at, now) + window]),
+        probe,
+        now,
+      ),
+      seq,
+    }));
     if (!this.#alarmSet) {
       this.#alarmSet = true;
       if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(now + SWEEP_MS);
@@ -92,12 +162,12 @@ export class LimitLedger extends DurableObject {
     return counts;
   }
 
-  /** Forgets expired members, so storage holds only the last day's; sleeps when nothing is left. */
+  /** Forgets rows whose members have all left the window, so storage holds only the last day's; sleeps when nothing is left. */
   async alarm(): Promise<void> {
     const sql = this.#table();
     const now = Date.now();
-    sql.exec("DELETE FROM members WHERE expires <= ?", now);
-    const left = sql.exec<{ n: number }>("SELECT count(*) AS n FROM members").one().n;
+    sql.exec("DELETE FROM counters WHERE e <= ?", now);
+    const left = sql.exec<{ n: number }>("SELECT count(*) AS n FROM counters").one().n;
     if (left) await this.ctx.storage.setAlarm(now + SWEEP_MS);
     else {
       await this.ctx.storage.deleteAll();
