@@ -33,6 +33,9 @@ function relayProject(
             // take longer than the default 5 s, and a test's answer would turn 202. Tests of the
             // timeout set their own.
             UPSTREAM_TIMEOUT_MS: "30000",
+            // The same for the pacer's permit, which a fresh isolate's first inline send waits for
+            // (500 ms by default): a loaded machine can start the Durable Object slower than that.
+            PACER_TIMEOUT_MS: "30000",
             // Every request's log line, for the tests that read them (the default logs all but plain successes).
             LOG_REQUESTS: "all",
             ...bindings,

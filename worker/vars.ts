@@ -38,6 +38,7 @@ export interface Vars {
   identityField: SignableKind;
   allowHeadless: boolean;
   timeoutMs: number;
+  pacerTimeoutMs: number;
   retryBaseSeconds: number;
   retryMaxSeconds: number;
   maxRps: number;
@@ -132,6 +133,8 @@ export function parseVars(env: RawVars): Vars {
     identityField: oneOf("IDENTITY_FIELD", SIGNABLE_KINDS, "str::email", false),
     allowHeadless: oneOf("ALLOW_HEADLESS", BOOLEANS, "false") === "true",
     timeoutMs: whole("UPSTREAM_TIMEOUT_MS", 5000, 1, 60_000),
+    // A page's request waits this long for the pacer's permit (a fresh isolate, a 4xx window open), then queues.
+    pacerTimeoutMs: whole("PACER_TIMEOUT_MS", 500, 1, 60_000),
     // A queue message's delay is at most 12 hours.
     retryBaseSeconds: whole("RETRY_BASE_SECONDS", 5, 1, 43_200),
     retryMaxSeconds: whole("RETRY_MAX_SECONDS", 3600, 1, 43_200),

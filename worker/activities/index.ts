@@ -324,7 +324,7 @@ export const activities = new Hono<AppEnv>().post(
     if (config.delivery !== "queue") {
       queue = budget.coalescing(site.name, config.maxRps, pacer, later);
       if (!queue && budget.mustAskPacer(pacer)) {
-        const admitted = await budget.admitInline(site.name, config.timeoutMs + 1000, pacer, later);
+        const admitted = await budget.admitInline(site.name, config.timeoutMs + 1000, config.pacerTimeoutMs, pacer, later);
         if ("permit" in admitted) permit = admitted.permit;
         else queue = admitted.queue;
       }
