@@ -36,6 +36,9 @@ function relayProject(
             // The same for the pacer's permit, which a fresh isolate's first inline send waits for
             // (500 ms by default): a loaded machine can start the Durable Object slower than that.
             PACER_TIMEOUT_MS: "30000",
+            // And for the limits' ledger (500 ms by default), past which a request decides on what its
+            // isolate knows. Tests of these timeouts set their own.
+            LEDGER_TIMEOUT_MS: "30000",
             // Every request's log line, for the tests that read them (the default logs all but plain successes).
             LOG_REQUESTS: "all",
             ...bindings,
