@@ -1,6 +1,6 @@
 import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
 import { buildSync } from "esbuild";
-import { defineConfig } from "vitest/config";
+import { configDefaults, defineConfig } from "vitest/config";
 
 // The relay's worker tests reach the local Ortto emulator as their upstream: it runs as a
 // second worker in the same workerd, and every outbound fetch of the relay is routed to it
@@ -14,7 +14,7 @@ buildSync({ entryPoints: ["emulator/index.ts"], bundle: true, format: "esm", out
  * its own emulator, queues and Durable Objects, so files run side by side.
  */
 function relayProject(
-  test: { name: string; include: string[] },
+  test: { name: string; include: string[]; exclude?: string[] },
   bindings: Record<string, string>,
   miniflare: Record<string, unknown> = {},
 ) {
@@ -33,15 +33,21 @@ function relayProject(
             // take longer than the default 5 s, and a test's answer would turn 202. Tests of the
             // timeout set their own.
             UPSTREAM_TIMEOUT_MS: "30000",
+            // The same for the pacer's permit, which a fresh isolate's first inline send waits for
+            // (500 ms by default): a loaded machine can start the Durable Object slower than that.
+            PACER_TIMEOUT_MS: "30000",
+            // And for the limits' ledger (500 ms by default), past which a request decides on what its
+            // isolate knows. Tests of these timeouts set their own.
+            LEDGER_TIMEOUT_MS: "30000",
             // Every request's log line, for the tests that read them (the default logs all but plain successes).
             LOG_REQUESTS: "all",
             ...bindings,
           },
-          ...miniflare,
-          outboundService: "test-network",
           queueConsumers: {
             "ortto-relay-delivery": { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 14, deadLetterQueue: "ortto-relay-dead-letters" },
           },
+          ...miniflare,
+          outboundService: "test-network",
           workers: [
             { name: "ortto-emulator", modules: true, scriptPath: emulatorScript, compatibilityDate: "2026-04-20" },
             {
@@ -63,6 +69,14 @@ function relayProject(
   };
 }
 
+/** The worker project's bindings, which its dead-letter file's project shares. */
+const WORKER_BINDINGS = {
+  ALLOWED_ORIGINS: "https://shop.example,https://*.brand.example",
+  // These tests post as fast as workerd answers; the account's budget is the budget project's subject.
+  ORTTO_MAX_RPS: "1000000",
+};
+const DEAD_LETTER_FILE = "test/worker/dead-letter-after-retries.test.ts";
+
 export default defineConfig({
   test: {
     // The relay's own JSON log lines (one per request) are kept out of the output, so a failing run
@@ -77,13 +91,17 @@ export default defineConfig({
         test: { name: "unit", include: ["test/unit/**/*.test.ts"], environment: "node" },
       },
       relayProject(
-        { name: "worker", include: ["test/worker/**/*.test.ts"] },
-        {
-          ALLOWED_ORIGINS: "https://shop.example,https://*.brand.example",
-          // These tests post as fast as workerd answers; the account's budget is the budget project's subject.
-          ORTTO_MAX_RPS: "1000000",
-        },
+        { name: "worker", include: ["test/worker/**/*.test.ts"], exclude: [...configDefaults.exclude, DEAD_LETTER_FILE] },
+        WORKER_BINDINGS,
       ),
+      // The dead letter after a message's retries: the relay as above, with a delivery queue that
+      // retries 4 times (each retry waits a second at least; 14 times took the test 30 s). The other
+      // files keep 14, which their outages on a loaded machine need before a message is dead-lettered.
+      relayProject({ name: "worker-retries", include: [DEAD_LETTER_FILE] }, WORKER_BINDINGS, {
+        queueConsumers: {
+          "ortto-relay-delivery": { maxBatchSize: 100, maxBatchTimeout: 1, maxRetries: 4, deadLetterQueue: "ortto-relay-dead-letters" },
+        },
+      }),
       // The account's request budget under load (test/budget): the relay as above, on Professional's
       // 10 requests a second, with its own emulator and queues; in memory, as the load test creates a
       // thousand contacts' counters and must not wait on disk.

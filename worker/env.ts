@@ -31,6 +31,10 @@ declare global {
       SERVER_TOKEN?: string;
       /** Optional: distinct people one client network may name per hour in open mode (default 50). */
       PEOPLE_PER_NETWORK?: string;
+      /** Optional: how long a page's request waits for the pacer's permit before queueing, in ms (default 500). */
+      PACER_TIMEOUT_MS?: string;
+      /** Optional: how long a request waits a round for the limits' ledger before deciding on what its isolate knows, in ms (default 500). */
+      LEDGER_TIMEOUT_MS?: string;
       /** Optional: `problems` (default) writes a log line for every request but a plain success; `all`, for every request. */
       LOG_REQUESTS?: string;
     }

@@ -5,6 +5,7 @@
  * default. Pure, so that `npm test` checks the shipped wrangler.toml's every environment in Node.
  */
 import { SIGNABLE_KINDS, type SignableKind } from "./identity.ts";
+import { LEDGER_TIMEOUT_MS } from "./limits/counts.ts";
 
 export const REGIONS = ["us", "au", "eu"] as const;
 const GEO_MODES = ["ip", "edge", "off"] as const;
@@ -38,6 +39,8 @@ export interface Vars {
   identityField: SignableKind;
   allowHeadless: boolean;
   timeoutMs: number;
+  pacerTimeoutMs: number;
+  ledgerTimeoutMs: number;
   retryBaseSeconds: number;
   retryMaxSeconds: number;
   maxRps: number;
@@ -132,6 +135,10 @@ export function parseVars(env: RawVars): Vars {
     identityField: oneOf("IDENTITY_FIELD", SIGNABLE_KINDS, "str::email", false),
     allowHeadless: oneOf("ALLOW_HEADLESS", BOOLEANS, "false") === "true",
     timeoutMs: whole("UPSTREAM_TIMEOUT_MS", 5000, 1, 60_000),
+    // A page's request waits this long for the pacer's permit (a fresh isolate, a 4xx window open), then queues.
+    pacerTimeoutMs: whole("PACER_TIMEOUT_MS", 500, 1, 60_000),
+    // A request waits this long a round for the limits' ledger, then decides on what its isolate knows.
+    ledgerTimeoutMs: whole("LEDGER_TIMEOUT_MS", LEDGER_TIMEOUT_MS, 1, 60_000),
     // A queue message's delay is at most 12 hours.
     retryBaseSeconds: whole("RETRY_BASE_SECONDS", 5, 1, 43_200),
     retryMaxSeconds: whole("RETRY_MAX_SECONDS", 3600, 1, 43_200),

@@ -137,17 +137,20 @@ describe("Ortto's 4xx and refused keys", () => {
     const budget = new IsolateBudget();
     const pacer = recordingPacer();
     expect(budget.mustAskPacer(pacer)).toBe(true);
-    expect(await budget.admitInline("default", 6000, pacer, later)).toEqual({ permit: "p1" });
+    expect(await budget.admitInline("default", 6000, 500, pacer, later)).toEqual({ permit: "p1" });
     expect(budget.mustAskPacer(pacer)).toBe(false);
   });
 
-  it("queues for the refusals window when the pacer does not answer within 500 ms", async () => {
+  it("queues for the refusals window when the pacer does not answer within the wait it is given (PACER_TIMEOUT_MS)", async () => {
     const budget = new IsolateBudget();
     const pacer = recordingPacer();
     pacer.admit.mockImplementation(() => new Promise(() => {}));
-    const answer = budget.admitInline("default", 6000, pacer, later);
-    await vi.advanceTimersByTimeAsync(500);
-    expect(await answer).toEqual({ queue: "refusals" });
+    let settled: unknown;
+    void budget.admitInline("default", 6000, 300, pacer, later).then((a) => (settled = a));
+    await vi.advanceTimersByTimeAsync(299);
+    expect(settled).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(settled).toEqual({ queue: "refusals" });
   });
 
   it("keeps its own window without a pacer: at most MAX_REFUSALS permits in flight or refused", () => {

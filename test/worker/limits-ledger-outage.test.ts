@@ -15,9 +15,12 @@ const SNIPPET_MAX_RETRY_AFTER = 3600;
 
 eachTestInANewIsolate();
 
+/** The relay's default wait for the ledger: these tests are of it (the workerd projects' bindings give it 30 s). */
+const ledgerWait = { LEDGER_TIMEOUT_MS: String(LEDGER_TIMEOUT_MS) };
+
 describe("the ledger unreachable or slow", () => {
   const ledgerThat = (sync: () => Promise<unknown>) =>
-    ({ ...open, LIMIT_LEDGER: { idFromName: (name: string) => name, get: () => ({ sync }) } }) as unknown as typeof open;
+    ({ ...open, ...ledgerWait, LIMIT_LEDGER: { idFromName: (name: string) => name, get: () => ({ sync }) } }) as unknown as typeof open;
 
   it("admits at most UNSYNCED_MAX people per isolate for one network while the ledger is down, and never answers 5xx", async () => {
     const down = ledgerThat(() => Promise.reject(new Error("Durable Object is overloaded")));
@@ -90,6 +93,7 @@ describe("a refusal while the ledger is unreachable or slow asks for a retry wit
   it("answers the same for a ledger that is only slow (one round over LEDGER_TIMEOUT_MS) while the contact is far below 50", async () => {
     const slow = {
       ...open,
+      ...ledgerWait,
       LIMIT_LEDGER: wrapLedger((real) => (entries) => new Promise((r) => setTimeout(() => r(real(entries)), LEDGER_TIMEOUT_MS + 150))),
     };
     const chris = unique("slow");
@@ -111,6 +115,7 @@ describe("a report whose answer never comes back", () => {
     // when the request that made it has ended (workerd drops the continuation) or the call hangs.
     const lost = {
       ...env,
+      ...ledgerWait,
       LIMIT_LEDGER: wrapLedger((real) => (entries) => {
         delivered.push(real(entries));
         return new Promise(() => {});
@@ -138,6 +143,7 @@ describe("a report whose answer never comes back", () => {
     const ask = (member: string): Ask => ({ key, limit: 10, window: DAY_MS, members: [member] });
     const lost = {
       ...env,
+      ...ledgerWait,
       LIMIT_LEDGER: wrapLedger(() => () => new Promise(() => {})),
     } as typeof env;
     for (let i = 0; i < 5; i++) expect((await admit(lost, [ask(`m${i}`)])).ok).toBe(true);

@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, vi } from "vitest";
 import { newIsolate } from "../../worker/isolate.ts";
-import { type Ask, ledgerOf } from "../../worker/limits/counts.ts";
+import { type Ask, LEDGER_TIMEOUT_MS, ledgerOf } from "../../worker/limits/counts.ts";
 import { DAY_MS } from "../../worker/limits/index.ts";
 import type { LedgerEntry } from "../../worker/limits/ledger-object.ts";
 import { emulator, loggedIn, type PostOptions, postWith as postThrough } from "./helpers.ts";
@@ -44,9 +44,11 @@ let isolate = newIsolate();
 export const postWith = (...[bindings, body, options]: Parameters<typeof postThrough>) =>
   postThrough(bindings, body, { ...options, isolate });
 /** That isolate's counts admitting `asks`, with the ledger of `bindings`. */
-export const admit = (bindings: typeof env, asks: Ask[]) => isolate.limits.admit(ledgerOf(bindings), asks);
+export const admit = (bindings: typeof env, asks: Ask[]) => isolate.limits.admit(ledgerOfTest(bindings), asks);
 /** That isolate's counts reporting what is due to the ledger of `bindings`. */
-export const flushSoon = (bindings: typeof env) => isolate.limits.flushSoon(ledgerOf(bindings));
+export const flushSoon = (bindings: typeof env) => isolate.limits.flushSoon(ledgerOfTest(bindings));
+/** The ledger of `bindings`, waited for as their LEDGER_TIMEOUT_MS says (as the app does). */
+const ledgerOfTest = (bindings: typeof env) => ledgerOf(bindings, Number(bindings.LEDGER_TIMEOUT_MS ?? LEDGER_TIMEOUT_MS));
 /** The requests from now on reach a new isolate, which knows only the ledger. */
 export const reachNewIsolate = () => {
   isolate = newIsolate();

@@ -1,7 +1,7 @@
 /**
  * The delivery queue's consumer in workerd, with the real queue and dead-letter queue: retries with
- * one delay a pack, dead letters (after the retries, for Ortto's refusals and failed activities),
- * their replay, and a missing or refused key.
+ * one delay a pack, dead letters (for Ortto's refusals and failed activities; after the retries in
+ * dead-letter-after-retries.test.ts), their replay, and a missing or refused key.
  */
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
@@ -59,21 +59,6 @@ describe("the queue consumer", () => {
     expect([...result.explicitAcks, ...retried].sort()).toEqual([...keys].sort());
     expect(result.explicitAcks).toEqual(["again-0"]);
   });
-
-  it("moves a message that keeps failing to the dead-letter queue after its retries, and delivers the rest of its batch", async () => {
-    await emulator.faults({ failKeys: ["poison"], statuses: [500] });
-    const now = new Date().toISOString();
-    await env.DELIVERY_QUEUE.sendBatch(
-      ["good-1", "poison", "good-2"].map((key) => ({
-        body: { v: 1, request_id: key, activities: [loggedIn({ key, created: now })] },
-        contentType: "json" as const,
-      })),
-    );
-    const delivered = await eventually(stored, (a) => a.length === 2);
-    expect(delivered.map((a) => a.key).sort()).toEqual(["good-1", "good-2"]);
-    const dead = await eventually(deadLetters, (d) => d.length === 1, 90_000);
-    expect(dead[0]?.activities[0]).toMatchObject({ key: "poison" });
-  }, 120_000);
 
   it("replays dead letters onto the delivery queue when the dead-letter consumer is attached", { timeout: 30_000 }, async () => {
     const now = new Date().toISOString();

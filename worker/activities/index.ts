@@ -289,7 +289,7 @@ export const activities = new Hono<AppEnv>().post(
     // Counted once the activities are keyed, so that a re-send is not counted twice. In open mode a
     // page's request also spends its network's budget of people; a trusted server's does not.
     const counts = c.get("limits");
-    const ledger = ledgerOf(c.env);
+    const ledger = ledgerOf(c.env, config.ledgerTimeoutMs);
     const limits = await takeLimits(counts, ledger, enriched, {
       contactActivityLimit: config.contactActivityLimit,
       people: config.identitySecret || server ? undefined : { network: c.get("network"), budget: config.peoplePerNetwork },
@@ -343,7 +343,7 @@ export const activities = new Hono<AppEnv>().post(
     if (config.delivery !== "queue") {
       queue = budget.coalescing(site.name, config.maxRps, pacer, later);
       if (!queue && budget.mustAskPacer(pacer)) {
-        const admitted = await budget.admitInline(site.name, config.timeoutMs + 1000, pacer, later);
+        const admitted = await budget.admitInline(site.name, config.timeoutMs + 1000, config.pacerTimeoutMs, pacer, later);
         if ("permit" in admitted) permit = admitted.permit;
         else queue = admitted.queue;
       }

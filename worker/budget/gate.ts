@@ -19,8 +19,6 @@ const NEAR_BUDGET = 0.5;
 const SYNC_MS = 1000;
 /** Seconds of upstream counts kept for /healthz. */
 const KEPT_SECONDS = 60;
-/** How long a page's request waits for the pacer's permit while a 4xx window is open; beyond it the batch is queued. */
-const ADMIT_TIMEOUT_MS = 500;
 /** Marks a permit of this isolate's own window (`admitLocally`), not the pacer's. */
 const LOCAL_PERMIT = "local:";
 
@@ -129,20 +127,18 @@ export class IsolateBudget {
 
   /**
    * An inline send's permit (asked only when `mustAskPacer`), as the queue's requests have: the
-   * pacer's, this isolate's own without a pacer binding, or none (refused, the pacer slow, or the
-   * site's key refused): then the batch is queued, for the reason given.
+   * pacer's, this isolate's own without a pacer binding, or none (refused, the pacer slower than
+   * `waitMs` (PACER_TIMEOUT_MS), or the site's key refused): then the batch is queued, for the reason given.
    */
   async admitInline(
     site: string,
     ttlMs: number,
+    waitMs: number,
     pacer: PacerPort | undefined,
     later: Later,
   ): Promise<{ permit: string } | { queue: QueueReason }> {
     const answer: (Permit & Partial<AccountView>) | undefined = pacer
-      ? await Promise.race([
-          pacer.admit(ttlMs).catch(() => undefined),
-          new Promise<undefined>((resolve) => setTimeout(resolve, ADMIT_TIMEOUT_MS)),
-        ])
+      ? await Promise.race([pacer.admit(ttlMs).catch(() => undefined), new Promise<undefined>((resolve) => setTimeout(resolve, waitMs))])
       : this.admitLocally(ttlMs);
     if (answer?.refusedUntil !== undefined) this.applyAccountView(answer);
     if (answer && "permit" in answer) {

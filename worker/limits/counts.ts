@@ -25,12 +25,18 @@ import type { LedgerCount, LedgerEntry } from "./ledger-object.ts";
 /** The shared ledger as this isolate reaches it: one call per shard (the `LimitLedger` objects; a fake in Node tests). */
 export interface LedgerPort {
   sync(shard: number, entries: LedgerEntry[]): Promise<LedgerCount[]>;
+  /** How long a round waits for it, in ms (LEDGER_TIMEOUT_MS when unset). */
+  timeoutMs?: number;
 }
 
-/** The account's `LimitLedger` shards, reached through the binding of the request at hand. */
-export function ledgerOf(env: RelayEnv): LedgerPort {
+/**
+ * The account's `LimitLedger` shards, reached through the binding of the request at hand, waited
+ * for `timeoutMs` a round (the LEDGER_TIMEOUT_MS var).
+ */
+export function ledgerOf(env: RelayEnv, timeoutMs = LEDGER_TIMEOUT_MS): LedgerPort {
   return {
     sync: (shard, entries) => env.LIMIT_LEDGER.get(env.LIMIT_LEDGER.idFromName(`shard-${shard}`)).sync(entries),
+    timeoutMs,
   };
 }
 
@@ -70,7 +76,7 @@ export const UNSYNCED_MAX = 10;
  * in an isolate, the common case, costs the ledger nothing), and before it reaches UNSYNCED_MAX.
  */
 export const REPORT_AT = 5;
-/** How long a request waits for the ledger, per round, before deciding on what its isolate knows. */
+/** How long a request waits for the ledger, per round, before deciding on what its isolate knows, unless the LEDGER_TIMEOUT_MS var says otherwise. */
 export const LEDGER_TIMEOUT_MS = 500;
 /** What a temporary refusal asks the client to wait, in seconds. */
 export const BUSY_RETRY_SECONDS = 2;
@@ -410,7 +416,7 @@ export class LimitCounts {
   /**
    * Reports the counters' unreported members (with when each was admitted) and asks about `probe`
    * members, one call per shard. The counters' accounting is settled once, by the answer, a failure,
-   * or LEDGER_TIMEOUT_MS, whichever comes first (a report that timed out is sent again with the
+   * or the ledger's timeout (LEDGER_TIMEOUT_MS), whichever comes first (a report that timed out is sent again with the
    * next; the ledger counts a member once). An answer that comes late still refreshes the count.
    */
   private sync(ledger: LedgerPort, items: Item[]): Promise<LedgerCount[]> {
@@ -482,11 +488,12 @@ export class LimitCounts {
     })();
     all.catch(() => settle(false));
     let timer: ReturnType<typeof setTimeout> | undefined;
+    const wait = ledger.timeoutMs ?? LEDGER_TIMEOUT_MS;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         settle(false);
-        reject(new Error(`the ledger did not answer within ${LEDGER_TIMEOUT_MS} ms`));
-      }, LEDGER_TIMEOUT_MS);
+        reject(new Error(`the ledger did not answer within ${wait} ms`));
+      }, wait);
     });
     return Promise.race([all, timeout]).finally(() => clearTimeout(timer));
   }
