@@ -22,7 +22,10 @@ import { gzipSync } from "node:zlib";
 // SHA-256 hex by table), which made a batch of returning people's events ~30% faster in workerd
 // (docs/performance.md), the ledger's members packed in a row per counter (~380 B: the packed
 // rows, reading them member by member once one has left the window, and moving a deployed
-// ledger's rows of one member into them, once), ~1.16× for returning people, and the snippet's page-view
+// ledger's rows of one member into them, once), ~1.16× for returning people, a batch taken in part (~1.5 kB: each activity judged on its
+// own, each refused one named by its index as the sender wrote it, the daily limit admitting what each
+// person has room for, the request's keys as `a` and `i`), the pacer's and the ledger's waits as
+// deployment settings (~100 B), and the snippet's page-view
 // shorthands (`u`, `t`, `r`) expanded and reserved in the catalogue (~60 B). The first parse of a user agent
 // costs ~5 ms once per isolate, each new one ~60 µs.
 const BUDGET_GZIP = 66 * 1024 + 384;
