@@ -323,8 +323,8 @@ export const activities = new Hono<AppEnv>().post(
       log.paths = refused.slice(0, 10).map((r) => loggablePath(r.path.replace(/^a\./, "activities.")));
     }
     /** An activity as the sender wrote it: `activities.3` (`a.3` in the snippet's request). */
-    const indexes = new Map(enriched.map((a, j) => [a, kept[j] as number]));
-    const at = (a: ActivityInput) => intake.named({ path: `activities.${indexes.get(a)}`, message: "" }).path;
+    // (Looked up only when a queue failure names activities.)
+    const at = (a: ActivityInput) => intake.named({ path: `activities.${kept[enriched.indexOf(a)]}`, message: "" }).path;
     /** What the answer adds when activities were refused: how many went on, and each refused one. */
     const partly = (taken: { forwarded: number; queued?: number }) => (refused.length ? { ...taken, refused } : {});
     log.contacts = limits.contacts;

@@ -48,25 +48,16 @@ export async function takeLimits(
   const limit = settings.contactActivityLimit;
   const over: OverLimit[] = [];
   const message = `expected at most ${limit} events per activity per contact in 24 hours (Ortto's limit)`;
-  // Over the limit within the request itself: the events after a person's `limit`th of an activity.
-  const seen = new Map<string, Set<string>>();
-  let left = activities
-    .map((_, i) => i)
-    .filter((index) => {
-      const a = activities[index] as ActivityInput;
-      const member = `${a.key}|${a.created}`;
-      const keys = identifiersOf(a).map((identifier) => `${contactKey(identifier)}|${a.activity_id}`);
-      if (keys.some((key) => !seen.get(key)?.has(member) && (seen.get(key)?.size ?? 0) >= limit)) {
-        over.push({ position: index, message });
-        return false;
-      }
-      for (const key of keys) seen.set(key, (seen.get(key) ?? new Set()).add(member));
-      return true;
-    });
+  let left = activities.map((_, i) => i);
   // A confirmed refusal of contacts' counters keeps the events each has room for and asks again
   // without the rest: once for all the counters the ledger found full, not once a counter.
   for (;;) {
-    const verdict = await attempt(counts, ledger, activities, left, settings);
+    const inRequest = new Set<number>();
+    const verdict = await attempt(counts, ledger, activities, left, settings, (position) => {
+      inRequest.add(position);
+      over.push({ position, message });
+    });
+    if (inRequest.size) left = left.filter((index) => !inRequest.has(index));
     if (verdict.ok) return { contacts: verdict.contacts, report: verdict.report, over: over.sort((x, y) => x.position - y.position) };
     const { refusal } = verdict;
     const people = refusal.full?.find((f) => !f.ask.activity);
@@ -97,6 +88,7 @@ async function attempt(
   activities: ActivityInput[],
   positions: number[],
   settings: LimitSettings,
+  overInRequest: (position: number) => void,
 ): Promise<{ ok: true; contacts: string[]; report: boolean } | { ok: false; refusal: Refusal }> {
   const limit = settings.contactActivityLimit;
   const byCounter = new Map<string, { index: number; activity: string; members: string[] }>();
@@ -107,8 +99,19 @@ async function attempt(
   for (const index of positions) {
     const a = activities[index] as ActivityInput;
     const member = `${a.key}|${a.created}`;
-    for (const identifier of identifiersOf(a)) {
-      const contact = contactKey(identifier);
+    const contacts = identifiersOf(a).map(contactKey);
+    // Over the limit within the request itself: a new event past a person's `limit`th of this
+    // activity in the request (looked at only once a counter holds `limit` events: rare).
+    if (
+      contacts.some((contact) => {
+        const members = byCounter.get(`${contact}|${a.activity_id}`)?.members;
+        return members !== undefined && members.length >= limit && !members.includes(member) && new Set(members).size >= limit;
+      })
+    ) {
+      overInRequest(index);
+      continue;
+    }
+    for (const contact of contacts) {
       if (counting || people.size < LOGGED_PEOPLE) people.add(contact);
       const key = `${contact}|${a.activity_id}`;
       const counter = byCounter.get(key);
