@@ -391,7 +391,8 @@ export function createRelay(options: RelayOptions): Relay {
     const paused = () => {
       read();
       const left = (mem.r as number) - now();
-      // (No pause: false, not NaN, which the minifier's unsafe_comps would let through a `<=`.)
+      // No pause (NaN) or one longer than asked: false, which compares as 0 (`> 0` false, `<= 0` true,
+      // where NaN would stop page hide's sending); 3 B smaller than a 0 by `?:` and `|| 0`.
       return (left <= (mem.p as number) && left) as number;
     };
 
