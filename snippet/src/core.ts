@@ -145,9 +145,7 @@ export function createRelay(options: RelayOptions): Relay {
     const start = Date.now() - performance.now();
     const now = () => start + performance.now();
     /** `data-debug`: an answer's status and body, or a one-letter code (snippet/README.md) and what it is about. */
-    const warn = (...args: unknown[]) => {
-      debug && console.warn("relay:", ...args);
-    };
+    const warn = (...args: unknown[]) => debug && console.warn("relay:", ...args);
     // Every way into this code (the API, timers, listeners, fetch callbacks) goes through this.
     const safe =
       <A extends unknown[]>(f: (...args: A) => unknown) =>
@@ -393,8 +391,9 @@ export function createRelay(options: RelayOptions): Relay {
     const paused = () => {
       read();
       const left = (mem.r as number) - now();
-      // (No pause: 0, not NaN, which the minifier's unsafe_comps would let through a `<=`.)
-      return left > (mem.p as number) ? 0 : left || 0;
+      // No pause (NaN) or one longer than asked: false, which compares as 0 (`> 0` false, `<= 0` true,
+      // where NaN would stop page hide's sending); 3 B smaller than a 0 by `?:` and `|| 0`.
+      return (left <= (mem.p as number) && left) as number;
     };
 
     const flush = safe(() => {
@@ -538,8 +537,7 @@ export function createRelay(options: RelayOptions): Relay {
     const joined = (was: boolean, i?: State["i"]) => {
       // Refused (here or in another tab): nothing of this tab's is kept, in memory or stored.
       if (!allowed()) {
-        for (const i of q) forget(i);
-        q = [];
+        q = q.filter(forget);
       } else if (was) gone || kick();
       else {
         if (i && !mem.i) change(() => (mem.i = i));
@@ -617,13 +615,15 @@ export function createRelay(options: RelayOptions): Relay {
      */
     const view = safe(() => {
       // The URL, without the hash unless hash routes count (it may carry tokens); the path is the
-      // whole URL without its queries (a hash route after a long query is still told apart). What
+      // whole URL without its queries (a hash route after a long query is still told apart), and
+      // without an empty hash route (`#/`, `#`): a hash router's rewrite of a landing on `/` to
+      // `/#/` is the same page, not a second page view. What
       // is sent is cut to 2,000 characters, the URL, title and referrer alike: the relay cuts them
       // to Ortto's 255, and a longer one (a SPA's state in the URL, a referrer a browser does not
       // cap at 4 kB) would make the event too large to send at all. They go as `u`, `t` and `r`,
       // which the relay expands.
       const href = loc.href.replace(hash ? "" : /#.*/, "");
-      const p = href.replace(/\?[^#]*/g, "");
+      const p = href.replace(/\?[^#]*|#\/?$/g, "");
       if (pageviews && p !== path) {
         track(pageviews, {
           u: href.slice(0, 2e3),

@@ -161,6 +161,21 @@ describe("page views of a single-page app's routes (the Navigation API's current
     await hashed.context.close();
   });
 
+  it("with data-hash, a hash router's rewrite of the landing to its root route (#/) is no second page view, and its next route is one", async () => {
+    // A hash router (Vue Router's createWebHashHistory, Angular's HashLocationStrategy) starts once
+    // the page has loaded, after the snippet's page view of the landing, and rewrites its URL to /#/.
+    const { context, page, email, urls } = await spa("hash-landing", { "data-hash": "" }, false, () =>
+      addEventListener("load", () => history.replaceState(null, "", "#/")),
+    );
+    await sleep(700);
+    expect(await page.evaluate(() => location.hash)).toBe("#/");
+    await page.evaluate(() => history.pushState(null, "", "#/cart"));
+    await activitiesOf(email, 2);
+    await sleep(1_000);
+    expect(await urls()).toEqual(["/tag.html", "/tag.html#/cart"]);
+    await context.close();
+  });
+
   it("with data-hash, counts a change of the hash route's query alone (#/a?x=1 to #/a?x=2) as no page view, and the next route as one", async () => {
     const { context, page, email, urls } = await spa("hash-route-query", { "data-hash": "" });
     await page.evaluate(async () => {

@@ -212,6 +212,26 @@ describe('data-pageviews="act:cm:viewed-page"', () => {
     expect(page.activities().filter((a) => a.activity_id === "act:cm:viewed-page")).toHaveLength(2);
   });
 
+  it.each(["/#/", "/#"])(
+    "with data-hash, a hash router's rewrite of / to %s on landing is one page view, and its next route another",
+    async (landing) => {
+      const page = openPage({ url: "https://shop.example/", pageviews: "act:cm:viewed-page", hash: true, beforeStart: withNavigation });
+      page.relay("identify", { email: "chris@example.com" });
+      await Promise.resolve();
+      // The router starts after the page view of the landing, and rewrites its URL to its root route.
+      page.w.history.replaceState(null, "", landing);
+      await wait(700);
+      page.w.history.pushState(null, "", "/#/cart");
+      await wait(700);
+      await settle();
+      const urls = page
+        .activities()
+        .filter((a) => a.activity_id === "act:cm:viewed-page")
+        .map((a) => a.attributes?.["str:cm:page-url"]);
+      expect(urls).toEqual(["https://shop.example/", "https://shop.example/#/cart"]);
+    },
+  );
+
   it("is off without the attribute", async () => {
     const page = openPage();
     page.relay("identify", { email: "chris@example.com" });
