@@ -20,7 +20,9 @@ const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"
 export async function digestsHex(values: string[]): Promise<string[]> {
   const digests = await Promise.all(values.map((value) => crypto.subtle.digest("SHA-256", encoder.encode(value))));
   return digests.map((buffer) => {
-    const digest = new Uint8Array(buffer, 0, MEMO_BYTES);
+    const digest = new Uint8Array(buffer, 0, MEMO_BYTES) as Uint8Array & { toHex?: () => string };
+    // Native in workerd (V8's Uint8Array.prototype.toHex); the table where it is missing (Node 20).
+    if (digest.toHex) return digest.toHex();
     let hex = "";
     for (let i = 0; i < MEMO_BYTES; i++) hex += HEX[digest[i] as number];
     return hex;
