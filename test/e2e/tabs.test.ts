@@ -115,7 +115,7 @@ describe.concurrent("several tabs share the queue", () => {
     await context.close();
   });
 
-  it('lets two tabs opened before consent (data-consent="required") learn it from a third, and send what they held', async () => {
+  it('lets two tabs opened before consent (data-consent="required") learn it from a third, and send what they held', async ({ expect }) => {
     const context = await newVisitor(browser());
     const query = { "data-consent": "required" };
     const [a, b] = (await tabs(context, 2, query)) as [Page, Page];
