@@ -15,6 +15,7 @@ import type { DeliveryStats } from "../delivery/stats.ts";
 import type { AppEnv } from "../env.ts";
 import { loggablePath, RelayError } from "../errors.ts";
 import { verifyIdentity } from "../identity.ts";
+import type { Issue } from "../intake/friendly.ts";
 import { readActivities } from "../intake/index.ts";
 import { ledgerOf } from "../limits/counts.ts";
 import { takeLimits } from "../limits/index.ts";
@@ -187,35 +188,44 @@ export const activities = new Hono<AppEnv>().post(
     /** The valid activities, and each one's index in the request. */
     let valid = read;
     let kept = intake.kept;
+    /** A problem with the activities going on (`activities.j…`, j among them), named at its index in the request, as the sender wrote it. */
+    const inRequest = (problem: Issue) =>
+      intake.named({ ...problem, path: problem.path.replace(/^activities\.(\d+)/, (_, j) => `activities.${kept[Number(j)]}`) });
+    /** The activities refused so far, as a whole refusal's details name them beside its own. */
+    const refusedSoFar = () => refused.map(({ path, message }) => ({ path, message }));
     /**
-     * Refuses the valid activities at `positions` (in `valid`), each with its problem; when that
-     * leaves none, the request is refused as a whole with `whole` (nothing is forwarded).
+     * Refuses the activities at `positions` among those going on, each with its problem; when that
+     * leaves none, the request is refused as a whole with `whole` (nothing is forwarded). Returns the
+     * filter that takes them out of a list of the activities going on.
      */
-    const refuse = (positions: number[], problem: (j: number) => { path: string; message: string }, whole: () => RelayError) => {
-      if (!positions.length) return;
-      if (positions.length === valid.length) throw whole();
-      for (const j of positions) refused.push({ index: kept[j] as number, ...intake.named(problem(j)) });
-      valid = valid.filter((_, j) => !positions.includes(j));
-      kept = kept.filter((_, j) => !positions.includes(j));
+    const refuse = (positions: number[], problem: (j: number) => Issue, whole?: () => RelayError) => {
+      if (whole && positions.length === kept.length) throw whole();
+      for (const j of positions) refused.push({ index: kept[j] as number, ...inRequest(problem(j)) });
+      const out = new Set(positions);
+      kept = kept.filter((_, j) => !out.has(j));
+      return (_: unknown, j: number) => !out.has(j);
     };
     log.activities = valid.length;
     if (site.activities) {
       const notForSite = valid.flatMap((a, j) => (site.activities?.has(a.activity_id) ? [] : [j]));
       const problem = (j: number) => ({
-        path: `activities.${kept[j]}.activity_id`,
+        path: `activities.${j}.activity_id`,
         message: `expected one of the activities of site ${site.name}`,
       });
-      refuse(
-        notForSite,
-        problem,
-        () =>
-          new RelayError(
-            400,
-            `Activity ${valid[notForSite[0] as number]?.activity_id} is not enabled for site ${site.name}`,
-            [...refused.map(({ path, message }) => ({ path, message })), ...notForSite.map((j) => intake.named(problem(j)))],
-            { reason: "site_activity" },
+      if (notForSite.length)
+        valid = valid.filter(
+          refuse(
+            notForSite,
+            problem,
+            () =>
+              new RelayError(
+                400,
+                `Activity ${valid[notForSite[0] as number]?.activity_id} is not enabled for site ${site.name}`,
+                [...refusedSoFar(), ...notForSite.map((j) => inRequest(problem(j)))],
+                { reason: "site_activity" },
+              ),
           ),
-      );
+        );
     }
 
     const server = c.get("server") === true;
@@ -229,9 +239,7 @@ export const activities = new Hono<AppEnv>().post(
         config.identityField,
       );
       if (failure) {
-        // Its path names an activity among the valid ones: put back to its index in the request, as the sender wrote it.
-        const path = failure.path.replace(/^activities\.(\d+)/, (_, j) => `activities.${kept[Number(j)]}`);
-        throw new RelayError(401, `Unverified identity: ${failure.reason}`, [intake.named({ path, message: failure.reason })], {
+        throw new RelayError(401, `Unverified identity: ${failure.reason}`, [inRequest({ path: failure.path, message: failure.reason })], {
           reason: "identity",
         });
       }
@@ -253,7 +261,7 @@ export const activities = new Hono<AppEnv>().post(
           throw new RelayError(
             403,
             `Consent field ${field} can only be set for a verified identity (IDENTITY_SECRET)`,
-            [intake.named({ path: `activities.${kept[j]}.fields.${field}`, message: "expected a verified identity to change consent" })],
+            [inRequest({ path: `activities.${j}.fields.${field}`, message: "expected a verified identity to change consent" })],
             { reason: "consent" },
           );
         }
@@ -295,26 +303,18 @@ export const activities = new Hono<AppEnv>().post(
       people: config.identitySecret || server ? undefined : { network: c.get("network"), budget: config.peoplePerNetwork },
     }).catch((err: unknown) => {
       if (!(err instanceof RelayError) || !refused.length) throw err;
-      // Refused whole by the limits: its paths name activities among those counted, put back to their
-      // index in the request, beside the activities refused before.
-      const details = (err.details ?? []).map((d) =>
-        intake.named({ ...d, path: d.path.replace(/^activities\.(\d+)/, (_, j) => `activities.${kept[Number(j)]}`) }),
-      );
-      throw new RelayError(err.status, err.sentence, [...refused.map(({ path, message }) => ({ path, message })), ...details], {
+      // Refused whole by the limits: named at the request's indexes, beside the activities refused before.
+      throw new RelayError(err.status, err.sentence, [...refusedSoFar(), ...(err.details ?? []).map(inRequest)], {
         reason: err.reason,
         headers: err.headers,
       });
     });
     // Over a person's daily limit: refused in the answer (takeLimits refused the request itself when all are).
     if (limits.over.length) {
-      const over = new Set(limits.over.map((o) => o.position));
-      for (const o of limits.over)
-        refused.push({
-          index: kept[o.position] as number,
-          ...intake.named({ path: `activities.${kept[o.position]}.activity_id`, message: o.message }),
-        });
-      enriched = enriched.filter((_, j) => !over.has(j));
-      kept = kept.filter((_, j) => !over.has(j));
+      const over = new Map(limits.over.map((o) => [o.position, o.message]));
+      enriched = enriched.filter(
+        refuse([...over.keys()], (j) => ({ path: `activities.${j}.activity_id`, message: over.get(j) as string })),
+      );
     }
     refused.sort((a, b) => a.index - b.index);
     if (refused.length) {
@@ -324,7 +324,7 @@ export const activities = new Hono<AppEnv>().post(
     }
     /** An activity as the sender wrote it: `activities.3` (`a.3` in the snippet's request). */
     // (Looked up only when a queue failure names activities.)
-    const at = (a: ActivityInput) => intake.named({ path: `activities.${kept[enriched.indexOf(a)]}`, message: "" }).path;
+    const at = (a: ActivityInput) => inRequest({ path: `activities.${enriched.indexOf(a)}`, message: "" }).path;
     /** What the answer adds when activities were refused: how many went on, and each refused one. */
     const partly = (taken: { forwarded: number; queued?: number }) => (refused.length ? { ...taken, refused } : {});
     log.contacts = limits.contacts;
@@ -386,7 +386,7 @@ export const activities = new Hono<AppEnv>().post(
           }))
         : [];
       // What the relay refused itself is named too: nothing of the batch went on.
-      const details = [...refused.map(({ path, message }) => ({ path, message })), ...ortto];
+      const details = [...refusedSoFar(), ...ortto];
       throw new RelayError(failure.status as 400, `Ortto refused the activities: ${failure.error}`, details.length ? details : undefined, {
         reason: "ortto_refused",
       });

@@ -23,6 +23,11 @@ export interface LimitSettings {
   people?: { network: string; budget: number };
 }
 
+/** An event as a counter's member: a re-send (the same key and created) is the same member. */
+const memberOf = (a: ActivityInput) => `${a.key}|${a.created}`;
+/** A contact's counter for an activity. */
+const counterOf = (contact: string, a: ActivityInput) => `${contact}|${a.activity_id}`;
+
 /** An activity the daily limit per contact refuses: its position in the list counted, and why. */
 export interface OverLimit {
   position: number;
@@ -67,8 +72,8 @@ export async function takeLimits(
     for (const { ask, over: members } of refusal.full) refused.set(ask.key, new Set(members));
     const next = left.filter((index) => {
       const a = activities[index] as ActivityInput;
-      const member = `${a.key}|${a.created}`;
-      const keys = identifiersOf(a).map((identifier) => `${contactKey(identifier)}|${a.activity_id}`);
+      const member = memberOf(a);
+      const keys = identifiersOf(a).map((identifier) => counterOf(contactKey(identifier), a));
       if (!keys.some((key) => refused.get(key)?.has(member))) return true;
       over.push({ position: index, message });
       return false;
@@ -98,13 +103,13 @@ async function attempt(
   const counting = settings.people !== undefined;
   for (const index of positions) {
     const a = activities[index] as ActivityInput;
-    const member = `${a.key}|${a.created}`;
+    const member = memberOf(a);
     const contacts = identifiersOf(a).map(contactKey);
     // Over the limit within the request itself: a new event past a person's `limit`th of this
     // activity in the request (looked at only once a counter holds `limit` events: rare).
     if (
       contacts.some((contact) => {
-        const members = byCounter.get(`${contact}|${a.activity_id}`)?.members;
+        const members = byCounter.get(counterOf(contact, a))?.members;
         return members !== undefined && members.length >= limit && !members.includes(member) && new Set(members).size >= limit;
       })
     ) {
@@ -113,7 +118,7 @@ async function attempt(
     }
     for (const contact of contacts) {
       if (counting || people.size < LOGGED_PEOPLE) people.add(contact);
-      const key = `${contact}|${a.activity_id}`;
+      const key = counterOf(contact, a);
       const counter = byCounter.get(key);
       if (counter) counter.members.push(member);
       else byCounter.set(key, { index, activity: a.activity_id, members: [member] });
