@@ -617,11 +617,10 @@ export function createRelay(options: RelayOptions): Relay {
       // The URL, without the hash unless hash routes count (it may carry tokens); the path is the
       // whole URL without its queries (a hash route after a long query is still told apart), and
       // without an empty hash route (`#/`, `#`): a hash router's rewrite of a landing on `/` to
-      // `/#/` is the same page, not a second page view. What
-      // is sent is cut to 2,000 characters, the URL, title and referrer alike: the relay cuts them
-      // to Ortto's 255, and a longer one (a SPA's state in the URL, a referrer a browser does not
-      // cap at 4 kB) would make the event too large to send at all. They go as `u`, `t` and `r`,
-      // which the relay expands.
+      // `/#/` is the same page, not a second page view. What is sent is cut to 2,000 characters,
+      // the URL, title and referrer alike: the relay cuts them to Ortto's 255, and a longer one (a
+      // SPA's state in the URL, a referrer a browser does not cap at 4 kB) would make the event too
+      // large to send at all. They go as `u`, `t` and `r`, which the relay expands.
       const href = loc.href.replace(hash ? "" : /#.*/, "");
       const p = href.replace(/\?[^#]*|#\/?$/g, "");
       if (pageviews && p !== path) {

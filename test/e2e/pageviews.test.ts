@@ -1,5 +1,6 @@
 /// <reference types="node" />
 /** Automatic page views in a real browser, on load and on a single-page app's navigation. */
+import type { Page } from "playwright-core";
 import { describe, expect, it } from "vitest";
 import { activitiesOf, emailFor, emulator, newVisitor, pageUrl, sleep, snippetLoaded, stored, useBrowser, watch } from "./helpers.ts";
 
@@ -91,6 +92,19 @@ describe("page views with a long URL or referrer", () => {
 
 describe("page views of a single-page app's routes (the Navigation API's currententrychange, or a look at the URL every 300 ms without it)", () => {
   /** A page with page views on (and `extra` attributes), its visitor identified, its load's page view arrived. */
+  /** A query-only replaceState (UTM stripping), a pushState, a hash route and back, each route shown 400 ms. */
+  const routesAndBack = (page: Page) =>
+    page.evaluate(async () => {
+      const shown = () => new Promise((r) => setTimeout(r, 400));
+      history.replaceState(null, "", "?utm_source=mail");
+      await shown();
+      history.pushState(null, "", "/shop/chairs");
+      await shown();
+      location.hash = "#/cart";
+      await shown();
+      history.back();
+    });
+
   async function spa(name: string, extra: Record<string, string> = {}, withoutNavigationApi = false, beforeStart?: () => void) {
     const context = await newVisitor(browser());
     // A browser without the Navigation API (Safari before 26.2, Firefox before 147).
@@ -196,16 +210,7 @@ describe("page views of a single-page app's routes (the Navigation API's current
 
   it("with data-hash, records a query-only replaceState as none, then pushState, a hash route and back (popstate) to the path", async () => {
     const { context, page, email, urls } = await spa("hash-routes-back", { "data-hash": "" });
-    await page.evaluate(async () => {
-      const shown = () => new Promise((r) => setTimeout(r, 400));
-      history.replaceState(null, "", "?utm_source=mail");
-      await shown();
-      history.pushState(null, "", "/shop/chairs");
-      await shown();
-      location.hash = "#/cart";
-      await shown();
-      history.back();
-    });
+    await routesAndBack(page);
     await activitiesOf(email, 4);
     await sleep(1_000);
     expect(await urls()).toEqual(["/tag.html", "/shop/chairs", "/shop/chairs#/cart", "/shop/chairs"]);
@@ -286,16 +291,7 @@ describe("page views of a single-page app's routes (the Navigation API's current
   it("without the Navigation API, records pushState, popstate and hash routes (data-hash) from a look at the URL every 300 ms", async () => {
     const { context, page, email, urls } = await spa("no-navigation-api", { "data-hash": "" }, true);
     expect(await page.evaluate(() => (window as { navigation?: unknown }).navigation)).toBeUndefined();
-    await page.evaluate(async () => {
-      const shown = () => new Promise((r) => setTimeout(r, 400));
-      history.replaceState(null, "", "?utm_source=mail");
-      await shown();
-      history.pushState(null, "", "/shop/chairs");
-      await shown();
-      location.hash = "#/cart";
-      await shown();
-      history.back();
-    });
+    await routesAndBack(page);
     await activitiesOf(email, 4);
     await sleep(1_000);
     expect(await urls()).toEqual(["/tag.html", "/shop/chairs", "/shop/chairs#/cart", "/shop/chairs"]);

@@ -180,61 +180,48 @@ describe("vars checked at start", () => {
 });
 
 describe("observability", () => {
-  it("logs a refused request's paths, never its values, and counts them by field in Analytics Engine", async () => {
+  /**
+   * Posts `activities` under a path prefix with the log lines and Analytics Engine points captured:
+   * the answer's status, its request's log line (written after the answer) and every point.
+   */
+  async function postLogged(activities: unknown[]) {
     const lines: string[] = [];
     const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
     const points: AnalyticsEngineDataPoint[] = [];
     const RELAY_EVENTS = { writeDataPoint: (point: AnalyticsEngineDataPoint) => void points.push(point) };
     try {
-      const wrong = { ...loggedIn(), attributes: { accountOwner: "yes-secret-value", paymentPlan: 7 } };
-      const res = await worker.fetch(new Request(`${RELAY}/r/v1/activities/create`, postInit({ activities: [wrong, wrong] })), {
-        ...env,
-        RELAY_EVENTS,
-      });
-      expect(res.status).toBe(400);
+      const res = await worker.fetch(new Request(`${RELAY}/r/v1/activities/create`, postInit({ activities })), { ...env, RELAY_EVENTS });
       const id = res.headers.get("x-request-id");
-      // The line is written after the answer.
       const line = await vi.waitFor(() => {
         const found = lines.find((l) => l.includes(`"request_id":"${id}"`));
         if (!found) throw new Error("no log line yet");
-        return JSON.parse(found) as { reason: string; paths: string[] };
+        return JSON.parse(found) as Record<string, unknown>;
       });
-      expect(line.reason).toBe("schema");
-      expect(line.paths).toEqual(expect.arrayContaining(["activities.1.attributes.accountOwner"]));
-      expect(JSON.stringify(line)).not.toContain("yes-secret-value");
       await vi.waitFor(() => expect(points).toHaveLength(1));
-      expect(points[0]?.blobs?.[3]).toContain("activities.*.attributes.accountOwner");
-      expect(points[0]?.blobs?.[3]).not.toContain("activities.1.");
+      return { status: res.status, line, points };
     } finally {
       spy.mockRestore();
     }
+  }
+
+  it("logs a refused request's paths, never its values, and counts them by field in Analytics Engine", async () => {
+    const wrong = { ...loggedIn(), attributes: { accountOwner: "yes-secret-value", paymentPlan: 7 } };
+    const { status, line, points } = await postLogged([wrong, wrong]);
+    expect(status).toBe(400);
+    expect(line.reason).toBe("schema");
+    expect(line.paths).toEqual(expect.arrayContaining(["activities.1.attributes.accountOwner"]));
+    expect(JSON.stringify(line)).not.toContain("yes-secret-value");
+    expect(points[0]?.blobs?.[3]).toContain("activities.*.attributes.accountOwner");
+    expect(points[0]?.blobs?.[3]).not.toContain("activities.1.");
   });
 
   it("logs a batch taken in part with the refused activities' count and paths, never their values", async () => {
-    const lines: string[] = [];
-    const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
-    const points: AnalyticsEngineDataPoint[] = [];
-    const RELAY_EVENTS = { writeDataPoint: (point: AnalyticsEngineDataPoint) => void points.push(point) };
-    try {
-      const wrong = { ...loggedIn(), attributes: { accountOwner: "yes-secret-value" } };
-      const res = await worker.fetch(new Request(`${RELAY}/r/v1/activities/create`, postInit({ activities: [loggedIn(), wrong] })), {
-        ...env,
-        RELAY_EVENTS,
-      });
-      expect(res.status).toBe(207);
-      const id = res.headers.get("x-request-id");
-      const line = await vi.waitFor(() => {
-        const found = lines.find((l) => l.includes(`"request_id":"${id}"`));
-        if (!found) throw new Error("no log line yet");
-        return JSON.parse(found) as { refused: number; paths: string[]; forwarded: number };
-      });
-      expect(line).toMatchObject({ refused: 1, forwarded: 1, paths: ["activities.1.attributes.accountOwner"] });
-      expect(JSON.stringify(line)).not.toContain("yes-secret-value");
-      await vi.waitFor(() => expect(points).toHaveLength(1));
-      expect(points[0]?.blobs?.[3]).toBe("activities.*.attributes.accountOwner");
-    } finally {
-      spy.mockRestore();
-    }
+    const wrong = { ...loggedIn(), attributes: { accountOwner: "yes-secret-value" } };
+    const { status, line, points } = await postLogged([loggedIn(), wrong]);
+    expect(status).toBe(207);
+    expect(line).toMatchObject({ refused: 1, forwarded: 1, paths: ["activities.1.attributes.accountOwner"] });
+    expect(JSON.stringify(line)).not.toContain("yes-secret-value");
+    expect(points[0]?.blobs?.[3]).toBe("activities.*.attributes.accountOwner");
   });
 
   it("shows a refused key that is no identifier (an address typed as a key) as ? in the log line and Analytics Engine, never the key", async () => {

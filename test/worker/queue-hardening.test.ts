@@ -175,16 +175,17 @@ describe("dead letters", () => {
 });
 
 describe("a delivery queue that takes only part of a request", () => {
+  /** An order of ~11 kB, dated by its sender or not: 30 of them need several messages and two sendBatch calls. */
+  const largeOrder = (who: string, i: number, dated: boolean) => ({
+    activity_id: "act:cm:placed-order",
+    ...(dated ? { created: new Date(Date.now() - i * 1000).toISOString() } : {}),
+    fields: { "str::email": `${who}-${i}@example.com` },
+    attributes: { "txt:cm:gift-message": "g".repeat(4000), "obj:cm:items": [{ note: "n".repeat(7000), i }] },
+  });
   it("names the activities it queued before a partial sendBatch failure, so re-sending the rest creates one activity per event", {
     timeout: 30_000,
   }, async () => {
-    // ~11 kB each: 30 of them need several messages and two sendBatch calls.
-    const order = (i: number, dated: boolean) => ({
-      activity_id: "act:cm:placed-order",
-      ...(dated ? { created: new Date(Date.now() - i * 1000).toISOString() } : {}),
-      fields: { "str::email": `buyer-${i}@example.com` },
-      attributes: { "txt:cm:gift-message": "g".repeat(4000), "obj:cm:items": [{ note: "n".repeat(7000), i }] },
-    });
+    const order = (i: number, dated: boolean) => largeOrder("buyer", i, dated);
     const body = { activities: Array.from({ length: 30 }, (_, i) => order(i, i >= 2)) };
     const first = await postWith({ DELIVERY: "queue", DELIVERY_QUEUE: failingQueue(env.DELIVERY_QUEUE, [2]) as never }, body);
     expect(first.status).toBe(503);
@@ -205,12 +206,7 @@ describe("a delivery queue that takes only part of a request", () => {
   it("names the queued activities by their index in the request when it also refused some, so re-sending the rest creates one activity per event", {
     timeout: 30_000,
   }, async () => {
-    const order = (i: number, dated: boolean) => ({
-      activity_id: "act:cm:placed-order",
-      ...(dated ? { created: new Date(Date.now() - i * 1000).toISOString() } : {}),
-      fields: { "str::email": `shifted-${i}@example.com` },
-      attributes: { "txt:cm:gift-message": "g".repeat(4000), "obj:cm:items": [{ note: "n".repeat(7000), i }] },
-    });
+    const order = (i: number, dated: boolean) => largeOrder("shifted", i, dated);
     // Refused at index 0 (an order total that is not a number): every other index is one more than its place among the valid.
     const bad = { ...order(99, true), attributes: { "int:cm:order-total": "lots" } };
     const body = { activities: [bad, ...Array.from({ length: 30 }, (_, i) => order(i, i >= 2))] };
