@@ -1,6 +1,7 @@
 import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
 import { buildSync } from "esbuild";
 import { configDefaults, defineConfig } from "vitest/config";
+import { LongestFirst } from "./test/fixtures/longest-first.ts";
 
 // The relay's worker tests reach the local Ortto emulator as their upstream: it runs as a
 // second worker in the same workerd, and every outbound fetch of the relay is routed to it
@@ -86,6 +87,8 @@ export default defineConfig({
     // time on a 2-core machine (vitest's default there is one). Every project's files are
     // independent: a workerd of their own, or (e2e) visitors, pages and proxies of their own.
     maxWorkers: 3,
+    // The longest files first, across projects, so that the workers finish together.
+    sequence: { sequencer: LongestFirst },
     projects: [
       {
         test: { name: "unit", include: ["test/unit/**/*.test.ts"], environment: "node" },
