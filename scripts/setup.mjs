@@ -21,7 +21,6 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { unstable_readConfig } from "wrangler";
 import { loadTs, root } from "./load-ts.mjs";
 
 const { values } = parseArgs({
@@ -38,6 +37,8 @@ if (!env) {
   console.error("usage: npm run setup -- --env <staging|production> [--secrets-file file]: name the environment to set up");
   process.exit(2);
 }
+// Loaded once the arguments are known: wrangler takes a second or two to load.
+const { unstable_readConfig } = await import("wrangler");
 const config = unstable_readConfig({ config: join(root, "wrangler.toml"), env }, { hideWarnings: true });
 const envArgs = env ? ["--env", env] : [];
 

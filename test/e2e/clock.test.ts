@@ -18,11 +18,13 @@ import {
   watch,
 } from "./helpers.ts";
 
-const browser = useBrowser();
+// Each test is a visitor of its own (its own context, email and proxy) reading only its own
+// activities: they run at once.
+const browser = useBrowser({ concurrent: true });
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
-describe("a device whose clock is wrong", () => {
+describe.concurrent("a device whose clock is wrong", () => {
   it("delivers exactly once, with the relay's time, from a page whose clock is 2 h fast", async () => {
     const context = await newVisitor(browser());
     await context.addInitScript(clockShift, 2 * HOUR);
@@ -88,7 +90,7 @@ describe("a device whose clock is wrong", () => {
   });
 });
 
-describe("the relay's clock, from the device's time at sending (`t`)", () => {
+describe.concurrent("the relay's clock, from the device's time at sending (`t`)", () => {
   /**
    * An offset of more than 2^31 ms (24.8 days) is kept whole: cut to 32 bits (`~~`), dates would be
    * wrong by multiples of 49.7 days, and a device over 74.6 days slow would see its events refused.
@@ -140,7 +142,7 @@ describe("the relay's clock, from the device's time at sending (`t`)", () => {
   });
 });
 
-describe("events sent at page hide", () => {
+describe.concurrent("events sent at page hide", () => {
   it("delivers, on the next page load and exactly once, an event whose request at page hide was answered 429", async () => {
     const proxy = await startProxy();
     try {

@@ -91,7 +91,17 @@ function standIn(onTestFinished: TestContext["onTestFinished"]) {
       return { code: e.code, output: e.stdout + e.stderr };
     }
   }
-  return { dir, calls, state, setup };
+  /** The account as a first run of `--env production` with SECRETS leaves it (set up without running it again). */
+  const afterFirstRun = (extra: Record<string, unknown>) =>
+    writeFileSync(
+      join(dir, "state.json"),
+      JSON.stringify({
+        queues: ["someone-elses-queue", "ortto-relay-production-delivery", "ortto-relay-production-dead-letters"],
+        secrets: { production: SECRETS },
+        ...extra,
+      }),
+    );
+  return { dir, calls, state, setup, afterFirstRun };
 }
 
 const SECRETS = {
@@ -102,7 +112,7 @@ const SECRETS = {
 
 // Each run starts Node, loads wrangler and bundles the catalogue: seconds on a busy machine. The
 // tests wait on those processes, each in a directory of its own, so they run at once, four runs
-// at a time (fourAtOnce): a test's timeout covers its turn in that line, 13 runs in all.
+// at a time (fourAtOnce): a test's timeout covers its turn in that line, 11 runs in all (one of them stops before loading wrangler).
 describe.concurrent("npm run setup -- --env production", { timeout: 180_000 }, () => {
   it("lists the queues first, creates the environment's queues and dead-letter queue, sets its secrets, and says so", async ({
     onTestFinished,
@@ -149,9 +159,8 @@ describe.concurrent("npm run setup -- --env production", { timeout: 180_000 }, (
   });
 
   it("reads the secret list from wrangler's JSON on stdout when wrangler also warns on stderr", async ({ onTestFinished }) => {
-    const { dir, state, setup } = standIn(onTestFinished);
-    await setup(["--env", "production"], SECRETS);
-    writeFileSync(join(dir, "state.json"), JSON.stringify({ ...state(), warn: "Processing wrangler.toml configuration: [some warning]" }));
+    const { setup, afterFirstRun } = standIn(onTestFinished);
+    afterFirstRun({ warn: "Processing wrangler.toml configuration: [some warning]" });
     const { code, output } = await setup(["--env", "production"], SECRETS);
     expect(output).toMatch(/secret ORTTO_API_KEY +exists, unchanged/);
     expect(code).toBe(0);
@@ -160,11 +169,11 @@ describe.concurrent("npm run setup -- --env production", { timeout: 180_000 }, (
   it("stops, overwriting nothing, when listing the secrets fails for any reason but a Worker not yet deployed", async ({
     onTestFinished,
   }) => {
-    const { dir, calls, state, setup } = standIn(onTestFinished);
-    await setup(["--env", "production"], SECRETS);
-    const listError =
-      "✘ [ERROR] A request to the Cloudflare API (/accounts/x/workers/scripts/ortto-relay-production/secrets) failed.\n  Route not found [code: 7003]";
-    writeFileSync(join(dir, "state.json"), JSON.stringify({ ...state(), listError }));
+    const { calls, state, setup, afterFirstRun } = standIn(onTestFinished);
+    afterFirstRun({
+      listError:
+        "✘ [ERROR] A request to the Cloudflare API (/accounts/x/workers/scripts/ortto-relay-production/secrets) failed.\n  Route not found [code: 7003]",
+    });
     const before = calls().length;
     const { code, output } = await setup(["--env", "production"], { ...SECRETS, ORTTO_API_KEY: "a-new-key-never-sent" });
     expect(code).not.toBe(0);
