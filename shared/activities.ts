@@ -196,6 +196,11 @@ function activitySchemas(catalogue: ResolvedCatalogue) {
 const REQUEST_KEYS = new Set(["async", "merge_by", "identity_token", "activities"]);
 const ACTIVITY_KEYS = new Set(["activity_id", "person_id", "created", "key", "fields", "attributes", "location"]);
 const PERSON_ID = /^[0-9a-f]{1,64}$/;
+/** Fields that name the person (an activity without a person_id needs one). */
+function identified(fields: Record<string, unknown> | undefined): boolean {
+  if (fields !== undefined) for (const f of IDENTIFYING_FIELDS) if (fields[f] !== undefined) return true;
+  return false;
+}
 /** The bytes of `"name":` and a comma, for a key of ASCII characters that JSON does not escape (the catalogue's ids, the activity's keys). */
 const member = (name: string) => name.length + 4;
 /** A declared attribute or person field: the check of its kind, and the bytes of its key. */
@@ -281,7 +286,7 @@ export function fastAccept(catalogue: ResolvedCatalogue): (body: unknown) => bod
       if (typeof ei === "string" && !ei.trim()) return false;
       n += member("fields") + bytes;
     }
-    if (person_id === undefined && !IDENTIFYING_FIELDS.some((f) => fields?.[f] !== undefined)) return false;
+    if (person_id === undefined && !identified(fields)) return false;
     if (attributes !== undefined) {
       const bytes = declaredBytes(attributes, definition.attributes, MAX_ATTRIBUTES);
       if (bytes === REFUSED) return false;

@@ -76,7 +76,9 @@ export function zoneAsForwarded(zone: string): string {
 }
 
 export function isRealDate(d: { year: number; month: number; day: number }): boolean {
-  const { year, month, day } = d;
+  return realDate(d.year, d.month, d.day);
+}
+function realDate(year: number, month: number, day: number): boolean {
   if (!(month >= 1 && month <= 12 && day >= 1 && Number.isInteger(year) && Number.isInteger(month) && Number.isInteger(day))) return false;
   const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
   return day <= (month === 2 ? (leap ? 29 : 28) : month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31);
@@ -266,8 +268,7 @@ const dateBytes: ValueBytes = (v) => {
   if (!onlyKeys(v, DATE_KEYS)) return REFUSED;
   const { year, month, day, timezone } = v as { year: number; month: number; day: number; timezone: unknown };
   // isRealDate holds the month and the day to their ranges, and all three to integers.
-  if (!(year >= 1 && year <= 9999 && typeof timezone === "string" && zoneAsWritten(timezone) && isRealDate({ year, month, day })))
-    return REFUSED;
+  if (!(year >= 1 && year <= 9999 && typeof timezone === "string" && zoneAsWritten(timezone) && realDate(year, month, day))) return REFUSED;
   // {"year":9999,"month":12,"day":31,"timezone":""}
   return 48 + timezone.length * 6;
 };
@@ -279,46 +280,41 @@ const DATE_TIME = /^(\d{4})-(\d\d)-(\d\d)T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.
 export function isDateTime(v: unknown): v is string {
   if (typeof v !== "string" || !DATE_TIME.test(v)) return false;
   // The pattern fixed the digits' places: read them without building the match's strings.
-  const digit = (i: number) => v.charCodeAt(i) - 48;
-  return isRealDate({
-    year: digit(0) * 1000 + digit(1) * 100 + digit(2) * 10 + digit(3),
-    month: digit(5) * 10 + digit(6),
-    day: digit(8) * 10 + digit(9),
-  });
+  return realDate(digits(v, 0, 4), digits(v, 5, 2), digits(v, 8, 2));
+}
+/** The number written by `length` ASCII digits of `v` from `at`. */
+function digits(v: string, at: number, length: number): number {
+  let n = 0;
+  for (let i = at; i < at + length; i++) n = n * 10 + v.charCodeAt(i) - 48;
+  return n;
+}
+const DAY_MS = 86_400_000;
+/** Days from 1970-01-01 to a day of the proleptic Gregorian calendar (as Date counts them), year ≥ 0. */
+function daysFromEpoch(year: number, month: number, day: number): number {
+  // Years that start in March, so that a leap day ends its year: 400 years are 146,097 days.
+  const y = month <= 2 ? year - 1 : year;
+  const era = Math.floor(y / 400);
+  const yearOfEra = y - era * 400;
+  const dayOfYear = Math.floor((153 * (month + (month > 2 ? -3 : 9)) + 2) / 5) + day - 1;
+  return era * 146_097 + yearOfEra * 365 + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100) + dayOfYear - 719_468;
 }
 /**
  * The time of a string `isDateTime` accepts, in ms, as `Date.parse` reads it (a fraction cut to
  * whole ms), from the digits the pattern placed: without the parser's general grammar.
  */
 export function dateTimeMs(v: string): number {
-  const digit = (i: number) => v.charCodeAt(i) - 48;
-  const year = digit(0) * 1000 + digit(1) * 100 + digit(2) * 10 + digit(3);
-  // Date.UTC reads a year under 100 as 19xx.
-  if (year < 100) return Date.parse(v);
   let ms = 0;
   if (v.charCodeAt(19) === 46)
     for (let i = 20, unit = 100; unit >= 1; i++, unit /= 10) {
-      const d = digit(i);
+      const d = v.charCodeAt(i) - 48;
       if (!(d >= 0 && d <= 9)) break;
       ms += d * unit;
     }
   const end = v.length;
-  const zone =
-    v.charCodeAt(end - 1) === 90
-      ? 0
-      : (44 - v.charCodeAt(end - 6)) * ((digit(end - 5) * 10 + digit(end - 4)) * 60 + digit(end - 2) * 10 + digit(end - 1));
-  return (
-    Date.UTC(
-      year,
-      digit(5) * 10 + digit(6) - 1,
-      digit(8) * 10 + digit(9),
-      digit(11) * 10 + digit(12),
-      digit(14) * 10 + digit(15),
-      digit(17) * 10 + digit(18),
-      ms,
-    ) -
-    zone * 60_000
-  );
+  // Z, or the offset's sign (+ is 43, - is 45) and its minutes.
+  const offset = v.charCodeAt(end - 1) === 90 ? 0 : (44 - v.charCodeAt(end - 6)) * (digits(v, end - 5, 2) * 60 + digits(v, end - 2, 2));
+  const minutes = digits(v, 11, 2) * 60 + digits(v, 14, 2) - offset;
+  return daysFromEpoch(digits(v, 0, 4), digits(v, 5, 2), digits(v, 8, 2)) * DAY_MS + minutes * 60_000 + digits(v, 17, 2) * 1000 + ms;
 }
 const dateTimeBytes: ValueBytes = (v) => (isDateTime(v) ? v.length + 2 : REFUSED);
 
