@@ -294,8 +294,9 @@ export function fastAccept(catalogue: ResolvedCatalogue): (body: unknown) => bod
     }
     for (const id of definition.required) if (attributes?.[id] === undefined) return false;
     if (location !== undefined) n += member("location") + jsonBytesAtMost(location, ACTIVITY_BYTES_FROM_CLIENT, 1);
-    // Over the bound but not unbounded (nested too deep): measured as the schema measures it.
-    return n <= ACTIVITY_BYTES_FROM_CLIENT || (n !== Number.POSITIVE_INFINITY && withinActivityLimit(a));
+    // Over the bound: measured as the schema measures it, once nothing is nested too deep for
+    // JSON.stringify (a walk that stopped at the bound may not have reached the deepest value).
+    return n <= ACTIVITY_BYTES_FROM_CLIENT || (n !== Number.POSITIVE_INFINITY && !tooDeep(a) && withinActivityLimit(a));
   };
 
   return (body: unknown): body is ActivitiesRequest => {

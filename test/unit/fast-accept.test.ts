@@ -235,6 +235,14 @@ describe("fastAccept: whole requests", () => {
     );
   });
 
+  it("answers no, without throwing, for a value nested deeper than the walk to the size bound reached", () => {
+    let deep: unknown = 1;
+    for (let i = 0; i < 200_000; i++) deep = [deep];
+    const body = valid();
+    (body.activities[0]?.attributes as Record<string, unknown>)["obj:cm:items"] = ["x".repeat(3000), deep];
+    expect(accepts(body)).toBe(false);
+  });
+
   it("never accepts what the schema refuses, for any one edit of a valid request", () => {
     const keys = fc.oneof(
       fc.constantFrom(
