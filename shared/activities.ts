@@ -5,7 +5,19 @@
 import * as z from "zod/mini";
 import { type FieldSpec, MAX_ATTRIBUTES, type ResolvedCatalogue, specKind, specOptions } from "./catalogue.ts";
 import { ACTIVITY_ID, IDENTIFYING_FIELDS } from "./field-ids.ts";
-import { isDateTime, isoDateTime, MAX_TEXT, onlyKeys, valueCheck, valueSchema } from "./ortto-types.ts";
+import {
+  dateTimeMs,
+  isDateTime,
+  isoDateTime,
+  jsonBytesAtMost,
+  MAX_DEPTH,
+  MAX_TEXT,
+  onlyKeys,
+  REFUSED,
+  type ValueBytes,
+  valueBytes,
+  valueSchema,
+} from "./ortto-types.ts";
 import { trackingPlan } from "./plan.ts";
 
 /** Ortto's limits per request and per activity. */
@@ -84,8 +96,7 @@ const key = z
   .check(z.minLength(1, "expected a non-empty string"), z.maxLength(MAX_TEXT, `expected at most ${MAX_TEXT} characters`));
 const personId = z.string({ error: "expected a string" }).check(z.regex(/^[0-9a-f]{1,64}$/, "expected an Ortto person id (hex)"));
 
-/** How deep a value may nest (a `json` attribute, a location): deeper would overflow recursive walks such as JSON.stringify. */
-export const MAX_DEPTH = 32;
+export { MAX_DEPTH };
 
 /**
  * The field (`["attributes", "obj:cm:items"]`, `["location"]`) holding a value nested deeper than
@@ -110,31 +121,6 @@ const encoder = new TextEncoder();
 function withinActivityLimit(value: unknown): boolean {
   const json = JSON.stringify(value);
   return json.length * 3 <= ACTIVITY_BYTES_FROM_CLIENT || encoder.encode(json).length <= ACTIVITY_BYTES_FROM_CLIENT;
-}
-
-/**
- * An upper bound of a JSON value's UTF-8 size, without building the JSON: a character takes at
- * most 6 bytes in JSON (an escape), a number at most 24 characters. Under the limit, the exact
- * size is too, so only the rare large activity pays for JSON.stringify.
- */
-function jsonBytesAtMost(value: unknown, budget: number, depth = 0): number {
-  if (typeof value === "string") return value.length * 6 + 2;
-  if (typeof value !== "object" || value === null) return 24;
-  // Too deep for the hot path: the schema names the field (`tooDeep`).
-  if (depth > MAX_DEPTH) return Number.POSITIVE_INFINITY;
-  let n = 2;
-  if (Array.isArray(value)) {
-    for (const item of value) {
-      n += jsonBytesAtMost(item, budget, depth + 1) + 1;
-      if (n > budget) return n;
-    }
-    return n;
-  }
-  for (const key in value) {
-    n += key.length * 6 + 3 + jsonBytesAtMost((value as Record<string, unknown>)[key], budget, depth + 1) + 1;
-    if (n > budget) return n;
-  }
-  return n;
 }
 
 /** Builds the per-activity schemas of a catalogue: one strict object per activity id. */
@@ -209,61 +195,108 @@ function activitySchemas(catalogue: ResolvedCatalogue) {
 
 const REQUEST_KEYS = new Set(["async", "merge_by", "identity_token", "activities"]);
 const ACTIVITY_KEYS = new Set(["activity_id", "person_id", "created", "key", "fields", "attributes", "location"]);
+const PERSON_ID = /^[0-9a-f]{1,64}$/;
+/** Fields that name the person (an activity without a person_id needs one). */
+function identified(fields: Record<string, unknown> | undefined): boolean {
+  if (fields !== undefined) for (const f of IDENTIFYING_FIELDS) if (fields[f] !== undefined) return true;
+  return false;
+}
+/** The bytes of `"name":` and a comma, for a key of ASCII characters that JSON does not escape (the catalogue's ids, the activity's keys). */
+const member = (name: string) => name.length + 4;
+/** A declared attribute or person field: the check of its kind, and the bytes of its key. */
+type Declared = { bytes: ValueBytes; key: number };
 
 /**
  * The relay's hot path: a predicate, built once per isolate, that is true only for bodies the
  * request schema accepts unchanged (test/unit/fast-accept.test.ts holds it to that). The worker
  * runs it first and falls back to the schema, for the answer and its messages, when it says no.
- * It costs a few comparisons per value where zod walks every schema generically.
+ * Each activity is walked once: each attribute and person field checked by its kind's check from
+ * the catalogue, whose answers add up to a bound of the activity's size, so that only an activity
+ * near Ortto's 16 kB is measured exactly. A few comparisons per value where zod walks every
+ * schema generically.
  */
 export function fastAccept(catalogue: ResolvedCatalogue): (body: unknown) => body is ActivitiesRequest {
-  const check = (fields: Record<string, FieldSpec>) =>
-    new Map(Object.entries(fields).map(([id, spec]) => [id, valueCheck(specKind(spec), specOptions(spec))]));
-  const fieldChecks = check(catalogue.personFields);
-  const fieldKeys = new Set(fieldChecks.keys());
+  const declare = (fields: Record<string, FieldSpec>) =>
+    new Map<string, Declared>(
+      Object.entries(fields).map(([id, spec]) => [
+        id,
+        { bytes: valueBytes(specKind(spec), specOptions(spec), ACTIVITY_BYTES_FROM_CLIENT), key: member(id) },
+      ]),
+    );
+  const personFields = declare(catalogue.personFields);
   const plan = trackingPlan(catalogue);
   const activities = new Map(
-    Object.entries(catalogue.activities).map(([id, definition]) => {
-      const checks = check(definition.attributes);
-      return [id, { checks, keys: new Set(checks.keys()), required: plan.activities.get(id)?.required ?? [] }];
-    }),
+    Object.entries(catalogue.activities).map(([id, definition]) => [
+      id,
+      {
+        attributes: declare(definition.attributes),
+        required: plan.activities.get(id)?.required ?? [],
+        // {"activity_id":"…"}
+        bytes: 2 + member("activity_id") + id.length + 2,
+      },
+    ]),
   );
   const mergeBy = new Set(IDENTIFYING_FIELDS.filter((f) => f in catalogue.personFields));
+  /**
+   * The most bytes of an object of declared values (attributes, person fields) as JSON, or
+   * REFUSED for a key not declared, a value its kind refuses, or more than `most` keys.
+   */
+  const declaredBytes = (object: unknown, declared: Map<string, Declared>, most = Number.POSITIVE_INFINITY) => {
+    if (typeof object !== "object" || object === null || Array.isArray(object)) return REFUSED;
+    let n = 2;
+    let count = 0;
+    for (const key in object) {
+      const field = declared.get(key);
+      if (field === undefined || ++count > most) return REFUSED;
+      const value = (object as Record<string, unknown>)[key];
+      if (value === undefined) continue;
+      const bytes = field.bytes(value);
+      if (bytes === REFUSED) return REFUSED;
+      n += field.key + bytes;
+    }
+    return n;
+  };
   /** The clock, read once per request rather than per activity. */
   let now = 0;
-  const acceptsCreated = (v: unknown) => {
-    if (!isDateTime(v)) return false;
-    const at = Date.parse(v);
-    return at >= now - MAX_ACCEPTED_AGE_MS && at <= now + MAX_FUTURE_MS;
-  };
-  const acceptsKey = (v: unknown) => typeof v === "string" && v.length >= 1 && v.length <= MAX_TEXT;
-  const values = (object: Record<string, unknown>, checks: Map<string, (v: unknown) => boolean>) => {
-    for (const key in object) {
-      const value = object[key];
-      if (value !== undefined && !checks.get(key)?.(value)) return false;
-    }
-    return true;
-  };
 
   const acceptsActivity = (a: unknown): boolean => {
     if (!onlyKeys(a, ACTIVITY_KEYS)) return false;
     const definition = activities.get(a.activity_id as string);
     if (!definition) return false;
-    const { person_id, created: when, key, fields, attributes } = a as unknown as ActivityInput;
-    if (person_id !== undefined && !(typeof person_id === "string" && /^[0-9a-f]{1,64}$/.test(person_id))) return false;
-    if (when !== undefined && !acceptsCreated(when)) return false;
-    if (key !== undefined && !acceptsKey(key)) return false;
-    if (fields !== undefined && !(onlyKeys(fields, fieldKeys) && values(fields, fieldChecks))) return false;
+    const { person_id, created: when, key, fields, attributes, location } = a as unknown as ActivityInput;
+    let n = definition.bytes;
+    if (person_id !== undefined) {
+      if (!(typeof person_id === "string" && PERSON_ID.test(person_id))) return false;
+      n += member("person_id") + person_id.length + 2;
+    }
+    if (when !== undefined) {
+      if (!isDateTime(when)) return false;
+      const at = dateTimeMs(when);
+      if (!(at >= now - MAX_ACCEPTED_AGE_MS && at <= now + MAX_FUTURE_MS)) return false;
+      n += member("created") + when.length + 2;
+    } else if (key !== undefined) return false;
+    if (key !== undefined) {
+      if (!(typeof key === "string" && key.length >= 1 && key.length <= MAX_TEXT)) return false;
+      n += member("key") + key.length * 6 + 2;
+    }
+    if (fields !== undefined) {
+      const bytes = declaredBytes(fields, personFields);
+      if (bytes === REFUSED) return false;
+      const ei = fields["str::ei"];
+      if (typeof ei === "string" && !ei.trim()) return false;
+      n += member("fields") + bytes;
+    }
+    if (person_id === undefined && !identified(fields)) return false;
     if (attributes !== undefined) {
-      if (!onlyKeys(attributes, definition.keys) || Object.keys(attributes).length > MAX_ATTRIBUTES) return false;
-      if (!values(attributes, definition.checks)) return false;
+      const bytes = declaredBytes(attributes, definition.attributes, MAX_ATTRIBUTES);
+      if (bytes === REFUSED) return false;
+      n += member("attributes") + bytes;
     }
     for (const id of definition.required) if (attributes?.[id] === undefined) return false;
-    if (person_id === undefined && !IDENTIFYING_FIELDS.some((f) => fields?.[f] !== undefined)) return false;
-    if (key !== undefined && when === undefined) return false;
-    const ei = fields?.["str::ei"];
-    if (typeof ei === "string" && !ei.trim()) return false;
-    return jsonBytesAtMost(a, ACTIVITY_BYTES_FROM_CLIENT) <= ACTIVITY_BYTES_FROM_CLIENT;
+    if (location !== undefined) n += member("location") + jsonBytesAtMost(location, ACTIVITY_BYTES_FROM_CLIENT, 1);
+    // Over the bound: measured as the schema measures it, once nothing is nested too deep for
+    // JSON.stringify (a walk that stopped at the bound may not have reached the deepest value).
+    return n <= ACTIVITY_BYTES_FROM_CLIENT || (n !== Number.POSITIVE_INFINITY && !tooDeep(a) && withinActivityLimit(a));
   };
 
   return (body: unknown): body is ActivitiesRequest => {
@@ -277,7 +310,7 @@ export function fastAccept(catalogue: ResolvedCatalogue): (body: unknown) => bod
     if (identity_token !== undefined && !(typeof identity_token === "string" && identity_token.length <= 128)) return false;
     if (!Array.isArray(list) || list.length < 1 || list.length > MAX_ACTIVITIES) return false;
     now = Date.now();
-    if (!list.every(acceptsActivity)) return false;
+    for (const a of list) if (!acceptsActivity(a)) return false;
     // Every activity found by merge_by carries every field it names.
     return (
       merge_by === undefined ||

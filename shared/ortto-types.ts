@@ -76,7 +76,9 @@ export function zoneAsForwarded(zone: string): string {
 }
 
 export function isRealDate(d: { year: number; month: number; day: number }): boolean {
-  const { year, month, day } = d;
+  return realDate(d.year, d.month, d.day);
+}
+function realDate(year: number, month: number, day: number): boolean {
   if (!(month >= 1 && month <= 12 && day >= 1 && Number.isInteger(year) && Number.isInteger(month) && Number.isInteger(day))) return false;
   const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
   return day <= (month === 2 ? (leap ? 29 : 28) : month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31);
@@ -197,14 +199,48 @@ export function valueSchema(kind: FieldKind, options?: readonly string[]): z.Zod
 }
 
 /*
- * The hot path. Every kind also has a plain predicate, built once per isolate, that the relay runs
- * first: where it says yes, the zod schema above would say yes too, and give the value back
- * unchanged (a property test,
- * test/unit/fast-accept.test.ts, holds every predicate to that), so a valid activity costs a few
- * comparisons instead of zod's generic walk. Where it says no, or is unsure, the zod schema runs
- * and its issues are the answer. So the schemas above stay the one definition of what is valid
- * and of every error message; these only make the common case cheap.
+ * The hot path. Every kind also has a plain check, built once per isolate, that the relay runs
+ * first: where it accepts a value, the zod schema above would accept it too, and give it back
+ * unchanged (a property test, test/unit/fast-accept.test.ts, holds every check to that), so a
+ * valid activity costs a few comparisons instead of zod's generic walk. Where it says no, or is
+ * unsure, the zod schema runs and its issues are the answer. So the schemas above stay the one
+ * definition of what is valid and of every error message; these only make the common case cheap.
+ * Each check answers the most bytes the value's JSON can take (so that the activity's size bound
+ * is summed in the same pass), or REFUSED.
  */
+
+/** A hot-path check's answer for a value it does not accept (the schema decides). */
+export const REFUSED = -1;
+/** The most bytes a value's JSON can take in UTF-8, or REFUSED: the hot path's check of one kind. */
+export type ValueBytes = (value: unknown) => number;
+
+/** How deep a value may nest (a `json` attribute, a location): deeper would overflow recursive walks such as JSON.stringify. */
+export const MAX_DEPTH = 32;
+
+/**
+ * An upper bound of a JSON value's UTF-8 size, without building the JSON: a character takes at
+ * most 6 bytes in JSON (an escape), a number at most 24 characters. Stops once over `budget`;
+ * a value nested deeper than MAX_DEPTH (counting from `depth`) is unbounded here (the schema
+ * names its field).
+ */
+export function jsonBytesAtMost(value: unknown, budget: number, depth = 0): number {
+  if (typeof value === "string") return value.length * 6 + 2;
+  if (typeof value !== "object" || value === null) return 24;
+  if (depth > MAX_DEPTH) return Number.POSITIVE_INFINITY;
+  let n = 2;
+  if (Array.isArray(value)) {
+    for (const item of value) {
+      n += jsonBytesAtMost(item, budget, depth + 1) + 1;
+      if (n > budget) return n;
+    }
+    return n;
+  }
+  for (const key in value) {
+    n += key.length * 6 + 3 + jsonBytesAtMost((value as Record<string, unknown>)[key], budget, depth + 1) + 1;
+    if (n > budget) return n;
+  }
+  return n;
+}
 
 /** A plain object (not an array, not null) whose keys are all in `allowed`. */
 export function onlyKeys(value: unknown, allowed: ReadonlySet<string>): value is Record<string, unknown> {
@@ -213,80 +249,146 @@ export function onlyKeys(value: unknown, allowed: ReadonlySet<string>): value is
   return true;
 }
 
-const isText = (max: number) => (v: unknown) => typeof v === "string" && v.length <= max;
-const isInteger = (v: unknown) => Number.isSafeInteger(v);
+const textBytes =
+  (max: number): ValueBytes =>
+  (v) =>
+    typeof v === "string" && v.length <= max ? v.length * 6 + 2 : REFUSED;
+const integerBytes: ValueBytes = (v) => (Number.isSafeInteger(v) ? 24 : REFUSED);
 const DATE_KEYS = new Set(["year", "month", "day", "timezone"]);
-const isDate = (v: unknown) => {
-  if (!onlyKeys(v, DATE_KEYS)) return false;
+/** Zones a date may carry as written: known to ICU, in the spelling the schema forwards (both depend on the name only). */
+const zonesAsWritten = new Set<string>();
+function zoneAsWritten(zone: string): boolean {
+  if (zonesAsWritten.has(zone)) return true;
+  if (zone.length > MAX_ZONE_LENGTH || zoneAsForwarded(zone) !== zone || !isTimeZone(zone)) return false;
+  // Bounded as canonicalTimeZone's cache is (only zones ICU knows get here).
+  if (zonesAsWritten.size < 1000) zonesAsWritten.add(zone);
+  return true;
+}
+const dateBytes: ValueBytes = (v) => {
+  if (!onlyKeys(v, DATE_KEYS)) return REFUSED;
   const { year, month, day, timezone } = v as { year: number; month: number; day: number; timezone: unknown };
-  return (
-    Number.isSafeInteger(year) &&
-    year >= 1 &&
-    year <= 9999 &&
-    Number.isSafeInteger(month) &&
-    month >= 1 &&
-    month <= 12 &&
-    Number.isSafeInteger(day) &&
-    day >= 1 &&
-    day <= 31 &&
-    typeof timezone === "string" &&
-    timezone.length <= MAX_ZONE_LENGTH &&
-    // A known zone in the spelling the schema would forward unchanged.
-    zoneAsForwarded(timezone) === timezone &&
-    isTimeZone(timezone) &&
-    isRealDate({ year, month, day })
-  );
+  // isRealDate holds the month and the day to their ranges, and all three to integers.
+  if (!(year >= 1 && year <= 9999 && typeof timezone === "string" && zoneAsWritten(timezone) && realDate(year, month, day))) return REFUSED;
+  // {"year":9999,"month":12,"day":31,"timezone":""}
+  return 48 + timezone.length * 6;
 };
-const accepts = (schema: z.ZodMiniType) => (v: unknown) => schema.safeParse(v).success;
+const accepts = (schema: z.ZodMiniType, budget: number) => (v: unknown) =>
+  schema.safeParse(v).success ? jsonBytesAtMost(v, budget, 2) : REFUSED;
 
 const DATE_TIME = /^(\d{4})-(\d\d)-(\d\d)T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/;
 /** `isoDateTime`'s rule, without zod: an ISO date and time with seconds and a zone, on a real calendar day. */
 export function isDateTime(v: unknown): v is string {
   if (typeof v !== "string" || !DATE_TIME.test(v)) return false;
   // The pattern fixed the digits' places: read them without building the match's strings.
-  const digit = (i: number) => v.charCodeAt(i) - 48;
-  return isRealDate({
-    year: digit(0) * 1000 + digit(1) * 100 + digit(2) * 10 + digit(3),
-    month: digit(5) * 10 + digit(6),
-    day: digit(8) * 10 + digit(9),
-  });
+  return realDate(digits(v, 0, 4), digits(v, 5, 2), digits(v, 8, 2));
 }
-/** `url`'s rule, a little narrower: a lower-case http(s) scheme, at most 255 characters, and a URL the runtime can parse. */
-const isHttpUrl = (v: unknown) => typeof v === "string" && v.length <= MAX_TEXT && /^https?:\/\//.test(v) && URL.canParse(v);
-const isList = (v: unknown): v is string[] => Array.isArray(v) && v.length <= MAX_LIST_ITEMS && v.every(isText(MAX_TEXT));
+/** The number written by `length` ASCII digits of `v` from `at`. */
+function digits(v: string, at: number, length: number): number {
+  let n = 0;
+  for (let i = at; i < at + length; i++) n = n * 10 + v.charCodeAt(i) - 48;
+  return n;
+}
+const DAY_MS = 86_400_000;
+/** Days from 1970-01-01 to a day of the proleptic Gregorian calendar (as Date counts them), year ≥ 0. */
+function daysFromEpoch(year: number, month: number, day: number): number {
+  // Years that start in March, so that a leap day ends its year: 400 years are 146,097 days.
+  const y = month <= 2 ? year - 1 : year;
+  const era = Math.floor(y / 400);
+  const yearOfEra = y - era * 400;
+  const dayOfYear = Math.floor((153 * (month + (month > 2 ? -3 : 9)) + 2) / 5) + day - 1;
+  return era * 146_097 + yearOfEra * 365 + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100) + dayOfYear - 719_468;
+}
+/**
+ * The time of a string `isDateTime` accepts, in ms, as `Date.parse` reads it (a fraction cut to
+ * whole ms), from the digits the pattern placed: without the parser's general grammar.
+ */
+export function dateTimeMs(v: string): number {
+  let ms = 0;
+  if (v.charCodeAt(19) === 46)
+    for (let i = 20, unit = 100; unit >= 1; i++, unit /= 10) {
+      const d = v.charCodeAt(i) - 48;
+      if (!(d >= 0 && d <= 9)) break;
+      ms += d * unit;
+    }
+  const end = v.length;
+  // Z, or the offset's sign (+ is 43, - is 45) and its minutes.
+  const offset = v.charCodeAt(end - 1) === 90 ? 0 : (44 - v.charCodeAt(end - 6)) * (digits(v, end - 5, 2) * 60 + digits(v, end - 2, 2));
+  const minutes = digits(v, 11, 2) * 60 + digits(v, 14, 2) - offset;
+  return daysFromEpoch(digits(v, 0, 4), digits(v, 5, 2), digits(v, 8, 2)) * DAY_MS + minutes * 60_000 + digits(v, 17, 2) * 1000 + ms;
+}
+const dateTimeBytes: ValueBytes = (v) => (isDateTime(v) ? v.length + 2 : REFUSED);
 
-/** The predicate of one declared kind: true only for values `valueSchema(kind, options)` accepts. */
-export function valueCheck(kind: FieldKind, options?: readonly string[]): (value: unknown) => boolean {
+/**
+ * A URL that the WHATWG parser takes and that the `url` schema gives back as written: an http(s)
+ * scheme, a host of letters, digits and hyphens whose last label starts with a letter (so not
+ * an IPv4 address) and none is punycode (`xn--`, which the parser decodes and may refuse), a port
+ * under 10,000, then anything without white space (the parser fails on nothing after the host;
+ * the schema trims white space and drops tabs and newlines).
+ */
+const PLAIN_URL = /^https?:\/\/(?:(?![Xx][Nn]--)[A-Za-z0-9-]+\.)*(?![Xx][Nn]--)[A-Za-z][A-Za-z0-9-]*(?::\d{1,4})?(?:[/?#]\S*)?$/;
+/** Another URL the schema gives back as written: a lower-case http(s) scheme, no white space at either end, no tab nor newline. */
+const AS_WRITTEN = /^https?:\/\/(?:\S|\S[^\t\n\r]*\S)$/;
+/** `url`'s rule, a little narrower: at most 255 characters, and a plain URL, else one the runtime can parse. */
+const urlBytes: ValueBytes = (v) =>
+  typeof v === "string" && v.length <= MAX_TEXT && (PLAIN_URL.test(v) || (AS_WRITTEN.test(v) && URL.canParse(v)))
+    ? v.length * 6 + 2
+    : REFUSED;
+const listBytes = (v: unknown, allowed?: ReadonlySet<string>): number => {
+  if (!Array.isArray(v) || v.length > MAX_LIST_ITEMS) return REFUSED;
+  let n = 2;
+  for (const item of v) {
+    if (typeof item !== "string" || item.length > MAX_TEXT || (allowed && !allowed.has(item))) return REFUSED;
+    n += item.length * 6 + 3;
+  }
+  return n;
+};
+
+/**
+ * The hot path's check of one declared kind: REFUSED for any value `valueSchema(kind, options)`
+ * refuses or would change, else the most bytes of its JSON (`budget`: a json value's walk stops
+ * beyond it).
+ */
+export function valueBytes(kind: FieldKind, options?: readonly string[], budget = Number.POSITIVE_INFINITY): ValueBytes {
   const allowed = options?.length ? new Set(options) : undefined;
   switch (kind) {
     case "text":
-      return isText(MAX_TEXT);
+      return textBytes(MAX_TEXT);
     case "long_text":
-      return isText(MAX_LONG_TEXT);
+      return textBytes(MAX_LONG_TEXT);
     case "integer":
     case "decimal":
     case "currency":
-      return isInteger;
+      return integerBytes;
     case "boolean":
-      return (v) => typeof v === "boolean";
+      return (v) => (typeof v === "boolean" ? 5 : REFUSED);
     case "date":
-      return isDate;
+      return dateBytes;
     case "single_select":
-      return (v) => typeof v === "string" && v.length <= MAX_TEXT && (!allowed || allowed.has(v));
+      return (v) => (typeof v === "string" && v.length <= MAX_TEXT && (!allowed || allowed.has(v)) ? v.length * 6 + 2 : REFUSED);
     case "multi_select":
-      return (v) => isList(v) && (!allowed || v.every((x) => allowed.has(x)));
+      return (v) => listBytes(v, allowed);
     case "json":
-      // An own `__proto__` key (JSON.parse makes one) is data here, forwarded as written.
-      return (v) => typeof v === "object" && v !== null && (Array.isArray(v) || Object.getPrototypeOf(v) === Object.prototype);
+      // An own `__proto__` key (JSON.parse makes one) is data here, forwarded as written. Its
+      // nesting counted as an attribute's (the activity, its attributes, then the value).
+      return (v) =>
+        typeof v === "object" && v !== null && (Array.isArray(v) || Object.getPrototypeOf(v) === Object.prototype)
+          ? jsonBytesAtMost(v, budget, 2)
+          : REFUSED;
     case "datetime":
-      return isDateTime;
+      return dateTimeBytes;
     case "url":
-      return isHttpUrl;
+      return urlBytes;
     case "email":
-      return (v) => typeof v === "string" && v.length <= MAX_TEXT && EMAIL.test(v.trim());
+      return (v) => (typeof v === "string" && v.length <= MAX_TEXT && EMAIL.test(v.trim()) ? v.length * 6 + 2 : REFUSED);
     default:
       // The rarer kinds (phone, place) ask their own schema: still far cheaper than walking the
       // whole request through zod.
-      return accepts(valueSchema(kind, options));
+      return accepts(valueSchema(kind, options), budget);
   }
+}
+
+/** The hot path's check of one declared kind as a predicate: true only for values `valueSchema(kind, options)` accepts unchanged. */
+export function valueCheck(kind: FieldKind, options?: readonly string[]): (value: unknown) => boolean {
+  const bytes = valueBytes(kind, options);
+  return (v) => bytes(v) !== REFUSED;
 }

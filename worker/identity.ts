@@ -42,6 +42,8 @@ export function identityValue(
 }
 
 const keys = new Map<string, Promise<CryptoKey>>();
+/** An HMAC-SHA256 signature in hex, as an identity_token carries it. */
+const HEX_SIGNATURE = /^[0-9a-f]{64}$/i;
 
 /**
  * Pairs (secret, value, token) this isolate has verified: a visitor sends many requests with one
@@ -61,8 +63,7 @@ function hmacKey(secret: string): Promise<CryptoKey> {
   return key;
 }
 
-function hexBytes(hex: string): Uint8Array | undefined {
-  if (!/^[0-9a-f]{64}$/i.test(hex)) return undefined;
+function hexBytes(hex: string): Uint8Array {
   const bytes = new Uint8Array(32);
   for (let i = 0; i < 32; i++) bytes[i] = Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16);
   return bytes;
@@ -88,14 +89,14 @@ export async function verifyIdentity(
   // With one signed identifier per activity there is nothing to choose between; a page-chosen
   // merge order could only point the activity at someone else.
   if (request.merge_by) return { path: "merge_by", reason: "merge_by is not accepted when identities are signed" };
-  const signature = token ? hexBytes(token) : undefined;
-  const key = await hmacKey(secret);
+  // Its bytes and the key are needed only for a person this isolate has not proven yet.
+  const wellFormed = token !== undefined && HEX_SIGNATURE.test(token);
   const verified = new Map<string, boolean>();
   for (const [index, activity] of request.activities.entries()) {
     const identity = identityValue(activity, kind);
     if (identity.field === undefined)
       return { path: `activities.${index}${identity.path ? `.${identity.path}` : ""}`, reason: identity.reason };
-    if (!signature)
+    if (!wellFormed)
       return {
         path: token ? "identity_token" : `activities.${index}`,
         reason: token ? "identity_token must be 64 hex characters" : "identity_token is required",
@@ -105,7 +106,7 @@ export async function verifyIdentity(
       const memo = provenKey(secret, value, token as string);
       let ok = proven.has(memo);
       if (!ok) {
-        ok = await crypto.subtle.verify("HMAC", key, signature, new TextEncoder().encode(value));
+        ok = await crypto.subtle.verify("HMAC", await hmacKey(secret), hexBytes(token as string), new TextEncoder().encode(value));
         if (ok) {
           if (proven.size >= MAX_PROVEN) proven.clear();
           proven.add(memo);

@@ -52,17 +52,15 @@ function relayApp(isolate: Isolate) {
 
   app.use(requestId());
   app.use(requestLog);
+  // The isolate's memory, then the vars, checked on the first request of an isolate: a wrong one
+  // answers 503 naming it (and what it accepts) to every request, rather than forwarding with a
+  // default nobody chose. Except relay.js, which reads none: a page that loads it keeps its events
+  // and sends them again (a 503 is retried) once the vars are fixed; without it, the calls the
+  // loader line queued die with the page.
   app.use(async (c, next) => {
     c.set("limits", isolate.limits);
     c.set("budget", isolate.budget);
     c.set("isolate", isolate);
-    await next();
-  });
-  // The vars are checked on the first request of an isolate: a wrong one answers 503 naming it (and
-  // what it accepts) to every request, rather than forwarding with a default nobody chose. Except
-  // relay.js, which reads none: a page that loads it keeps its events and sends them again (a 503 is
-  // retried) once the vars are fixed; without it, the calls the loader line queued die with the page.
-  app.use(async (c, next) => {
     if (c.req.path === "/relay.js") return next();
     try {
       relayConfig(c.env);

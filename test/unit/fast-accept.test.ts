@@ -74,7 +74,33 @@ const nearMisses: fc.Arbitrary<unknown> = fc.oneof(
     "https://[::1]/",
     "https://shop.example/\u0000",
     `https://shop.example/${"a".repeat(240)}`,
+    // What the schema takes but gives back changed: trimmed, without tabs and newlines.
+    "https://shop.example/r/1 ",
+    " https://shop.example/r/1",
+    "https://shop.example/r/1\n",
+    "https://shop.\texample/r/1",
+    "https://shop.example/r\r/1",
+    // Hosts the URL parser refuses or reads as an address.
+    "https://1.2.3.999/",
+    "https://shop.1/",
+    "https://0x7f.1/",
+    "https://xn--zz.example/",
+    "https://shop.XN--zz/",
+    "https://shop.example:99999/",
+    "https://shop.example:/",
+    "https://shop..example/",
+    "https://-shop.example-/",
+    "https://user:pw@shop.example/",
+    "https://bücher.example/",
+    "https://shop.example\\r\\1",
   ),
+  // URL-like strings from the characters that decide where a URL's parts begin and end.
+  fc
+    .tuple(
+      fc.constantFrom("https://", "http://", "HTTP://", "https:/", "https:"),
+      fc.string({ unit: fc.constantFrom(..."ax0X9-.:@/?#[]% \t\n\\é"), maxLength: 24 }),
+    )
+    .map(([scheme, rest]) => scheme + rest),
   fc.constantFrom("chris@example.com", " chris@example.com ", "chris@example", "chris@@example.com", "a.b@c.io", ".a@b.co", "a@b.c"),
   fc.array(fc.oneof(fc.string({ maxLength: 5 }), fc.constantFrom("standard", "express")), { maxLength: 3 }),
   fc.constantFrom({ c: "61", n: "401234567" }, { phone: "+61401234567" }, { name: "Sydney" }, [], {}, null, JSON.parse('{"__proto__":0}')),
@@ -109,6 +135,9 @@ describe("valueCheck: the hot path accepts only what the kind's schema accepts",
       ["datetime", "2026-11-27T06:56:33.123Z"],
       ["datetime", "2026-11-27T06:56:33+11:00"],
       ["url", "https://shop.example/r/1001?x=1#y"],
+      ["url", "http://localhost:8787/a b?c=ü#d"],
+      ["url", "https://bücher.example/"],
+      ["url", "https://[::1]/"],
       ["email", "chris@example.com"],
       ["multi_select", ["desks", "chairs"]],
       ["json", [{ item_id: "12345" }]],
@@ -116,6 +145,8 @@ describe("valueCheck: the hot path accepts only what the kind's schema accepts",
     for (const [kind, value] of common) expect([kind, valueCheck(kind)(value)]).toEqual([kind, true]);
     expect(valueCheck("date")({ year: 2023, month: 2, day: 29, timezone: "UTC" })).toBe(false);
     expect(valueCheck("datetime")("2026-02-30T00:00:00Z")).toBe(false);
+    // Taken by the schema, but trimmed: the relay would forward what the schema gives back.
+    expect(valueCheck("url")("https://shop.example/r/1 ")).toBe(false);
   });
 });
 
@@ -176,6 +207,40 @@ describe("fastAccept: whole requests", () => {
   it("accepts a valid request", () => {
     expect(accepts(valid())).toBe(true);
     expect(schema.safeParse(valid()).success).toBe(true);
+  });
+
+  it("measures an activity near Ortto's 16 kB as the schema does", () => {
+    const withMessage = (message: string) => {
+      const body = valid();
+      (body.activities[0]?.attributes as Record<string, unknown>)["txt:cm:gift-message"] = message;
+      return body;
+    };
+    // 4,000 characters could take 24 kB of JSON; these take 4 kB (the bound is not the answer).
+    expect(accepts(withMessage("x".repeat(4000)))).toBe(true);
+    // Escaped, the same 4,000 take 24 kB: both refuse.
+    expect(schema.safeParse(withMessage("\u0001".repeat(4000))).success).toBe(false);
+    expect(accepts(withMessage("\u0001".repeat(4000)))).toBe(false);
+    fc.assert(
+      fc.property(
+        fc.array(fc.string({ unit: fc.constantFrom("x", "é", "\u0001", "😀", '"'), maxLength: 255 }), { maxLength: 12 }),
+        fc.string({ unit: fc.constantFrom("x", "é", "\u0001", "😀"), maxLength: 4000 }),
+        (texts, message) => {
+          const body = withMessage(message);
+          const attributes = body.activities[0]?.attributes as Record<string, unknown>;
+          attributes["sst:cm:categories"] = texts;
+          return accepts(body) === schema.safeParse(body).success;
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("answers no, without throwing, for a value nested deeper than the walk to the size bound reached", () => {
+    let deep: unknown = 1;
+    for (let i = 0; i < 200_000; i++) deep = [deep];
+    const body = valid();
+    (body.activities[0]?.attributes as Record<string, unknown>)["obj:cm:items"] = ["x".repeat(3000), deep];
+    expect(accepts(body)).toBe(false);
   });
 
   it("never accepts what the schema refuses, for any one edit of a valid request", () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { FieldKind } from "../../shared/field-ids.ts";
-import { isDateTime, isoDateTime, valueSchema } from "../../shared/ortto-types.ts";
+import { dateTimeMs, isDateTime, isoDateTime, valueSchema } from "../../shared/ortto-types.ts";
 
 /** For each kind: values Ortto unmarshals, and values it would refuse (with the message we give). */
 const cases: Record<FieldKind, { valid: unknown[]; invalid: [unknown, string][] }> = {
@@ -170,5 +170,29 @@ describe("isDateTime, the hot path's date-time check", () => {
     const disagree = strings.filter((v) => isDateTime(v) !== isoDateTime.safeParse(v).success);
     expect(disagree).toEqual([]);
     expect(strings.filter(isDateTime).length).toBeGreaterThan(1000);
+  });
+
+  it("reads each one's time as Date.parse does: fractions cut to the ms, offsets, years before 100", () => {
+    let seed = 0x90d;
+    const rnd = (n: number) => {
+      seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) | 0;
+      return (seed >>> 0) % n;
+    };
+    const pad = (n: number, width = 2) => String(n).padStart(width, "0");
+    const strings = [
+      "0050-01-01T00:00:00Z",
+      "0000-03-01T00:00:00.5+01:00",
+      "2026-12-31T23:59:59.9999-23:59",
+      "9999-12-31T23:59:59.999+00:00",
+    ];
+    for (let i = 0; i < 20_000; i++) {
+      const year = [rnd(10_000), 2026, 1970 + rnd(100)][rnd(3)] as number;
+      strings.push(
+        `${pad(year, 4)}-${pad(1 + rnd(12))}-${pad(1 + rnd(28))}T${pad(rnd(24))}:${pad(rnd(60))}:${pad(rnd(60))}${["", ".5", ".05", ".123", ".9999", `.${"9".repeat(1 + rnd(25))}`][rnd(6)]}${["Z", `${"+-"[rnd(2)]}${pad(rnd(24))}:${pad(rnd(60))}`][rnd(2)]}`,
+      );
+    }
+    const read = strings.filter(isDateTime);
+    expect(read.length).toBe(strings.length);
+    expect(read.filter((v) => dateTimeMs(v) !== Date.parse(v))).toEqual([]);
   });
 });

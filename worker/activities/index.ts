@@ -229,6 +229,7 @@ export const activities = new Hono<AppEnv>().post(
     }
 
     const server = c.get("server") === true;
+    const isolate = c.get("isolate");
     // Signed identity: with IDENTITY_SECRET set, a page can only speak for the person its backend signed
     // (a trusted server speaks for anyone it sends).
     if (config.identitySecret && !server) {
@@ -243,8 +244,8 @@ export const activities = new Hono<AppEnv>().post(
           reason: "identity",
         });
       }
-    } else if (!config.identitySecret && !c.var.isolate.openModeLogged) {
-      c.var.isolate.openModeLogged = true;
+    } else if (!config.identitySecret && !isolate.openModeLogged) {
+      isolate.openModeLogged = true;
       console.log(
         JSON.stringify({
           event: "open_mode",
@@ -350,7 +351,7 @@ export const activities = new Hono<AppEnv>().post(
     }
     if (config.delivery === "queue" || queue) {
       if (queue) log.reason = queue;
-      await enqueue(c.env, c.get("requestId"), site.name, request, enriched, relayDated, c.var.isolate.delivery, at);
+      await enqueue(c.env, c.get("requestId"), site.name, request, enriched, relayDated, isolate.delivery, at);
       c.set("outcome", "queued");
       log.queued = enriched.length;
       // "queued", in the body and the header: nothing was forwarded yet.
@@ -371,7 +372,7 @@ export const activities = new Hono<AppEnv>().post(
       const from = { request_id: c.get("requestId"), site: site.name, ...request };
       // Rare (Ortto answers "failed" for an unknown person_id or its own daily limit), so awaited;
       // the page's answer does not depend on it.
-      await keepFailed(c.env, log, from, enriched, outcome.results, c.var.isolate.delivery);
+      await keepFailed(c.env, log, from, enriched, outcome.results, isolate.delivery);
       // 207 when some were refused: a sender (the snippet under data-debug) shows any answer but a plain 200.
       return refused.length
         ? c.json({ activities: outcome.results, ...partly({ forwarded: outcome.results.length }) }, 207)
@@ -394,7 +395,7 @@ export const activities = new Hono<AppEnv>().post(
     // Ortto is slow, failing or rate-limiting: what it has not taken waits in the queue and is
     // retried until it is delivered. The browser's part is done.
     log.reason = failure.keyRefused ? KEY_REFUSED_REASON : failure.error;
-    await enqueue(c.env, c.get("requestId"), site.name, request, outcome.remaining, relayDated, c.var.isolate.delivery, at);
+    await enqueue(c.env, c.get("requestId"), site.name, request, outcome.remaining, relayDated, isolate.delivery, at);
     c.set("outcome", "queued");
     log.queued = outcome.remaining.length;
     return c.json(

@@ -41,9 +41,13 @@ export async function deadLetterFailed(
   results: ActivityResult[],
   stats: DeliveryStats,
 ): Promise<number> {
-  const failed = activities.flatMap((activity, i) => (results[i]?.status === "failed" ? [{ activity, result: results[i] }] : []));
+  const failed: { activity: ActivityInput; result: ActivityResult }[] = [];
+  for (const [i, result] of results.entries()) {
+    const activity = activities[i];
+    if (result?.status === "failed" && activity) failed.push({ activity, result });
+  }
   if (!failed.length) return 0;
-  const reason = `Ortto answered status "failed" (person_status ${failed.map((f) => f.result?.person_status).join(", ")})`.slice(
+  const reason = `Ortto answered status "failed" (person_status ${failed.map((f) => f.result.person_status).join(", ")})`.slice(
     0,
     MAX_REASON,
   );
