@@ -53,7 +53,8 @@ export function digestHex(value: string): string {
   for (let o = 0; o < end; o += 64) {
     for (let t = 0; t < 16; t++) {
       const i = o + t * 4;
-      W[t] = ((buffer[i] as number) << 24) | ((buffer[i + 1] as number) << 16) | ((buffer[i + 2] as number) << 8) | (buffer[i + 3] as number);
+      W[t] =
+        ((buffer[i] as number) << 24) | ((buffer[i + 1] as number) << 16) | ((buffer[i + 2] as number) << 8) | (buffer[i + 3] as number);
     }
     for (let t = 16; t < 64; t++) {
       const x = W[t - 15] as number;

@@ -465,7 +465,9 @@ export class LimitCounts {
     const all = (async () => {
       // Counters' keys and members, hashed as they leave for the ledger, all at once (in items' order,
       // each item's key, its added members, then its probes).
-      const hashes = items.flatMap(({ counter: c, probe }, i) => [c.key, ...(sends[i] ?? []).map(([member]) => member), ...probe]).map(digestHex);
+      const hashes = items
+        .flatMap(({ counter: c, probe }, i) => [c.key, ...(sends[i] ?? []).map(([member]) => member), ...probe])
+        .map(digestHex);
       let h = 0;
       const entries = items.map(
         ({ counter: c, probe }, i): LedgerEntry => ({
