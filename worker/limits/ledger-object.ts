@@ -33,6 +33,9 @@ const PART = 64;
  */
 export const CACHED_MEMBERS = 50_000;
 
+/** Rows one statement writes at most (6 values each, of the 100 a statement may bind). */
+const WRITE_ROWS = 16;
+
 /** How often expired members are swept. */
 const SWEEP_MS = 60 * 60 * 1000;
 
@@ -63,6 +66,25 @@ export class LimitLedger extends DurableObject {
   /** The counters used last, as stored; `#cachedMembers` counts their members. */
   #cache = new Map<string, Stored>();
   #cachedMembers = 0;
+  /** Rows to write, six values each, written together (`#write`). */
+  #writes: (string | number)[] = [];
+
+  /**
+   * Writes the rows the counting asked for, WRITE_ROWS a statement: an update in place when the row
+   * is there (one row written, where a replace is two: its key's index entry too).
+   */
+  #write() {
+    const sql = this.#table();
+    const values = this.#writes;
+    this.#writes = [];
+    for (let i = 0; i < values.length; i += WRITE_ROWS * 6) {
+      const part = values.slice(i, i + WRITE_ROWS * 6);
+      sql.exec(
+        `INSERT INTO counters VALUES ${Array(part.length / 6).fill("(?, ?, ?, ?, ?, ?)")} ON CONFLICT DO UPDATE SET m = excluded.m, n = excluded.n, f = excluded.f, e = excluded.e`,
+        ...part,
+      );
+    }
+  }
 
   #table() {
     const sql = this.ctx.storage.sql;
@@ -80,6 +102,7 @@ export class LimitLedger extends DurableObject {
         ))
           old.get(counter)?.push([member, expires]) ?? old.set(counter, [[member, expires]]);
         for (const [key, add] of old) this.#counter(key, add, [], now);
+        this.#write();
         sql.exec("DROP TABLE members");
       }
     }
@@ -117,7 +140,6 @@ export class LimitLedger extends DurableObject {
    * counter's live rows is written again if a member was new (a full one starts the next).
    */
   #counter(key: string, add: [string, number][], probe: string[], now: number): Omit<LedgerCount, "seq"> {
-    const sql = this.#table();
     const { rows, members } = this.#stored(key);
     const held = (member: string) => {
       const expires = members.get(member) ?? 0;
@@ -148,16 +170,7 @@ export class LimitLedger extends DurableObject {
     }
     let changed = false;
     const put = () => {
-      sql.exec(
-        // An update in place when the row is there: one row written, where a replace is two (its key's index entry too).
-        "INSERT INTO counters VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET m = excluded.m, n = excluded.n, f = excluded.f, e = excluded.e",
-        key,
-        p,
-        m,
-        n,
-        f,
-        e,
-      );
+      this.#writes.push(key, p, m, n, f, e);
       const i = rows.findIndex((row) => row.p >= p);
       rows.splice(i < 0 ? rows.length : i, rows[i]?.p === p ? 1 : 0, { k: key, p, m, n, f, e });
     };
@@ -198,10 +211,12 @@ export class LimitLedger extends DurableObject {
         ),
         seq,
       }));
+      this.#write();
     } catch (err) {
       // A write that failed: what memory holds may be ahead of the rows, so it is read again.
       this.#cache.clear();
       this.#cachedMembers = 0;
+      this.#writes = [];
       throw err;
     }
     if (!this.#alarmSet) {
