@@ -81,14 +81,14 @@ export function digestHex(value: string): string {
       b = a;
       a = (t1 + t2) | 0;
     }
-    H[0] += a;
-    H[1] += b;
-    H[2] += c;
-    H[3] += d;
-    H[4] += e;
-    H[5] += f;
-    H[6] += g;
-    H[7] += h;
+    H[0] = (H[0] as number) + a;
+    H[1] = (H[1] as number) + b;
+    H[2] = (H[2] as number) + c;
+    H[3] = (H[3] as number) + d;
+    H[4] = (H[4] as number) + e;
+    H[5] = (H[5] as number) + f;
+    H[6] = (H[6] as number) + g;
+    H[7] = (H[7] as number) + h;
   }
   let hex = "";
   for (let i = 0; i < MEMO_BYTES / 4; i++) {
