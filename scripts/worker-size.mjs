@@ -26,8 +26,8 @@ import { gzipSync } from "node:zlib";
 // and members hashed by SHA-256 in JavaScript rather than Web Crypto's promises (~570 B: the
 // compression function and its constants, computed at start-up rather than written out) and a
 // ledger shard keeping its counters' rows and members in memory, writing a call's rows 16 to a
-// statement (~310 B): of a batch of returning people's CPU in workerd, the hashing went from ~14%
-// to ~5% and the shard's counting and writing from ~23% to ~15% (docs/performance.md), a batch taken in part (~1.5 kB: each activity judged on its
+// statement (~310 B): of a batch of returning people's CPU in workerd, the hashing went from ~15%
+// to ~5% and the shard's `sync` from ~18% to ~15%, ~14% less a request (docs/performance.md), a batch taken in part (~1.5 kB: each activity judged on its
 // own, each refused one named by its index as the sender wrote it, the daily limit admitting what each
 // person has room for, the request's keys as `a` and `i`), the pacer's and the ledger's waits as
 // deployment settings (~100 B), and the snippet's page-view
