@@ -27,9 +27,9 @@ export interface LedgerCount {
 const PART = 64;
 
 /**
- * Members whose counters' rows this object keeps in memory as well, at most (~100 B each: ~5 MB), the
- * least recently used counters going first: it alone writes the rows, so a report on a counter it
- * holds reads none, and tells a new member from one held by a lookup.
+ * Members whose counters' rows this object keeps in memory as well, at most (~150 B each with its
+ * row's text: ~7.5 MB), the least recently used counters going first: it alone writes the rows, so
+ * a report on a counter it holds reads none, and tells a new member from one held by a lookup.
  */
 export const CACHED_MEMBERS = 50_000;
 
