@@ -3,6 +3,7 @@ import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
 import { signIdentity } from "../../worker/identity.ts";
 import { UNSYNCED_MAX } from "../../worker/limits/counts.ts";
+import { CACHED_MEMBERS } from "../../worker/limits/ledger-object.ts";
 import { emulator, loggedIn, withinOneRateWindow } from "./helpers.ts";
 import { flushSoon, open, person, postServed, postWith, reachNewIsolate, SERVER_TOKEN, unique } from "./people.ts";
 
@@ -274,6 +275,37 @@ describe("the ledger records each member once", () => {
       const [renewed] = await stub.sync([{ key: "k", window: HOUR, add: add.map(([m]) => [m, later]), probe: [] }], later);
       expect(renewed).toMatchObject({ count: n, freesAt: later + HOUR });
     });
+});
+
+describe("the ledger's counters in memory", () => {
+  const HOUR = 60 * 60 * 1000;
+
+  it("counts each member once, and knows it, after counting more members than it keeps in memory", async () => {
+    const stub = env.LIMIT_LEDGER.get(env.LIMIT_LEDGER.idFromName(`memory-${crypto.randomUUID()}`));
+    const now = Date.now();
+    const counter = (c: number) => Array.from({ length: 1000 }, (_, i) => `c${c}m${i}`);
+    const counters = Math.ceil(CACHED_MEMBERS / 1000) + 2;
+    // The first counter, then enough others that it leaves memory and only its rows hold it.
+    for (let c = 0; c < counters; c += 10)
+      await stub.sync(
+        Array.from({ length: Math.min(10, counters - c) }, (_, j) => ({
+          key: `k${c + j}`,
+          window: HOUR,
+          add: counter(c + j).map((m): [string, number] => [m, now]),
+          probe: [],
+        })),
+        now,
+      );
+    const members = counter(0);
+    const [first] = await stub.sync(
+      [{ key: "k0", window: HOUR, add: [...members, "new"].map((m) => [m, now + 1000]), probe: [members[0] as string, "never"] }],
+      now + 1000,
+    );
+    expect(first).toMatchObject({ count: 1001, known: [now + HOUR, 0], freesAt: now + HOUR });
+    // Back in memory: the same answer, the new member counted once.
+    const [again] = await stub.sync([{ key: "k0", window: HOUR, add: [["new", now + 2000]], probe: ["new"] }], now + 2000);
+    expect(again).toMatchObject({ count: 1001, known: [now + 1000 + HOUR] });
+  });
 });
 
 describe("the ledger counts a rolling window", () => {

@@ -18,7 +18,7 @@
  * limit + UNSYNCED_MAX × (I − 1) through; Ortto enforces its own 50 a day exactly behind us.
  */
 import type { RelayEnv } from "../env.ts";
-import { digestsHex } from "../hash.ts";
+import { digestHex } from "../hash.ts";
 import type { Clock } from "../isolate.ts";
 import type { LedgerCount, LedgerEntry } from "./ledger-object.ts";
 
@@ -465,9 +465,9 @@ export class LimitCounts {
     const all = (async () => {
       // Counters' keys and members, hashed as they leave for the ledger, all at once (in items' order,
       // each item's key, its added members, then its probes).
-      const hashes = await digestsHex(
-        items.flatMap(({ counter: c, probe }, i) => [c.key, ...(sends[i] ?? []).map(([member]) => member), ...probe]),
-      );
+      const hashes = items
+        .flatMap(({ counter: c, probe }, i) => [c.key, ...(sends[i] ?? []).map(([member]) => member), ...probe])
+        .map(digestHex);
       let h = 0;
       const entries = items.map(
         ({ counter: c, probe }, i): LedgerEntry => ({

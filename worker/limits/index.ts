@@ -105,24 +105,26 @@ async function attempt(
     const a = activities[index] as ActivityInput;
     const member = memberOf(a);
     const contacts = identifiersOf(a).map(contactKey);
+    // Each contact's counter key and what the request has put in it so far, built and looked up once.
+    const keys = contacts.map((contact) => counterOf(contact, a));
+    const counters = keys.map((key) => byCounter.get(key));
     // Over the limit within the request itself: a new event past a person's `limit`th of this
     // activity in the request (looked at only once a counter holds `limit` events: rare).
     if (
-      contacts.some((contact) => {
-        const members = byCounter.get(counterOf(contact, a))?.members;
+      counters.some((counter) => {
+        const members = counter?.members;
         return members !== undefined && members.length >= limit && !members.includes(member) && new Set(members).size >= limit;
       })
     ) {
       overInRequest(index);
       continue;
     }
-    for (const contact of contacts) {
+    contacts.forEach((contact, i) => {
       if (counting || people.size < LOGGED_PEOPLE) people.add(contact);
-      const key = counterOf(contact, a);
-      const counter = byCounter.get(key);
+      const counter = counters[i];
       if (counter) counter.members.push(member);
-      else byCounter.set(key, { index, activity: a.activity_id, members: [member] });
-    }
+      else byCounter.set(keys[i] as string, { index, activity: a.activity_id, members: [member] });
+    });
   }
   const asks: LimitAsk[] = [...byCounter].map(([key, c]) => ({
     key,

@@ -26,6 +26,16 @@ export interface LedgerCount {
 /** Members one row holds at most (~3 KB, within one SQLite page): a counter with more spans rows. */
 const PART = 64;
 
+/**
+ * Members whose counters' rows this object keeps in memory as well, at most (~150 B each with its
+ * row's text: ~7.5 MB), the least recently used counters going first: it alone writes the rows, so
+ * a report on a counter it holds reads none, and tells a new member from one held by a lookup.
+ */
+export const CACHED_MEMBERS = 50_000;
+
+/** Rows one statement writes at most (6 values each, of the 100 a statement may bind). */
+const WRITE_ROWS = 16;
+
 /** How often expired members are swept. */
 const SWEEP_MS = 60 * 60 * 1000;
 
@@ -36,6 +46,9 @@ const NEVER = Number.POSITIVE_INFINITY;
  * as `,"member",expires` each in `m`, the first of them to leave the window at `f`, the last at `e`.
  */
 type Row = { k: string; p: number; m: string; n: number; f: number; e: number };
+
+/** A counter as stored: its rows (expired ones too, in order of part), and each member with when it leaves the window (the latest, if it came back). */
+type Stored = { rows: Row[]; members: Map<string, number> };
 
 /**
  * The shared side of the relay's counting (see limits/counts.ts): one of a few shard objects,
@@ -50,6 +63,28 @@ export class LimitLedger extends DurableObject {
   #ready = false;
   #alarmSet = false;
   #seq = 0;
+  /** The counters used last, as stored; `#cachedMembers` counts their members. */
+  #cache = new Map<string, Stored>();
+  #cachedMembers = 0;
+  /** Rows to write, six values each, written together (`#write`). */
+  #writes: (string | number)[] = [];
+
+  /**
+   * Writes the rows the counting asked for, WRITE_ROWS a statement: an update in place when the row
+   * is there (one row written, where a replace is two: its key's index entry too).
+   */
+  #write() {
+    const sql = this.#table();
+    const values = this.#writes;
+    this.#writes = [];
+    for (let i = 0; i < values.length; i += WRITE_ROWS * 6) {
+      const part = values.slice(i, i + WRITE_ROWS * 6);
+      sql.exec(
+        `INSERT INTO counters VALUES ${Array(part.length / 6).fill("(?, ?, ?, ?, ?, ?)")} ON CONFLICT DO UPDATE SET m = excluded.m, n = excluded.n, f = excluded.f, e = excluded.e`,
+        ...part,
+      );
+    }
+  }
 
   #table() {
     const sql = this.ctx.storage.sql;
@@ -67,30 +102,59 @@ export class LimitLedger extends DurableObject {
         ))
           old.get(counter)?.push([member, expires]) ?? old.set(counter, [[member, expires]]);
         for (const [key, add] of old) this.#counter(key, add, [], now);
+        this.#write();
         sql.exec("DROP TABLE members");
       }
     }
     return sql;
   }
 
+  /** A counter's rows and members as stored: from memory, or read (and kept, the least recently used counters making room). */
+  #stored(key: string): Stored {
+    let stored = this.#cache.get(key);
+    if (stored) this.#cache.delete(key);
+    else {
+      const rows = this.#table().exec<Row>("SELECT * FROM counters WHERE k = ? ORDER BY p", key).toArray();
+      const members = new Map<string, number>();
+      for (const { m } of rows) {
+        const list = JSON.parse(`[${m.slice(1)}]`) as (string | number)[];
+        for (let i = 0; i < list.length; i += 2) {
+          const [member, expires] = [list[i] as string, list[i + 1] as number];
+          if (expires > (members.get(member) ?? 0)) members.set(member, expires);
+        }
+      }
+      stored = { rows, members };
+      this.#cachedMembers += members.size;
+      for (const [old, { members: held }] of this.#cache) {
+        if (this.#cachedMembers <= CACHED_MEMBERS) break;
+        this.#cache.delete(old);
+        this.#cachedMembers -= held.size;
+      }
+    }
+    this.#cache.set(key, stored);
+    return stored;
+  }
+
   /**
-   * Records `add` (member, when it leaves the window) in a counter and counts it: the counter's rows
-   * are read, and the last written again if a member was new (a full one starts the next).
+   * Records `add` (member, when it leaves the window) in a counter and counts it: the last of the
+   * counter's live rows is written again if a member was new (a full one starts the next).
    */
   #counter(key: string, add: [string, number][], probe: string[], now: number): Omit<LedgerCount, "seq"> {
-    const sql = this.#table();
-    const known = probe.map(() => 0);
+    const { rows, members } = this.#stored(key);
+    const held = (member: string) => {
+      const expires = members.get(member) ?? 0;
+      return expires > now ? expires : 0;
+    };
+    const known = probe.map(held);
     let count = 0;
     let freesAt = NEVER;
-    // Every live member as text, to tell a new member from one held: members are the isolates' hex
-    // digests (no quote, comma or backslash), so `,"member",` is found only where it is held. And the
-    // last row as it will be written.
-    let held = "";
+    // The last live row as it will be written.
     let { p, m, n, f, e }: Omit<Row, "k"> = { p: 0, m: "", n: 0, f: NEVER, e: 0 };
-    for (const row of sql.exec<Row>("SELECT * FROM counters WHERE k = ? AND e > ? ORDER BY p", key, now).toArray()) {
+    for (const row of rows) {
+      if (row.e <= now) continue;
       ({ p, m, n, f, e } = row);
-      if (f <= now || probe.length) {
-        // A member has left the window, or the call asks about members: each is read.
+      if (f <= now) {
+        // A member has left the window: the row without it.
         const list = JSON.parse(`[${m.slice(1)}]`) as (string | number)[];
         [m, n, f] = ["", 0, NEVER];
         for (let i = 0; i < list.length; i += 2) {
@@ -99,36 +163,26 @@ export class LimitLedger extends DurableObject {
           m += `,${JSON.stringify(member)},${expires}`;
           n++;
           f = Math.min(f, expires);
-          probe.forEach((asked, j) => {
-            if (asked === member) known[j] = expires;
-          });
         }
       }
-      held += m;
       count += n;
       freesAt = Math.min(freesAt, f);
     }
     let changed = false;
-    const put = () =>
-      sql.exec(
-        // An update in place when the row is there: one row written, where a replace is two (its key's index entry too).
-        "INSERT INTO counters VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET m = excluded.m, n = excluded.n, f = excluded.f, e = excluded.e",
-        key,
-        p,
-        m,
-        n,
-        f,
-        e,
-      );
+    const put = () => {
+      this.#writes.push(key, p, m, n, f, e);
+      const i = rows.findIndex((row) => row.p >= p);
+      rows.splice(i < 0 ? rows.length : i, rows[i]?.p === p ? 1 : 0, { k: key, p, m, n, f, e });
+    };
     for (const [member, expires] of add) {
-      const entry = `,${JSON.stringify(member)},`;
-      if (held.includes(entry)) continue;
+      if (held(member)) continue;
       if (n >= PART) {
         if (changed) put();
         [p, m, n, f, e] = [p + 1, "", 0, NEVER, 0];
       }
-      m += entry + expires;
-      held += entry + expires;
+      if (!members.has(member)) this.#cachedMembers++;
+      members.set(member, expires);
+      m += `,${JSON.stringify(member)},${expires}`;
       n++;
       count++;
       f = Math.min(f, expires);
@@ -146,15 +200,25 @@ export class LimitLedger extends DurableObject {
     this.#seq = Math.max(now * 1000, this.#seq + 1);
     const seq = this.#seq;
     // Counted from when the isolate admitted it (it may report later); one whose time ran out counts again.
-    const counts = entries.map(({ key, window, add, probe }) => ({
-      ...this.#counter(
-        key,
-        add.map(([member, at]) => [member, Math.min(at, now) + window]),
-        probe,
-        now,
-      ),
-      seq,
-    }));
+    let counts: LedgerCount[];
+    try {
+      counts = entries.map(({ key, window, add, probe }) => ({
+        ...this.#counter(
+          key,
+          add.map(([member, at]) => [member, Math.min(at, now) + window]),
+          probe,
+          now,
+        ),
+        seq,
+      }));
+      this.#write();
+    } catch (err) {
+      // A write that failed: what memory holds may be ahead of the rows, so it is read again.
+      this.#cache.clear();
+      this.#cachedMembers = 0;
+      this.#writes = [];
+      throw err;
+    }
     if (!this.#alarmSet) {
       this.#alarmSet = true;
       if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(now + SWEEP_MS);
@@ -167,10 +231,15 @@ export class LimitLedger extends DurableObject {
     const sql = this.#table();
     const now = Date.now();
     sql.exec("DELETE FROM counters WHERE e <= ?", now);
+    // Kept as stored: a counter's rows and members in memory lose what the statement deleted.
+    this.#cache.clear();
+    this.#cachedMembers = 0;
     const left = sql.exec<{ n: number }>("SELECT count(*) AS n FROM counters").one().n;
     if (left) await this.ctx.storage.setAlarm(now + SWEEP_MS);
     else {
       await this.ctx.storage.deleteAll();
+      this.#cache.clear();
+      this.#cachedMembers = 0;
       this.#ready = false;
       this.#alarmSet = false;
     }
