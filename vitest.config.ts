@@ -9,6 +9,22 @@ import { LongestFirst } from "./test/fixtures/longest-first.ts";
 const emulatorScript = ".tmp/emulator.js";
 buildSync({ entryPoints: ["emulator/index.ts"], bundle: true, format: "esm", outfile: emulatorScript, logLevel: "warning" });
 
+/** The packages the relay, its tests and their setup import (worker/, shared/, scripts/plan/, test/). */
+const RELAY_DEPENDENCIES = [
+  "zod/mini",
+  "hono",
+  "hono/factory",
+  "hono/cors",
+  "hono/body-limit",
+  "hono/request-id",
+  "hono/http-exception",
+  "hono/utils/url",
+  "hono/utils/http-status",
+  "bowser",
+  "isbot",
+  "fast-check",
+];
+
 /**
  * The relay in workerd (wrangler.toml's bindings) with the emulator as its upstream. Each test file
  * runs in a workerd of its own (vitest isolates files, and the pool starts a Miniflare per file), with
@@ -66,7 +82,15 @@ function relayProject(
     // A test's own timeout covers its waits; 30 s by default, so that one doing a few hundred
     // requests is not failed by a loaded machine. The emulator starts as an empty account: each
     // file's setup pushes the catalogue to it.
-    test: { testTimeout: 30_000, setupFiles: ["test/fixtures/account-setup.ts"], ...test },
+    test: {
+      testTimeout: 30_000,
+      setupFiles: ["test/fixtures/account-setup.ts"],
+      // The relay's dependencies bundled once per run (Vite's optimizer), so that each file's workerd
+      // loads each as one module rather than hono's and zod's hundreds through the module runner:
+      // about half of a file's start (~1.7 s of ~3.5 s on this machine).
+      deps: { optimizer: { ssr: { enabled: true, include: RELAY_DEPENDENCIES } } },
+      ...test,
+    },
   };
 }
 
