@@ -139,7 +139,13 @@ export default defineConfig({
       ),
       {
         plugins: [cloudflareTest({ wrangler: { configPath: "./emulator/wrangler.toml" } })],
-        test: { name: "emulator", include: ["test/emulator/**/*.test.ts"], setupFiles: ["test/emulator/setup.ts"] },
+        test: {
+          name: "emulator",
+          include: ["test/emulator/**/*.test.ts"],
+          setupFiles: ["test/emulator/setup.ts"],
+          // As the relay's projects: its dependencies bundled once per run.
+          deps: { optimizer: { ssr: { enabled: true, include: ["zod/mini", "hono"] } } },
+        },
       },
       {
         test: { name: "snippet", include: ["test/snippet/**/*.test.ts"], environment: "happy-dom" },
