@@ -219,13 +219,14 @@ export const MAX_DEPTH = 32;
 
 /**
  * An upper bound of a JSON value's UTF-8 size, without building the JSON: a character takes at
- * most 6 bytes in JSON (an escape), a number at most 24 characters. Stops once over `budget`;
+ * most 6 bytes in JSON (an escape), a number at most 25 characters (`-0.0000012345678901234567`:
+ * 17 digits after "-0.00000"; the exponent form takes at most 24). Stops once over `budget`;
  * a value nested deeper than MAX_DEPTH (counting from `depth`) is unbounded here (the schema
  * names its field).
  */
 export function jsonBytesAtMost(value: unknown, budget: number, depth = 0): number {
   if (typeof value === "string") return value.length * 6 + 2;
-  if (typeof value !== "object" || value === null) return 24;
+  if (typeof value !== "object" || value === null) return 25;
   if (depth > MAX_DEPTH) return Number.POSITIVE_INFINITY;
   let n = 2;
   if (Array.isArray(value)) {

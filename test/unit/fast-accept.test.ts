@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import catalogue from "../../relay.config.ts";
 import { activitiesRequestSchema, fastAccept } from "../../shared/activities.ts";
 import { FIELD_KINDS, type FieldKind } from "../../shared/field-ids.ts";
-import { valueCheck, valueSchema } from "../../shared/ortto-types.ts";
+import { jsonBytesAtMost, valueCheck, valueSchema } from "../../shared/ortto-types.ts";
 
 /**
  * The hot path's predicates may say no to a valid value (the zod schema then decides), but must
@@ -235,6 +235,26 @@ describe("fastAccept: whole requests", () => {
     );
   });
 
+  it("bounds every JSON value's UTF-8 size from above, numbers of the longest spelling included", () => {
+    const encoder = new TextEncoder();
+    // The longest spellings of a number in JSON: 25 characters in the plain form, 24 with an exponent.
+    const longNumbers = fc.constantFrom(-0.0000012345678901234567, -1.7976931348623157e308, -2.2250738585072014e-308, -(2 ** 53) - 2);
+    const value = fc.oneof(fc.jsonValue({ maxDepth: 3 }), longNumbers, fc.array(longNumbers, { maxLength: 50 }), fc.array(fc.double()));
+    fc.assert(
+      fc.property(value, (v) => jsonBytesAtMost(v, Number.POSITIVE_INFINITY) >= encoder.encode(JSON.stringify(v)).length),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("never accepts an activity over the size bound written as numbers of 25 characters", () => {
+    // Nothing else in the activity, whose bound would otherwise cover the difference.
+    for (let count = 600; count < 660; count++) {
+      const items = Array.from({ length: count }, () => -0.0000012345678901234567);
+      const body = { activities: [{ activity_id: "act:cm:placed-order", person_id: "0a", attributes: { "obj:cm:items": items } }] };
+      expect([count, accepts(body)]).toEqual([count, schema.safeParse(body).success]);
+    }
+  });
+
   it("answers no, without throwing, for a value nested deeper than the walk to the size bound reached", () => {
     let deep: unknown = 1;
     for (let i = 0; i < 200_000; i++) deep = [deep];
@@ -282,5 +302,138 @@ describe("fastAccept: whole requests", () => {
       }),
       { numRuns: 5000 },
     );
+  });
+});
+
+describe("fastAccept: an activity of every kind at once", () => {
+  const schema = activitiesRequestSchema(catalogue);
+  const accepts = fastAccept(catalogue);
+  /** Mostly a valid value of the kind, now and then a near miss of any kind: so that many activities pass whole. */
+  const mostly = <T>(good: fc.Arbitrary<T>) => fc.oneof({ arbitrary: good, weight: 40 }, { arbitrary: nearMisses, weight: 1 });
+  const awkward = fc.constantFrom("x", "é", "\u0001", "😀", '"', "\\", "\ud800", "\udc00", " ", "\t", "\u2028", "\u00a0");
+  const text = (max: number) =>
+    fc.oneof(
+      { arbitrary: fc.string({ unit: awkward, maxLength: max }), weight: 10 },
+      fc.constantFrom("x".repeat(max), "x".repeat(max + 1), "é".repeat(max)),
+    );
+  const integer = fc.oneof({ arbitrary: fc.integer(), weight: 20 }, fc.constantFrom(2 ** 53 - 1, 2 ** 53, -0, 1.5));
+  const url = fc.oneof(
+    fc.constantFrom(
+      "http://a",
+      "https://a.b-c.d:9999/x?y#z",
+      "https://user@a/",
+      "https://a/ b",
+      "https://a\\b",
+      "https://a/\ud800",
+      "https://a.1",
+      "https://A.COM/",
+      "https://xn--bcher-kva.example/",
+      "https://a:65535/",
+      "https://a/\u0000",
+      "https://a/\u0085",
+      "https://a/\u00a0",
+      "https://a/\u2028x",
+      "https://0x7f.a/",
+      "javascript:alert(1)",
+      "data:text/html,x",
+      `https://${"a".repeat(247)}`,
+      `https://${"a".repeat(248)}`,
+    ),
+    fc.string({ unit: fc.constantFrom(..."ax0X9-.:@/?#[]% \\é\u0000\u00a0"), maxLength: 20 }).map((rest) => `https://${rest}`),
+  );
+  const dateTime = fc.oneof(
+    fc.constantFrom(
+      "0000-01-01T00:00:00Z",
+      "2026-12-06T24:00:00Z",
+      "2026-12-06T23:59:60Z",
+      "2026-12-06T19:00:00.123456789012345+14:00",
+      "2026-12-06T19:00:00+23:59",
+      "0096-02-29T00:00:00Z",
+      "0100-02-29T00:00:00Z",
+      "10000-01-01T00:00:00Z",
+    ),
+    fc.date({ noInvalidDate: true, min: new Date(-62167219200000), max: new Date(253402300799999) }).map((d) => d.toISOString()),
+  );
+  const date = fc.record({
+    year: fc.oneof(fc.integer({ min: -1, max: 10_000 }), fc.constant(2026)),
+    month: fc.integer({ min: 1, max: 12 }),
+    day: fc.integer({ min: 1, max: 31 }),
+    timezone: fc.constantFrom(
+      "UTC",
+      "utc",
+      "Australia/Sydney",
+      "Asia/Calcutta",
+      "Asia/Kolkata",
+      "US/EASTERN",
+      "Etc/GMT+5",
+      "+05:30",
+      "Europe/Kyiv",
+      "us/pacific",
+    ),
+  });
+  const phone = fc.constantFrom({ c: "61", n: "401234567" }, { phone: "+61401234567", parse_with_country_code: true });
+  const longNumbers = fc.array(fc.oneof(fc.double(), fc.constant(-0.0000012345678901234567)), { maxLength: 700 });
+  const attributes = fc.record(
+    {
+      "str:cm:order-number": mostly(text(255)),
+      "txt:cm:gift-message": mostly(text(4000)),
+      "int:cm:item-count": mostly(integer),
+      "int:cm:order-total": mostly(integer),
+      "dtz:cm:delivery-date": mostly(date),
+      "tme:cm:placed-at": mostly(dateTime),
+      "bol:cm:first-order": mostly(fc.boolean()),
+      "phn:cm:contact-phone": mostly(phone),
+      "str:cm:receipt-url": mostly(url),
+      "str:cm:shipping-method": mostly(fc.constantFrom("standard", "pickup", "Standard")),
+      "sst:cm:categories": mostly(fc.array(text(255), { maxLength: 101 })),
+      "obj:cm:items": mostly(fc.oneof(fc.jsonValue({ maxDepth: 4 }), longNumbers)),
+    },
+    { requiredKeys: [] },
+  );
+  const fields = fc.record(
+    {
+      "str::first": mostly(text(255)),
+      "str::email": mostly(
+        fc.oneof({ arbitrary: fc.constant("chris@example.com"), weight: 10 }, fc.emailAddress(), fc.constant(" chris@example.com")),
+      ),
+      "str::ei": mostly(text(255)),
+      "phn::phone": mostly(phone),
+    },
+    { requiredKeys: [] },
+  );
+  const offsets = fc.constantFrom(-1000, -86_400_000, 299_000, 301_000, -90 * 86_400_000 + 400_000, -90 * 86_400_000);
+
+  it("accepts only what the schema accepts, and gives back unchanged", () => {
+    let accepted = 0;
+    fc.assert(
+      fc.property(
+        attributes,
+        fields,
+        fc.option(offsets),
+        fc.option(text(20)),
+        fc.option(fc.oneof(nearMisses, fc.record({ custom: fc.record({ lat: fc.double(), city_name: text(50) }) }))),
+        fc.option(fc.oneof({ arbitrary: fc.constant("0a"), weight: 20 }, fc.constantFrom("0A", "", "g"))),
+        (attributes, fields, created, key, location, person_id) => {
+          const activity: Record<string, unknown> = {
+            activity_id: "act:cm:placed-order",
+            attributes,
+            fields: { "str::email": "c@example.com", ...fields },
+          };
+          if (created !== null) activity.created = new Date(Date.now() + created).toISOString();
+          if (key !== null) activity.key = key;
+          if (location !== null) activity.location = location;
+          if (person_id !== null) activity.person_id = person_id;
+          // As the relay reads it: from JSON text.
+          const body = JSON.parse(JSON.stringify({ activities: [activity] }));
+          if (!accepts(body)) return true;
+          accepted++;
+          const parsed = schema.safeParse(body);
+          return parsed.success && same(parsed.data, body);
+        },
+      ),
+      { numRuns: 3000 },
+    );
+    // The property says something only if many pass whole.
+    expect(accepted).toBeGreaterThan(100);
   });
 });

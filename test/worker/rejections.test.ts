@@ -197,6 +197,18 @@ describe("POST /v1/activities/create refuses bad requests with a precise 4xx", (
     expect(detail(body, "activities.0")).toContain("16 kB");
   });
 
+  it("returns 400 for an activity over 16 kB of numbers whose JSON takes 25 characters each", async () => {
+    // -0.0000012345678901234567: the longest a JSON number can be written (17 digits after "0.00000").
+    const big = {
+      activity_id: "act:cm:placed-order",
+      fields: { "str::email": "alex@example.com" },
+      attributes: { "obj:cm:items": Array.from({ length: 627 }, () => -0.0000012345678901234567) },
+    };
+    expect(new TextEncoder().encode(JSON.stringify(big)).length).toBeGreaterThan(16 * 1024);
+    const body = await rejected(await post({ activities: [big] }), 400);
+    expect(detail(body, "activities.0")).toContain("16 kB");
+  });
+
   it("counts every problem and names the first in the sentence", async () => {
     const body = await rejected(
       await post({ activities: [loggedIn({ created: daysAgo(100) }), loggedIn({ attributes: { "bol:cm:account-owner": 1 } })] }),
