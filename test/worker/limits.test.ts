@@ -3,7 +3,7 @@ import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
 import { signIdentity } from "../../worker/identity.ts";
 import { UNSYNCED_MAX } from "../../worker/limits/counts.ts";
-import { CACHED_MEMBERS } from "../../worker/limits/ledger-object.ts";
+import { CACHED_MEMBERS, LimitLedger } from "../../worker/limits/ledger-object.ts";
 import { emulator, loggedIn, withinOneRateWindow } from "./helpers.ts";
 import { flushSoon, open, person, postServed, postWith, reachNewIsolate, SERVER_TOKEN, unique } from "./people.ts";
 
@@ -306,6 +306,52 @@ describe("the ledger's counters in memory", () => {
     const [again] = await stub.sync([{ key: "k0", window: HOUR, add: [["new", now + 2000]], probe: ["new"] }], now + 2000);
     expect(again).toMatchObject({ count: 1001, known: [now + 1000 + HOUR] });
   });
+});
+
+describe("the ledger's counters across memory and its rows", () => {
+  const HOUR = 60 * 60 * 1000;
+  const ledger = () => env.LIMIT_LEDGER.get(env.LIMIT_LEDGER.idFromName(`rows-${crypto.randomUUID()}`));
+  const members = (prefix: string, n: number, at: number) => Array.from({ length: n }, (_, i): [string, number] => [`${prefix}${i}`, at]);
+
+  it("counts both members of a counter one call names twice, around counters of more members than memory keeps", async () => {
+    const stub = ledger();
+    const now = Date.now();
+    // Between the counter's two entries, enough members that it leaves memory before its row is written.
+    await stub.sync(
+      [
+        { key: "k", window: HOUR, add: [["a", now]], probe: [] },
+        { key: "wide", window: HOUR, add: members("w", CACHED_MEMBERS + 1, now), probe: [] },
+        { key: "other", window: HOUR, add: [["o", now]], probe: [] },
+        { key: "k", window: HOUR, add: [["b", now]], probe: [] },
+      ],
+      now,
+    );
+    const [k] = await stub.sync([{ key: "k", window: HOUR, add: [], probe: ["a", "b"] }], now + 1);
+    expect(k).toMatchObject({ count: 2, known: [now + HOUR, now + HOUR] });
+  });
+
+  for (const counters of [15, 16, 17, 33, 100])
+    it(`counts on from its rows after the object restarts, for a call of ${counters} counters of one to three rows`, async () => {
+      const stub = ledger();
+      const now = Date.now();
+      const entries = Array.from({ length: counters }, (_, c) => ({
+        key: `k${c}`,
+        window: HOUR,
+        add: members("m", 1 + (c % 3) * 64, now),
+        probe: [],
+      }));
+      await stub.sync(entries, now);
+      // A new instance over the same storage: what a restart mid-window leaves (memory empty, the rows kept).
+      const after = await runInDurableObject(stub, (_, state) =>
+        new LimitLedger(state, env).sync(
+          entries.map(({ key }) => ({ key, window: HOUR, add: [["new", now + 1]], probe: ["m0", "m128"] })),
+          now + 1,
+        ),
+      );
+      expect(after.map((a) => [a.count, a.known])).toEqual(
+        entries.map(({ add }) => [add.length + 1, [now + HOUR, add.length > 128 ? now + HOUR : 0]]),
+      );
+    });
 });
 
 describe("the ledger counts a rolling window", () => {

@@ -103,18 +103,21 @@ export class LimitLedger extends DurableObject {
           old.get(counter)?.push([member, expires]) ?? old.set(counter, [[member, expires]]);
         for (const [key, add] of old) this.#counter(key, add, [], now);
         this.#write();
+        this.#evict();
         sql.exec("DROP TABLE members");
       }
     }
     return sql;
   }
 
-  /** A counter's rows and members as stored: from memory, or read (and kept, the least recently used counters making room). */
+  /** A counter's rows and members as stored: from memory, or read (and kept: `#evict` makes room once the rows are written). */
   #stored(key: string): Stored {
+    // First, so that a table moved from its older shape (which fills memory) is read once.
+    const sql = this.#table();
     let stored = this.#cache.get(key);
     if (stored) this.#cache.delete(key);
     else {
-      const rows = this.#table().exec<Row>("SELECT * FROM counters WHERE k = ? ORDER BY p", key).toArray();
+      const rows = sql.exec<Row>("SELECT * FROM counters WHERE k = ? ORDER BY p", key).toArray();
       const members = new Map<string, number>();
       for (const { m } of rows) {
         const list = JSON.parse(`[${m.slice(1)}]`) as (string | number)[];
@@ -125,14 +128,22 @@ export class LimitLedger extends DurableObject {
       }
       stored = { rows, members };
       this.#cachedMembers += members.size;
-      for (const [old, { members: held }] of this.#cache) {
-        if (this.#cachedMembers <= CACHED_MEMBERS) break;
-        this.#cache.delete(old);
-        this.#cachedMembers -= held.size;
-      }
     }
     this.#cache.set(key, stored);
     return stored;
+  }
+
+  /**
+   * The least recently used counters leave memory until it holds at most CACHED_MEMBERS members.
+   * Only once their rows are written: a counter that left with rows still to write would be read
+   * back without them by a later entry of the same call.
+   */
+  #evict() {
+    for (const [old, { members: held }] of this.#cache) {
+      if (this.#cachedMembers <= CACHED_MEMBERS) break;
+      this.#cache.delete(old);
+      this.#cachedMembers -= held.size;
+    }
   }
 
   /**
@@ -212,6 +223,7 @@ export class LimitLedger extends DurableObject {
         seq,
       }));
       this.#write();
+      this.#evict();
     } catch (err) {
       // A write that failed: what memory holds may be ahead of the rows, so it is read again.
       this.#cache.clear();
