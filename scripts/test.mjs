@@ -2,7 +2,8 @@
 /**
  * The middle of `npm test`: the type check, Biome and the size budgets beside `vitest run`. Most
  * test files wait (on queue retries, Ortto's windows, a browser) rather than compute, so the
- * checks' CPU fits in beside them instead of coming first or last; none of them measures time.
+ * checks' CPU fits in beside them, at low priority, instead of coming first or last; none of them
+ * measures time.
  * vitest prints as it goes; the checks' output follows it. Extra arguments go to vitest. Exits 1
  * if any fails.
  */
@@ -11,10 +12,17 @@ import { fileURLToPath } from "node:url";
 
 const bin = (name) => fileURLToPath(new URL(`../node_modules/.bin/${name}`, import.meta.url));
 
-/** Runs a Node script; with `quiet`, its output is kept for the end. Resolves to its exit code and output. */
+/**
+ * Runs a Node script; with `quiet`, its output is kept for the end, and the script runs at the
+ * lowest CPU priority (`nice`): the checks take the CPU that vitest's files leave while they wait,
+ * instead of slowing the start of its workerd files and browser stacks. Resolves to its exit code
+ * and output.
+ */
 function run(name, args, quiet) {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, args, { stdio: quiet ? ["ignore", "pipe", "pipe"] : "inherit" });
+    const [command, argv] =
+      quiet && process.platform !== "win32" ? ["nice", ["-n", "19", process.execPath, ...args]] : [process.execPath, args];
+    const child = spawn(command, argv, { stdio: quiet ? ["ignore", "pipe", "pipe"] : "inherit" });
     let output = "";
     child.stdout?.on("data", (d) => (output += d));
     child.stderr?.on("data", (d) => (output += d));
