@@ -8,7 +8,9 @@ export const ORIGIN = "https://shop.example";
 /** Every outbound fetch of the test worker goes to the emulator (vitest.config.ts `outboundService`). */
 export const EMULATOR = "http://ortto.test";
 
-export { loggedIn } from "../fixtures/seed.ts";
+import { loggedIn } from "../fixtures/seed.ts";
+
+export { loggedIn };
 
 export interface PostOptions {
   origin?: string | null;
@@ -75,6 +77,7 @@ export interface StoredActivity {
   created?: string;
 }
 export interface EmulatorRequest {
+  received_at: string;
   headers: Record<string, string>;
   body: { activities?: StoredActivity[]; async?: boolean } & Record<string, unknown>;
   status: number;
@@ -96,6 +99,10 @@ export const emulator = {
     },
   requests: async () => (await (await fetch(`${EMULATOR}/_emulator/requests`)).json()) as EmulatorRequest[],
 };
+
+/** A signed-in visitor's activity keyed `${tag}-${i}`, with an email of its own. */
+export const taggedEvent = (tag: string, i: number) =>
+  loggedIn({ key: `${tag}-${i}`, created: new Date().toISOString(), fields: { "str::email": `${tag}${i}@example.com` } });
 
 /** A status Ortto counts towards its ban (15 bad requests in 15 s): a 4xx but 429. */
 export const isClientError = (s: number) => s >= 400 && s < 500 && s !== 429;

@@ -4,24 +4,24 @@
  * 15 s; a refused key: refused-key.test.ts). The emulator answers as Ortto documents, with injected faults.
  */
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { clearDeadLetters, deadLetters, emulator, eventually, isClientError, loggedIn, mostInWindow, postWith } from "./helpers.ts";
+import {
+  clearDeadLetters,
+  deadLetters,
+  type EmulatorRequest,
+  emulator,
+  eventually,
+  isClientError,
+  mostInWindow,
+  postWith,
+  taggedEvent,
+} from "./helpers.ts";
 
-interface LoggedRequest {
-  received_at: string;
-  status: number;
-  body: { activities?: { key?: string }[] };
-}
-
-const requests = async () => (await (await fetch("http://ortto.test/_emulator/requests")).json()) as LoggedRequest[];
 const stored = async () => (await emulator.activities()).activities;
-
-const event = (tag: string, i: number) =>
-  loggedIn({ key: `${tag}-${i}`, created: new Date().toISOString(), fields: { "str::email": `${tag}${i}@example.com` } });
 
 /** One page batch of one activity each, through the queue (DELIVERY=queue). */
 async function queueBacklog(tag: string, n: number) {
   for (let i = 0; i < n; i++) {
-    const res = await postWith({ DELIVERY: "queue" }, { activities: [event(tag, i)] });
+    const res = await postWith({ DELIVERY: "queue" }, { activities: [taggedEvent(tag, i)] });
     expect(res.status).toBe(202);
   }
 }
@@ -39,10 +39,10 @@ describe("after a transient failure the queue sends full requests", () => {
     await queueBacklog("rl", 100);
     const delivered = await eventually(stored, (a) => a.length >= 100);
     expect(new Set(delivered.map((a) => a.key)).size).toBe(100);
-    const log = await requests();
+    const log = await emulator.requests();
     const limited = log.filter((r) => r.status === 429);
     expect(limited).toHaveLength(1);
-    const pauseEnds = Date.parse((limited[0] as LoggedRequest).received_at) + 6000;
+    const pauseEnds = Date.parse((limited[0] as EmulatorRequest).received_at) + 6000;
     const after = log.filter((r) => r.status !== 429);
     console.info(`one 429 on a 100-message backlog: ${log.length} upstream requests`);
     expect(log.length).toBeLessThanOrEqual(12);
@@ -54,7 +54,7 @@ describe("after a transient failure the queue sends full requests", () => {
     await queueBacklog("down", 100);
     const delivered = await eventually(stored, (a) => a.length >= 100);
     expect(new Set(delivered.map((a) => a.key)).size).toBe(100);
-    const log = await requests();
+    const log = await emulator.requests();
     console.info(`an outage on a 100-message backlog: ${log.length} upstream requests`);
     expect(log.length).toBeLessThanOrEqual(12);
     expect(log.filter((r) => r.status === 200).every((r) => (r.body.activities?.length ?? 0) > 1)).toBe(true);
@@ -67,11 +67,11 @@ describe("after a transient failure the queue sends full requests", () => {
     // until the backlog has failed more than three times, however long that takes on a loaded machine.
     await emulator.faults({ downUntil: Date.now() + 600_000 });
     await queueBacklog("longdown", 100);
-    await eventually(requests, (log) => log.filter((r) => r.status === 503).length >= 4);
+    await eventually(emulator.requests, (log) => log.filter((r) => r.status === 503).length >= 4);
     await emulator.faults({});
     const delivered = await eventually(stored, (a) => a.length >= 100);
     expect(new Set(delivered.map((a) => a.key)).size).toBe(100);
-    const log = await requests();
+    const log = await emulator.requests();
     const accepted = log.filter((r) => r.status === 200);
     console.info(`a long outage on a 100-message backlog: ${log.length} upstream requests, ${accepted.length} answered 200`);
     // At most the probe travels alone; while Ortto was down each try cost one request.
@@ -86,7 +86,7 @@ describe("after a transient failure the queue sends full requests", () => {
     await queueBacklog("choke", 100);
     const delivered = await eventually(stored, (a) => a.length >= 99);
     expect(new Set(delivered.map((a) => a.key)).size).toBe(99);
-    const log = await requests();
+    const log = await emulator.requests();
     const accepted = log.filter((r) => r.status === 200);
     console.info(`a 500-poison among 100: ${accepted.length} requests answered 200, ${log.length} in all`);
     expect(accepted.length).toBeLessThanOrEqual(10);
@@ -102,7 +102,7 @@ describe("a refused pack is narrowed in few requests", () => {
     await queueBacklog("bad", 100);
     const dead = await eventually(deadLetters, (d) => d.length >= 1);
     await eventually(stored, (a) => a.length >= 99);
-    const log = await requests();
+    const log = await emulator.requests();
     console.info(`a refused pack with details: ${log.length} requests, ${log.filter((r) => r.status === 400).length} answered 400`);
     expect(dead.flatMap((d) => d.activities.map((a) => a.key))).toEqual(["bad-7"]);
     expect((await stored()).map((a) => a.key).sort()).toHaveLength(99);
@@ -117,7 +117,7 @@ describe("a refused pack is narrowed in few requests", () => {
     await queueBacklog("half", 100);
     const dead = await eventually(deadLetters, (d) => d.length >= 1);
     await eventually(stored, (a) => a.length >= 99);
-    const log = await requests();
+    const log = await emulator.requests();
     console.info(`a refused pack without details: ${log.length} requests, ${log.filter((r) => r.status === 400).length} answered 400`);
     expect(dead.flatMap((d) => d.activities.map((a) => a.key))).toEqual(["half-42"]);
     expect(await stored()).toHaveLength(99);

@@ -5,19 +5,9 @@
  * would first wait out their 15 s window of 4xx answers.
  */
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { clearDeadLetters, emulator, eventually, healthDetails, isClientError, loggedIn, mostInWindow, postWith } from "./helpers.ts";
+import { clearDeadLetters, emulator, eventually, healthDetails, isClientError, mostInWindow, postWith, taggedEvent } from "./helpers.ts";
 
-interface LoggedRequest {
-  received_at: string;
-  status: number;
-  body: { activities?: { key?: string }[] };
-}
-
-const requests = async () => (await (await fetch("http://ortto.test/_emulator/requests")).json()) as LoggedRequest[];
 const stored = async () => (await emulator.activities()).activities;
-
-const event = (tag: string, i: number) =>
-  loggedIn({ key: `${tag}-${i}`, created: new Date().toISOString(), fields: { "str::email": `${tag}${i}@example.com` } });
 
 beforeEach(async () => {
   vi.spyOn(console, "log").mockImplementation(() => {});
@@ -33,14 +23,14 @@ describe("a key Ortto refuses", () => {
     const lines: string[] = [];
     vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
     for (let i = 0; i < 30; i++) {
-      const res = await postWith({}, { activities: [event("key", i)] });
+      const res = await postWith({}, { activities: [taggedEvent("key", i)] });
       // Never a silent 2xx: the page is told nothing was forwarded yet.
       expect(res.status).toBe(202);
       expect(res.headers.get("X-Relay-Outcome")).toBe("queued");
       expect(await res.json()).toEqual({ activities: [{ status: "queued", person_status: "queued" }] });
     }
     // The circuit probes one request at a time, backing off: wait for a refused probe.
-    await eventually(requests, (log) => log.filter((r) => r.status === 401).length >= 2);
+    await eventually(emulator.requests, (log) => log.filter((r) => r.status === 401).length >= 2);
     const health = await healthDetails<{ circuits: Record<string, { reason: string }>; sites: Record<string, { key_refused?: string }> }>();
     expect(health.circuits.default?.reason).toBe("Ortto refuses this site's key");
     expect(health.sites.default?.key_refused).toBe("Ortto refuses this site's key");
@@ -49,7 +39,7 @@ describe("a key Ortto refuses", () => {
     await emulator.faults({});
     const delivered = await eventually(stored, (a) => a.length >= 30);
     expect(new Set(delivered.map((a) => a.key)).size).toBe(30);
-    const log = await requests();
+    const log = await emulator.requests();
     const refused = log.filter((r) => r.status === 401).length;
     console.info(`a wrong key, 30 page batches: ${refused} answered 401, ${log.length} requests in all`);
     expect(mostInWindow(log, isClientError)).toBeLessThanOrEqual(10);
