@@ -31,8 +31,11 @@ const ror = (x: number, n: number) => (x >>> n) | (x << (32 - n));
  * The first 16 bytes of a value's SHA-256 (its UTF-8 bytes), in hex. In JavaScript rather than Web
  * Crypto: the values are short (an event's key and time, a contact), one or two blocks, and
  * `crypto.subtle.digest` costs a promise, an ArrayBuffer and a call into the runtime each, several
- * times the hash itself (docs/performance.md). The same bytes as Web Crypto's, so the ledger's keys
- * stay the same across deployments.
+ * times the hash itself (docs/performance.md). Written here rather than taken from a library: the
+ * well-kept one, @noble/hashes 2.4 (`bytesToHex(sha256(utf8ToBytes(v)))`), took 2.3–3.9× the time for
+ * a 50-character value in Node (an object and two arrays a call) and bundles to 2,808 B gzip
+ * against this file's 844. The same bytes as Web Crypto's, so the ledger's keys stay the same
+ * across deployments.
  */
 export function digestHex(value: string): string {
   // Room for every character as 3 UTF-8 bytes (a surrogate pair is 2 characters, 4 bytes), the 0x80 and the length.
