@@ -6,7 +6,8 @@
  * with 16 connections while workerd's V8 inspector records a CPU profile of the relay's isolate
  * (its Durable Objects included). Writes `.tmp/relay-<workload>.cpuprofile` (open it in Chrome
  * DevTools, Performance) and prints the functions with the most self and total time, in µs per
- * request. The inspector adds its own cost: compare shares, not absolute times.
+ * request, and self time by source module (the runtime's own functions by name). The inspector
+ * adds its own cost: compare shares, not absolute times.
  */
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -112,5 +113,27 @@ const top = (map) =>
     .slice(0, 25)
     .map(([key, us]) => `  ${(us / requests).toFixed(0).padStart(6)} µs  ${((100 * us) / busy).toFixed(1).padStart(5)}%  ${key}`)
     .join("\n");
+// Self time by source module: esbuild marks where each module starts in the unminified bundle
+// (`// worker/limits/counts.ts`); a dependency counts as its package, the runtime's own functions
+// (SQLite's `exec`, `fetch`, the garbage collector) by name.
+const starts = [];
+script.split("\n").forEach((line, i) => {
+  const m = /^\/\/ ((?:node_modules\/)?[\w@.\-/]+\.[cm]?[jt]s)$/.exec(line);
+  if (m) starts.push([i, m[1].replace(/^node_modules\/((?:@[^/]+\/)?[^/]+)\/.*/, "$1")]);
+});
+const moduleOf = (frame) => {
+  if (frame.url !== "index.js") return `(runtime) ${frame.functionName || "(anonymous)"}`;
+  let found = "(bundle)";
+  for (const [line, module] of starts) {
+    if (line > frame.lineNumber) break;
+    found = module;
+  }
+  return found;
+};
+const byModule = new Map();
+profile.samples.forEach((sample, i) => {
+  const node = nodes.get(sample);
+  if (node.callFrame.functionName !== "(idle)") add(byModule, moduleOf(node.callFrame), profile.timeDeltas[i + 1] ?? 0);
+});
 console.log(`${load}: ${requests} requests, ${(busy / requests).toFixed(0)} µs of the relay's isolate each (under the profiler)`);
-console.log(`self time:\n${top(self)}\ntotal time:\n${top(total)}\nprofile: ${file}`);
+console.log(`self time:\n${top(self)}\ntotal time:\n${top(total)}\nself time by module:\n${top(byModule)}\nprofile: ${file}`);
