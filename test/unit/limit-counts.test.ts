@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import {
   type Ask,
   BUSY_RETRY_SECONDS,
+  FLUSH_DELAY_MS,
   LEDGER_TIMEOUT_MS,
   type LedgerPort,
   LimitCounts,
@@ -62,7 +63,7 @@ async function admitted(counts: LimitCounts, ledger: LedgerPort, asks: Ask[]): P
   const verdict = await counts.admit(ledger, asks);
   if (verdict.ok && verdict.report) {
     const flushed = counts.flushSoon(ledger);
-    await vi.advanceTimersByTimeAsync(20);
+    await vi.advanceTimersByTimeAsync(FLUSH_DELAY_MS);
     await flushed;
   }
   return verdict;
@@ -113,6 +114,24 @@ describe("one isolate's counts", () => {
     const ledger = memoryLedger();
     for (let i = 0; i < 3 * REPORT_AT + 2; i++) expect((await admitted(counts, ledger, [ask("c", `m${i}`)])).ok).toBe(true);
     expect(ledger.calls.map((entries) => entries.reduce((n, e) => n + e.add.length, 0))).toEqual([REPORT_AT, REPORT_AT, REPORT_AT]);
+  });
+
+  it("reports FLUSH_DELAY_MS after the first request that asks, in one flush for every request that asks meanwhile", async () => {
+    const counts = new LimitCounts();
+    const ledger = memoryLedger();
+    const reports: Promise<void>[] = [];
+    for (const key of ["a", "b"])
+      for (let i = 0; i < REPORT_AT; i++) {
+        const verdict = await counts.admit(ledger, [ask(key, `m${i}`)]);
+        if (verdict.ok && verdict.report) reports.push(counts.flushSoon(ledger));
+      }
+    expect(reports).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(FLUSH_DELAY_MS - 1);
+    expect(ledger.calls).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(1);
+    await Promise.all(reports);
+    // One flush: a call for each shard the two counters fall in, both counters' members in them.
+    expect(ledger.calls.flat().map((e) => e.add.length)).toEqual([REPORT_AT, REPORT_AT]);
   });
 
   it("counts again, in a counter of many members, the re-sent members whose time ran out, and only those", async () => {
@@ -189,7 +208,7 @@ describe("when the ledger cannot answer", () => {
     ledger.down = "answer lost";
     for (let i = 0; i < REPORT_AT; i++) expect((await counts.admit(ledger, [ask("c", `m${i}`, 10)])).ok).toBe(true);
     const flushed = counts.flushSoon(ledger);
-    await vi.advanceTimersByTimeAsync(20 + LEDGER_TIMEOUT_MS);
+    await vi.advanceTimersByTimeAsync(FLUSH_DELAY_MS + LEDGER_TIMEOUT_MS);
     await flushed;
     let more = 0;
     for (let i = 0; i < 10; i++) if ((await admitted(counts, ledger, [ask("c", `n${i}`, 10)])).ok) more++;

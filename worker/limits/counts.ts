@@ -82,8 +82,13 @@ export const LEDGER_TIMEOUT_MS = 500;
 export const BUSY_RETRY_SECONDS = 2;
 /** Counters kept in an isolate's memory; the least recently used go first. */
 const MAX_COUNTERS = 20_000;
-/** Reports wait this long, so that concurrent requests share one call per shard. */
-const FLUSH_DELAY_MS = 20;
+/**
+ * Reports wait this long, so that concurrent requests share one call per shard: at most one call
+ * per shard per FLUSH_DELAY_MS from an isolate. No bound depends on it: what an isolate may hold
+ * unanswered is UNSYNCED_MAX members of a counter however long its report waits (past that a
+ * request waits for the ledger), and what an isolate that disappears takes with it is within that.
+ */
+export const FLUSH_DELAY_MS = 100;
 /**
  * Rounds of waiting for the ledger in one request, at most (other requests move the counts meanwhile):
  * a burst of new members of one counter goes UNSYNCED_MAX a round, each round one shared call.
