@@ -12,6 +12,7 @@ import {
   LEDGER_TIMEOUT_MS,
   type LedgerPort,
   LimitCounts,
+  MEMBER_CHARS,
   REPORT_AT,
   UNSYNCED_MAX,
   type Verdict,
@@ -152,6 +153,21 @@ describe("one isolate's counts", () => {
     const reports = ledger.calls.map((entries) => entries.flatMap((e) => e.add.map(([m]) => m)));
     expect(reports.map((r) => r.length)).toEqual([5, 5, 5, 5, 5]);
     expect(reports[4]).toEqual(reports[0]);
+  });
+
+  it("sends a counter's key to the ledger as 32 hex digits of its hash, and each member as the first MEMBER_CHARS", async () => {
+    const counts = new LimitCounts();
+    const ledger = memoryLedger();
+    for (let i = 0; i < 2 * REPORT_AT; i++) await admitted(counts, ledger, [ask("c", `m${i}`)]);
+    const entries = ledger.calls.flat();
+    expect(entries).toHaveLength(2);
+    for (const { key, add } of entries) {
+      expect(key).toMatch(/^[0-9a-f]{32}$/);
+      for (const [member] of add) expect(member).toMatch(new RegExp(`^[0-9a-f]{${MEMBER_CHARS}}$`));
+    }
+    // One counter, the same key each time; 2 × REPORT_AT distinct members.
+    expect(entries[1]?.key).toBe(entries[0]?.key);
+    expect(new Set(entries.flatMap((e) => e.add.map(([m]) => m))).size).toBe(2 * REPORT_AT);
   });
 
   it("costs the ledger nothing for a visitor with fewer than REPORT_AT events", async () => {

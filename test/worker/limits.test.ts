@@ -2,7 +2,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
 import { signIdentity } from "../../worker/identity.ts";
-import { UNSYNCED_MAX } from "../../worker/limits/counts.ts";
+import { MEMBER_CHARS, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
 import { CACHED_MEMBERS, LimitLedger } from "../../worker/limits/ledger-object.ts";
 import { emulator, loggedIn, withinOneRateWindow } from "./helpers.ts";
 import { flushSoon, open, person, postServed, postWith, reachNewIsolate, SERVER_TOKEN, unique } from "./people.ts";
@@ -433,6 +433,39 @@ describe("a ledger that holds a row per member", () => {
     expect(tables).not.toContain("members");
     const [later] = await stub.sync([{ key: "full", window: HOUR, add: [["m1", now + 20]], probe: [] }], now + 20);
     expect(later?.count).toBe(71);
+  });
+});
+
+describe("a ledger that holds rows of 32-digit members", () => {
+  const HOUR = 60 * 60 * 1000;
+  const hex32 = () => crypto.randomUUID().replaceAll("-", "");
+
+  it("counts each of those members once, whether an isolate names it by 32 digits or by the first MEMBER_CHARS", async () => {
+    const stub = env.LIMIT_LEDGER.get(env.LIMIT_LEDGER.idFromName(`long-${crypto.randomUUID()}`));
+    const now = Date.now();
+    const held = [hex32(), hex32(), hex32()];
+    // The row a ledger wrote while isolates sent members as 32 digits.
+    await runInDurableObject(stub, (_, state) => {
+      const sql = state.storage.sql;
+      sql.exec("CREATE TABLE IF NOT EXISTS counters (k TEXT, p INT, m TEXT, n INT, f INT, e INT, PRIMARY KEY (k, p))");
+      const m = held.map((member) => `,"${member}",${now + HOUR}`).join("");
+      sql.exec("INSERT INTO counters VALUES (?, ?, ?, ?, ?, ?)", "k", 0, m, held.length, now + HOUR, now + HOUR);
+    });
+    const [h0, h1, h2] = held as [string, string, string];
+    const fresh = hex32().slice(0, MEMBER_CHARS);
+    const entry = {
+      key: "k",
+      window: HOUR,
+      // A member as a new isolate sends it, one as an isolate of the older code still does, and a new one.
+      add: [h0.slice(0, MEMBER_CHARS), h1, fresh].map((m): [string, number] => [m, now]),
+      probe: [h2.slice(0, MEMBER_CHARS), h2, fresh],
+    };
+    // Probes are answered before the call's members are recorded: the new one is not known yet.
+    const [first] = await stub.sync([entry], now);
+    expect(first).toMatchObject({ count: 4, known: [now + HOUR, now + HOUR, 0] });
+    // After a restart, from its rows alone (the old row, and the new member's): the same four.
+    const [after] = await runInDurableObject(stub, (_, state) => new LimitLedger(state, env).sync([entry], now + 1));
+    expect(after).toMatchObject({ count: 4, known: [now + HOUR, now + HOUR, now + HOUR] });
   });
 });
 

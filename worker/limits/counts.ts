@@ -76,6 +76,20 @@ export const UNSYNCED_MAX = 10;
  * in an isolate, the common case, costs the ledger nothing), and before it reaches UNSYNCED_MAX.
  */
 export const REPORT_AT = 5;
+/**
+ * A member as the ledger knows it: the first MEMBER_CHARS hex digits of its SHA-256 (64 bits),
+ * which keep a ledger row two thirds of its size with 32. A member only needs telling apart
+ * from the other members of its counter (at most the limit and the isolates' overshoot), not
+ * hiding: 64 bits keep a chance clash out of reach, and a sender who crafts a clashing pair (some
+ * 2^32 hashes of event ids or emails) has one member of a counter counted once for two. At best
+ * that doubles a counter once the ledger has counted it (three of a kind cost 2^43, four 2^48),
+ * which is less than a network's budget yields to a sender with many addresses, and a contact's
+ * events past 50 a day are refused by Ortto's own count behind the relay. Counters' keys stay 32
+ * digits: a clash there would merge two people's counters. Rows written with 32-digit members
+ * are read by their first MEMBER_CHARS (limits/ledger-object.ts), so a deployed ledger counts on.
+ */
+export const MEMBER_CHARS = 16;
+
 /** How long a request waits for the ledger, per round, before deciding on what its isolate knows, unless the LEDGER_TIMEOUT_MS var says otherwise. */
 export const LEDGER_TIMEOUT_MS = 500;
 /** What a temporary refusal asks the client to wait, in seconds. */
@@ -121,6 +135,8 @@ class Counter {
   reported = false;
   /** The ledger call this counter is waiting for, shared by every request that needs it. */
   waiting?: Promise<unknown>;
+  /** The key as the ledger knows it (its hash), once it has been sent there. */
+  hashedKey?: string;
 
   constructor(
     readonly key: string,
@@ -468,18 +484,15 @@ export class LimitCounts {
       for (const [j, i] of indexes.entries()) apply(i, counts[j] as LedgerCount);
     };
     const all = (async () => {
-      // Counters' keys and members, hashed as they leave for the ledger, all at once (in items' order,
-      // each item's key, its added members, then its probes).
-      const hashes = items
-        .flatMap(({ counter: c, probe }, i) => [c.key, ...(sends[i] ?? []).map(([member]) => member), ...probe])
-        .map(digestHex);
-      let h = 0;
+      // Counters' keys and members, hashed as they leave for the ledger: a key once per counter, a
+      // member to its first MEMBER_CHARS digits.
+      const member = (m: string) => digestHex(m).slice(0, MEMBER_CHARS);
       const entries = items.map(
         ({ counter: c, probe }, i): LedgerEntry => ({
-          key: hashes[h++] as string,
+          key: (c.hashedKey ??= digestHex(c.key)),
           window: c.window,
-          add: (sends[i] ?? []).map(([, at]) => [hashes[h++] as string, at]),
-          probe: probe.map(() => hashes[h++] as string),
+          add: (sends[i] ?? []).map(([m, at]) => [member(m), at]),
+          probe: probe.map(member),
         }),
       );
       const byShard = new Map<number, number[]>();

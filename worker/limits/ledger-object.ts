@@ -1,4 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
+import { MEMBER_CHARS } from "./counts.ts";
 
 /** One counter's part of a sync: members to record, and members to ask about without recording. */
 export interface LedgerEntry {
@@ -6,7 +7,10 @@ export interface LedgerEntry {
   key: string;
   /** How long a member counts, in ms (24 h for a contact's events, 1 h for a network's people). */
   window: number;
-  /** Members to record (hashed event ids or identifiers), each with when it was admitted; one already recorded is not counted twice. */
+  /**
+   * Members to record (hashed event ids or identifiers, MEMBER_CHARS hex digits; longer ones are
+   * known by their first MEMBER_CHARS), each with when it was admitted; one already recorded is not counted twice.
+   */
   add: [member: string, admittedAt: number][];
   /** Members to test: how many of them the counter already holds. */
   probe: string[];
@@ -23,7 +27,10 @@ export interface LedgerCount {
   seq: number;
 }
 
-/** Members one row holds at most (~3 KB, within one SQLite page): a counter with more spans rows. */
+/** A member by its first MEMBER_CHARS characters, whoever wrote it. */
+const trimmed = (member: string) => (member.length > MEMBER_CHARS ? member.slice(0, MEMBER_CHARS) : member);
+
+/** Members one row holds at most (~2 KB, within one SQLite page): a counter with more spans rows. */
 const PART = 64;
 
 /**
@@ -122,7 +129,8 @@ export class LimitLedger extends DurableObject {
       for (const { m } of rows) {
         const list = JSON.parse(`[${m.slice(1)}]`) as (string | number)[];
         for (let i = 0; i < list.length; i += 2) {
-          const [member, expires] = [list[i] as string, list[i + 1] as number];
+          const member = trimmed(list[i] as string);
+          const expires = list[i + 1] as number;
           if (expires > (members.get(member) ?? 0)) members.set(member, expires);
         }
       }
@@ -147,16 +155,18 @@ export class LimitLedger extends DurableObject {
   }
 
   /**
-   * Records `add` (member, when it leaves the window) in a counter and counts it: the last of the
-   * counter's live rows is written again if a member was new (a full one starts the next).
+   * Records `add` in a counter and counts it: the last of the counter's live rows is written again
+   * if a member was new (a full one starts the next). With `window`, each of `add` is a member and
+   * when it was admitted, counted from then (no later than now) for `window`; without, a member and
+   * when it leaves the window.
    */
-  #counter(key: string, add: [string, number][], probe: string[], now: number): Omit<LedgerCount, "seq"> {
+  #counter(key: string, add: [string, number][], probe: string[], now: number, window?: number): Omit<LedgerCount, "seq"> {
     const { rows, members } = this.#stored(key);
     const held = (member: string) => {
       const expires = members.get(member) ?? 0;
       return expires > now ? expires : 0;
     };
-    const known = probe.map(held);
+    const known = probe.map((member) => held(trimmed(member)));
     let count = 0;
     let freesAt = NEVER;
     // The last live row as it will be written.
@@ -169,9 +179,9 @@ export class LimitLedger extends DurableObject {
         const list = JSON.parse(`[${m.slice(1)}]`) as (string | number)[];
         [m, n, f] = ["", 0, NEVER];
         for (let i = 0; i < list.length; i += 2) {
-          const [member, expires] = [list[i] as string, list[i + 1] as number];
+          const expires = list[i + 1] as number;
           if (expires <= now) continue;
-          m += `,${JSON.stringify(member)},${expires}`;
+          m += `,"${trimmed(list[i] as string)}",${expires}`;
           n++;
           f = Math.min(f, expires);
         }
@@ -185,15 +195,18 @@ export class LimitLedger extends DurableObject {
       const i = rows.findIndex((row) => row.p >= p);
       rows.splice(i < 0 ? rows.length : i, rows[i]?.p === p ? 1 : 0, { k: key, p, m, n, f, e });
     };
-    for (const [member, expires] of add) {
+    for (const [raw, at] of add) {
+      const member = trimmed(raw);
       if (held(member)) continue;
+      const expires = window === undefined ? at : Math.min(at, now) + window;
       if (n >= PART) {
         if (changed) put();
         [p, m, n, f, e] = [p + 1, "", 0, NEVER, 0];
       }
       if (!members.has(member)) this.#cachedMembers++;
       members.set(member, expires);
-      m += `,${JSON.stringify(member)},${expires}`;
+      // Members are hex digits: as a JSON string, they need no escaping.
+      m += `,"${member}",${expires}`;
       n++;
       count++;
       f = Math.min(f, expires);
@@ -213,15 +226,7 @@ export class LimitLedger extends DurableObject {
     // Counted from when the isolate admitted it (it may report later); one whose time ran out counts again.
     let counts: LedgerCount[];
     try {
-      counts = entries.map(({ key, window, add, probe }) => ({
-        ...this.#counter(
-          key,
-          add.map(([member, at]) => [member, Math.min(at, now) + window]),
-          probe,
-          now,
-        ),
-        seq,
-      }));
+      counts = entries.map(({ key, window, add, probe }) => ({ ...this.#counter(key, add, probe, now, window), seq }));
       this.#write();
       this.#evict();
     } catch (err) {
