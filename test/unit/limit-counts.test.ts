@@ -138,20 +138,20 @@ describe("one isolate's counts", () => {
   it("counts again, in a counter of many members, the re-sent members whose time ran out, and only those", async () => {
     const counts = new LimitCounts();
     const ledger = memoryLedger();
-    const HOUR = DAY / 24;
-    // Twenty events an hour apart: four reports of REPORT_AT.
-    for (let i = 0; i < 20; i++) {
-      vi.setSystemTime(T0 + i * HOUR);
-      expect((await admitted(counts, ledger, [ask("c", `m${i}`)])).ok).toBe(true);
+    const STEP = DAY / 48;
+    // 4 × REPORT_AT events half an hour apart: four reports of REPORT_AT.
+    const all = Array.from({ length: 4 * REPORT_AT }, (_, i) => `m${i}`);
+    for (const [i, m] of all.entries()) {
+      vi.setSystemTime(T0 + i * STEP);
+      expect((await admitted(counts, ledger, [ask("c", m)])).ok).toBe(true);
     }
-    // A day after the fifth: the first five left the window, fifteen remain; all twenty sent again, then each once more.
-    vi.setSystemTime(T0 + DAY + 4.5 * HOUR);
-    const all = Array.from({ length: 20 }, (_, i) => `m${i}`);
+    // A day after the REPORT_ATth: the first REPORT_AT left the window, the rest remain; all sent again, then each once more.
+    vi.setSystemTime(T0 + DAY + (REPORT_AT - 0.5) * STEP);
     expect((await admitted(counts, ledger, [{ key: "c", limit: 50, window: DAY, members: all }])).ok).toBe(true);
     for (const m of all) expect((await admitted(counts, ledger, [ask("c", m)])).ok).toBe(true);
-    // Reported (hashed): four groups of five, then the first five again.
+    // Reported (hashed): four groups of REPORT_AT, then the first REPORT_AT again.
     const reports = ledger.calls.map((entries) => entries.flatMap((e) => e.add.map(([m]) => m)));
-    expect(reports.map((r) => r.length)).toEqual([5, 5, 5, 5, 5]);
+    expect(reports.map((r) => r.length)).toEqual(Array(5).fill(REPORT_AT));
     expect(reports[4]).toEqual(reports[0]);
   });
 
@@ -246,19 +246,20 @@ describe("an isolate whose memory of counters is full", () => {
   it("keeps a counter exact when the request counting into it also makes the counter that fills memory", async () => {
     const counts = new LimitCounts();
     const ledger = memoryLedger();
-    // A contact's 10 events, all reported: the ledger counts them, and this isolate's counter is the least recently used.
-    for (let i = 0; i < 2 * REPORT_AT; i++) expect((await admitted(counts, ledger, [ask("visitor", `m${i}`, 11)])).ok).toBe(true);
+    const limit = 2 * REPORT_AT + 1;
+    // A contact's 2 × REPORT_AT events, all reported: the ledger counts them, and this isolate's counter is the least recently used.
+    for (let i = 0; i < 2 * REPORT_AT; i++) expect((await admitted(counts, ledger, [ask("visitor", `m${i}`, limit)])).ok).toBe(true);
     expect(ledger.calls).toHaveLength(2);
     for (let i = 0; i < 19_999; i++) await counts.admit(ledger, [{ key: `other-${i}`, limit: 50, window: DAY, members: ["a", "b"] }]);
-    // Its 11th event comes with a new counter (another activity's second event), made first: memory is full.
-    const eleventh = await admitted(counts, ledger, [
+    // Its last event within the limit comes with a new counter (another activity's second event), made first: memory is full.
+    const last = await admitted(counts, ledger, [
       { key: "newcomer", limit: 50, window: DAY, members: ["a", "b"] },
-      ask("visitor", `m${2 * REPORT_AT}`, 11),
+      ask("visitor", `m${2 * REPORT_AT}`, limit),
     ]);
-    expect(eleventh.ok).toBe(true);
-    // The limit of 11 is reached: every further event is refused.
+    expect(last.ok).toBe(true);
+    // The limit is reached: every further event is refused.
     let more = 0;
-    for (let i = 0; i < REPORT_AT; i++) if ((await admitted(counts, ledger, [ask("visitor", `late${i}`, 11)])).ok) more++;
+    for (let i = 0; i < REPORT_AT; i++) if ((await admitted(counts, ledger, [ask("visitor", `late${i}`, limit)])).ok) more++;
     expect(more).toBe(0);
   });
 });

@@ -72,7 +72,7 @@ describe("members the ledger already counts pass a full counter, through any iso
   });
 });
 describe("the bound across isolates, with reports in groups of REPORT_AT", () => {
-  it("holds the bound when many isolates each keep 4 unreported members of one contact", { timeout: 60_000 }, async () => {
+  it("holds the bound when many isolates each keep REPORT_AT − 1 unreported members of one contact", { timeout: 60_000 }, async () => {
     const chris = unique("four-each");
     const isolates = 8;
     let accepted = 0;
@@ -83,11 +83,11 @@ describe("the bound across isolates, with reports in groups of REPORT_AT", () =>
     }
     reachNewIsolate();
     for (let j = 0; j < 80; j++) if ((await postWith(open, { activities: [person(chris)] })).status === 200) accepted++;
-    // 7·4 hidden + 50 = 78, within 50 + 10·7 = 120.
+    // 7 × (REPORT_AT − 1) hidden + 50, within 50 + 10·7 = 120.
     expect(accepted).toBeLessThanOrEqual(50 + UNSYNCED_MAX * (isolates - 1));
   });
 
-  it("holds the bound when a contact's events reach isolate after isolate, 9 in each (5 reported, 4 kept)", {
+  it("holds the bound when a contact's events reach isolate after isolate, 2 × REPORT_AT − 1 in each (REPORT_AT reported, the rest kept)", {
     timeout: 60_000,
   }, async () => {
     const key = `c:${unique("spread9")}|act:cm:logged-in`;
@@ -95,13 +95,13 @@ describe("the bound across isolates, with reports in groups of REPORT_AT", () =>
     let admitted = 0;
     for (let i = 0; i < isolates; i++) {
       reachNewIsolate();
-      for (let j = 0; j < 9; j++) if (await one(key)) admitted++;
+      for (let j = 0; j < 2 * REPORT_AT - 1; j++) if (await one(key)) admitted++;
     }
-    // Within the formula (50 + 10·11 = 160): each isolate keeps its last 4 from the ledger until a fifth comes.
+    // Within the formula (50 + 10·11 = 160): each isolate keeps its last REPORT_AT − 1 from the ledger until one more comes.
     expect(admitted).toBeLessThanOrEqual(50 + UNSYNCED_MAX * (isolates - 1));
   });
 
-  it("holds the people budget's bound in open mode across isolates that each keep 4 unreported people", { timeout: 60_000 }, async () => {
+  it("holds the people budget's bound in open mode across isolates that each keep REPORT_AT − 1 unreported people", { timeout: 60_000 }, async () => {
     const ip = randomIp();
     const isolates = 6;
     let people = 0;
@@ -121,17 +121,17 @@ describe("the bound across isolates, with reports in groups of REPORT_AT", () =>
   it("a re-send of a member an isolate holds unreported is free there, and counted once by the ledger", async () => {
     const key = `c:${unique("resend")}|act:cm:logged-in`;
     const members = Array.from({ length: REPORT_AT - 1 }, () => crypto.randomUUID());
-    for (const m of members) expect((await admit(env, [{ key, limit: 5, window: DAY_MS, members: [m] }])).ok).toBe(true);
+    for (const m of members) expect((await admit(env, [{ key, limit: REPORT_AT, window: DAY_MS, members: [m] }])).ok).toBe(true);
     // Re-sent many times: nothing counted, nothing due.
     for (let i = 0; i < 20; i++)
-      expect(await admit(env, [{ key, limit: 5, window: DAY_MS, members: [members[i % members.length] as string] }])).toEqual({
+      expect(await admit(env, [{ key, limit: REPORT_AT, window: DAY_MS, members: [members[i % members.length] as string] }])).toEqual({
         ok: true,
         report: false,
       });
-    // One new member: the fifth, due; the ledger counts 5, so a sixth is refused for good.
-    expect(await one(key, 5)).toBe(true);
-    const sixth = await admit(env, [{ key, limit: 5, window: DAY_MS, members: [crypto.randomUUID()] }]);
-    expect(sixth.ok).toBe(false);
+    // One new member: the REPORT_ATth, due; the ledger counts REPORT_AT, the limit, so one more is refused for good.
+    expect(await one(key, REPORT_AT)).toBe(true);
+    const past = await admit(env, [{ key, limit: REPORT_AT, window: DAY_MS, members: [crypto.randomUUID()] }]);
+    expect(past.ok).toBe(false);
   });
 });
 // Waits on one counter share one ledger call, ten new members a round.

@@ -5,7 +5,7 @@
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
-import { type Ask, LEDGER_TIMEOUT_MS, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
+import { type Ask, FLUSH_DELAY_MS, LEDGER_TIMEOUT_MS, REPORT_AT, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
 import { DAY_MS } from "../../worker/limits/index.ts";
 import { randomIp } from "./helpers.ts";
 import { admit, eachTestInANewIsolate, flushSoon, open, person, postWith, reachNewIsolate, unique, wrapLedger } from "./people.ts";
@@ -159,23 +159,26 @@ describe("a report whose answer never comes back", () => {
     expect(admitted).toBe(10);
   });
 });
+/** A counter of 2 × REPORT_AT + 2: two groups of REPORT_AT reported, one more member in flight, and one that fits. */
+const LIMIT = 2 * REPORT_AT + 2;
+
 /**
- * A counter of 12 with 11 members admitted across two isolates (p, x1–x4 reported by one; m0–m4
- * reported, then m5, by the other), m5's report in flight to a ledger that fails it after 50 ms
- * (a reset Durable Object) while probes still get through.
+ * A counter of LIMIT with LIMIT − 1 members admitted across two isolates (p and REPORT_AT − 1 others
+ * reported by one; REPORT_AT m's reported, then a last one, by the other), the last one's report in
+ * flight to a ledger that fails it after 50 ms (a reset Durable Object) while probes still get through.
  */
-async function elevenWithTheLastReportFailing() {
+async function oneShortWithTheLastReportFailing() {
   const key = `misaligned-${crypto.randomUUID()}`;
-  const ask = (members: string[]): Ask => ({ key, limit: 12, window: DAY_MS, members });
-  // Isolate B counts p and four others, and reports them.
-  expect((await admit(env, [ask(["p", "x1", "x2", "x3", "x4"])])).ok).toBe(true);
+  const ask = (members: string[]): Ask => ({ key, limit: LIMIT, window: DAY_MS, members });
+  // Isolate B counts p and REPORT_AT − 1 others, and reports them.
+  expect((await admit(env, [ask(["p", ...Array.from({ length: REPORT_AT - 1 }, (_, i) => `x${i}`)])])).ok).toBe(true);
   await flushSoon(env);
-  // Isolate A: five members, reported (the ledger now counts 10).
+  // Isolate A: REPORT_AT members, reported (the ledger now counts 2 × REPORT_AT).
   reachNewIsolate();
-  for (let i = 0; i < 5; i++) expect((await admit(env, [ask([`m${i}`])])).ok).toBe(true);
+  for (let i = 0; i < REPORT_AT; i++) expect((await admit(env, [ask([`m${i}`])])).ok).toBe(true);
   await flushSoon(env);
-  // An 11th, m5; its report fails after 50 ms (a reset Durable Object), while a probe gets through.
-  expect((await admit(env, [ask(["m5"])])).ok).toBe(true);
+  // One more, last; its report fails after 50 ms (a reset Durable Object), while a probe gets through.
+  expect((await admit(env, [ask(["last"])])).ok).toBe(true);
   const flaky = {
     ...env,
     LIMIT_LEDGER: wrapLedger(
@@ -186,11 +189,11 @@ async function elevenWithTheLastReportFailing() {
     ),
   } as typeof env;
   const report = flushSoon(flaky);
-  await new Promise((r) => setTimeout(r, 30)); // m5 is in flight
+  await new Promise((r) => setTimeout(r, FLUSH_DELAY_MS + 30)); // the last one is in flight
   return { ask, flaky, report };
 }
 
-/** 11 counted (p, x1–x4, m0–m5): one more fits, not two. */
+/** LIMIT − 1 counted: one more fits, not two. */
 async function expectOneMoreFits(ask: (members: string[]) => Ask) {
   await flushSoon(env);
   const q1 = await admit(env, [ask(["q1"])]);
@@ -202,17 +205,17 @@ async function expectOneMoreFits(ask: (members: string[]) => Ask) {
 
 describe("a failed report while a probe of the same counter gets through", () => {
   it("never loses an admitted member from the ledger (so the count stays exact)", async () => {
-    const { ask, flaky, report } = await elevenWithTheLastReportFailing();
-    // A request with p (the ledger knows it: remembered here) and two new ones: over 12, refused.
+    const { ask, flaky, report } = await oneShortWithTheLastReportFailing();
+    // A request with p (the ledger knows it: remembered here) and two new ones: over LIMIT, refused.
     expect((await admit(flaky, [ask(["p", "q1", "q2"])])).ok).toBe(false);
-    await report; // fails: m5, the member it carried, is unreported again (not p, which the probe remembered)
+    await report; // fails: the last one, the member it carried, is unreported again (not p, which the probe remembered)
     await expectOneMoreFits(ask);
   });
 });
 describe("a failed report alone", () => {
   it("restores the failed report and keeps the count exact", async () => {
-    const { ask, report } = await elevenWithTheLastReportFailing();
-    await report; // fails: m5 is unreported again
+    const { ask, report } = await oneShortWithTheLastReportFailing();
+    await report; // fails: the last one is unreported again
     await expectOneMoreFits(ask);
   });
 });

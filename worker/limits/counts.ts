@@ -74,8 +74,11 @@ export const UNSYNCED_MAX = 10;
 /**
  * A counter is reported once it holds this many unreported members (so a contact with a few events
  * in an isolate, the common case, costs the ledger nothing), and before it reaches UNSYNCED_MAX.
+ * Each report rewrites the counter's row, so the larger the fewer rows written; the UNSYNCED_MAX −
+ * REPORT_AT members left are the room a counter has while its report waits (FLUSH_DELAY_MS) and
+ * travels: one that outruns it waits for the ledger (with 8, a known batch every 20 requests did).
  */
-export const REPORT_AT = 5;
+export const REPORT_AT = 7;
 /**
  * A member as the ledger knows it: the first MEMBER_CHARS hex digits of its SHA-256 (64 bits),
  * which keep a ledger row two thirds of its size with 32. A member only needs telling apart
