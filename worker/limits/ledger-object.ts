@@ -108,7 +108,7 @@ export class LimitLedger extends DurableObject {
           now,
         ))
           old.get(counter)?.push([member, expires]) ?? old.set(counter, [[member, expires]]);
-        for (const [key, add] of old) this.#counter(key, add, [], now);
+        for (const [key, add] of old) this.#counter(key, add, [], now, 0);
         this.#write();
         this.#evict();
         sql.exec("DROP TABLE members");
@@ -155,12 +155,12 @@ export class LimitLedger extends DurableObject {
   }
 
   /**
-   * Records `add` in a counter and counts it: the last of the counter's live rows is written again
-   * if a member was new (a full one starts the next). With `window`, each of `add` is a member and
-   * when it was admitted, counted from then (no later than now) for `window`; without, a member and
-   * when it leaves the window.
+   * Records `add` in a counter and counts it, as the call of order `seq` answers: the last of the
+   * counter's live rows is written again if a member was new (a full one starts the next). With
+   * `window`, each of `add` is a member and when it was admitted, counted from then (no later than
+   * now) for `window`; without, a member and when it leaves the window.
    */
-  #counter(key: string, add: [string, number][], probe: string[], now: number, window?: number): Omit<LedgerCount, "seq"> {
+  #counter(key: string, add: [string, number][], probe: string[], now: number, seq: number, window?: number): LedgerCount {
     const { rows, members } = this.#stored(key);
     const held = (member: string) => {
       const expires = members.get(member) ?? 0;
@@ -215,7 +215,7 @@ export class LimitLedger extends DurableObject {
       changed = true;
     }
     if (changed) put();
-    return { count, known, freesAt: count ? freesAt : 0 };
+    return { count, known, freesAt: count ? freesAt : 0, seq };
   }
 
   /** Records and counts. Each entry: its counter's rows read once, and the last written again if a member is new. */
@@ -226,7 +226,7 @@ export class LimitLedger extends DurableObject {
     // Counted from when the isolate admitted it (it may report later); one whose time ran out counts again.
     let counts: LedgerCount[];
     try {
-      counts = entries.map(({ key, window, add, probe }) => ({ ...this.#counter(key, add, probe, now, window), seq }));
+      counts = entries.map(({ key, window, add, probe }) => this.#counter(key, add, probe, now, seq, window));
       this.#write();
       this.#evict();
     } catch (err) {
