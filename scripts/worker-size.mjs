@@ -27,7 +27,10 @@ import { gzipSync } from "node:zlib";
 // compression function and its constants, computed at start-up rather than written out) and a
 // ledger shard keeping its counters' rows and members in memory, writing a call's rows 16 to a
 // statement (~310 B): of a batch of returning people's CPU in workerd, the hashing went from ~15%
-// to ~5% and the shard's `sync` from ~18% to ~15%, ~14% less a request (docs/performance.md), a batch taken in part (~1.5 kB: each activity judged on its
+// to ~5% and the shard's `sync` from ~18% to ~15%, ~14% less a request (docs/performance.md), the
+// ledger's members as 8 bytes, read by their first 8 from rows written with 16, and a counter's
+// key hashed once (~30 B; with reports of seven every 100 ms, the ledger's share of a returning
+// batch 57% less), a batch taken in part (~1.5 kB: each activity judged on its
 // own, each refused one named by its index as the sender wrote it, the daily limit admitting what each
 // person has room for, the request's keys as `a` and `i`), the pacer's and the ledger's waits as
 // deployment settings (~100 B), and the snippet's page-view

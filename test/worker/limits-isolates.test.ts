@@ -101,7 +101,9 @@ describe("the bound across isolates, with reports in groups of REPORT_AT", () =>
     expect(admitted).toBeLessThanOrEqual(50 + UNSYNCED_MAX * (isolates - 1));
   });
 
-  it("holds the people budget's bound in open mode across isolates that each keep REPORT_AT − 1 unreported people", { timeout: 60_000 }, async () => {
+  it("holds the people budget's bound in open mode across isolates that each keep REPORT_AT − 1 unreported people", {
+    timeout: 60_000,
+  }, async () => {
     const ip = randomIp();
     const isolates = 6;
     let people = 0;

@@ -139,7 +139,7 @@ class Counter {
   /** The ledger call this counter is waiting for, shared by every request that needs it. */
   waiting?: Promise<unknown>;
   /** The key as the ledger knows it (its hash), once it has been sent there. */
-  hashedKey?: string;
+  #ledgerKey?: string;
 
   constructor(
     readonly key: string,
@@ -189,6 +189,12 @@ class Counter {
     this.unreported = 0;
     const from = this.members.length - n;
     return this.members.slice(from).map((m, i) => [m, this.times[from + i] as number]);
+  }
+
+  /** The key as the ledger knows it: its hash, computed once. */
+  ledgerKey(): string {
+    this.#ledgerKey ??= digestHex(this.key);
+    return this.#ledgerKey;
   }
 
   /** What this isolate believes the counter holds. */
@@ -492,7 +498,7 @@ export class LimitCounts {
       const member = (m: string) => digestHex(m).slice(0, MEMBER_CHARS);
       const entries = items.map(
         ({ counter: c, probe }, i): LedgerEntry => ({
-          key: (c.hashedKey ??= digestHex(c.key)),
+          key: c.ledgerKey(),
           window: c.window,
           add: (sends[i] ?? []).map(([m, at]) => [member(m), at]),
           probe: probe.map(member),
