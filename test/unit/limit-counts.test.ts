@@ -190,6 +190,17 @@ describe("when the ledger cannot answer", () => {
       expect(refused).toMatchObject({ temporary: true, retryAfterSeconds: BUSY_RETRY_SECONDS });
   });
 
+  it("holds at most UNSYNCED_MAX members of a counter unanswered however long its report waits: the next waits for the ledger", async () => {
+    const counts = new LimitCounts();
+    const ledger = memoryLedger();
+    // Reports fall due but no time passes, so none is flushed: only a request that waits reaches the ledger.
+    for (let i = 0; i < UNSYNCED_MAX; i++) expect((await counts.admit(ledger, [ask("c", `m${i}`)])).ok).toBe(true);
+    expect(ledger.calls).toHaveLength(0);
+    expect((await counts.admit(ledger, [ask("c", "one more")])).ok).toBe(true);
+    // That request waited for a call that reported the UNSYNCED_MAX members held here before it was admitted.
+    expect(ledger.calls.flat().reduce((n, e) => n + e.add.length, 0)).toBe(UNSYNCED_MAX);
+  });
+
   it("decides on its own view once the ledger has not answered within LEDGER_TIMEOUT_MS", async () => {
     const counts = new LimitCounts();
     const ledger = memoryLedger();
