@@ -43,3 +43,17 @@ export function identifiersOf(activity: ActivityInput): Identifier[] {
 
 /** A contact's key: its kind's letter and its normalised value (hashed before it is stored or logged). */
 export const contactKey = ({ kind, value }: Identifier) => `${LETTER[kind]}:${value}`;
+
+/**
+ * The contact keys of the identifiers an activity carries: `identifiersOf(activity).map(contactKey)`
+ * without an object per identifier (the limits build them for every event of a request).
+ */
+export function contactKeysOf(activity: ActivityInput): string[] {
+  const keys: string[] = [];
+  const fields = activity.fields;
+  for (const kind of IDENTIFIER_KINDS) {
+    const value = normaliseIdentifier(kind, kind === "person_id" ? activity.person_id : fields?.[kind]);
+    if (value !== undefined) keys.push(`${LETTER[kind]}:${value}`);
+  }
+  return keys;
+}

@@ -43,26 +43,36 @@ export const requestLog = createMiddleware<AppEnv>(async (c, next) => {
           ms: Date.now() - started,
         }
       : undefined;
+  // One data point per activities request, queryable with SQL (docs/deploy.md, "Watching it"):
+  // index1 site; blob1 outcome, blob2 reason, blob3 status, blob4 the refused paths with their
+  // activity's index as `*` (so that refusals group by field); double1 activities, double2
+  // forwarded, double3 queued. The queue consumer adds `delivered` and `dead_lettered` points.
+  const point = () =>
+    env.RELAY_EVENTS?.writeDataPoint({
+      indexes: [site ?? "none"],
+      blobs: [outcome, log.reason ?? "", String(status), refusedPaths(log.paths)],
+      doubles: [log.activities ?? 0, log.forwarded ?? 0, log.queued ?? 0],
+    });
+  if (!line) {
+    // No line to hash and write: the point alone, which the call only queues, needs no work after
+    // the answer (`waitUntil` costs more than the call). Its failure is logged, never the request's.
+    if (post)
+      try {
+        point();
+      } catch (err) {
+        console.log(JSON.stringify({ event: "data_point_failed", error: String(err).slice(0, 200) }));
+      }
+    return;
+  }
   afterAnswer(
     c,
     (async () => {
       // First 12 hex of each contact's SHA-256: enough to follow one person through the logs, never the address itself.
-      if (line) {
-        const people = contacts?.length
-          ? await Promise.all(contacts.slice(0, LOGGED_PEOPLE).map((contact) => sha256Hex(contact, 6)))
-          : undefined;
-        console.log(JSON.stringify(people ? { ...line, people } : line));
-      }
-      // One data point per activities request, queryable with SQL (docs/deploy.md, "Watching it"):
-      // index1 site; blob1 outcome, blob2 reason, blob3 status, blob4 the refused paths with their
-      // activity's index as `*` (so that refusals group by field); double1 activities, double2
-      // forwarded, double3 queued. The queue consumer adds `delivered` and `dead_lettered` points.
-      if (post)
-        env.RELAY_EVENTS?.writeDataPoint({
-          indexes: [site ?? "none"],
-          blobs: [outcome, log.reason ?? "", String(status), refusedPaths(log.paths)],
-          doubles: [log.activities ?? 0, log.forwarded ?? 0, log.queued ?? 0],
-        });
+      const people = contacts?.length
+        ? await Promise.all(contacts.slice(0, LOGGED_PEOPLE).map((contact) => sha256Hex(contact, 6)))
+        : undefined;
+      console.log(JSON.stringify(people ? { ...line, people } : line));
+      if (post) point();
     })(),
   );
 });

@@ -162,6 +162,22 @@ describe("logs", () => {
     ]);
   });
 
+  it("answers a plain success as usual when its Analytics Engine point cannot be written, and logs that", async () => {
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
+    try {
+      const RELAY_EVENTS = {
+        writeDataPoint: () => {
+          throw new Error("dataset unavailable");
+        },
+      };
+      expect((await postWith({ LOG_REQUESTS: "problems", RELAY_EVENTS }, { activities: [loggedIn()] })).status).toBe(200);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(lines.map((line) => JSON.parse(line))).toEqual([{ event: "data_point_failed", error: "Error: dataset unavailable" }]);
+  });
+
   it("by default (LOG_REQUESTS=problems) writes no line for a plain success, and one for every other answer", async () => {
     const lines: string[] = [];
     const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));

@@ -263,6 +263,14 @@ export class LimitCounts {
    */
   async admit(ledger: LedgerPort, asks: Ask[]): Promise<Verdict> {
     const now = this.now();
+    // A batch of people this isolate has never seen (a server's, the queue's): every counter asked for
+    // one member, and none known here in any form. Each is then a first sighting, admitted as the rounds
+    // below would admit it (a view of 0 is under any limit of 1 or more, and 1 is within UNSYNCED_MAX),
+    // without their looks.
+    if (asks.every((ask) => this.unseen(ask))) {
+      for (const ask of asks) this.rememberFirst(ask.key, ask.members[0] as string, now);
+      return { ok: true, report: this.orphans.size > 0 };
+    }
     /** Counters the ledger has answered for in this request (the members it already counts are then known here). */
     const answered = new Set<string>();
     /** Counters made for this request's waits: dropped again if they end up holding nothing. */
@@ -369,6 +377,19 @@ export class LimitCounts {
     return { ok: false, ask: first.ask, retryAfterSeconds: first.retryAfterSeconds, full };
   }
 
+  /** One member of a counter this isolate has no trace of: no counter, no dropped one, no first sighting, not forgotten. */
+  private unseen(ask: Ask): boolean {
+    const { key } = ask;
+    return (
+      ask.members.length === 1 &&
+      ask.limit >= 1 &&
+      !this.counters.has(key) &&
+      !this.firsts.has(key) &&
+      !(this.orphans.size && this.orphans.has(key)) &&
+      !(this.forgotten.size && this.forgotten.has(key))
+    );
+  }
+
   private firstOf(key: string, window: number, now: number): { member: string; at: number } | undefined {
     const value = this.firsts.get(key);
     if (value === undefined) return undefined;
@@ -388,8 +409,16 @@ export class LimitCounts {
         this.firsts.delete(old);
       }
     }
-    this.firsts.set(key, `${now}|${member}`);
+    if (now !== this.stampAt) {
+      this.stampAt = now;
+      this.stamp = `${now}|`;
+    }
+    this.firsts.set(key, this.stamp + member);
   }
+
+  /** `${now}|` of the last first sighting, made once for a request's many (a number's string is not free). */
+  private stampAt = Number.NaN;
+  private stamp = "";
 
   /** The counter of `key`, made (from its first sighting, if any) when this isolate has none yet; most recently used last. */
   private counter(key: string, window: number, now: number): Counter {

@@ -7,7 +7,7 @@
  */
 import type { ActivityInput } from "../../shared/activities.ts";
 import { RelayError } from "../errors.ts";
-import { contactKey, identifiersOf } from "../identifiers.ts";
+import { contactKeysOf } from "../identifiers.ts";
 import type { Ask, Full, LedgerPort, LimitCounts } from "./counts.ts";
 import { WIDE_NETWORK_FACTOR, wideNetwork } from "./network.ts";
 
@@ -73,7 +73,7 @@ export async function takeLimits(
     const next = left.filter((index) => {
       const a = activities[index] as ActivityInput;
       const member = memberOf(a);
-      const keys = identifiersOf(a).map((identifier) => counterOf(contactKey(identifier), a));
+      const keys = contactKeysOf(a).map((contact) => counterOf(contact, a));
       if (!keys.some((key) => refused.get(key)?.has(member))) return true;
       over.push({ position: index, message });
       return false;
@@ -96,7 +96,8 @@ async function attempt(
   overInRequest: (position: number) => void,
 ): Promise<{ ok: true; contacts: string[]; report: boolean } | { ok: false; refusal: Refusal }> {
   const limit = settings.contactActivityLimit;
-  const byCounter = new Map<string, { index: number; activity: string; members: string[] }>();
+  /** The request's ask of each contact's counter, made at the counter's first event and added to by the next. */
+  const byCounter = new Map<string, LimitAsk>();
   // The request's distinct people: all of them for the people budget (open mode), else the first
   // LOGGED_PEOPLE for the log line.
   const people = new Set<string>();
@@ -104,36 +105,36 @@ async function attempt(
   for (const index of positions) {
     const a = activities[index] as ActivityInput;
     const member = memberOf(a);
-    const contacts = identifiersOf(a).map(contactKey);
-    // Each contact's counter key and what the request has put in it so far, built and looked up once.
-    const keys = contacts.map((contact) => counterOf(contact, a));
-    const counters = keys.map((key) => byCounter.get(key));
+    const contacts = contactKeysOf(a);
+    // Each contact's counter key, built once per event and looked up in the request's asks once.
+    const keys: string[] = [];
+    const asked: (LimitAsk | undefined)[] = [];
     // Over the limit within the request itself: a new event past a person's `limit`th of this
     // activity in the request (looked at only once a counter holds `limit` events: rare).
-    if (
-      counters.some((counter) => {
-        const members = counter?.members;
-        return members !== undefined && members.length >= limit && !members.includes(member) && new Set(members).size >= limit;
-      })
-    ) {
+    let past = false;
+    for (const contact of contacts) {
+      const key = counterOf(contact, a);
+      const ask = byCounter.get(key);
+      keys.push(key);
+      asked.push(ask);
+      const members = ask?.members;
+      if (members !== undefined && members.length >= limit && !members.includes(member) && new Set(members).size >= limit) past = true;
+    }
+    if (past) {
       overInRequest(index);
       continue;
     }
-    contacts.forEach((contact, i) => {
-      if (counting || people.size < LOGGED_PEOPLE) people.add(contact);
-      const counter = counters[i];
-      if (counter) counter.members.push(member);
-      else byCounter.set(keys[i] as string, { index, activity: a.activity_id, members: [member] });
-    });
+    for (let i = 0; i < contacts.length; i++) {
+      if (counting || people.size < LOGGED_PEOPLE) people.add(contacts[i] as string);
+      const ask = asked[i];
+      if (ask) ask.members.push(member);
+      else {
+        const key = keys[i] as string;
+        byCounter.set(key, { key, limit, window: DAY_MS, members: [member], index, activity: a.activity_id });
+      }
+    }
   }
-  const asks: LimitAsk[] = [...byCounter].map(([key, c]) => ({
-    key,
-    limit,
-    window: DAY_MS,
-    members: c.members,
-    index: c.index,
-    activity: c.activity,
-  }));
+  const asks = [...byCounter.values()];
   if (settings.people) {
     const { network, budget } = settings.people;
     if (people.size > budget) {
