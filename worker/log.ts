@@ -47,21 +47,22 @@ export const requestLog = createMiddleware<AppEnv>(async (c, next) => {
   // index1 site; blob1 outcome, blob2 reason, blob3 status, blob4 the refused paths with their
   // activity's index as `*` (so that refusals group by field); double1 activities, double2
   // forwarded, double3 queued. The queue consumer adds `delivered` and `dead_lettered` points.
-  const point = () =>
-    env.RELAY_EVENTS?.writeDataPoint({
-      indexes: [site ?? "none"],
-      blobs: [outcome, log.reason ?? "", String(status), refusedPaths(log.paths)],
-      doubles: [log.activities ?? 0, log.forwarded ?? 0, log.queued ?? 0],
-    });
+  // Its failure is logged, never the request's (nor, after the answer, an unhandled rejection).
+  const point = () => {
+    try {
+      env.RELAY_EVENTS?.writeDataPoint({
+        indexes: [site ?? "none"],
+        blobs: [outcome, log.reason ?? "", String(status), refusedPaths(log.paths)],
+        doubles: [log.activities ?? 0, log.forwarded ?? 0, log.queued ?? 0],
+      });
+    } catch (err) {
+      console.log(JSON.stringify({ event: "data_point_failed", error: String(err).slice(0, 200) }));
+    }
+  };
   if (!line) {
     // No line to hash and write: the point alone, which the call only queues, needs no work after
-    // the answer (`waitUntil` costs more than the call). Its failure is logged, never the request's.
-    if (post)
-      try {
-        point();
-      } catch (err) {
-        console.log(JSON.stringify({ event: "data_point_failed", error: String(err).slice(0, 200) }));
-      }
+    // the answer (`waitUntil` costs more than the call).
+    if (post) point();
     return;
   }
   afterAnswer(
