@@ -22,11 +22,16 @@ export function logDelivery(event: string, fields: Record<string, unknown>) {
  * one query shows delivered against queued and another alerts on dead letters before they expire.
  */
 export function countDelivery(env: RelayEnv, site: string | undefined, outcome: "delivered" | "dead_lettered", activities: number) {
-  env.RELAY_EVENTS?.writeDataPoint({
-    indexes: [site ?? DEFAULT_SITE],
-    blobs: [outcome, "", ""],
-    doubles: [activities, outcome === "delivered" ? activities : 0, 0],
-  });
+  // Its failure is logged, never the batch's: a batch that threw before its acks would be sent to Ortto again.
+  try {
+    env.RELAY_EVENTS?.writeDataPoint({
+      indexes: [site ?? DEFAULT_SITE],
+      blobs: [outcome, "", ""],
+      doubles: [activities, outcome === "delivered" ? activities : 0, 0],
+    });
+  } catch (err) {
+    logDelivery("data_point_failed", { error: String(err).slice(0, 200) });
+  }
 }
 
 /**
