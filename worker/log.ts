@@ -1,7 +1,7 @@
 import { createMiddleware } from "hono/factory";
 import { afterAnswer } from "./after.ts";
 import { relayConfig } from "./config.ts";
-import type { AppEnv, RequestLog } from "./env.ts";
+import type { AppEnv, RelayEnv, RequestLog } from "./env.ts";
 import { sha256Hex } from "./hash.ts";
 import { LOGGED_PEOPLE } from "./limits/index.ts";
 
@@ -47,18 +47,12 @@ export const requestLog = createMiddleware<AppEnv>(async (c, next) => {
   // index1 site; blob1 outcome, blob2 reason, blob3 status, blob4 the refused paths with their
   // activity's index as `*` (so that refusals group by field); double1 activities, double2
   // forwarded, double3 queued. The queue consumer adds `delivered` and `dead_lettered` points.
-  // Its failure is logged, never the request's (nor, after the answer, an unhandled rejection).
-  const point = () => {
-    try {
-      env.RELAY_EVENTS?.writeDataPoint({
-        indexes: [site ?? "none"],
-        blobs: [outcome, log.reason ?? "", String(status), refusedPaths(log.paths)],
-        doubles: [log.activities ?? 0, log.forwarded ?? 0, log.queued ?? 0],
-      });
-    } catch (err) {
-      console.log(JSON.stringify({ event: "data_point_failed", error: String(err).slice(0, 200) }));
-    }
-  };
+  const point = () =>
+    writePoint(env, {
+      indexes: [site ?? "none"],
+      blobs: [outcome, log.reason ?? "", String(status), refusedPaths(log.paths)],
+      doubles: [log.activities ?? 0, log.forwarded ?? 0, log.queued ?? 0],
+    });
   if (!line) {
     // No line to hash and write: the point alone, which the call only queues, needs no work after
     // the answer (`waitUntil` costs more than the call).
@@ -77,6 +71,19 @@ export const requestLog = createMiddleware<AppEnv>(async (c, next) => {
     })(),
   );
 });
+
+/**
+ * Writes an Analytics Engine point (the request path's, the queue consumer's). One that cannot be
+ * written is logged, never thrown: not the request's failure, nor a queue batch's (thrown before its
+ * acks, a batch would reach Ortto again).
+ */
+export function writePoint(env: RelayEnv, point: AnalyticsEngineDataPoint) {
+  try {
+    env.RELAY_EVENTS?.writeDataPoint(point);
+  } catch (err) {
+    console.log(JSON.stringify({ event: "data_point_failed", error: String(err).slice(0, 200) }));
+  }
+}
 
 /** The refused paths for Analytics Engine: each activity's index as `*`, each path once, within 200 characters. */
 const refusedPaths = (paths: string[] | undefined) =>

@@ -5,6 +5,7 @@
 import type { ActivityInput, ActivityResult } from "../../shared/activities.ts";
 import { DEFAULT_SITE } from "../config.ts";
 import type { RelayEnv } from "../env.ts";
+import { writePoint } from "../log.ts";
 import { type DeliveryMessage, sendMessages, toMessages } from "./messages.ts";
 import type { DeliveryStats } from "./stats.ts";
 
@@ -22,16 +23,11 @@ export function logDelivery(event: string, fields: Record<string, unknown>) {
  * one query shows delivered against queued and another alerts on dead letters before they expire.
  */
 export function countDelivery(env: RelayEnv, site: string | undefined, outcome: "delivered" | "dead_lettered", activities: number) {
-  // Its failure is logged, never the batch's: a batch that threw before its acks would be sent to Ortto again.
-  try {
-    env.RELAY_EVENTS?.writeDataPoint({
-      indexes: [site ?? DEFAULT_SITE],
-      blobs: [outcome, "", ""],
-      doubles: [activities, outcome === "delivered" ? activities : 0, 0],
-    });
-  } catch (err) {
-    logDelivery("data_point_failed", { error: String(err).slice(0, 200) });
-  }
+  writePoint(env, {
+    indexes: [site ?? DEFAULT_SITE],
+    blobs: [outcome, "", ""],
+    doubles: [activities, outcome === "delivered" ? activities : 0, 0],
+  });
 }
 
 /**
