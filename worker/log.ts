@@ -1,7 +1,7 @@
 import { createMiddleware } from "hono/factory";
 import { afterAnswer } from "./after.ts";
 import { relayConfig } from "./config.ts";
-import type { AppEnv, RequestLog } from "./env.ts";
+import type { AppEnv, RelayEnv, RequestLog } from "./env.ts";
 import { sha256Hex } from "./hash.ts";
 import { LOGGED_PEOPLE } from "./limits/index.ts";
 
@@ -48,20 +48,15 @@ export const requestLog = createMiddleware<AppEnv>(async (c, next) => {
   // activity's index as `*` (so that refusals group by field); double1 activities, double2
   // forwarded, double3 queued. The queue consumer adds `delivered` and `dead_lettered` points.
   const point = () =>
-    env.RELAY_EVENTS?.writeDataPoint({
+    writePoint(env, {
       indexes: [site ?? "none"],
       blobs: [outcome, log.reason ?? "", String(status), refusedPaths(log.paths)],
       doubles: [log.activities ?? 0, log.forwarded ?? 0, log.queued ?? 0],
     });
   if (!line) {
     // No line to hash and write: the point alone, which the call only queues, needs no work after
-    // the answer (`waitUntil` costs more than the call). Its failure is logged, never the request's.
-    if (post)
-      try {
-        point();
-      } catch (err) {
-        console.log(JSON.stringify({ event: "data_point_failed", error: String(err).slice(0, 200) }));
-      }
+    // the answer (`waitUntil` costs more than the call).
+    if (post) point();
     return;
   }
   afterAnswer(
@@ -76,6 +71,19 @@ export const requestLog = createMiddleware<AppEnv>(async (c, next) => {
     })(),
   );
 });
+
+/**
+ * Writes an Analytics Engine point (the request path's, the queue consumer's). One that cannot be
+ * written is logged, never thrown: not the request's failure, nor a queue batch's (thrown before its
+ * acks, a batch would reach Ortto again).
+ */
+export function writePoint(env: RelayEnv, point: AnalyticsEngineDataPoint) {
+  try {
+    env.RELAY_EVENTS?.writeDataPoint(point);
+  } catch (err) {
+    console.log(JSON.stringify({ event: "data_point_failed", error: String(err).slice(0, 200) }));
+  }
+}
 
 /** The refused paths for Analytics Engine: each activity's index as `*`, each path once, within 200 characters. */
 const refusedPaths = (paths: string[] | undefined) =>

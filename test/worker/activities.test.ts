@@ -178,6 +178,30 @@ describe("logs", () => {
     expect(lines.map((line) => JSON.parse(line))).toEqual([{ event: "data_point_failed", error: "Error: dataset unavailable" }]);
   });
 
+  it("answers a refusal as usual when its Analytics Engine point cannot be written, and logs that beside its line", async () => {
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
+    try {
+      const RELAY_EVENTS = {
+        writeDataPoint: () => {
+          throw new Error("dataset unavailable");
+        },
+      };
+      const refused = await postWith(
+        { LOG_REQUESTS: "problems", RELAY_EVENTS },
+        { activities: [{ ...loggedIn(), activity_id: "act:cm:no-such" }] },
+      );
+      expect(refused.status).toBe(400);
+      // The line and the point come after the answer (here, without waitUntil, on their own).
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    } finally {
+      spy.mockRestore();
+    }
+    const entries = lines.filter((line) => line.startsWith("{")).map((line) => JSON.parse(line));
+    expect(entries).toContainEqual({ event: "data_point_failed", error: "Error: dataset unavailable" });
+    expect(entries.some((entry) => entry.status === 400)).toBe(true);
+  });
+
   it("by default (LOG_REQUESTS=problems) writes no line for a plain success, and one for every other answer", async () => {
     const lines: string[] = [];
     const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));

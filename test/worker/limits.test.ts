@@ -467,6 +467,58 @@ describe("a ledger that holds rows of 32-digit members", () => {
     const [after] = await runInDurableObject(stub, (_, state) => new LimitLedger(state, env).sync([entry], now + 1));
     expect(after).toMatchObject({ count: 4, known: [now + HOUR, now + HOUR, now + HOUR] });
   });
+  it("counts on across a row of 32-digit members of which one has left the window, and after the row is written again", async () => {
+    const stub = env.LIMIT_LEDGER.get(env.LIMIT_LEDGER.idFromName(`long-${crypto.randomUUID()}`));
+    const now = Date.now();
+    const held = [hex32(), hex32(), hex32()];
+    const expiries = [now + 10, now + HOUR, now + HOUR];
+    await runInDurableObject(stub, (_, state) => {
+      const sql = state.storage.sql;
+      sql.exec("CREATE TABLE IF NOT EXISTS counters (k TEXT, p INT, m TEXT, n INT, f INT, e INT, PRIMARY KEY (k, p))");
+      const m = held.map((member, i) => `,"${member}",${expiries[i]}`).join("");
+      sql.exec("INSERT INTO counters VALUES (?, ?, ?, ?, ?, ?)", "k", 0, m, held.length, now + 10, now + HOUR);
+    });
+    const short = held.map((h) => h.slice(0, MEMBER_CHARS));
+    const later = now + 20;
+    // The first has left the window: a new member and the first again count, the others do not.
+    const entry = {
+      key: "k",
+      window: HOUR,
+      add: [
+        [hex32().slice(0, MEMBER_CHARS), later],
+        [short[1], later],
+      ] as [string, number][],
+      probe: short,
+    };
+    const [first] = await stub.sync([entry], later);
+    expect(first).toMatchObject({ count: 3, known: [0, now + HOUR, now + HOUR] });
+    const again = { key: "k", window: HOUR, add: [[short[0], later]] as [string, number][], probe: [] };
+    expect((await stub.sync([again], later))[0]).toMatchObject({ count: 4 });
+    const [after] = await runInDurableObject(stub, (_, state) => new LimitLedger(state, env).sync([{ ...again, probe: held }], later + 1));
+    expect(after).toMatchObject({ count: 4, known: [later + HOUR, now + HOUR, now + HOUR] });
+  });
+
+  it("starts a new row past a full row of 32-digit members, and counts both", async () => {
+    const stub = env.LIMIT_LEDGER.get(env.LIMIT_LEDGER.idFromName(`long-${crypto.randomUUID()}`));
+    const now = Date.now();
+    const held = Array.from({ length: 64 }, hex32);
+    await runInDurableObject(stub, (_, state) => {
+      const sql = state.storage.sql;
+      sql.exec("CREATE TABLE IF NOT EXISTS counters (k TEXT, p INT, m TEXT, n INT, f INT, e INT, PRIMARY KEY (k, p))");
+      const m = held.map((member) => `,"${member}",${now + HOUR}`).join("");
+      sql.exec("INSERT INTO counters VALUES (?, ?, ?, ?, ?, ?)", "k", 0, m, held.length, now + HOUR, now + HOUR);
+    });
+    const fresh = Array.from({ length: 5 }, () => hex32().slice(0, MEMBER_CHARS));
+    const entry = {
+      key: "k",
+      window: HOUR,
+      add: [...held.slice(0, 3).map((h) => h.slice(0, MEMBER_CHARS)), ...fresh].map((m): [string, number] => [m, now]),
+      probe: [],
+    };
+    expect((await stub.sync([entry], now))[0]).toMatchObject({ count: 69 });
+    const [after] = await runInDurableObject(stub, (_, state) => new LimitLedger(state, env).sync([entry], now + 1));
+    expect(after).toMatchObject({ count: 69 });
+  });
 });
 
 describe("one contact, however its identifiers are written", () => {

@@ -115,6 +115,40 @@ describe("the queue consumer", () => {
     });
   });
 
+  it("acknowledges a delivered batch with activities Ortto failed when its Analytics Engine points cannot be written, and logs that", {
+    timeout: 30_000,
+  }, async () => {
+    const ghost = {
+      activity_id: "act:cm:viewed-page",
+      person_id: "0000000000000000000000ff",
+      key: "ghost",
+      created: new Date().toISOString(),
+      attributes: {},
+    };
+    const batch = createMessageBatch<DeliveryMessage>("ortto-relay-delivery", [
+      message("q1", [ghost, loggedIn({ key: "q1", created: new Date().toISOString() })] as DeliveryMessage["activities"]),
+    ]);
+    const RELAY_EVENTS = {
+      writeDataPoint: () => {
+        throw new Error("dataset unavailable");
+      },
+    };
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
+    const ctx = createExecutionContext();
+    try {
+      await worker.queue(batch, { ...env, RELAY_EVENTS });
+    } finally {
+      spy.mockRestore();
+    }
+    const result = await getQueueResult(batch, ctx);
+    // Acknowledged, not retried: Ortto took the batch once, and a retry would send it again.
+    expect(result.explicitAcks).toEqual(["q1"]);
+    expect(result.retryMessages).toEqual([]);
+    expect(await emulator.requests()).toHaveLength(1);
+    expect(lines.filter((l) => l.includes('"event":"data_point_failed"'))).toHaveLength(2);
+  });
+
   it("queues, not refuses, when Ortto rejects the relay's key, and delivers once it is fixed", { timeout: 30_000 }, async () => {
     await emulator.faults({ failRate: 1, statuses: [401] });
     const res = await post({ activities: [loggedIn()] });

@@ -5,6 +5,7 @@
 import type { ActivityInput, ActivityResult } from "../../shared/activities.ts";
 import { DEFAULT_SITE } from "../config.ts";
 import type { RelayEnv } from "../env.ts";
+import { writePoint } from "../log.ts";
 import { type DeliveryMessage, sendMessages, toMessages } from "./messages.ts";
 import type { DeliveryStats } from "./stats.ts";
 
@@ -22,7 +23,7 @@ export function logDelivery(event: string, fields: Record<string, unknown>) {
  * one query shows delivered against queued and another alerts on dead letters before they expire.
  */
 export function countDelivery(env: RelayEnv, site: string | undefined, outcome: "delivered" | "dead_lettered", activities: number) {
-  env.RELAY_EVENTS?.writeDataPoint({
+  writePoint(env, {
     indexes: [site ?? DEFAULT_SITE],
     blobs: [outcome, "", ""],
     doubles: [activities, outcome === "delivered" ? activities : 0, 0],

@@ -102,8 +102,9 @@ const MAX_COUNTERS = 20_000;
 /**
  * Reports wait this long, so that concurrent requests share one call per shard: at most one call
  * per shard per FLUSH_DELAY_MS from an isolate. No bound depends on it: what an isolate may hold
- * unanswered is UNSYNCED_MAX members of a counter however long its report waits (past that a
- * request waits for the ledger), and what an isolate that disappears takes with it is within that.
+ * unanswered is UNSYNCED_MAX members of a counter, or one request's own if more (admitted once the
+ * ledger has answered for the counter), however long its report waits (past that a request waits
+ * for the ledger), and what an isolate that disappears takes with it is within that.
  */
 export const FLUSH_DELAY_MS = 100;
 /**

@@ -1,0 +1,112 @@
+/**
+ * The bound across isolates (worker/limits/counts.ts): I isolates admit at most
+ * limit + UNSYNCED_MAX × (I − 1) distinct members of one counter, one isolate exactly the limit,
+ * however their requests race each other, the reports (FLUSH_DELAY_MS) and a ledger that answers
+ * late or not within LEDGER_TIMEOUT_MS. On fake timers, against a ledger in memory that counts as
+ * the `LimitLedger` objects do (probes answered before the call's members are recorded).
+ */
+import fc from "fast-check";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { type Ask, LEDGER_TIMEOUT_MS, type LedgerPort, LimitCounts, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
+import type { LedgerCount } from "../../worker/limits/ledger-object.ts";
+
+const DAY = 24 * 60 * 60 * 1000;
+const T0 = Date.UTC(2026, 11, 6, 10);
+
+/** The shard objects' counting, answering after `latency()` ms. */
+function memoryLedger(latency: () => number): LedgerPort {
+  const counters = new Map<string, Map<string, number>>();
+  let seq = 0;
+  return {
+    async sync(_shard, entries): Promise<LedgerCount[]> {
+      const ms = latency();
+      if (ms) await new Promise((resolve) => setTimeout(resolve, ms));
+      const now = Date.now();
+      return entries.map(({ key, window, add, probe }) => {
+        const members = counters.get(key) ?? new Map<string, number>();
+        counters.set(key, members);
+        const known = probe.map((m) => ((members.get(m) ?? 0) > now ? (members.get(m) as number) : 0));
+        for (const [member, at] of add) if (!((members.get(member) ?? 0) > now)) members.set(member, Math.min(at, now) + window);
+        for (const [member, expires] of members) if (expires <= now) members.delete(member);
+        const expiries = [...members.values()];
+        return { count: members.size, known, freesAt: expiries.length ? Math.min(...expiries) : 0, seq: ++seq };
+      });
+    },
+  };
+}
+
+/** Advances the fake clock until `promise` settles. */
+async function settled(promise: Promise<unknown>) {
+  let done = false;
+  void promise.then(() => {
+    done = true;
+  });
+  while (!done) await vi.advanceTimersByTimeAsync(50);
+}
+
+beforeEach(() => {
+  vi.useFakeTimers({ now: T0 });
+  vi.spyOn(console, "log").mockImplementation(() => {});
+});
+afterEach(() => {
+  vi.useRealTimers();
+  vi.restoreAllMocks();
+});
+
+describe("a counter reached through several isolates", () => {
+  it("admits at most limit + UNSYNCED_MAX × (I − 1) distinct members, however requests race the reports and a slow ledger (property)", {
+    timeout: 60_000,
+  }, async () => {
+    // A burst: `requests` requests to one isolate, each with `members` members of the counter (new, or
+    // the first a re-send of one admitted before) and perhaps a never-seen counter beside it, sent one
+    // after another or all at once, the ledger answering after `latency` ms; then `pause` ms.
+    const burst = fc.record({
+      isolate: fc.nat(3),
+      requests: fc.integer({ min: 1, max: 25 }),
+      members: fc.integer({ min: 1, max: 3 }),
+      resend: fc.boolean(),
+      beside: fc.boolean(),
+      together: fc.boolean(),
+      latency: fc.constantFrom(0, 10, 90, 200, LEDGER_TIMEOUT_MS + 100),
+      pause: fc.constantFrom(0, 0, 5, 50, 100, 150, 700),
+    });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 4 }),
+        fc.constantFrom(1, 2, 5, 12, 50),
+        fc.array(burst, { minLength: 1, maxLength: 30 }),
+        async (I, limit, bursts) => {
+          vi.setSystemTime(T0);
+          let latency = 0;
+          const ledger = memoryLedger(() => latency);
+          const isolates = Array.from({ length: I }, () => new LimitCounts());
+          const admitted = new Set<string>();
+          let next = 0;
+          const pending: Promise<void>[] = [];
+          for (const b of bursts) {
+            latency = b.latency;
+            const counts = isolates[b.isolate % I] as LimitCounts;
+            for (let r = 0; r < b.requests; r++) {
+              const members = Array.from({ length: b.members }, (_, k) =>
+                b.resend && k === 0 && admitted.size ? ([...admitted][next % admitted.size] as string) : `m${next++}`,
+              );
+              const asks: Ask[] = [{ key: "c", limit, window: DAY, members }];
+              if (b.beside) asks.push({ key: `other${next++}`, limit: 50, window: DAY, members: ["x"] });
+              const request = counts.admit(ledger, asks).then((verdict) => {
+                if (!verdict.ok) return;
+                for (const m of members) admitted.add(m);
+                if (verdict.report) void counts.flushSoon(ledger);
+              });
+              pending.push(request);
+              if (!b.together) await settled(request);
+            }
+            if (b.pause) await vi.advanceTimersByTimeAsync(b.pause);
+          }
+          await settled(Promise.all(pending));
+          expect(admitted.size).toBeLessThanOrEqual(limit + UNSYNCED_MAX * (I - 1));
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+});
