@@ -54,6 +54,29 @@ afterEach(() => {
 });
 
 describe("a counter reached through several isolates", () => {
+  it("counts exactly in one isolate when a report times out after a later one was delivered: the members it held are reported again", async () => {
+    let latency = LEDGER_TIMEOUT_MS + 100;
+    const ledger = memoryLedger(() => latency);
+    const counts = new LimitCounts();
+    const ask = (members: string[]): Ask[] => [{ key: "c", limit: 5, window: DAY, members }];
+    const admitted: string[] = [];
+    const send = (members: string[]) =>
+      counts.admit(ledger, ask(members)).then((verdict) => {
+        if (verdict.ok) admitted.push(...members);
+      });
+    await settled(send(["m0", "m1"]));
+    await settled(send(["m2", "m3"]));
+    // At the limit as the isolate sees it: this request's wait reports m0–m3 to a ledger that answers too late.
+    const late = send(["m4", "m5"]);
+    await vi.advanceTimersByTimeAsync(1);
+    latency = 0;
+    await settled(send(["m6"])); // the fifth: admitted on the isolate's view
+    // Each of these waits for the ledger, which has m6 delivered and, until the late call lands, not m0–m3.
+    for (let k = 7; k < 17; k++) await settled(send([`m${k}`]));
+    await settled(late);
+    expect(admitted).toEqual(["m0", "m1", "m2", "m3", "m6"]);
+  });
+
   it("admits at most limit + UNSYNCED_MAX × (I − 1) distinct members, however requests race the reports and a slow ledger (property)", {
     timeout: 60_000,
   }, async () => {

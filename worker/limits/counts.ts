@@ -493,8 +493,12 @@ export class LimitCounts {
       items.forEach(({ counter: c }, i) => {
         const n = sends[i]?.length ?? 0;
         c.inflight -= n;
-        // Not delivered: unreported again (they are still the newest of the members but for later ones).
-        if (!delivered) c.unreported = Math.min(c.members.length, c.unreported + n);
+        if (delivered || !n) return;
+        // Not delivered: unreported again, from the first of them on. Unreported members are the
+        // newest, and a later report may have been delivered meanwhile: its members are then sent
+        // again with these (the ledger counts a member once) rather than these left out for good.
+        const from = c.members.indexOf((sends[i] as [string, number][])[0]?.[0] as string);
+        c.unreported = Math.min(c.members.length, Math.max(c.unreported + n, from < 0 ? 0 : c.members.length - from));
       });
     };
     const answers: LedgerCount[] = [];
