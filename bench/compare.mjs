@@ -15,6 +15,8 @@
  * stays under 35 s; the figures in docs/performance.md come from runs of 3).
  * `BENCH_ONLY=single,fresh` measures only those workloads.
  */
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { Miniflare } from "miniflare";
 import {
   benchWorker,
@@ -64,13 +66,21 @@ const targets = {
   pass: await mf.unsafeGetDirectURL("pass-through"),
 };
 
+/** CPU the workerd process has used, in µs (utime + stime, clock ticks of 10 ms): the three workers and the upstream share it. */
+const workerd = execFileSync("pgrep", ["-f", "workerd serve"]).toString().trim().split("\n").at(-1);
+const cpu = () => {
+  const fields = readFileSync(`/proc/${workerd}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+};
+
 const make = workloads();
 const { post, close } = client();
 
 /** `CONNECTIONS` closed loops against one target for `ms`; what came back. */
-async function phase(url, make, ms) {
+async function phase(url, make, ms, used = { us: 0 }) {
   const end = performance.now() + ms;
   const results = [];
+  const before = cpu();
   await Promise.all(
     Array.from({ length: CONNECTIONS }, async () => {
       while (performance.now() < end) {
@@ -78,28 +88,31 @@ async function phase(url, make, ms) {
       }
     }),
   );
+  used.us += cpu() - before;
   return results;
 }
 
 const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0;
-function summary(results, ms) {
+function summary(results, ms, used) {
   const ok = results.filter((r) => r.status === 200);
   const times = ok.map((r) => r.ms).sort((a, b) => a - b);
   const statuses = {};
   for (const r of results) statuses[r.status] = (statuses[r.status] ?? 0) + 1;
-  return { okPerSecond: (ok.length * 1000) / ms, p50: pct(times, 0.5), p99: pct(times, 0.99), statuses };
+  const cpuPerRequest = results.length ? used.us / results.length : 0;
+  return { okPerSecond: (ok.length * 1000) / ms, p50: pct(times, 0.5), p99: pct(times, 0.99), statuses, cpuPerRequest };
 }
 
 async function compare(load, name) {
   const names = Object.keys(targets);
   for (const target of names) await phase(targets[target], make[load], WARM_MS); // warm-up: JIT, once-per-isolate work, object creation
   const all = Object.fromEntries(names.map((target) => [target, []]));
+  const used = Object.fromEntries(names.map((target) => [target, { us: 0 }]));
   let ms = 0;
   for (const order of [names, [...names].reverse(), names]) {
-    for (const target of order) all[target].push(...(await phase(targets[target], make[load], PHASE_MS)));
+    for (const target of order) all[target].push(...(await phase(targets[target], make[load], PHASE_MS, used[target])));
     ms += PHASE_MS;
   }
-  const [relay, ceiling, pass] = names.map((target) => summary(all[target], ms));
+  const [relay, ceiling, pass] = names.map((target) => summary(all[target], ms, used[target]));
   return {
     load,
     name,
@@ -140,6 +153,12 @@ for (const { load, name, relay, pass, toCeiling } of rows) {
     problems.push(`${name}: p99 ${f(relay.p99, 1)} ms is over ${P99_FACTOR}× the pass-through's ${f(pass.p99, 1)} ms`);
   const other = Object.entries(relay.statuses).filter(([status]) => status !== "200");
   if (other.length) problems.push(`${name}: the relay answered ${other.map(([s, n]) => `${n}× ${s}`).join(", ")} (expected only 200)`);
+}
+// Each request's CPU in workerd, the upstream's included (the pass-through's is little else): what
+// the relay's own work costs against the ceiling-relay's.
+console.log("  workerd CPU a request (upstream included), µs: relay / ceiling / pass-through");
+for (const { name, relay, ceiling, pass } of rows) {
+  console.log(`  ${name.padEnd(35)} ${f(relay.cpuPerRequest)} / ${f(ceiling.cpuPerRequest)} / ${f(pass.cpuPerRequest)}`);
 }
 for (const p of problems) console.error(`bench: ${p}`);
 if (problems.length) process.exit(1);
