@@ -7,7 +7,7 @@
  */
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { type Ask, LEDGER_TIMEOUT_MS, type LedgerPort, LimitCounts, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
+import { type Ask, FLUSH_DELAY_MS, LEDGER_TIMEOUT_MS, type LedgerPort, LimitCounts, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
 import type { LedgerCount } from "../../worker/limits/ledger-object.ts";
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -75,6 +75,62 @@ describe("a counter reached through several isolates", () => {
     for (let k = 7; k < 17; k++) await settled(send([`m${k}`]));
     await settled(late);
     expect(admitted).toEqual(["m0", "m1", "m2", "m3", "m6"]);
+  });
+
+  it("admits a member below the limit when a report times out while a later one of the counter is answered: their members count once", async () => {
+    let latency = 0;
+    const ledger = memoryLedger(() => latency);
+    const counts = new LimitCounts();
+    const ask = (members: string[]): Ask[] => [{ key: "c", limit: 12, window: DAY, members }];
+    for (let k = 0; k < 7; k++) expect((await counts.admit(ledger, ask([`m${k}`]))).ok).toBe(true);
+    // Their report reaches a ledger that answers long after LEDGER_TIMEOUT_MS.
+    latency = 10 * LEDGER_TIMEOUT_MS;
+    const flushed = counts.flushSoon(ledger);
+    await vi.advanceTimersByTimeAsync(FLUSH_DELAY_MS + 200);
+    for (let k = 7; k < 10; k++) expect((await counts.admit(ledger, ask([`m${k}`]))).ok).toBe(true);
+    // The eleventh of 12 is one more than the isolate may hold unanswered: it waits for a call the
+    // ledger answers after the report's timeout, then counts the 10 held here once.
+    latency = LEDGER_TIMEOUT_MS - 50;
+    const eleventh = counts.admit(ledger, ask(["m10"]));
+    await vi.advanceTimersByTimeAsync(LEDGER_TIMEOUT_MS);
+    expect(await eleventh).toMatchObject({ ok: true });
+    await settled(flushed);
+  });
+
+  it("counts exactly in one isolate when the first member of a report that times out leaves the window meanwhile", async () => {
+    const HOUR = 60 * 60 * 1000;
+    let latency = 0;
+    const ledger = memoryLedger(() => latency);
+    const counts = new LimitCounts();
+    const ask = (members: string[]): Ask[] => [{ key: "c", limit: 6, window: HOUR, members }];
+    const admitted: string[] = [];
+    const send = (members: string[]) =>
+      counts.admit(ledger, ask(members)).then((verdict) => {
+        if (verdict.ok) admitted.push(...members);
+      });
+    await send(["m0"]);
+    await vi.advanceTimersByTimeAsync(300);
+    await send(["m1"]);
+    vi.setSystemTime(T0 + HOUR - 1000);
+    await send(["m2", "m3"]);
+    vi.setSystemTime(T0 + HOUR - 400);
+    // Over the limit as the isolate sees it: this request reports m0–m3 to a ledger that answers too late.
+    latency = LEDGER_TIMEOUT_MS + 100;
+    const late = send(["m4", "m5", "m6"]);
+    await vi.advanceTimersByTimeAsync(1);
+    latency = 0;
+    await send(["m7"]);
+    await send(["m8"]);
+    await send(["m9"]); // waits: reports m7 and m8, delivered at once; refused
+    await vi.advanceTimersByTimeAsync(449); // m0 has left the window
+    await send(["m10"]); // refused, on the ledger's count
+    await vi.advanceTimersByTimeAsync(50); // the report of m0–m3 times out
+    await vi.advanceTimersByTimeAsync(10);
+    // m1–m3, m7 and m8 are in the window: room for one more.
+    await send(["m11"]);
+    await send(["m12"]);
+    await settled(late);
+    expect(admitted).toEqual(["m0", "m1", "m2", "m3", "m7", "m8", "m11"]);
   });
 
   it("admits at most limit + UNSYNCED_MAX × (I − 1) distinct members, however requests race the reports and a slow ledger (property)", {

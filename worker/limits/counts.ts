@@ -126,6 +126,11 @@ class Counter {
   times: number[] = [];
   /** How many of the newest members have not been sent to the ledger yet. */
   unreported = 0;
+  /**
+   * Members sent in a call that failed or timed out, with when each was admitted: sent again with
+   * the next report. Not a count of the newest members: a later call may have been delivered meanwhile.
+   */
+  retry?: [string, number][];
   /** Members sent to the ledger and not yet answered for. */
   inflight = 0;
   /** Members the ledger counts through other isolates (learned from probes), with when they leave its window. */
@@ -158,6 +163,10 @@ class Counter {
       this.times.splice(0, n);
       this.unreported = Math.min(this.unreported, this.members.length);
     }
+    if (this.retry) {
+      this.retry = this.retry.filter(([, at]) => at > oldest);
+      if (!this.retry.length) this.retry = undefined;
+    }
     if (this.known) for (const [member, expires] of this.known) if (expires <= now) this.known.delete(member);
   }
 
@@ -184,12 +193,25 @@ class Counter {
     this.unreported += members.length;
   }
 
-  /** Takes the unreported members (the newest), with when each was admitted, to send. */
-  takeUnreported(): [string, number][] {
+  /** Members to send to the ledger: those of failed calls and the unreported (the newest). */
+  pending() {
+    return this.unreported + (this.retry?.length ?? 0);
+  }
+
+  /** Takes the pending members, with when each was admitted, to send. */
+  takePending(): [string, number][] {
     const n = this.unreported;
     this.unreported = 0;
     const from = this.members.length - n;
-    return this.members.slice(from).map((m, i) => [m, this.times[from + i] as number]);
+    const newest = this.members.slice(from).map((m, i): [string, number] => [m, this.times[from + i] as number]);
+    const again = this.retry ?? [];
+    this.retry = undefined;
+    return again.length ? [...again, ...newest] : newest;
+  }
+
+  /** A call that was not delivered: its members are sent again with the next report. */
+  failed(sent: [string, number][]) {
+    if (sent.length) this.retry = this.retry ? [...this.retry, ...sent] : sent;
   }
 
   /** The key as the ledger knows it: its hash, computed once. */
@@ -200,7 +222,7 @@ class Counter {
 
   /** What this isolate believes the counter holds. */
   view() {
-    return this.snap + this.unreported + this.inflight;
+    return this.snap + this.pending() + this.inflight;
   }
 }
 
@@ -212,7 +234,7 @@ type Item = { counter: Counter; probe: string[] };
  * visitor; the bound needs no more, since `admit` makes a request wait before an isolate holds
  * more than UNSYNCED_MAX unanswered members of a counter.
  */
-const due = (c: Counter) => c.unreported >= REPORT_AT;
+const due = (c: Counter) => c.pending() >= REPORT_AT;
 
 /** What one ask would add to its counter, as this isolate knows it, without making a counter. */
 interface Look {
@@ -461,11 +483,11 @@ export class LimitCounts {
       if (n <= 0) break;
       if (c.inflight || c.waiting) continue;
       this.counters.delete(key);
-      if (c.unreported) {
+      if (c.pending()) {
         if (this.orphans.size >= MAX_COUNTERS) this.orphans.delete(this.orphans.keys().next().value as string);
         this.orphans.set(key, c);
       }
-      if (c.reported || c.snap || c.unreported) {
+      if (c.reported || c.snap || c.pending()) {
         if (this.forgotten.size >= MAX_COUNTERS) this.forgotten.delete(this.forgotten.values().next().value as string);
         this.forgotten.add(key);
       }
@@ -481,7 +503,7 @@ export class LimitCounts {
    */
   private sync(ledger: LedgerPort, items: Item[]): Promise<LedgerCount[]> {
     const sends = items.map(({ counter: c }) => {
-      const add = c.takeUnreported();
+      const add = c.takePending();
       c.inflight += add.length;
       c.reported = true;
       return add;
@@ -493,12 +515,9 @@ export class LimitCounts {
       items.forEach(({ counter: c }, i) => {
         const n = sends[i]?.length ?? 0;
         c.inflight -= n;
-        if (delivered || !n) return;
-        // Not delivered: unreported again, from the first of them on. Unreported members are the
-        // newest, and a later report may have been delivered meanwhile: its members are then sent
-        // again with these (the ledger counts a member once) rather than these left out for good.
-        const from = c.members.indexOf((sends[i] as [string, number][])[0]?.[0] as string);
-        c.unreported = Math.min(c.members.length, Math.max(c.unreported + n, from < 0 ? 0 : c.members.length - from));
+        // Not delivered: sent again with the next report (a later call may have been delivered
+        // meanwhile, so these are not the newest members; those of them that left the window meanwhile no longer count).
+        if (!delivered) c.failed(sends[i] ?? []);
       });
     };
     const answers: LedgerCount[] = [];
@@ -562,12 +581,12 @@ export class LimitCounts {
   private async flush(ledger: LedgerPort): Promise<void> {
     const items: Item[] = [];
     for (const c of this.counters.values()) if (due(c)) items.push({ counter: c, probe: [] });
-    for (const c of this.orphans.values()) if (c.unreported && !c.inflight) items.push({ counter: c, probe: [] });
+    for (const c of this.orphans.values()) if (c.pending() && !c.inflight) items.push({ counter: c, probe: [] });
     if (!items.length) return;
     await this.sync(ledger, items).then(
       () => {
         // Delivered: the ledger counts them now (a key that comes back asks it: `forgotten`).
-        for (const { counter: c } of items) if (this.orphans.get(c.key) === c && !c.unreported) this.orphans.delete(c.key);
+        for (const { counter: c } of items) if (this.orphans.get(c.key) === c && !c.pending()) this.orphans.delete(c.key);
       },
       (err) => unreachable(items.length, err),
     );
@@ -577,7 +596,7 @@ export class LimitCounts {
     const c = this.counters.get(ask.key) ?? this.orphans.get(ask.key);
     if (c) {
       c.prune(now);
-      return { c, fresh: c.fresh(ask.members), view: c.view(), unsynced: c.unreported + c.inflight, forgotten: false };
+      return { c, fresh: c.fresh(ask.members), view: c.view(), unsynced: c.pending() + c.inflight, forgotten: false };
     }
     const unique = ask.members.length === 1 ? ask.members : [...new Set(ask.members)];
     const first = this.firstOf(ask.key, ask.window, now);
