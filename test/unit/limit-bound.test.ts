@@ -97,6 +97,25 @@ describe("a counter reached through several isolates", () => {
     await settled(flushed);
   });
 
+  it("admits a member below the limit when a report that timed out reaches the ledger after all: its members count once", async () => {
+    let latency = 0;
+    const ledger = memoryLedger(() => latency);
+    const counts = new LimitCounts();
+    const ask = (members: string[]): Ask[] => [{ key: "c", limit: 12, window: DAY, members }];
+    for (let k = 0; k < 7; k++) expect((await counts.admit(ledger, ask([`m${k}`]))).ok).toBe(true);
+    // Their report reaches the ledger 100 ms after LEDGER_TIMEOUT_MS, and its answer is applied.
+    latency = LEDGER_TIMEOUT_MS + 100;
+    const flushed = counts.flushSoon(ledger);
+    await vi.advanceTimersByTimeAsync(FLUSH_DELAY_MS + 200);
+    for (let k = 7; k < 10; k++) expect((await counts.admit(ledger, ask([`m${k}`]))).ok).toBe(true);
+    // The eleventh waits for a call answered after that (the ledger then counts all 10).
+    latency = LEDGER_TIMEOUT_MS - 50;
+    const eleventh = counts.admit(ledger, ask(["m10"]));
+    await vi.advanceTimersByTimeAsync(LEDGER_TIMEOUT_MS);
+    expect(await eleventh).toMatchObject({ ok: true });
+    await settled(flushed);
+  });
+
   it("counts exactly in one isolate when the first member of a report that times out leaves the window meanwhile", async () => {
     const HOUR = 60 * 60 * 1000;
     let latency = 0;

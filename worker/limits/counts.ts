@@ -214,6 +214,14 @@ class Counter {
     if (sent.length) this.retry = this.retry ? [...this.retry, ...sent] : sent;
   }
 
+  /** A call that timed out reached the ledger after all (its answer is applied): its members still to send again need not be. */
+  landed(sent: [string, number][]) {
+    if (!this.retry) return;
+    const done = new Set(sent.map(([m]) => m));
+    this.retry = this.retry.filter(([m]) => !done.has(m));
+    if (!this.retry.length) this.retry = undefined;
+  }
+
   /** The key as the ledger knows it: its hash, computed once. */
   ledgerKey(): string {
     this.#ledgerKey ??= digestHex(this.key);
@@ -499,7 +507,8 @@ export class LimitCounts {
    * Reports the counters' unreported members (with when each was admitted) and asks about `probe`
    * members, one call per shard. The counters' accounting is settled once, by the answer, a failure,
    * or the ledger's timeout (LEDGER_TIMEOUT_MS), whichever comes first (a report that timed out is sent again with the
-   * next; the ledger counts a member once). An answer that comes late still refreshes the count.
+   * next; the ledger counts a member once). An answer that comes late still refreshes the count, and
+   * its members not yet sent again are no longer.
    */
   private sync(ledger: LedgerPort, items: Item[]): Promise<LedgerCount[]> {
     const sends = items.map(({ counter: c }) => {
@@ -563,6 +572,8 @@ export class LimitCounts {
         byShard.get(shard)?.push(i) ?? byShard.set(shard, [i]);
       });
       await Promise.all([...byShard].map(([shard, indexes]) => call(shard, indexes, entries)));
+      // Answered after its timeout: the ledger counts these members now, and so does the count just applied.
+      if (settled) for (const [i, { counter: c }] of items.entries()) c.landed(sends[i] ?? []);
       settle(true);
       return answers;
     })();
