@@ -217,8 +217,9 @@ class Counter {
   /** A call that timed out reached the ledger after all (its answer is applied): its members still to send again need not be. */
   landed(sent: [string, number][]) {
     if (!this.retry) return;
-    const done = new Set(sent.map(([m]) => m));
-    this.retry = this.retry.filter(([m]) => !done.has(m));
+    // A member with when it was admitted: one that left the window and came back is another.
+    const done = new Map(sent);
+    this.retry = this.retry.filter(([m, at]) => done.get(m) !== at);
     if (!this.retry.length) this.retry = undefined;
   }
 
