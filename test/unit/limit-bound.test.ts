@@ -116,6 +116,29 @@ describe("a counter reached through several isolates", () => {
     await settled(flushed);
   });
 
+  it("holds UNSYNCED_MAX members of a counter while the ledger does not answer, however many of its reports time out together", async () => {
+    let latency = 0;
+    const ledger = memoryLedger(() => latency);
+    const counts = new LimitCounts();
+    const ask = (members: string[]): Ask[] => [{ key: "c", limit: 50, window: DAY, members }];
+    const admitted: string[] = [];
+    const send = (members: string[]) =>
+      counts.admit(ledger, ask(members)).then((verdict) => {
+        if (verdict.ok) admitted.push(...members);
+      });
+    for (let k = 0; k < 7; k++) await send([`m${k}`]);
+    await settled(counts.flushSoon(ledger)); // delivered
+    latency = 20 * LEDGER_TIMEOUT_MS;
+    for (let k = 7; k < 14; k++) await send([`m${k}`]);
+    // m7–m13 go in a report that times out; m14 in the call of a request that waits (11 unanswered), which times out too.
+    const flushed = counts.flushSoon(ledger);
+    await vi.advanceTimersByTimeAsync(FLUSH_DELAY_MS + 1);
+    await send(["m14"]);
+    await settled(Promise.all([flushed, send(["m15", "m16", "m17"])]));
+    for (let k = 18; k < 22; k++) await settled(send([`m${k}`]));
+    expect(admitted).toEqual([...Array.from({ length: 15 }, (_, k) => `m${k}`), "m18", "m19"]);
+  });
+
   it("counts exactly in one isolate when the first member of a report that times out leaves the window meanwhile", async () => {
     const HOUR = 60 * 60 * 1000;
     let latency = 0;
