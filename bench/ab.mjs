@@ -50,7 +50,12 @@ const make = workloads()[load];
 if (!make) throw new Error(`unknown workload ${load}: single, known or fresh`);
 const { post, close } = client();
 
-const workerd = execFileSync("pgrep", ["-f", "workerd serve"]).toString().trim().split("\n").at(-1);
+// This run's own workerd (Miniflare starts it as a child of this process), not another run's on the same machine.
+const workerd = execFileSync("pgrep", ["-P", String(process.pid), "workerd"])
+  .toString()
+  .trim()
+  .split("\n")
+  .at(-1);
 /** CPU the workerd process has used, in µs (utime + stime, in clock ticks of 10 ms). */
 const cpu = () => {
   const fields = readFileSync(`/proc/${workerd}/stat`, "utf8").split(") ")[1].split(" ");

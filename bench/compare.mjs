@@ -66,8 +66,15 @@ const targets = {
   pass: await mf.unsafeGetDirectURL("pass-through"),
 };
 
-/** CPU the workerd process has used, in µs (utime + stime, clock ticks of 10 ms): the three workers and the upstream share it. */
-const workerd = execFileSync("pgrep", ["-f", "workerd serve"]).toString().trim().split("\n").at(-1);
+/**
+ * CPU the workerd process has used, in µs (utime + stime, clock ticks of 10 ms): the three workers and the upstream share it.
+ * This run's own workerd (Miniflare starts it as a child of this process), not another run's on the same machine.
+ */
+const workerd = execFileSync("pgrep", ["-P", String(process.pid), "workerd"])
+  .toString()
+  .trim()
+  .split("\n")
+  .at(-1);
 const cpu = () => {
   const fields = readFileSync(`/proc/${workerd}/stat`, "utf8").split(") ")[1].split(" ");
   return (Number(fields[11]) + Number(fields[12])) * 10_000;
