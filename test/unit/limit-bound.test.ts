@@ -9,28 +9,19 @@ import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { type Ask, FLUSH_DELAY_MS, LEDGER_TIMEOUT_MS, type LedgerPort, LimitCounts, UNSYNCED_MAX } from "../../worker/limits/counts.ts";
 import type { LedgerCount } from "../../worker/limits/ledger-object.ts";
+import { ledgerCounting } from "../fixtures/memory-ledger.ts";
 
 const DAY = 24 * 60 * 60 * 1000;
 const T0 = Date.UTC(2026, 11, 6, 10);
 
 /** The shard objects' counting, answering after `latency()` ms. */
 function memoryLedger(latency: () => number): LedgerPort {
-  const counters = new Map<string, Map<string, number>>();
-  let seq = 0;
+  const count = ledgerCounting();
   return {
     async sync(_shard, entries): Promise<LedgerCount[]> {
       const ms = latency();
       if (ms) await new Promise((resolve) => setTimeout(resolve, ms));
-      const now = Date.now();
-      return entries.map(({ key, window, add, probe }) => {
-        const members = counters.get(key) ?? new Map<string, number>();
-        counters.set(key, members);
-        const known = probe.map((m) => ((members.get(m) ?? 0) > now ? (members.get(m) as number) : 0));
-        for (const [member, at] of add) if (!((members.get(member) ?? 0) > now)) members.set(member, Math.min(at, now) + window);
-        for (const [member, expires] of members) if (expires <= now) members.delete(member);
-        const expiries = [...members.values()];
-        return { count: members.size, known, freesAt: expiries.length ? Math.min(...expiries) : 0, seq: ++seq };
-      });
+      return count(entries);
     },
   };
 }

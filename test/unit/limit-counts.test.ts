@@ -18,14 +18,14 @@ import {
   type Verdict,
 } from "../../worker/limits/counts.ts";
 import type { LedgerCount, LedgerEntry } from "../../worker/limits/ledger-object.ts";
+import { ledgerCounting } from "../fixtures/memory-ledger.ts";
 
 const DAY = 24 * 60 * 60 * 1000;
 const T0 = Date.UTC(2026, 11, 6, 10);
 
-/** The shard objects' counting, in memory: a member counts from when it was admitted, once, for its window. */
+/** The shard objects' counting, in memory (test/fixtures/memory-ledger.ts), with its calls logged and outages on demand. */
 function memoryLedger() {
-  const counters = new Map<string, Map<string, number>>();
-  let seq = 0;
+  const count = ledgerCounting();
   const calls: LedgerEntry[][] = [];
   const ledger: LedgerPort & { calls: LedgerEntry[][]; down?: "fails" | "silent" | "answer lost" } = {
     calls,
@@ -38,20 +38,7 @@ function memoryLedger() {
         return new Promise(() => {});
       }
       calls.push(entries);
-      const now = Date.now();
-      return entries.map(({ key, window, add, probe }) => {
-        const members = counters.get(key) ?? new Map<string, number>();
-        counters.set(key, members);
-        for (const [member, at] of add) if (!((members.get(member) ?? 0) > now)) members.set(member, Math.min(at, now) + window);
-        for (const [member, expires] of members) if (expires <= now) members.delete(member);
-        const expiries = [...members.values()];
-        return {
-          count: members.size,
-          known: probe.map((m) => members.get(m) ?? 0),
-          freesAt: expiries.length ? Math.min(...expiries) : 0,
-          seq: ++seq,
-        };
-      });
+      return count(entries);
     },
   };
   return ledger;

@@ -9,32 +9,20 @@ import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { type Ask, FLUSH_DELAY_MS, type LedgerPort, LimitCounts, REPORT_AT, type Verdict } from "../../worker/limits/counts.ts";
 import type { LedgerCount } from "../../worker/limits/ledger-object.ts";
+import { ledgerCounting } from "../fixtures/memory-ledger.ts";
 
 const T0 = Date.UTC(2026, 11, 6, 10);
 /** A short window, so that first sightings run out within a run. */
 const WINDOW = 1000;
 
+/** The shard objects' counting, in memory (test/fixtures/memory-ledger.ts), its calls counted. */
 function memoryLedger(): LedgerPort & { calls: number } {
-  const counters = new Map<string, Map<string, number>>();
-  let seq = 0;
+  const count = ledgerCounting();
   const ledger = {
     calls: 0,
     async sync(_shard: number, entries: Parameters<LedgerPort["sync"]>[1]): Promise<LedgerCount[]> {
       ledger.calls++;
-      const now = Date.now();
-      return entries.map(({ key, window, add, probe }) => {
-        const members = counters.get(key) ?? new Map<string, number>();
-        counters.set(key, members);
-        for (const [member, at] of add) if (!((members.get(member) ?? 0) > now)) members.set(member, Math.min(at, now) + window);
-        for (const [member, expires] of members) if (expires <= now) members.delete(member);
-        const expiries = [...members.values()];
-        return {
-          count: members.size,
-          known: probe.map((m) => members.get(m) ?? 0),
-          freesAt: expiries.length ? Math.min(...expiries) : 0,
-          seq: ++seq,
-        };
-      });
+      return count(entries);
     },
   };
   return ledger;
