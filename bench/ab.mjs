@@ -9,11 +9,11 @@
  * `BENCH_SECONDS` sets the length of a phase (default 2).
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, symlinkSync } from "node:fs";
+import { mkdtempSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Miniflare } from "miniflare";
-import { bundleRelay, CONNECTIONS, client, orttoWorker, quiet, relayWorker, root, workloads } from "./harness.mjs";
+import { bundleRelay, CONNECTIONS, client, orttoWorker, quiet, relayWorker, root, workerdCpu, workloads } from "./harness.mjs";
 
 const [ref = "HEAD", load = "single"] = process.argv.slice(2);
 const PHASE_MS = Number(process.env.BENCH_SECONDS ?? 2) * 1000;
@@ -50,17 +50,8 @@ const make = workloads()[load];
 if (!make) throw new Error(`unknown workload ${load}: single, known or fresh`);
 const { post, close } = client();
 
-// This run's own workerd (Miniflare starts it as a child of this process), not another run's on the same machine.
-const workerd = execFileSync("pgrep", ["-P", String(process.pid), "workerd"])
-  .toString()
-  .trim()
-  .split("\n")
-  .at(-1);
-/** CPU the workerd process has used, in µs (utime + stime, in clock ticks of 10 ms). */
-const cpu = () => {
-  const fields = readFileSync(`/proc/${workerd}/stat`, "utf8").split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-};
+/** CPU this run's workerd has used, in µs: the workers and the upstream share it. */
+const cpu = workerdCpu();
 const totals = { a: { ok: 0, other: 0, cpu: 0 }, b: { ok: 0, other: 0, cpu: 0 } };
 async function phase(target, ms, count = true) {
   const end = performance.now() + ms;

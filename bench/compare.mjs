@@ -15,8 +15,6 @@
  * stays under 35 s; the figures in docs/performance.md come from runs of 3).
  * `BENCH_ONLY=single,fresh` measures only those workloads.
  */
-import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { Miniflare } from "miniflare";
 import {
   benchWorker,
@@ -30,6 +28,7 @@ import {
   relayWorker,
   SERVER_TOKEN,
   upstream,
+  workerdCpu,
   workerOptions,
   workloads,
 } from "./harness.mjs";
@@ -66,19 +65,8 @@ const targets = {
   pass: await mf.unsafeGetDirectURL("pass-through"),
 };
 
-/**
- * CPU the workerd process has used, in µs (utime + stime, clock ticks of 10 ms): the three workers and the upstream share it.
- * This run's own workerd (Miniflare starts it as a child of this process), not another run's on the same machine.
- */
-const workerd = execFileSync("pgrep", ["-P", String(process.pid), "workerd"])
-  .toString()
-  .trim()
-  .split("\n")
-  .at(-1);
-const cpu = () => {
-  const fields = readFileSync(`/proc/${workerd}/stat`, "utf8").split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-};
+/** CPU this run's workerd has used, in µs: the workers and the upstream share it. */
+const cpu = workerdCpu();
 
 const make = workloads();
 const { post, close } = client();

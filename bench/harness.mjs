@@ -142,3 +142,20 @@ export function client() {
     });
   return { post, close: () => agent.destroy() };
 }
+
+/**
+ * CPU this run's own workerd has used so far, in µs (utime + stime, clock ticks of 10 ms): Miniflare
+ * starts it as a child of this process, so not another run's on the same machine. Every worker of
+ * the run shares it. Call once Miniflare is ready.
+ */
+export function workerdCpu() {
+  const workerd = execFileSync("pgrep", ["-P", String(process.pid), "workerd"])
+    .toString()
+    .trim()
+    .split("\n")
+    .at(-1);
+  return () => {
+    const fields = readFileSync(`/proc/${workerd}/stat`, "utf8").split(") ")[1].split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10_000;
+  };
+}
