@@ -148,6 +148,13 @@ describe("POST /v1/activities/create when Ortto refuses or the relay is not conf
 });
 
 describe("logs", () => {
+  /** An Analytics Engine dataset that cannot take a point. */
+  const brokenDataset = {
+    writeDataPoint: () => {
+      throw new Error("dataset unavailable");
+    },
+  };
+
   it("writes one Analytics Engine point per POST, plain successes included, and none for other methods", async () => {
     // A recording dataset: Miniflare's Analytics Engine keeps no points to read back.
     const points: AnalyticsEngineDataPoint[] = [];
@@ -166,12 +173,7 @@ describe("logs", () => {
     const lines: string[] = [];
     const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
     try {
-      const RELAY_EVENTS = {
-        writeDataPoint: () => {
-          throw new Error("dataset unavailable");
-        },
-      };
-      expect((await postWith({ LOG_REQUESTS: "problems", RELAY_EVENTS }, { activities: [loggedIn()] })).status).toBe(200);
+      expect((await postWith({ LOG_REQUESTS: "problems", RELAY_EVENTS: brokenDataset }, { activities: [loggedIn()] })).status).toBe(200);
     } finally {
       spy.mockRestore();
     }
@@ -182,13 +184,8 @@ describe("logs", () => {
     const lines: string[] = [];
     const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => void lines.push(String(line)));
     try {
-      const RELAY_EVENTS = {
-        writeDataPoint: () => {
-          throw new Error("dataset unavailable");
-        },
-      };
       const refused = await postWith(
-        { LOG_REQUESTS: "problems", RELAY_EVENTS },
+        { LOG_REQUESTS: "problems", RELAY_EVENTS: brokenDataset },
         { activities: [{ ...loggedIn(), activity_id: "act:cm:no-such" }] },
       );
       expect(refused.status).toBe(400);
